@@ -1,0 +1,736 @@
+//! JSONPath as Step Functions reads it, parsed once when a definition loads.
+//!
+//! A [`Path`] starts at one of three roots: `$` (the state's input), `$$` (the context object)
+//! or `$name` (a variable set by `Assign`). Paths made only of names and indices (`$.a.b[0]`,
+//! `$['x y']`) are kept as [`Step`]s, which both reads and writes use directly; everything else
+//! (wildcards, slices, filters, `..`) is compiled by jsonpath-rust.
+//!
+//! AWS accepts two spellings that RFC 9535 does not, and we rewrite them before parsing:
+//! `$.a.['b c']` (a dot before a bracket) and dot-names with characters such as `-`
+//! (`$.detail-type`), which the Jayway library behind AWS accepts.
+
+use std::fmt::{self, Write as _};
+
+use jsonpath_rust::parser::model::{
+    Comparable, Comparison, Filter, FilterAtom, FnArg, JpQuery, Literal, Segment, Selector,
+    SingularQuery, SingularQuerySegment, Test, TestFunction,
+};
+use jsonpath_rust::parser::parse_json_path;
+use jsonpath_rust::query::js_path_process;
+use serde_json::Value;
+
+/// Where a path starts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Root {
+    /// `$`: the state's (effective) input.
+    Input,
+    /// `$$`: the context object.
+    Context,
+    /// `$name`: a workflow variable.
+    Variable(String),
+}
+
+/// One step of a singular path: a member name or an array index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// `.name` or `['name']`
+    Field(String),
+    /// `[3]`
+    Index(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Body {
+    /// Names and non-negative indices only: a Reference Path.
+    Steps(Vec<Step>),
+    /// Anything else, compiled by jsonpath-rust (relative to the root value).
+    Query(JpQuery),
+}
+
+/// A compiled JSONPath. Equality ignores the original spelling.
+#[derive(Debug, Clone)]
+pub struct Path {
+    text: String,
+    root: Root,
+    body: Body,
+}
+
+impl PartialEq for Path {
+    fn eq(&self, other: &Self) -> bool {
+        self.root == other.root && self.body == other.body
+    }
+}
+
+/// Why a string is not a path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `"a.b"`: every path starts with `$`.
+    #[error("a path must start with '$'")]
+    NoRoot,
+    /// `"$.a[?"`: not valid JSONPath.
+    #[error("invalid JSONPath: {0}")]
+    Syntax(String),
+    /// `"$.a[*]"` where only a Reference Path (names and indices) is allowed.
+    #[error("a reference path may only contain field names and array indices")]
+    NotAReference,
+}
+
+impl Path {
+    /// Parses any JSONPath AWS accepts in a `Path` field or a `.$` value.
+    pub fn parse(text: &str) -> Result<Path, Error> {
+        let (root, rest) = split_root(text)?;
+        let body = match parse_steps(rest) {
+            Some(steps) => Body::Steps(steps),
+            None => {
+                let rfc = to_rfc9535(rest).ok_or_else(|| Error::Syntax(text.to_owned()))?;
+                let query = parse_json_path(&rfc)
+                    .map_err(|e| Error::Syntax(short_error(&e.to_string())))?;
+                Body::Query(query)
+            }
+        };
+        Ok(Path {
+            text: text.to_owned(),
+            root,
+            body,
+        })
+    }
+
+    /// Parses a Reference Path: a path that names exactly one value by field names and indices.
+    pub fn parse_reference(text: &str) -> Result<Path, Error> {
+        let path = Path::parse(text)?;
+        match path.body {
+            Body::Steps(_) => Ok(path),
+            Body::Query(_) => Err(Error::NotAReference),
+        }
+    }
+
+    /// `$`
+    pub fn root_input() -> Path {
+        Path {
+            text: "$".to_owned(),
+            root: Root::Input,
+            body: Body::Steps(Vec::new()),
+        }
+    }
+
+    /// The text as written in the definition.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Where the path starts.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// The steps of a Reference Path; `None` for a query (wildcards, slices, filters...).
+    pub fn steps(&self) -> Option<&[Step]> {
+        match &self.body {
+            Body::Steps(steps) => Some(steps),
+            Body::Query(_) => None,
+        }
+    }
+
+    /// True when the path can only ever select one value. Step Functions returns a query's
+    /// matches as an array, and a singular path's match as the value itself.
+    pub fn is_singular(&self) -> bool {
+        matches!(self.body, Body::Steps(_))
+    }
+
+    /// Selects from `root`, the value this path's [`Root`] names. A singular path yields at most
+    /// one value; a query yields every match in document order.
+    pub fn select<'v>(&self, root: &'v Value) -> Vec<&'v Value> {
+        match &self.body {
+            Body::Steps(steps) => get(root, steps).into_iter().collect(),
+            Body::Query(query) => js_path_process(query, root)
+                .map(|refs| refs.into_iter().map(|r| r.val()).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Follows `steps` from `value`; `None` when a step is missing.
+pub fn get<'v>(mut value: &'v Value, steps: &[Step]) -> Option<&'v Value> {
+    for step in steps {
+        value = match (step, value) {
+            (Step::Field(name), Value::Object(map)) => map.get(name)?,
+            (Step::Index(i), Value::Array(items)) => items.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+impl fmt::Display for Path {
+    /// The canonical spelling: `Path::parse(&p.to_string()) == p` for every path.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.root {
+            Root::Input => f.write_str("$")?,
+            Root::Context => f.write_str("$$")?,
+            Root::Variable(name) => write!(f, "${name}")?,
+        }
+        match &self.body {
+            Body::Steps(steps) => {
+                for step in steps {
+                    match step {
+                        Step::Field(name) if is_shorthand(name) => write!(f, ".{name}")?,
+                        Step::Field(name) => {
+                            f.write_char('[')?;
+                            write_string(f, name)?;
+                            f.write_char(']')?;
+                        }
+                        Step::Index(i) => write!(f, "[{i}]")?,
+                    }
+                }
+                Ok(())
+            }
+            Body::Query(query) => write_segments(f, &query.segments),
+        }
+    }
+}
+
+/// Splits `$$...`, `$name...` and `$...` into a root and the body after it.
+fn split_root(text: &str) -> Result<(Root, &str), Error> {
+    if let Some(body) = text.strip_prefix("$$") {
+        return Ok((Root::Context, body));
+    }
+    let after = text.strip_prefix('$').ok_or(Error::NoRoot)?;
+    let name_len = after
+        .char_indices()
+        .find(|&(_, c)| !(c.is_alphanumeric() || c == '_'))
+        .map_or(after.len(), |(i, _)| i);
+    if name_len == 0 {
+        return Ok((Root::Input, after));
+    }
+    let name = &after[..name_len];
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(Error::Syntax(text.to_owned()));
+    }
+    Ok((Root::Variable(name.to_owned()), &after[name_len..]))
+}
+
+/// Parses names and non-negative indices: `.a`, `['a']`, `["a"]`, `.['a']`, `[0]`.
+/// `None` when the path needs the general query engine (or is malformed).
+fn parse_steps(s: &str) -> Option<Vec<Step>> {
+    let b = s.as_bytes();
+    let mut steps = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'.' => {
+                i += 1;
+                if i < b.len() && b[i] == b'[' {
+                    continue; // AWS's `.['name']`
+                }
+                let start = i;
+                while i < b.len() && !matches!(b[i], b'.' | b'[') {
+                    i += 1;
+                }
+                let name = &s[start..i];
+                if name.is_empty() || name.chars().any(is_query_char) {
+                    return None;
+                }
+                steps.push(Step::Field(name.to_owned()));
+            }
+            b'[' => {
+                i += 1;
+                match b.get(i)? {
+                    q @ (b'\'' | b'"') => {
+                        let (name, used) = read_quoted(&s[i..], *q as char)?;
+                        i += used;
+                        if b.get(i) != Some(&b']') {
+                            return None;
+                        }
+                        i += 1;
+                        steps.push(Step::Field(name));
+                    }
+                    b'0'..=b'9' => {
+                        let start = i;
+                        while i < b.len() && b[i].is_ascii_digit() {
+                            i += 1;
+                        }
+                        if b.get(i) != Some(&b']') || (i - start > 1 && b[start] == b'0') {
+                            return None;
+                        }
+                        let index = s[start..i].parse().ok()?;
+                        i += 1;
+                        steps.push(Step::Index(index));
+                    }
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(steps)
+}
+
+/// Characters that make a dot-name part of a query rather than a plain name.
+fn is_query_char(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '*' | '(' | ')' | '?' | '@' | ',' | ':' | '\'' | '"' | ']' | '$'
+        )
+}
+
+/// Reads a quoted name starting at its opening quote; returns it unescaped and the bytes used.
+fn read_quoted(s: &str, quote: char) -> Option<(String, usize)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            c if c == quote => return Some((out, i + 1)),
+            '\\' => {
+                let (_, e) = chars.next()?;
+                match e {
+                    'b' => out.push('\u{8}'),
+                    'f' => out.push('\u{c}'),
+                    'n' => out.push('\n'),
+                    'r' => out.push('\r'),
+                    't' => out.push('\t'),
+                    'u' => {
+                        let hex: String = (0..4)
+                            .filter_map(|_| chars.next().map(|(_, h)| h))
+                            .collect();
+                        out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                    }
+                    '\\' | '/' | '\'' | '"' => out.push(e),
+                    _ => return None,
+                }
+            }
+            c if (c as u32) < 0x20 => return None,
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Rewrites AWS's spellings into RFC 9535: `.[` becomes `[`, and a dot-name that RFC 9535's
+/// shorthand does not allow becomes `['name']`. Quoted strings and filters are copied as they are.
+fn to_rfc9535(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len() + 8);
+    out.push('$');
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    while i < b.len() {
+        let c = b[i];
+        if let Some(q) = quote {
+            out.push(c as char);
+            if c == b'\\' && i + 1 < b.len() {
+                i += 1;
+                out.push(b[i] as char);
+            } else if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'\'' | b'"' => {
+                quote = Some(c);
+                out.push(c as char);
+                i += 1;
+            }
+            b'[' | b'(' => {
+                depth += 1;
+                out.push(c as char);
+                i += 1;
+            }
+            b']' | b')' => {
+                depth = depth.checked_sub(1)?;
+                out.push(c as char);
+                i += 1;
+            }
+            b'.' if depth == 0 => {
+                let dots = if b.get(i + 1) == Some(&b'.') { 2 } else { 1 };
+                i += dots;
+                if dots == 1 && b.get(i) == Some(&b'[') {
+                    continue; // `.[` -> `[`
+                }
+                let start = i;
+                while i < b.len() && !matches!(b[i], b'.' | b'[') {
+                    i += 1;
+                }
+                let name = &s[start..i];
+                out.push_str(if dots == 2 { ".." } else { "." });
+                if name == "*" || name.is_empty() || is_shorthand(name) {
+                    out.push_str(name);
+                } else {
+                    if dots == 2 {
+                        out.pop();
+                        out.pop();
+                        out.push_str("..");
+                    } else {
+                        out.pop();
+                    }
+                    out.push('[');
+                    let mut quoted = String::new();
+                    write_string(&mut quoted, name).ok()?;
+                    out.push_str(&quoted);
+                    out.push(']');
+                }
+            }
+            _ => {
+                // Multi-byte characters are copied whole.
+                let ch = s[i..].chars().next()?;
+                out.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    // Bytes pushed one at a time above are always ASCII, so `out` is valid UTF-8.
+    Some(out)
+}
+
+/// RFC 9535 member-name-shorthand: `name-first *name-char`.
+fn is_shorthand(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c as u32 >= 0x80);
+    first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c as u32 >= 0x80)
+}
+
+/// Writes `s` as a single-quoted RFC 9535 string literal.
+fn write_string(f: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    f.write_char('\'')?;
+    for c in s.chars() {
+        match c {
+            '\'' => f.write_str("\\'")?,
+            '\\' => f.write_str("\\\\")?,
+            '\u{8}' => f.write_str("\\b")?,
+            '\u{c}' => f.write_str("\\f")?,
+            '\n' => f.write_str("\\n")?,
+            '\r' => f.write_str("\\r")?,
+            '\t' => f.write_str("\\t")?,
+            c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
+            c => f.write_char(c)?,
+        }
+    }
+    f.write_char('\'')
+}
+
+fn short_error(e: &str) -> String {
+    e.lines().next().unwrap_or(e).to_owned()
+}
+
+// Canonical printing of jsonpath-rust's syntax tree, in bracket form, which RFC 9535 parses back
+// to the same tree.
+
+fn write_segments(f: &mut impl fmt::Write, segments: &[Segment]) -> fmt::Result {
+    segments.iter().try_for_each(|s| write_segment(f, s))
+}
+
+fn write_segment(f: &mut impl fmt::Write, segment: &Segment) -> fmt::Result {
+    match segment {
+        Segment::Descendant(inner) => {
+            f.write_str("..")?;
+            write_segment(f, inner)
+        }
+        Segment::Selector(selector) => {
+            f.write_char('[')?;
+            write_selector(f, selector)?;
+            f.write_char(']')
+        }
+        Segment::Selectors(selectors) => {
+            f.write_char('[')?;
+            for (i, selector) in selectors.iter().enumerate() {
+                if i > 0 {
+                    f.write_char(',')?;
+                }
+                write_selector(f, selector)?;
+            }
+            f.write_char(']')
+        }
+    }
+}
+
+fn write_selector(f: &mut impl fmt::Write, selector: &Selector) -> fmt::Result {
+    match selector {
+        Selector::Name(name) => write_string(f, name),
+        Selector::Wildcard => f.write_char('*'),
+        Selector::Index(i) => write!(f, "{i}"),
+        Selector::Slice(start, end, step) => {
+            if let Some(start) = start {
+                write!(f, "{start}")?;
+            }
+            f.write_char(':')?;
+            if let Some(end) = end {
+                write!(f, "{end}")?;
+            }
+            if let Some(step) = step {
+                write!(f, ":{step}")?;
+            }
+            Ok(())
+        }
+        Selector::Filter(filter) => {
+            f.write_char('?')?;
+            write_filter(f, filter)
+        }
+    }
+}
+
+fn write_filter(f: &mut impl fmt::Write, filter: &Filter) -> fmt::Result {
+    let join = |f: &mut dyn fmt::Write, items: &[Filter], sep: &str| -> fmt::Result {
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                f.write_str(sep)?;
+            }
+            // Parenthesize every operand: precedence then never depends on the printer.
+            f.write_char('(')?;
+            write_filter_dyn(f, item)?;
+            f.write_char(')')?;
+        }
+        Ok(())
+    };
+    match filter {
+        Filter::Or(items) => join(f, items, " || "),
+        Filter::And(items) => join(f, items, " && "),
+        Filter::Atom(atom) => match atom {
+            FilterAtom::Filter { expr, not } => {
+                if *not {
+                    f.write_char('!')?;
+                }
+                f.write_char('(')?;
+                write_filter(f, expr)?;
+                f.write_char(')')
+            }
+            FilterAtom::Test { expr, not } => {
+                if *not {
+                    f.write_char('!')?;
+                }
+                write_test(f, expr)
+            }
+            FilterAtom::Comparison(cmp) => write_comparison(f, cmp),
+        },
+    }
+}
+
+fn write_filter_dyn(f: &mut dyn fmt::Write, filter: &Filter) -> fmt::Result {
+    let mut s = String::new();
+    write_filter(&mut s, filter)?;
+    f.write_str(&s)
+}
+
+fn write_comparison(f: &mut impl fmt::Write, cmp: &Comparison) -> fmt::Result {
+    let (op, (l, r)) = match cmp {
+        Comparison::Eq(..) => ("==", cmp.vals()),
+        Comparison::Ne(..) => ("!=", cmp.vals()),
+        Comparison::Gt(..) => (">", cmp.vals()),
+        Comparison::Gte(..) => (">=", cmp.vals()),
+        Comparison::Lt(..) => ("<", cmp.vals()),
+        Comparison::Lte(..) => ("<=", cmp.vals()),
+    };
+    write_comparable(f, l)?;
+    write!(f, " {op} ")?;
+    write_comparable(f, r)
+}
+
+fn write_comparable(f: &mut impl fmt::Write, c: &Comparable) -> fmt::Result {
+    match c {
+        Comparable::Literal(lit) => write_literal(f, lit),
+        Comparable::Function(func) => write_function(f, func),
+        Comparable::SingularQuery(q) => {
+            let segments = match q {
+                SingularQuery::Current(s) => {
+                    f.write_char('@')?;
+                    s
+                }
+                SingularQuery::Root(s) => {
+                    f.write_char('$')?;
+                    s
+                }
+            };
+            for segment in segments {
+                match segment {
+                    SingularQuerySegment::Index(i) => write!(f, "[{i}]")?,
+                    SingularQuerySegment::Name(n) => {
+                        f.write_char('[')?;
+                        write_string(f, n)?;
+                        f.write_char(']')?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn write_literal(f: &mut impl fmt::Write, lit: &Literal) -> fmt::Result {
+    match lit {
+        Literal::Int(i) => write!(f, "{i}"),
+        Literal::Float(x) => write!(f, "{x:?}"),
+        Literal::String(s) => write_string(f, s),
+        Literal::Bool(b) => write!(f, "{b}"),
+        Literal::Null => f.write_str("null"),
+    }
+}
+
+fn write_test(f: &mut impl fmt::Write, test: &Test) -> fmt::Result {
+    match test {
+        Test::RelQuery(segments) => {
+            f.write_char('@')?;
+            write_segments(f, segments)
+        }
+        Test::AbsQuery(query) => {
+            f.write_char('$')?;
+            write_segments(f, &query.segments)
+        }
+        Test::Function(func) => write_function(f, func),
+    }
+}
+
+fn write_function(f: &mut impl fmt::Write, func: &TestFunction) -> fmt::Result {
+    let (name, args): (&str, Vec<&FnArg>) = match func {
+        TestFunction::Custom(name, args) => (name, args.iter().collect()),
+        TestFunction::Length(a) => ("length", vec![a]),
+        TestFunction::Value(a) => ("value", vec![a]),
+        TestFunction::Count(a) => ("count", vec![a]),
+        TestFunction::Search(a, b) => ("search", vec![a, b]),
+        TestFunction::Match(a, b) => ("match", vec![a, b]),
+    };
+    write!(f, "{name}(")?;
+    for (i, arg) in args.into_iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        match arg {
+            FnArg::Literal(lit) => write_literal(f, lit)?,
+            FnArg::Test(test) => write_test(f, test)?,
+            FnArg::Filter(filter) => write_filter(f, filter)?,
+        }
+    }
+    f.write_char(')')
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn steps(text: &str) -> Vec<Step> {
+        Path::parse(text)
+            .unwrap()
+            .steps()
+            .expect("singular")
+            .to_vec()
+    }
+
+    fn field(s: &str) -> Step {
+        Step::Field(s.to_owned())
+    }
+
+    #[test]
+    fn singular_forms() {
+        assert_eq!(steps("$"), vec![]);
+        assert_eq!(steps("$.a.b"), vec![field("a"), field("b")]);
+        assert_eq!(steps("$.a[0]"), vec![field("a"), Step::Index(0)]);
+        assert_eq!(steps("$['a b']"), vec![field("a b")]);
+        assert_eq!(steps("$[\"a\"]"), vec![field("a")]);
+        assert_eq!(steps("$.a.['b c']"), vec![field("a"), field("b c")]);
+        assert_eq!(steps("$.detail-type"), vec![field("detail-type")]);
+        assert_eq!(
+            steps("$.items[12].itemValue"),
+            vec![field("items"), Step::Index(12), field("itemValue")]
+        );
+        assert_eq!(steps("$['it\\'s']"), vec![field("it's")]);
+    }
+
+    #[test]
+    fn roots() {
+        assert_eq!(Path::parse("$").unwrap().root(), &Root::Input);
+        assert_eq!(
+            Path::parse("$$.Execution.Id").unwrap().root(),
+            &Root::Context
+        );
+        assert_eq!(
+            steps("$$.Execution.Id"),
+            vec![field("Execution"), field("Id")]
+        );
+        let var = Path::parse("$counter.value").unwrap();
+        assert_eq!(var.root(), &Root::Variable("counter".into()));
+        assert_eq!(var.steps().unwrap(), &[field("value")]);
+        assert_eq!(
+            Path::parse("$x").unwrap().root(),
+            &Root::Variable("x".into())
+        );
+        assert_eq!(Path::parse("$x").unwrap().steps().unwrap(), &[] as &[Step]);
+        assert_eq!(
+            Path::parse("$x[1]").unwrap().steps().unwrap(),
+            &[Step::Index(1)]
+        );
+    }
+
+    #[test]
+    fn queries() {
+        for q in [
+            "$.items[*]",
+            "$.items[1:5]",
+            "$.items[1:]",
+            "$..itemValue",
+            "$.items[-1]",
+            "$.a[?(@.x > 1)]",
+            "$.a[?(@.name == 'b')].c",
+            "$.a[0,1]",
+            "$.item.items[*].itemValue",
+        ] {
+            let p = Path::parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+            assert!(!p.is_singular(), "{q}");
+        }
+    }
+
+    #[test]
+    fn invalid() {
+        assert_eq!(Path::parse("a.b"), Err(Error::NoRoot));
+        assert_eq!(Path::parse(""), Err(Error::NoRoot));
+        for bad in ["$.", "$[", "$.a[?", "$..", "$['a'", "$[01]", "$1a"] {
+            assert!(Path::parse(bad).is_err(), "{bad} should fail");
+        }
+        assert_eq!(Path::parse_reference("$.a[*]"), Err(Error::NotAReference));
+        assert_eq!(Path::parse_reference("$..a"), Err(Error::NotAReference));
+        assert!(Path::parse_reference("$.a['b'][2]").is_ok());
+    }
+
+    #[test]
+    fn printing_is_canonical() {
+        for (text, printed) in [
+            ("$", "$"),
+            ("$.a.b", "$.a.b"),
+            ("$['a']", "$.a"),
+            ("$.a.['b c']", "$.a['b c']"),
+            ("$.detail-type", "$['detail-type']"),
+            ("$$.Map.Item.Value", "$$.Map.Item.Value"),
+            ("$v.x[2]", "$v.x[2]"),
+            ("$.items[*].id", "$['items'][*]['id']"),
+            ("$.a[1:3]", "$['a'][1:3]"),
+        ] {
+            let p = Path::parse(text).unwrap();
+            assert_eq!(p.to_string(), printed, "{text}");
+            assert_eq!(Path::parse(printed).unwrap(), p, "{text}");
+        }
+    }
+
+    #[test]
+    fn select() {
+        let doc =
+            json!({"a": {"b c": [1, 2, 3]}, "items": [{"v": 1}, {"v": 2}], "detail-type": "x"});
+        let sel = |p: &str| {
+            Path::parse(p)
+                .unwrap()
+                .select(&doc)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(sel("$.a.['b c'][1]"), vec![json!(2)]);
+        assert_eq!(sel("$.items[*].v"), vec![json!(1), json!(2)]);
+        assert_eq!(sel("$.items[?(@.v > 1)].v"), vec![json!(2)]);
+        assert_eq!(sel("$.detail-type"), vec![json!("x")]);
+        assert_eq!(sel("$.missing"), Vec::<Value>::new());
+    }
+}
