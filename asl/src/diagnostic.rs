@@ -97,13 +97,18 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// A diagnostic at a JSON Pointer.
+    /// A diagnostic at a JSON Pointer. The whole document is `/`, as AWS writes it (RFC 6901
+    /// would write the empty string).
     pub fn new(code: Code, location: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut location = location.into();
+        if location.is_empty() {
+            location.push('/');
+        }
         Diagnostic {
             severity: code.severity(),
             code,
             message: message.into(),
-            location: Some(location.into()),
+            location: Some(location),
         }
     }
 

@@ -94,6 +94,11 @@ impl<'v> Fields<'v> {
         child(&self.at, key)
     }
 
+    /// Every key of the object, in document order.
+    pub(crate) fn keys(&self) -> Vec<String> {
+        self.map.keys().cloned().collect()
+    }
+
     pub(crate) fn has(&self, key: &str) -> bool {
         self.map.contains_key(key)
     }

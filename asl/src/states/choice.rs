@@ -1,0 +1,394 @@
+//! `{"Type": "Choice", "Choices": [...], "Default": "..."}`: picks the next state by rules.
+
+use serde_json::Value;
+
+use super::{Assign, DataFlow, QueryLanguage, StateCx, Supports, assign, jsonata_value};
+use crate::jsonata::{self, Expression, JsonataValue};
+use crate::parse::{Fields, Loader, elements, type_name};
+use crate::path::Path;
+use crate::timestamp::Timestamp;
+
+/// A Choice state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    /// `Choices`, tried in order.
+    pub choices: Vec<ChoiceRule>,
+    /// `Default`: where to go when no rule matches (else States.NoChoiceMatched).
+    pub default: Option<String>,
+    /// InputPath, OutputPath, Assign (and Output in JSONata).
+    pub flow: DataFlow,
+}
+
+/// A top-level rule of `Choices`: a condition and where it leads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChoiceRule {
+    /// The condition.
+    pub rule: Rule,
+    /// `Next`
+    pub next: String,
+    /// `Assign`, applied when this rule matches.
+    pub assign: Option<Assign>,
+    /// `Output` (JSONata), used when this rule matches.
+    pub output: Option<JsonataValue>,
+}
+
+/// A condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rule {
+    /// `{"And": [...]}`
+    And(Vec<Rule>),
+    /// `{"Or": [...]}`
+    Or(Vec<Rule>),
+    /// `{"Not": {...}}`
+    Not(Box<Rule>),
+    /// `{"Variable": "$.x", "NumericEquals": 1}`
+    Compare(Comparison),
+    /// `{"Condition": "{% $states.input.x = 1 %}"}` (JSONata)
+    Condition(Expression),
+    /// `{"Condition": true}` (JSONata): a constant.
+    Constant(bool),
+}
+
+/// `Variable` compared by one operator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// `Variable`
+    pub variable: Path,
+    /// The operator.
+    pub operator: Operator,
+    /// What it compares with.
+    pub operand: Operand,
+}
+
+/// The right-hand side of a comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    /// A literal: a string, number, boolean; for `Is*` tests, the expected truth.
+    Value(Value),
+    /// A literal timestamp, for the `Timestamp*` operators.
+    Timestamp(Timestamp),
+    /// The `*Path` form: the value at this path.
+    Path(Path),
+}
+
+/// The comparison operators (the `*Path` forms share the operator with a [`Operand::Path`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)] // the names are AWS's
+pub enum Operator {
+    StringEquals,
+    StringLessThan,
+    StringGreaterThan,
+    StringLessThanEquals,
+    StringGreaterThanEquals,
+    StringMatches,
+    NumericEquals,
+    NumericLessThan,
+    NumericGreaterThan,
+    NumericLessThanEquals,
+    NumericGreaterThanEquals,
+    BooleanEquals,
+    TimestampEquals,
+    TimestampLessThan,
+    TimestampGreaterThan,
+    TimestampLessThanEquals,
+    TimestampGreaterThanEquals,
+    IsNull,
+    IsPresent,
+    IsNumeric,
+    IsString,
+    IsBoolean,
+    IsTimestamp,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Operands {
+    String,
+    Number,
+    Boolean,
+    Timestamp,
+    Test,
+}
+
+impl Operator {
+    const ALL: [(Operator, &'static str, Operands, bool); 23] = {
+        use Operands::*;
+        use Operator::*;
+        [
+            (StringEquals, "StringEquals", String, true),
+            (StringLessThan, "StringLessThan", String, true),
+            (StringGreaterThan, "StringGreaterThan", String, true),
+            (StringLessThanEquals, "StringLessThanEquals", String, true),
+            (
+                StringGreaterThanEquals,
+                "StringGreaterThanEquals",
+                String,
+                true,
+            ),
+            (StringMatches, "StringMatches", String, false),
+            (NumericEquals, "NumericEquals", Number, true),
+            (NumericLessThan, "NumericLessThan", Number, true),
+            (NumericGreaterThan, "NumericGreaterThan", Number, true),
+            (NumericLessThanEquals, "NumericLessThanEquals", Number, true),
+            (
+                NumericGreaterThanEquals,
+                "NumericGreaterThanEquals",
+                Number,
+                true,
+            ),
+            (BooleanEquals, "BooleanEquals", Boolean, true),
+            (TimestampEquals, "TimestampEquals", Timestamp, true),
+            (TimestampLessThan, "TimestampLessThan", Timestamp, true),
+            (
+                TimestampGreaterThan,
+                "TimestampGreaterThan",
+                Timestamp,
+                true,
+            ),
+            (
+                TimestampLessThanEquals,
+                "TimestampLessThanEquals",
+                Timestamp,
+                true,
+            ),
+            (
+                TimestampGreaterThanEquals,
+                "TimestampGreaterThanEquals",
+                Timestamp,
+                true,
+            ),
+            (IsNull, "IsNull", Test, false),
+            (IsPresent, "IsPresent", Test, false),
+            (IsNumeric, "IsNumeric", Test, false),
+            (IsString, "IsString", Test, false),
+            (IsBoolean, "IsBoolean", Test, false),
+            (IsTimestamp, "IsTimestamp", Test, false),
+        ]
+    };
+
+    /// AWS's name of the operator (without `Path`).
+    pub fn name(self) -> &'static str {
+        Operator::ALL
+            .iter()
+            .find(|(op, ..)| *op == self)
+            .map_or("", |(_, name, ..)| name)
+    }
+
+    /// Finds the operator a rule field names: `(operator, is_path_form)`.
+    fn from_field(key: &str) -> Option<(Operator, Operands, bool)> {
+        Operator::ALL
+            .iter()
+            .find_map(|&(op, name, operands, has_path)| {
+                if key == name {
+                    Some((op, operands, false))
+                } else if has_path && key.strip_suffix("Path") == Some(name) {
+                    Some((op, operands, true))
+                } else {
+                    None
+                }
+            })
+    }
+}
+
+impl Choice {
+    pub(crate) fn load(f: &mut Fields, l: &mut Loader, cx: &StateCx) -> Choice {
+        let flow = DataFlow::load(
+            f,
+            l,
+            cx.lang,
+            Supports {
+                assign: true,
+                ..Supports::default()
+            },
+        );
+        let default = f.str(l, "Default").map(str::to_owned);
+        let mut choices = Vec::new();
+        let at = f.pointer("Choices");
+        match f.array(l, "Choices") {
+            Some(items) => {
+                if items.is_empty() {
+                    l.error(at.clone(), "Value cannot be empty");
+                }
+                for (at, v) in elements(items, &at) {
+                    let Some(mut rf) = Fields::open(v, at, l) else {
+                        continue;
+                    };
+                    let rule = rule(&mut rf, l, cx.lang);
+                    let next = rf.req_str(l, "Next").map(str::to_owned);
+                    let output = if rf.in_language(l, "Output", QueryLanguage::Jsonata, cx.lang) {
+                        jsonata_value(&mut rf, l, "Output")
+                    } else {
+                        None
+                    };
+                    let assign = assign(&mut rf, l, cx.lang);
+                    rf.finish(l);
+                    if let (Some(rule), Some(next)) = (rule, next) {
+                        choices.push(ChoiceRule {
+                            rule,
+                            next,
+                            assign,
+                            output,
+                        });
+                    }
+                }
+            }
+            None if !f.has("Choices") => {
+                f.require("Choices");
+            }
+            None => {}
+        }
+        Choice {
+            choices,
+            default,
+            flow,
+        }
+    }
+}
+
+/// One rule object's condition; the caller handles `Next`, `Assign` and `Output`.
+fn rule(f: &mut Fields, l: &mut Loader, lang: QueryLanguage) -> Option<Rule> {
+    f.str(l, "Comment");
+    if lang == QueryLanguage::Jsonata {
+        let condition = f.require("Condition")?;
+        return match condition {
+            Value::Bool(b) => Some(Rule::Constant(*b)),
+            Value::String(text) if jsonata::expression(text).is_some() => {
+                jsonata::expression(text).map(Rule::Condition)
+            }
+            _ => {
+                l.error(
+                    f.pointer("Condition"),
+                    "The field 'Condition' must be a JSONata expression {% ... %} or a boolean",
+                );
+                None
+            }
+        };
+    }
+    if f.has("Condition") {
+        f.in_language(l, "Condition", QueryLanguage::Jsonata, lang);
+    }
+    for (key, build) in [
+        ("And", Rule::And as fn(Vec<Rule>) -> Rule),
+        ("Or", Rule::Or),
+    ] {
+        if f.has(key) {
+            let at = f.pointer(key);
+            let items = f.array(l, key)?;
+            if items.is_empty() {
+                l.error(at.clone(), "Value cannot be empty");
+            }
+            let rules = elements(items, &at)
+                .filter_map(|(at, v)| nested(l, v, at, lang))
+                .collect();
+            return Some(build(rules));
+        }
+    }
+    if f.has("Not") {
+        let at = f.pointer("Not");
+        let v = f.take("Not")?;
+        return nested(l, v, at, lang).map(|r| Rule::Not(Box::new(r)));
+    }
+    let variable = f.require("Variable").and_then(|_| f.path(l, "Variable"));
+    let operators: Vec<String> = f
+        .keys()
+        .into_iter()
+        .filter(|k| Operator::from_field(k).is_some())
+        .collect();
+    if operators.len() != 1 {
+        l.error(
+            f.at.clone(),
+            if operators.is_empty() {
+                "A choice rule needs one comparison operator (StringEquals, NumericLessThan, IsPresent, ...) or And, Or, Not".to_owned()
+            } else {
+                format!("A choice rule takes exactly one comparison operator, but has {}", operators.join(", "))
+            },
+        );
+        operators.iter().for_each(|k| {
+            f.take(k);
+        });
+        return None;
+    }
+    let key = &operators[0];
+    let (operator, operands, is_path) = Operator::from_field(key)?;
+    let at = f.pointer(key);
+    let v = f.take(key)?;
+    let operand = if is_path {
+        f.path(l, key).map(Operand::Path)
+    } else {
+        literal(l, &at, key, v, operands)
+    };
+    Some(Rule::Compare(Comparison {
+        variable: variable?,
+        operator,
+        operand: operand?,
+    }))
+}
+
+fn literal(l: &mut Loader, at: &str, key: &str, v: &Value, operands: Operands) -> Option<Operand> {
+    let (ok, expected) = match operands {
+        Operands::String => (v.is_string(), "a string"),
+        Operands::Number => (v.is_number(), "a number"),
+        Operands::Boolean | Operands::Test => (v.is_boolean(), "a boolean"),
+        Operands::Timestamp => {
+            return match v.as_str().map(Timestamp::parse) {
+                Some(Ok(t)) => Some(Operand::Timestamp(t)),
+                Some(Err(e)) => {
+                    l.error(at, e.to_string());
+                    None
+                }
+                None => {
+                    l.error(
+                        at,
+                        format!(
+                            "The field '{key}' must be a timestamp string, but got {}",
+                            type_name(v)
+                        ),
+                    );
+                    None
+                }
+            };
+        }
+    };
+    if !ok {
+        l.error(
+            at,
+            format!(
+                "The field '{key}' must be {expected}, but got {}",
+                type_name(v)
+            ),
+        );
+        return None;
+    }
+    Some(Operand::Value(v.clone()))
+}
+
+/// A rule inside And, Or or Not: no `Next`, `Assign` or `Output`.
+fn nested(l: &mut Loader, v: &Value, at: String, lang: QueryLanguage) -> Option<Rule> {
+    let mut f = Fields::open(v, at, l)?;
+    let r = rule(&mut f, l, lang);
+    f.finish(l);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_fields() {
+        assert!(matches!(
+            Operator::from_field("StringEquals"),
+            Some((Operator::StringEquals, _, false))
+        ));
+        assert!(matches!(
+            Operator::from_field("StringEqualsPath"),
+            Some((Operator::StringEquals, _, true))
+        ));
+        assert!(matches!(
+            Operator::from_field("TimestampLessThanEqualsPath"),
+            Some((Operator::TimestampLessThanEquals, _, true))
+        ));
+        assert!(Operator::from_field("StringMatchesPath").is_none());
+        assert!(Operator::from_field("IsNullPath").is_none());
+        assert_eq!(Operator::IsTimestamp.name(), "IsTimestamp");
+    }
+}
