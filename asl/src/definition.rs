@@ -25,6 +25,8 @@ pub struct Scope {
     pub states: IndexMap<String, State>,
     /// The JSON Pointer of this scope in the definition (`""` for the state machine).
     pub pointer: String,
+    /// False when a state or an edge could not be read (the definition has errors then).
+    pub(crate) complete: bool,
 }
 
 /// A loaded state machine definition.
@@ -40,10 +42,11 @@ pub struct Definition {
     pub query_language: QueryLanguage,
 }
 
-/// The result of loading: the definition when it has no errors, and every diagnostic.
+/// The result of loading: what could be read, and every diagnostic.
 #[derive(Debug, Clone)]
 pub struct Loaded {
-    /// `None` when there are errors.
+    /// What could be read; `None` when not even the top level could. It may be partial when
+    /// there are errors: only a [`crate::Machine`] is known to be valid.
     pub definition: Option<Definition>,
     /// Errors and warnings, in document order.
     pub diagnostics: Vec<Diagnostic>,
@@ -73,9 +76,8 @@ impl Definition {
     pub fn load(value: &Value, machine_type: MachineType) -> Loaded {
         let mut l = Loader::new(machine_type);
         let definition = load_root(&mut l, value);
-        let has_errors = l.diagnostics.iter().any(Diagnostic::is_error);
         Loaded {
-            definition: definition.filter(|_| !has_errors),
+            definition,
             diagnostics: l.diagnostics,
         }
     }
@@ -172,6 +174,7 @@ impl Scope {
         let comment = f.str(l, "Comment").map(str::to_owned);
         let states_at = f.pointer("States");
         let mut states = IndexMap::new();
+        l.enter_scope();
         match states_value {
             Some(Value::Object(map)) => {
                 if map.is_empty() {
@@ -180,8 +183,11 @@ impl Scope {
                 for (name, v) in map {
                     let at = child(&states_at, name);
                     check_name(l, name, &at);
-                    if let Some(state) = load_state(l, v, at) {
-                        states.insert(name.clone(), state);
+                    match load_state(l, v, at) {
+                        Some(state) => {
+                            states.insert(name.clone(), state);
+                        }
+                        None => l.lost_edge(),
                     }
                 }
             }
@@ -192,13 +198,15 @@ impl Scope {
                     crate::parse::type_name(other)
                 ),
             ),
-            None => {}
+            None => l.lost_edge(),
         }
+        let complete = l.leave_scope();
         Some(Scope {
             comment,
             start_at: start_at?.to_owned(),
             states,
             pointer: f.at.clone(),
+            complete,
         })
     }
 

@@ -208,7 +208,8 @@ fn resolve(scope: &Scope, d: &mut Vec<Diagnostic>, seen: &mut HashMap<String, St
         ));
     };
     let start = lookup(&scope.start_at);
-    if start.is_none() {
+    // Without readable States, every StartAt would look missing.
+    if start.is_none() && (scope.complete || !scope.states.is_empty()) {
         missing(
             d,
             "StartAt",
@@ -270,7 +271,8 @@ fn resolve(scope: &Scope, d: &mut Vec<Diagnostic>, seen: &mut HashMap<String, St
             .collect();
         nodes.push(node);
     }
-    if !has_terminal && !scope.states.is_empty() {
+    // With a state or an edge unreadable, "unreachable" and "no terminal" could be wrong.
+    if scope.complete && !has_terminal && !scope.states.is_empty() {
         let message = "Workflow has no terminal state";
         d.push(if scope.pointer.is_empty() {
             Diagnostic::unplaced(Code::MissingEndState, message)
@@ -282,7 +284,7 @@ fn resolve(scope: &Scope, d: &mut Vec<Diagnostic>, seen: &mut HashMap<String, St
         start: start.unwrap_or_default(),
         nodes,
     };
-    if start.is_some() {
+    if start.is_some() && scope.complete {
         for (i, reached) in reachable(&graph).into_iter().enumerate() {
             if !reached {
                 let (name, _) = scope.states.get_index(i).expect("one node per state");

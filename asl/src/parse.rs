@@ -29,6 +29,10 @@ pub(crate) struct Loader {
     /// The state machine's own QueryLanguage; AWS makes every state inherit it, including
     /// states inside Parallel branches and Map processors.
     pub(crate) top_language: QueryLanguage,
+    /// One counter per scope being loaded: problems that lose an edge of the state graph (a
+    /// state without a readable Type, a broken Next, a Catch without Next). A scope with none
+    /// is complete, and only then can "not reachable" and "no terminal state" be trusted.
+    lost_edges: Vec<u32>,
 }
 
 impl Loader {
@@ -37,6 +41,24 @@ impl Loader {
             diagnostics: Vec::new(),
             machine_type,
             top_language: QueryLanguage::JsonPath,
+            lost_edges: Vec::new(),
+        }
+    }
+
+    /// Starts loading a scope's states.
+    pub(crate) fn enter_scope(&mut self) {
+        self.lost_edges.push(0);
+    }
+
+    /// Ends a scope; true when all of its edges were read.
+    pub(crate) fn leave_scope(&mut self) -> bool {
+        self.lost_edges.pop() == Some(0)
+    }
+
+    /// Records that an edge of the current scope's graph could not be read.
+    pub(crate) fn lost_edge(&mut self) {
+        if let Some(n) = self.lost_edges.last_mut() {
+            *n += 1;
         }
     }
 
@@ -97,6 +119,11 @@ impl<'v> Fields<'v> {
     /// Every key of the object, in document order.
     pub(crate) fn keys(&self) -> Vec<String> {
         self.map.keys().cloned().collect()
+    }
+
+    /// A field's value without marking it as known.
+    pub(crate) fn map_value(&self, key: &str) -> Option<&'v Value> {
+        self.map.get(key)
     }
 
     pub(crate) fn has(&self, key: &str) -> bool {

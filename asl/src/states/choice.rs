@@ -200,6 +200,9 @@ impl Choice {
                 ..Supports::default()
             },
         );
+        if f.map_value("Default").is_some_and(|v| !v.is_string()) {
+            l.lost_edge();
+        }
         let default = f.str(l, "Default").map(str::to_owned);
         let mut choices = Vec::new();
         let at = f.pointer("Choices");
@@ -210,6 +213,7 @@ impl Choice {
                 }
                 for (at, v) in elements(items, &at) {
                     let Some(mut rf) = Fields::open(v, at, l) else {
+                        l.lost_edge();
                         continue;
                     };
                     let rule = rule(&mut rf, l, cx.lang);
@@ -221,20 +225,22 @@ impl Choice {
                     };
                     let assign = assign(&mut rf, l, cx.lang);
                     rf.finish(l);
-                    if let (Some(rule), Some(next)) = (rule, next) {
-                        choices.push(ChoiceRule {
+                    match (rule, next) {
+                        (Some(rule), Some(next)) => choices.push(ChoiceRule {
                             rule,
                             next,
                             assign,
                             output,
-                        });
+                        }),
+                        _ => l.lost_edge(),
                     }
                 }
             }
             None if !f.has("Choices") => {
                 f.require("Choices");
+                l.lost_edge();
             }
-            None => {}
+            None => l.lost_edge(),
         }
         Choice {
             choices,
@@ -248,6 +254,13 @@ impl Choice {
 fn rule(f: &mut Fields, l: &mut Loader, lang: QueryLanguage) -> Option<Rule> {
     f.str(l, "Comment");
     if lang == QueryLanguage::Jsonata {
+        for key in f.keys() {
+            if matches!(key.as_str(), "Variable" | "And" | "Or" | "Not")
+                || Operator::from_field(&key).is_some()
+            {
+                f.in_language(l, &key, QueryLanguage::JsonPath, lang);
+            }
+        }
         let condition = f.require("Condition")?;
         return match condition {
             Value::Bool(b) => Some(Rule::Constant(*b)),
@@ -293,9 +306,16 @@ fn rule(f: &mut Fields, l: &mut Loader, lang: QueryLanguage) -> Option<Rule> {
         .into_iter()
         .filter(|k| Operator::from_field(k).is_some())
         .collect();
+    let unknown = f
+        .keys()
+        .iter()
+        .any(|k| !RULE_FIELDS.contains(&k.as_str()) && Operator::from_field(k).is_none());
+    if operators.is_empty() && unknown {
+        // `finish` reports the unknown field, which says more than "no operator".
+        return None;
+    }
     if operators.len() != 1 {
-        l.error(
-            f.at.clone(),
+        l.error(f.at.clone(),
             if operators.is_empty() {
                 "A choice rule needs one comparison operator (StringEquals, NumericLessThan, IsPresent, ...) or And, Or, Not".to_owned()
             } else {
@@ -322,6 +342,19 @@ fn rule(f: &mut Fields, l: &mut Loader, lang: QueryLanguage) -> Option<Rule> {
         operand: operand?,
     }))
 }
+
+/// Fields a rule may have besides its operator.
+const RULE_FIELDS: [&str; 9] = [
+    "Variable",
+    "Next",
+    "Comment",
+    "Assign",
+    "Output",
+    "And",
+    "Or",
+    "Not",
+    "Condition",
+];
 
 fn literal(l: &mut Loader, at: &str, key: &str, v: &Value, operands: Operands) -> Option<Operand> {
     let (ok, expected) = match operands {

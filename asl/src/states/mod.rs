@@ -272,7 +272,7 @@ fn is_variable_name(name: &str) -> bool {
 pub(crate) fn transition(f: &mut Fields, l: &mut Loader) -> Option<Transition> {
     let next = f.str(l, "Next");
     let end = f.bool(l, "End");
-    match (next, end) {
+    let transition = match (next, end) {
         (Some(_), Some(true)) => {
             l.error(
                 f.at.clone(),
@@ -289,7 +289,11 @@ pub(crate) fn transition(f: &mut Fields, l: &mut Loader) -> Option<Transition> {
             );
             None
         }
+    };
+    if transition.is_none() {
+        l.lost_edge();
     }
+    transition
 }
 
 /// A number field that a JSONata state may also give as an expression
@@ -396,6 +400,9 @@ const MAX_SECONDS: i64 = 99_999_999;
 impl ErrorHandling {
     pub(crate) fn load(f: &mut Fields, l: &mut Loader, lang: QueryLanguage) -> ErrorHandling {
         let mut handling = ErrorHandling::default();
+        if f.has("Catch") && !f.map_value("Catch").is_some_and(Value::is_array) {
+            l.lost_edge();
+        }
         if let Some(items) = f.array(l, "Retry") {
             let at = f.pointer("Retry");
             let count = items.len();
@@ -429,6 +436,7 @@ impl ErrorHandling {
             let count = items.len();
             for (i, (at, v)) in elements(items, &at).enumerate() {
                 let Some(mut c) = Fields::open(v, at, l) else {
+                    l.lost_edge();
                     continue;
                 };
                 let errors = error_equals(&mut c, l, i + 1 == count);
@@ -446,14 +454,15 @@ impl ErrorHandling {
                 };
                 let assign = assign(&mut c, l, lang);
                 c.finish(l);
-                if let Some(next) = next {
-                    handling.catch.push(Catcher {
+                match next {
+                    Some(next) => handling.catch.push(Catcher {
                         error_equals: errors,
                         next,
                         result_path,
                         assign,
                         output,
-                    });
+                    }),
+                    None => l.lost_edge(),
                 }
             }
         }
