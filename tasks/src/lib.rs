@@ -1,1 +1,7 @@
-//! placeholder
+//! # stepstone-tasks
+//!
+//! Will hold the Task dispatchers the engine calls: AWS Lambda and CloudFormation through the AWS
+//! SDK, Step Functions Local mock files, and local handlers. Nothing is implemented yet; it
+//! depends on the engine's `TaskDispatcher` trait, which comes with the interpreter.
+
+pub use stepstone_engine as engine;

@@ -411,6 +411,7 @@ impl ErrorHandling {
                     continue;
                 };
                 let errors = error_equals(&mut r, l, i + 1 == count);
+                r.str(l, "Comment");
                 let retrier = Retrier {
                     error_equals: errors,
                     interval_seconds: r.int(l, "IntervalSeconds", 1, MAX_SECONDS).unwrap_or(1)
@@ -440,6 +441,7 @@ impl ErrorHandling {
                     continue;
                 };
                 let errors = error_equals(&mut c, l, i + 1 == count);
+                c.str(l, "Comment");
                 let next = c.req_str(l, "Next").map(str::to_owned);
                 let mut result_path = Some(Path::root_input());
                 if c.in_language(l, "ResultPath", QueryLanguage::JsonPath, lang) {
