@@ -319,14 +319,17 @@ fn to_rfc9535(s: &str) -> Option<String> {
     while i < b.len() {
         let c = b[i];
         if let Some(q) = quote {
-            out.push(c as char);
-            if c == b'\\' && i + 1 < b.len() {
-                i += 1;
-                out.push(b[i] as char);
+            // Copy whole characters: quoted names may hold any Unicode.
+            let ch = s[i..].chars().next()?;
+            out.push(ch);
+            i += ch.len_utf8();
+            if c == b'\\' {
+                let escaped = s[i..].chars().next()?;
+                out.push(escaped);
+                i += escaped.len_utf8();
             } else if c == q {
                 quote = None;
             }
-            i += 1;
             continue;
         }
         match c {
@@ -382,7 +385,6 @@ fn to_rfc9535(s: &str) -> Option<String> {
             }
         }
     }
-    // Bytes pushed one at a time above are always ASCII, so `out` is valid UTF-8.
     Some(out)
 }
 
@@ -480,10 +482,9 @@ fn write_filter(f: &mut impl fmt::Write, filter: &Filter) -> fmt::Result {
             if i > 0 {
                 f.write_str(sep)?;
             }
-            // Parenthesize every operand: precedence then never depends on the printer.
-            f.write_char('(')?;
+            // No added parentheses: the tree holds the source's own as `FilterAtom::Filter`
+            // nodes, and `&&` binds tighter than `||`, so operands print as they are.
             write_filter_dyn(f, item)?;
-            f.write_char(')')?;
         }
         Ok(())
     };
