@@ -146,13 +146,13 @@ fn load_root(l: &mut Loader, value: &Value) -> Option<Definition> {
     l.top_language = query_language;
     let timeout_seconds = f.int(l, "TimeoutSeconds", 1, 99_999_999).map(|n| n as u64);
     let version = f.str(l, "Version").map(str::to_owned);
-    if let Some(v) = &version {
-        if v != "1.0" {
-            l.error(
-                f.pointer("Version"),
-                format!("The field 'Version' should be \"1.0\", not \"{v}\""),
-            );
-        }
+    if let Some(v) = &version
+        && v != "1.0"
+    {
+        l.error(
+            f.pointer("Version"),
+            format!("The field 'Version' should be \"1.0\", not \"{v}\""),
+        );
     }
     let scope = Scope::load_fields(l, &mut f);
     f.finish(l);
@@ -261,13 +261,13 @@ fn load_state(l: &mut Loader, value: &Value, at: String) -> Option<State> {
     };
     let kind = match ty {
         "Pass" => StateKind::Pass(Pass::load(&mut f, l, &cx)),
-        "Task" => StateKind::Task(Task::load(&mut f, l, &cx)),
+        "Task" => StateKind::Task(Box::new(Task::load(&mut f, l, &cx))),
         "Choice" => StateKind::Choice(Choice::load(&mut f, l, &cx)),
         "Wait" => StateKind::Wait(Wait::load(&mut f, l, &cx)),
         "Succeed" => StateKind::Succeed(Succeed::load(&mut f, l, &cx)),
         "Fail" => StateKind::Fail(Fail::load(&mut f, l, &cx)),
         "Parallel" => StateKind::Parallel(Parallel::load(&mut f, l, &cx)),
-        "Map" => StateKind::Map(Map::load(&mut f, l, &cx)),
+        "Map" => StateKind::Map(Box::new(Map::load(&mut f, l, &cx))),
         _ => {
             l.error(
                 type_at,

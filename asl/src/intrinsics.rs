@@ -288,15 +288,14 @@ impl Call {
                 ));
             }
         }
-        if function == Function::Hash {
-            if let Some(Arg::Literal(Value::String(alg))) = args.get(1) {
-                if !HASH_ALGORITHMS.contains(&alg.as_str()) {
-                    return Err(format!(
-                        "States.Hash does not know the algorithm '{alg}'; use one of {}",
-                        HASH_ALGORITHMS.join(", ")
-                    ));
-                }
-            }
+        if function == Function::Hash
+            && let Some(Arg::Literal(Value::String(alg))) = args.get(1)
+            && !HASH_ALGORITHMS.contains(&alg.as_str())
+        {
+            return Err(format!(
+                "States.Hash does not know the algorithm '{alg}'; use one of {}",
+                HASH_ALGORITHMS.join(", ")
+            ));
         }
         Ok(())
     }

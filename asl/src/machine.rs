@@ -11,7 +11,7 @@ use crate::parse::MachineType;
 use crate::states::{State, StateKind, Transition};
 
 /// A state's position in its scope: the index of its name in `States`, in document order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct StateId(pub u32);
 
 /// The resolved edges of one state.
@@ -36,12 +36,6 @@ pub struct Graph {
     pub start: StateId,
     /// One node per state, indexed by [`StateId`].
     pub nodes: Vec<Node>,
-}
-
-impl Default for StateId {
-    fn default() -> Self {
-        StateId(0)
-    }
 }
 
 /// A scope and its graph, walked together.

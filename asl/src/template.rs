@@ -65,14 +65,14 @@ fn compile(l: &mut Loader, value: &Value, field_at: &str, here: &str) -> Templat
                         ),
                     }
                 } else {
-                    if let Value::String(s) = v {
-                        if looks_dynamic(s) {
-                            l.report(
+                    if let Value::String(s) = v
+                        && looks_dynamic(s)
+                    {
+                        l.report(
                                 Code::NoDollar,
                                 at.clone(),
                                 format!("The value of the field '{key}' looks like a JSONPath or an intrinsic function, but its name does not end with '.$', so it is copied as text"),
                             );
-                        }
                     }
                     let t = compile(l, v, field_at, &at);
                     dynamic |= !t.is_static();

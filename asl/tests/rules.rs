@@ -577,7 +577,7 @@ fn state_names() {
     );
     let ok = "n".repeat(80);
     errors(
-        json!({"StartAt": ok, "States": {ok.clone(): {"Type": "Succeed"}}}),
+        json!({"StartAt": ok, "States": {ok: {"Type": "Succeed"}}}),
         &[],
     );
     errors(

@@ -74,7 +74,7 @@ pub enum StateKind {
     /// `{"Type": "Pass", "End": true}`
     Pass(Pass),
     /// `{"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": true}`
-    Task(Task),
+    Task(Box<Task>),
     /// `{"Type": "Choice", "Choices": [{"Variable": "$.x", "IsPresent": true, "Next": "A"}]}`
     Choice(Choice),
     /// `{"Type": "Wait", "Seconds": 10, "Next": "Done"}`
@@ -86,7 +86,7 @@ pub enum StateKind {
     /// `{"Type": "Parallel", "Branches": [{"StartAt": "A", "States": {...}}], "End": true}`
     Parallel(Parallel),
     /// `{"Type": "Map", "ItemProcessor": {"StartAt": "A", "States": {...}}, "End": true}`
-    Map(Map),
+    Map(Box<Map>),
 }
 
 impl StateKind {
@@ -189,15 +189,15 @@ impl DataFlow {
     ) -> DataFlow {
         use QueryLanguage::{JsonPath, Jsonata};
         let mut flow = DataFlow::default();
-        if f.in_language(l, "InputPath", JsonPath, lang) {
-            if let Some(p) = f.nullable_path(l, "InputPath", false) {
-                flow.input_path = p;
-            }
+        if f.in_language(l, "InputPath", JsonPath, lang)
+            && let Some(p) = f.nullable_path(l, "InputPath", false)
+        {
+            flow.input_path = p;
         }
-        if f.in_language(l, "OutputPath", JsonPath, lang) {
-            if let Some(p) = f.nullable_path(l, "OutputPath", false) {
-                flow.output_path = p;
-            }
+        if f.in_language(l, "OutputPath", JsonPath, lang)
+            && let Some(p) = f.nullable_path(l, "OutputPath", false)
+        {
+            flow.output_path = p;
         }
         if s.parameters && f.in_language(l, "Parameters", JsonPath, lang) {
             flow.parameters = template(f, l, "Parameters");
@@ -205,15 +205,16 @@ impl DataFlow {
         if s.result_selector && f.in_language(l, "ResultSelector", JsonPath, lang) {
             flow.result_selector = template(f, l, "ResultSelector");
         }
-        if s.result_path && f.in_language(l, "ResultPath", JsonPath, lang) {
-            if let Some(p) = f.nullable_path(l, "ResultPath", true) {
-                if let Some(path) = &p {
-                    if !matches!(path.root(), crate::path::Root::Input) {
-                        l.error(f.pointer("ResultPath"), "The value for the field 'ResultPath' must be a valid ReferencePath into the state's input ($...)");
-                    }
-                }
-                flow.result_path = p;
+        if s.result_path
+            && f.in_language(l, "ResultPath", JsonPath, lang)
+            && let Some(p) = f.nullable_path(l, "ResultPath", true)
+        {
+            if let Some(path) = &p
+                && !matches!(path.root(), crate::path::Root::Input)
+            {
+                l.error(f.pointer("ResultPath"), "The value for the field 'ResultPath' must be a valid ReferencePath into the state's input ($...)");
             }
+            flow.result_path = p;
         }
         if s.arguments && f.in_language(l, "Arguments", Jsonata, lang) {
             flow.arguments = jsonata_value(f, l, "Arguments");
@@ -444,10 +445,10 @@ impl ErrorHandling {
                 c.str(l, "Comment");
                 let next = c.req_str(l, "Next").map(str::to_owned);
                 let mut result_path = Some(Path::root_input());
-                if c.in_language(l, "ResultPath", QueryLanguage::JsonPath, lang) {
-                    if let Some(p) = c.nullable_path(l, "ResultPath", true) {
-                        result_path = p;
-                    }
+                if c.in_language(l, "ResultPath", QueryLanguage::JsonPath, lang)
+                    && let Some(p) = c.nullable_path(l, "ResultPath", true)
+                {
+                    result_path = p;
                 }
                 let output = if c.in_language(l, "Output", QueryLanguage::Jsonata, lang) {
                     jsonata_value(&mut c, l, "Output")

@@ -261,13 +261,12 @@ impl Task {
             seconds(f, l, cx.lang, "HeartbeatSeconds", "HeartbeatSecondsPath");
         if let (Some(NumberOrExpr::Value(t)), Some(NumberOrExpr::Value(h))) =
             (&timeout_seconds, &heartbeat_seconds)
+            && h >= t
         {
-            if h >= t {
-                l.error(
-                    f.pointer("HeartbeatSeconds"),
-                    "HeartbeatSeconds must be smaller than TimeoutSeconds",
-                );
-            }
+            l.error(
+                f.pointer("HeartbeatSeconds"),
+                "HeartbeatSeconds must be smaller than TimeoutSeconds",
+            );
         }
         let credentials = f.object(l, "Credentials").cloned();
         let region = f.str(l, "Region").map(str::to_owned);
