@@ -228,7 +228,7 @@ fn parse_steps(s: &str) -> Option<Vec<Step>> {
                     i += 1;
                 }
                 let name = &s[start..i];
-                if name.is_empty() || name.chars().any(is_query_char) {
+                if name.is_empty() || name.chars().any(is_not_in_dot_name) {
                     return None;
                 }
                 steps.push(Step::Field(name.to_owned()));
@@ -266,12 +266,14 @@ fn parse_steps(s: &str) -> Option<Vec<Step>> {
     Some(steps)
 }
 
-/// Characters that make a dot-name part of a query rather than a plain name.
-fn is_query_char(c: char) -> bool {
+/// Characters a dot-name (`$.name`) cannot hold: they belong to query syntax, so such a name is
+/// either a query (`$.*`) or an error. Others, such as `-` and `:`, are allowed as Jayway (the
+/// library behind AWS) allows them: `$.detail-type`, `$.aws:region`.
+fn is_not_in_dot_name(c: char) -> bool {
     c.is_whitespace()
         || matches!(
             c,
-            '*' | '(' | ')' | '?' | '@' | ',' | ':' | '\'' | '"' | ']' | '$'
+            '*' | '(' | ')' | '?' | '@' | ',' | '\'' | '"' | ']' | '$'
         )
 }
 
@@ -359,6 +361,9 @@ fn to_rfc9535(s: &str) -> Option<String> {
                     i += 1;
                 }
                 let name = &s[start..i];
+                if name != "*" && name.chars().any(is_not_in_dot_name) {
+                    return None;
+                }
                 out.push_str(if dots == 2 { ".." } else { "." });
                 if name == "*" || name.is_empty() || is_shorthand(name) {
                     out.push_str(name);
@@ -477,20 +482,9 @@ fn write_selector(f: &mut impl fmt::Write, selector: &Selector) -> fmt::Result {
 }
 
 fn write_filter(f: &mut impl fmt::Write, filter: &Filter) -> fmt::Result {
-    let join = |f: &mut dyn fmt::Write, items: &[Filter], sep: &str| -> fmt::Result {
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                f.write_str(sep)?;
-            }
-            // No added parentheses: the tree holds the source's own as `FilterAtom::Filter`
-            // nodes, and `&&` binds tighter than `||`, so operands print as they are.
-            write_filter_dyn(f, item)?;
-        }
-        Ok(())
-    };
     match filter {
-        Filter::Or(items) => join(f, items, " || "),
-        Filter::And(items) => join(f, items, " && "),
+        Filter::Or(items) => write_joined(f, items, " || "),
+        Filter::And(items) => write_joined(f, items, " && "),
         Filter::Atom(atom) => match atom {
             FilterAtom::Filter { expr, not } => {
                 if *not {
@@ -511,10 +505,16 @@ fn write_filter(f: &mut impl fmt::Write, filter: &Filter) -> fmt::Result {
     }
 }
 
-fn write_filter_dyn(f: &mut dyn fmt::Write, filter: &Filter) -> fmt::Result {
-    let mut s = String::new();
-    write_filter(&mut s, filter)?;
-    f.write_str(&s)
+/// No added parentheses: the tree holds the source's own as `FilterAtom::Filter` nodes, and
+/// `&&` binds tighter than `||`, so operands print as they are.
+fn write_joined(f: &mut impl fmt::Write, items: &[Filter], separator: &str) -> fmt::Result {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_str(separator)?;
+        }
+        write_filter(f, item)?;
+    }
+    Ok(())
 }
 
 fn write_comparison(f: &mut impl fmt::Write, cmp: &Comparison) -> fmt::Result {
@@ -635,6 +635,7 @@ mod tests {
         assert_eq!(steps("$[\"a\"]"), vec![field("a")]);
         assert_eq!(steps("$.a.['b c']"), vec![field("a"), field("b c")]);
         assert_eq!(steps("$.detail-type"), vec![field("detail-type")]);
+        assert_eq!(steps("$.aws:region"), vec![field("aws:region")]);
         assert_eq!(
             steps("$.items[12].itemValue"),
             vec![field("items"), Step::Index(12), field("itemValue")]
@@ -689,7 +690,9 @@ mod tests {
     fn invalid() {
         assert_eq!(Path::parse("a.b"), Err(Error::NoRoot));
         assert_eq!(Path::parse(""), Err(Error::NoRoot));
-        for bad in ["$.", "$[", "$.a[?", "$..", "$['a'", "$[01]", "$1a"] {
+        for bad in [
+            "$.", "$[", "$.a[?", "$..", "$['a'", "$[01]", "$1a", "$.a]", "$.a b", "$.a'b", "$.(a)",
+        ] {
             assert!(Path::parse(bad).is_err(), "{bad} should fail");
         }
         assert_eq!(Path::parse_reference("$.a[*]"), Err(Error::NotAReference));

@@ -5,4 +5,6 @@
 //! piece of work (see ARCHITECTURE.md). The crate exists now so that the workspace has its
 //! final shape and the dependency direction asl <- engine <- tasks is fixed.
 
+#![warn(missing_docs)]
+
 pub use stepstone_asl as asl;

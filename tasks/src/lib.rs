@@ -4,4 +4,6 @@
 //! SDK, Step Functions Local mock files, and local handlers. Nothing is implemented yet; it
 //! depends on the engine's `TaskDispatcher` trait, which comes with the interpreter.
 
+#![warn(missing_docs)]
+
 pub use stepstone_engine as engine;

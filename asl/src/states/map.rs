@@ -8,7 +8,7 @@ use super::{
 };
 use crate::definition::Scope;
 use crate::jsonata::{self, JsonataValue};
-use crate::parse::{Fields, Loader, type_name};
+use crate::parse::{Fields, Loader};
 use crate::path::Path;
 use crate::template::Template;
 
@@ -372,11 +372,8 @@ fn result_writer(f: &mut Fields, l: &mut Loader, lang: QueryLanguage) -> Option<
     wf.finish(l);
     if resource.is_none() && writer_config.is_none() {
         l.error(
-            wf_at(f, "ResultWriter"),
-            format!(
-                "ResultWriter needs a Resource or a WriterConfig, but got {}",
-                type_name(v)
-            ),
+            f.pointer("ResultWriter"),
+            "ResultWriter needs a Resource or a WriterConfig",
         );
     }
     Some(ResultWriter {
@@ -385,10 +382,6 @@ fn result_writer(f: &mut Fields, l: &mut Loader, lang: QueryLanguage) -> Option<
         arguments,
         writer_config,
     })
-}
-
-fn wf_at(f: &Fields, key: &str) -> String {
-    f.pointer(key)
 }
 
 #[cfg(test)]
