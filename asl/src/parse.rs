@@ -222,34 +222,33 @@ impl<'v> Fields<'v> {
         Some(x)
     }
 
-    /// A field whose value is a JSONPath (`InputPath`, `SecondsPath`, `Variable`, ...).
-    pub(crate) fn path(&mut self, l: &mut Loader, key: &str) -> Option<Path> {
+    /// A string field parsed by `parse`; a failure is reported as "must be a valid {what}".
+    fn parsed<T, E: std::fmt::Display>(
+        &mut self,
+        l: &mut Loader,
+        key: &str,
+        what: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
         let text = self.str(l, key)?;
-        match Path::parse(text) {
-            Ok(p) => Some(p),
-            Err(e) => {
+        parse(text)
+            .map_err(|e| {
                 l.error(
                     self.pointer(key),
-                    format!("The value for the field '{key}' must be a valid JSONPath: {e}"),
-                );
-                None
-            }
-        }
+                    format!("The value for the field '{key}' must be a valid {what}: {e}"),
+                )
+            })
+            .ok()
+    }
+
+    /// A field whose value is a JSONPath (`InputPath`, `SecondsPath`, `Variable`, ...).
+    pub(crate) fn path(&mut self, l: &mut Loader, key: &str) -> Option<Path> {
+        self.parsed(l, key, "JSONPath", Path::parse)
     }
 
     /// A field whose value is a Reference Path (`ResultPath`, `ItemsPath`, `TimeoutSecondsPath`).
     pub(crate) fn reference_path(&mut self, l: &mut Loader, key: &str) -> Option<Path> {
-        let text = self.str(l, key)?;
-        match Path::parse_reference(text) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                l.error(
-                    self.pointer(key),
-                    format!("The value for the field '{key}' must be a valid ReferencePath: {e}"),
-                );
-                None
-            }
-        }
+        self.parsed(l, key, "ReferencePath", Path::parse_reference)
     }
 
     /// A field that may be a path or `null` (`InputPath`, `OutputPath`): `Some(None)` for null.
@@ -272,17 +271,12 @@ impl<'v> Fields<'v> {
 
     /// A field that is a path or an intrinsic call (`ErrorPath`, `CausePath`).
     pub(crate) fn path_or_call(&mut self, l: &mut Loader, key: &str) -> Option<Dynamic> {
-        let text = self.str(l, key)?;
-        match Dynamic::parse(text) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                l.error(
-                    self.pointer(key),
-                    format!("The value for the field '{key}' must be a valid JSONPath or a valid intrinsic function call: {e}"),
-                );
-                None
-            }
-        }
+        self.parsed(
+            l,
+            key,
+            "JSONPath or a valid intrinsic function call",
+            Dynamic::parse,
+        )
     }
 
     /// For a field that belongs to one query language: reports it when the state uses the other.

@@ -166,6 +166,17 @@ pub(crate) struct Supports {
     pub(crate) assign: bool,
 }
 
+impl Supports {
+    /// Task and Parallel: every data-flow field.
+    pub(crate) const ALL: Supports = Supports {
+        parameters: true,
+        result_selector: true,
+        result_path: true,
+        arguments: true,
+        assign: true,
+    };
+}
+
 /// `Assign`: variables set when the state completes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Assign {

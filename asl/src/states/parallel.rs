@@ -20,14 +20,7 @@ pub struct Parallel {
 
 impl Parallel {
     pub(crate) fn load(f: &mut Fields, l: &mut Loader, cx: &StateCx) -> Parallel {
-        let supports = Supports {
-            parameters: true,
-            result_selector: true,
-            result_path: true,
-            arguments: true,
-            assign: true,
-        };
-        let flow = DataFlow::load(f, l, cx.lang, supports);
+        let flow = DataFlow::load(f, l, cx.lang, Supports::ALL);
         let errors = ErrorHandling::load(f, l, cx.lang);
         let mut branches = Vec::new();
         let at = f.pointer("Branches");

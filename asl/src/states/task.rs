@@ -245,14 +245,7 @@ impl Resource {
 
 impl Task {
     pub(crate) fn load(f: &mut Fields, l: &mut Loader, cx: &StateCx) -> Task {
-        let supports = Supports {
-            parameters: true,
-            result_selector: true,
-            result_path: true,
-            arguments: true,
-            assign: true,
-        };
-        let flow = DataFlow::load(f, l, cx.lang, supports);
+        let flow = DataFlow::load(f, l, cx.lang, Supports::ALL);
         let errors = ErrorHandling::load(f, l, cx.lang);
         let resource = f.req_str(l, "Resource").and_then(|arn| resource(f, l, arn));
         let (timeout_seconds, timeout_seconds_path) =
