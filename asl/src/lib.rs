@@ -29,6 +29,7 @@
 
 mod definition;
 mod diagnostic;
+pub mod eval;
 pub mod graph;
 pub mod intrinsics;
 pub mod jsonata;

@@ -12,6 +12,10 @@ use serde_json::Value;
 
 use crate::path::Path;
 
+mod eval;
+
+pub use eval::{ARRAY_RANGE_MAX, splitmix64};
+
 /// An intrinsic function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(missing_docs)] // the names are AWS's

@@ -1,0 +1,318 @@
+//! Evaluating compiled leaves against a state's data: paths, payload templates, the data-flow
+//! fields. Pure: the caller supplies the input, the context object, the variables and a source
+//! of randomness, and gets a value or an [`Error`] named the way Step Functions names it.
+
+use serde_json::{Map, Value};
+
+use crate::parse::Dynamic;
+use crate::path::{Path, Root, Step, get};
+use crate::template::Template;
+
+/// Where a state's workflow variables come from.
+pub trait Variables {
+    /// The value of `$name`, if the variable is set in this scope or an enclosing one.
+    fn get(&self, name: &str) -> Option<&Value>;
+}
+
+impl Variables for Map<String, Value> {
+    fn get(&self, name: &str) -> Option<&Value> {
+        Map::get(self, name)
+    }
+}
+
+/// The context object (`$$`), built only when something reads it.
+pub trait Context {
+    /// The whole context object.
+    fn value(&self) -> &Value;
+}
+
+impl Context for Value {
+    fn value(&self) -> &Value {
+        self
+    }
+}
+
+/// Everything an evaluation may read.
+pub struct Env<'a> {
+    /// `$`: the value paths start from (the effective input, or the result for ResultSelector).
+    pub input: &'a Value,
+    /// `$$`
+    pub context: &'a dyn Context,
+    /// `$name`
+    pub variables: &'a dyn Variables,
+    /// Random 64-bit numbers for States.UUID and States.MathRandom without a seed. The engine
+    /// seeds it from the execution, so that recomputing a state draws the same numbers.
+    pub random: &'a dyn Fn() -> u64,
+}
+
+/// A failed evaluation: the error name Step Functions raises and the cause's text after
+/// "An error occurred while executing the state 'X' (entered at the event id #N). ".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}: {message}")]
+pub struct Error {
+    /// `States.Runtime`, `States.IntrinsicFailure`, `States.ResultPathMatchFailure`...
+    pub error: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl Error {
+    /// A `States.Runtime` error.
+    pub fn runtime(message: impl Into<String>) -> Error {
+        Error {
+            error: "States.Runtime",
+            message: message.into(),
+        }
+    }
+
+    /// A `States.IntrinsicFailure` error.
+    pub fn intrinsic(message: impl Into<String>) -> Error {
+        Error {
+            error: "States.IntrinsicFailure",
+            message: message.into(),
+        }
+    }
+}
+
+impl Env<'_> {
+    /// The value a path's root names; `None` for an unset variable.
+    pub fn root(&self, root: &Root) -> Option<&Value> {
+        match root {
+            Root::Input => Some(self.input),
+            Root::Context => Some(self.context.value()),
+            Root::Variable(name) => self.variables.get(name),
+        }
+    }
+
+    /// What a path yields, as a `.$` field sees it: a singular path's value (`None` when
+    /// absent), or a query's matches as an array (empty when none match).
+    pub fn read(&self, path: &Path) -> Option<Value> {
+        let root = self.root(path.root())?;
+        match path.steps() {
+            Some(steps) => get(root, steps).cloned(),
+            None => Some(Value::Array(
+                path.select(root).into_iter().cloned().collect(),
+            )),
+        }
+    }
+
+    /// Evaluates a `.$` value: a path or an intrinsic call. `field` names it in errors.
+    pub fn dynamic(&self, d: &Dynamic, field: &str) -> Result<Value, Error> {
+        match d {
+            Dynamic::Path(path) => self.read(path).ok_or_else(|| {
+                Error::runtime(format!(
+                    "The JSONPath '{}' specified for the field '{field}' could not be found in the input '{}'",
+                    path.as_str(),
+                    self.root(path.root()).map_or_else(|| "null".to_owned(), Value::to_string)
+                ))
+            }),
+            Dynamic::Call(call) => call.evaluate(self),
+        }
+    }
+
+    /// Evaluates a payload template.
+    pub fn template(&self, t: &Template) -> Result<Value, Error> {
+        self.template_at(t, "")
+    }
+
+    fn template_at(&self, t: &Template, field: &str) -> Result<Value, Error> {
+        Ok(match t {
+            Template::Static(v) => v.clone(),
+            Template::Dynamic(d) => self.dynamic(d, &format!("{field}.$"))?,
+            Template::Object(fields) => {
+                let mut out = Map::with_capacity(fields.len());
+                for (key, value) in fields {
+                    out.insert(key.clone(), self.template_at(value, key)?);
+                }
+                Value::Object(out)
+            }
+            Template::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.template_at(i, field))
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+}
+
+/// Applies `InputPath` or `OutputPath` to `value`: `None` (JSON null) gives `{}`, `$` gives the
+/// value itself (moved, not copied).
+pub fn filter(
+    value: Value,
+    path: Option<&Path>,
+    env_for: impl FnOnce(&Value) -> Option<Value>,
+) -> Result<Value, Error> {
+    let Some(path) = path else {
+        return Ok(Value::Object(Map::new()));
+    };
+    if matches!(path.root(), Root::Input) && path.steps().is_some_and(<[Step]>::is_empty) {
+        return Ok(value);
+    }
+    env_for(&value).ok_or_else(|| {
+        Error::runtime(format!(
+            "Invalid path '{}' : No results for path: {}",
+            path.as_str(),
+            bracketed(path)
+        ))
+    })
+}
+
+/// `$['a']['b'][0]`: how Jayway spells a path in its "No results" message.
+fn bracketed(path: &Path) -> String {
+    match path.steps() {
+        Some(steps) => {
+            let mut out = String::from("$");
+            for step in steps {
+                match step {
+                    Step::Field(name) => out.push_str(&format!("['{name}']")),
+                    Step::Index(i) => out.push_str(&format!("[{i}]")),
+                }
+            }
+            out
+        }
+        None => path.to_string(),
+    }
+}
+
+/// Applies `ResultPath`: `None` (null) keeps `input`; `$` replaces it with `result`; otherwise
+/// `result` is written at the path, creating missing objects on the way.
+pub fn merge_result(input: Value, path: Option<&Path>, result: Value) -> Result<Value, Error> {
+    let Some(path) = path else { return Ok(input) };
+    let steps = path.steps().unwrap_or_default();
+    if steps.is_empty() {
+        return Ok(result);
+    }
+    let mut root = input;
+    set(&mut root, steps, result).map_err(|(step, found)| Error {
+        error: "States.ResultPathMatchFailure",
+        message: format!(
+            "Unable to apply ResultPath '{}' to input: the path meets {} where it needs {}",
+            path.as_str(),
+            found,
+            if matches!(step, Step::Index(_)) {
+                "an array with that index"
+            } else {
+                "an object"
+            }
+        ),
+    })?;
+    Ok(root)
+}
+
+/// Writes `value` at `steps` below `target`, creating missing objects. On failure, the step that
+/// could not be taken and the type of what was there.
+fn set<'s>(
+    target: &mut Value,
+    steps: &'s [Step],
+    value: Value,
+) -> Result<(), (&'s Step, &'static str)> {
+    let Some((step, rest)) = steps.split_first() else {
+        *target = value;
+        return Ok(());
+    };
+    let next = match (step, target) {
+        (Step::Field(name), Value::Object(map)) => map
+            .entry(name.clone())
+            .or_insert_with(|| Value::Object(Map::new())),
+        (Step::Index(i), Value::Array(items)) if *i < items.len() => &mut items[*i],
+        (_, other) => return Err((step, crate::parse::type_name(other))),
+    };
+    set(next, rest, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn env<'a>(input: &'a Value, vars: &'a Map<String, Value>, ctx: &'a Value) -> Env<'a> {
+        Env {
+            input,
+            context: ctx,
+            variables: vars,
+            random: &|| 4,
+        }
+    }
+
+    #[test]
+    fn reads() {
+        let input = json!({"a": {"b": [1, 2]}, "items": []});
+        let vars = json!({"x": {"y": 5}}).as_object().unwrap().clone();
+        let ctx = json!({"Execution": {"Name": "run"}});
+        let e = env(&input, &vars, &ctx);
+        let read = |p: &str| e.read(&Path::parse(p).unwrap());
+        assert_eq!(read("$.a.b[1]"), Some(json!(2)));
+        assert_eq!(read("$.a.c"), None);
+        assert_eq!(read("$.items[*].v"), Some(json!([])));
+        assert_eq!(read("$$.Execution.Name"), Some(json!("run")));
+        assert_eq!(read("$x.y"), Some(json!(5)));
+        assert_eq!(read("$nope"), None);
+    }
+
+    #[test]
+    fn templates() {
+        let input = json!({"a": 1});
+        let vars = Map::new();
+        let ctx = json!({});
+        let e = env(&input, &vars, &ctx);
+        let mut l = crate::parse::Loader::new(crate::parse::MachineType::Standard);
+        let t = Template::compile(&mut l, &json!({"x.$": "$.a", "y": {"z.$": "$.nope"}}), "/P");
+        let err = e.template(&t).unwrap_err();
+        assert_eq!(err.error, "States.Runtime");
+        assert_eq!(
+            err.message,
+            "The JSONPath '$.nope' specified for the field 'z.$' could not be found in the input '{\"a\":1}'"
+        );
+        let t = Template::compile(&mut l, &json!({"x.$": "$.a", "k": [1, {"w.$": "$"}]}), "/P");
+        assert_eq!(
+            e.template(&t).unwrap(),
+            json!({"x": 1, "k": [1, {"w": {"a": 1}}]})
+        );
+    }
+
+    #[test]
+    fn result_path() {
+        let p = |s: &str| Path::parse(s).unwrap();
+        assert_eq!(
+            merge_result(json!({"a": 1}), None, json!(2)).unwrap(),
+            json!({"a": 1})
+        );
+        assert_eq!(
+            merge_result(json!({"a": 1}), Some(&p("$")), json!(2)).unwrap(),
+            json!(2)
+        );
+        assert_eq!(
+            merge_result(json!({"a": 1}), Some(&p("$.b.c")), json!(2)).unwrap(),
+            json!({"a": 1, "b": {"c": 2}})
+        );
+        assert_eq!(
+            merge_result(json!({"a": [0, 1]}), Some(&p("$.a[1]")), json!(2)).unwrap(),
+            json!({"a": [0, 2]})
+        );
+        assert_eq!(
+            merge_result(json!({"a": "s"}), Some(&p("$.a.b")), json!(2))
+                .unwrap_err()
+                .error,
+            "States.ResultPathMatchFailure"
+        );
+        assert_eq!(
+            merge_result(json!("s"), Some(&p("$.a")), json!(2))
+                .unwrap_err()
+                .error,
+            "States.ResultPathMatchFailure"
+        );
+    }
+
+    #[test]
+    fn input_and_output_paths() {
+        let p = Path::parse("$.x").unwrap();
+        assert_eq!(filter(json!({"x": 1}), None, |_| None).unwrap(), json!({}));
+        let e = filter(json!({}), Some(&p), |_| None).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Invalid path '$.x' : No results for path: $['x']"
+        );
+    }
+}
