@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use super::{Assign, DataFlow, QueryLanguage, StateCx, Supports, assign, jsonata_value};
+use crate::eval::{Env, Error};
 use crate::jsonata::{self, Expression, JsonataValue};
 use crate::parse::{Fields, Loader, elements, type_name};
 use crate::path::Path;
@@ -402,6 +403,193 @@ fn nested(l: &mut Loader, v: &Value, at: String, lang: QueryLanguage) -> Option<
     r
 }
 
+impl Rule {
+    /// Whether the rule holds for `env`. AWS's typing: a comparison whose value has the wrong
+    /// type is false, not an error (`NumericEquals` on a string, `BooleanEquals` on `0`);
+    /// numbers compare by value (`0 == 0.0`). A `Variable` (or `*Path` operand) that reads
+    /// nothing is a States.Runtime error, except for `IsPresent`.
+    pub fn evaluate(&self, env: &Env) -> Result<bool, Error> {
+        match self {
+            Rule::And(rules) => {
+                for r in rules {
+                    if !r.evaluate(env)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Rule::Or(rules) => {
+                for r in rules {
+                    if r.evaluate(env)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Rule::Not(rule) => Ok(!rule.evaluate(env)?),
+            Rule::Compare(c) => c.evaluate(env),
+            Rule::Constant(b) => Ok(*b),
+            Rule::Condition(_) => Err(Error::runtime("JSONata conditions are not evaluated yet")),
+        }
+    }
+}
+
+impl Comparison {
+    fn evaluate(&self, env: &Env) -> Result<bool, Error> {
+        let invalid = |path: &Path| {
+            Error::runtime(format!(
+                "Invalid path '{}': The choice state's condition path references an invalid value.",
+                path.as_str()
+            ))
+        };
+        let value = env.read(&self.variable);
+        if self.operator == Operator::IsPresent {
+            let expected = matches!(self.operand, Operand::Value(Value::Bool(true)));
+            return Ok(value.is_some() == expected);
+        }
+        let value = value.ok_or_else(|| invalid(&self.variable))?;
+        let operand = match &self.operand {
+            Operand::Path(p) => Operand::Value(env.read(p).ok_or_else(|| invalid(p))?),
+            other => other.clone(),
+        };
+        Ok(compare(self.operator, &value, &operand))
+    }
+}
+
+fn compare(op: Operator, value: &Value, operand: &Operand) -> bool {
+    use Operator::*;
+    let test = |holds: bool| matches!(operand, Operand::Value(Value::Bool(b)) if *b == holds);
+    let order = |o: Option<std::cmp::Ordering>, accept: &[std::cmp::Ordering]| {
+        o.is_some_and(|o| accept.contains(&o))
+    };
+    match op {
+        IsNull => test(value.is_null()),
+        IsNumeric => test(value.is_number()),
+        IsString => test(value.is_string()),
+        IsBoolean => test(value.is_boolean()),
+        IsTimestamp => test(value.as_str().is_some_and(|s| Timestamp::parse(s).is_ok())),
+        IsPresent => unreachable!("handled by the caller"),
+        BooleanEquals => {
+            matches!((value, operand), (Value::Bool(a), Operand::Value(Value::Bool(b))) if a == b)
+        }
+        StringMatches => match (value, operand) {
+            (Value::String(s), Operand::Value(Value::String(pattern))) => {
+                string_matches(s, pattern)
+            }
+            _ => false,
+        },
+        StringEquals
+        | StringLessThan
+        | StringGreaterThan
+        | StringLessThanEquals
+        | StringGreaterThanEquals => {
+            let ord = match (value, operand) {
+                (Value::String(a), Operand::Value(Value::String(b))) => {
+                    Some(a.as_str().cmp(b.as_str()))
+                }
+                _ => None,
+            };
+            order(ord, accepted(op))
+        }
+        NumericEquals
+        | NumericLessThan
+        | NumericGreaterThan
+        | NumericLessThanEquals
+        | NumericGreaterThanEquals => {
+            let ord = match (value, operand) {
+                (Value::Number(a), Operand::Value(Value::Number(b))) => number_cmp(a, b),
+                _ => None,
+            };
+            order(ord, accepted(op))
+        }
+        TimestampEquals
+        | TimestampLessThan
+        | TimestampGreaterThan
+        | TimestampLessThanEquals
+        | TimestampGreaterThanEquals => {
+            let right = match operand {
+                Operand::Timestamp(t) => Some(*t),
+                Operand::Value(Value::String(s)) => Timestamp::parse(s).ok(),
+                _ => None,
+            };
+            let left = value.as_str().and_then(|s| Timestamp::parse(s).ok());
+            order(left.zip(right).map(|(l, r)| l.cmp(&r)), accepted(op))
+        }
+    }
+}
+
+/// The orderings under which an ordering operator holds.
+fn accepted(op: Operator) -> &'static [std::cmp::Ordering] {
+    use Operator::*;
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    match op {
+        StringEquals | NumericEquals | TimestampEquals => &[Equal],
+        StringLessThan | NumericLessThan | TimestampLessThan => &[Less],
+        StringGreaterThan | NumericGreaterThan | TimestampGreaterThan => &[Greater],
+        StringLessThanEquals | NumericLessThanEquals | TimestampLessThanEquals => &[Less, Equal],
+        StringGreaterThanEquals | NumericGreaterThanEquals | TimestampGreaterThanEquals => {
+            &[Greater, Equal]
+        }
+        _ => &[],
+    }
+}
+
+/// Integers compare exactly; anything else as f64.
+fn number_cmp(a: &serde_json::Number, b: &serde_json::Number) -> Option<std::cmp::Ordering> {
+    match (a.as_i64(), b.as_i64()) {
+        (Some(x), Some(y)) => Some(x.cmp(&y)),
+        _ => a.as_f64()?.partial_cmp(&b.as_f64()?),
+    }
+}
+
+/// `StringMatches`: `*` matches any run of characters; `\*` is a literal star and `\\` a
+/// literal backslash.
+pub(crate) fn string_matches(s: &str, pattern: &str) -> bool {
+    #[derive(PartialEq)]
+    enum Token {
+        Char(char),
+        Star,
+    }
+    let mut tokens = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e) => tokens.push(Token::Char(e)),
+                None => tokens.push(Token::Char('\\')),
+            },
+            '*' => tokens.push(Token::Star),
+            c => tokens.push(Token::Char(c)),
+        }
+    }
+    // Greedy wildcard matching with backtracking to the last star: linear in practice.
+    let text: Vec<char> = s.chars().collect();
+    let (mut t, mut p) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while t < text.len() {
+        match tokens.get(p) {
+            Some(Token::Char(c)) if *c == text[t] => {
+                t += 1;
+                p += 1;
+            }
+            Some(Token::Star) => {
+                star = Some(p);
+                mark = t;
+                p += 1;
+            }
+            _ => match star {
+                Some(sp) => {
+                    p = sp + 1;
+                    mark += 1;
+                    t = mark;
+                }
+                None => return false,
+            },
+        }
+    }
+    tokens[p..].iter().all(|t| *t == Token::Star)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,5 +611,24 @@ mod tests {
         assert!(Operator::from_field("StringMatchesPath").is_none());
         assert!(Operator::from_field("IsNullPath").is_none());
         assert_eq!(Operator::IsTimestamp.name(), "IsTimestamp");
+    }
+
+    #[test]
+    fn string_matching() {
+        for (s, p, m) in [
+            ("deploy-us-east-1", "deploy-*", true),
+            ("deploy", "deploy-*", false),
+            ("CREATE_IN_PROGRESS", "*_IN_PROGRESS", true),
+            ("a*b", "a\\*b", true),
+            ("axb", "a\\*b", false),
+            ("a\\b", "a\\\\b", true),
+            ("", "*", true),
+            ("abc", "a*c*", true),
+            ("abcbd", "a*b?d", false),
+            ("log-2024-01.txt", "log-*-*.txt", true),
+            ("aaa", "a*a*a*a", false),
+        ] {
+            assert_eq!(string_matches(s, p), m, "{s} ~ {p}");
+        }
     }
 }
