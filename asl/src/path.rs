@@ -177,7 +177,7 @@ impl fmt::Display for Path {
                         Step::Field(name) if is_shorthand(name) => write!(f, ".{name}")?,
                         Step::Field(name) => {
                             f.write_char('[')?;
-                            write_string(f, name)?;
+                            write_quoted(f, name)?;
                             f.write_char(']')?;
                         }
                         Step::Index(i) => write!(f, "[{i}]")?,
@@ -277,32 +277,22 @@ fn is_not_in_dot_name(c: char) -> bool {
         )
 }
 
-/// Reads a quoted name starting at its opening quote; returns it unescaped and the bytes used.
+/// Reads a quoted name starting at its opening quote; returns it and the bytes used. As in
+/// Jayway, only the quote itself and the backslash are escaped (`\'`, `\\`); any other
+/// backslash is part of the name (the corpus's `$['Test\""Name"']` names a key holding `\"`).
 fn read_quoted(s: &str, quote: char) -> Option<(String, usize)> {
     let mut out = String::new();
-    let mut chars = s.char_indices().skip(1);
+    let mut chars = s.char_indices().skip(1).peekable();
     while let Some((i, c)) = chars.next() {
         match c {
             c if c == quote => return Some((out, i + 1)),
-            '\\' => {
-                let (_, e) = chars.next()?;
-                match e {
-                    'b' => out.push('\u{8}'),
-                    'f' => out.push('\u{c}'),
-                    'n' => out.push('\n'),
-                    'r' => out.push('\r'),
-                    't' => out.push('\t'),
-                    'u' => {
-                        let hex: String = (0..4)
-                            .filter_map(|_| chars.next().map(|(_, h)| h))
-                            .collect();
-                        out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
-                    }
-                    '\\' | '/' | '\'' | '"' => out.push(e),
-                    _ => return None,
+            '\\' => match chars.peek() {
+                Some(&(_, e)) if e == quote || e == '\\' => {
+                    out.push(e);
+                    chars.next();
                 }
-            }
-            c if (c as u32) < 0x20 => return None,
+                _ => out.push('\\'),
+            },
             c => out.push(c),
         }
     }
@@ -402,7 +392,19 @@ fn is_shorthand(name: &str) -> bool {
     first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c as u32 >= 0x80)
 }
 
-/// Writes `s` as a single-quoted RFC 9535 string literal.
+/// Writes a name as [`read_quoted`] reads it back: only the quote and the backslash escaped.
+fn write_quoted(f: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    f.write_char('\'')?;
+    for c in s.chars() {
+        if c == '\'' || c == '\\' {
+            f.write_char('\\')?;
+        }
+        f.write_char(c)?;
+    }
+    f.write_char('\'')
+}
+
+/// Writes `s` as a single-quoted RFC 9535 string literal (queries are parsed by jsonpath-rust).
 fn write_string(f: &mut impl fmt::Write, s: &str) -> fmt::Result {
     f.write_char('\'')?;
     for c in s.chars() {

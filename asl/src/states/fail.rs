@@ -53,10 +53,11 @@ fn text(
     } else {
         None
     };
-    let literal = f.str(l, key)?;
+    let literal = f.str(l, key);
     if dynamic.is_some() {
         return dynamic;
     }
+    let literal = literal?;
     if cx.lang == QueryLanguage::Jsonata {
         if let Some(e) = jsonata::expression(literal) {
             return Some(FailText::Expr(e));

@@ -21,7 +21,7 @@ mod task;
 mod wait;
 
 pub use choice::{Choice, ChoiceRule, Comparison, Operand, Operator, Rule};
-pub use fail::Fail;
+pub use fail::{Fail, FailText};
 pub use map::{ItemBatcher, ItemProcessor, ItemReader, Map, ProcessorMode, ResultWriter};
 pub use parallel::Parallel;
 pub use pass::Pass;

@@ -52,8 +52,10 @@ pub enum Resource {
 /// A Task state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
-    /// `Resource`
+    /// `Resource`, recognized.
     pub resource: Option<Resource>,
+    /// `Resource` as written.
+    pub resource_arn: String,
     /// Data-flow fields.
     pub flow: DataFlow,
     /// `Retry` and `Catch`.
@@ -247,7 +249,12 @@ impl Task {
     pub(crate) fn load(f: &mut Fields, l: &mut Loader, cx: &StateCx) -> Task {
         let flow = DataFlow::load(f, l, cx.lang, Supports::ALL);
         let errors = ErrorHandling::load(f, l, cx.lang);
-        let resource = f.req_str(l, "Resource").and_then(|arn| resource(f, l, arn));
+        let resource_arn = f.req_str(l, "Resource").unwrap_or_default().to_owned();
+        let resource = if resource_arn.is_empty() {
+            None
+        } else {
+            resource(f, l, &resource_arn)
+        };
         let (timeout_seconds, timeout_seconds_path) =
             seconds(f, l, cx.lang, "TimeoutSeconds", "TimeoutSecondsPath");
         let (heartbeat_seconds, heartbeat_seconds_path) =
@@ -284,6 +291,7 @@ impl Task {
         }
         Task {
             resource,
+            resource_arn,
             flow,
             errors,
             timeout_seconds,

@@ -1,0 +1,73 @@
+//! Bookkeeping of a Parallel or Map state's child runs.
+
+use std::collections::VecDeque;
+
+use serde_json::Value;
+
+use crate::interpreter::RunId;
+
+/// The child runs a Parallel or Map state waits for.
+pub(crate) struct Children {
+    /// One result per branch or item, filled as children finish.
+    pub(crate) results: Vec<Option<Value>>,
+    /// Children running now, by slot.
+    pub(crate) running: Vec<(usize, RunId)>,
+    /// Map items not started yet, with their index (Parallel starts every branch at once).
+    pub(crate) waiting: VecDeque<(usize, Value)>,
+    /// How many may run at once.
+    pub(crate) concurrency: usize,
+    pub(crate) finished: usize,
+    pub(crate) failed: usize,
+    /// Map: failures tolerated before the state fails.
+    pub(crate) tolerated_count: Option<u64>,
+    pub(crate) tolerated_percentage: Option<f64>,
+}
+
+impl Children {
+    pub(crate) fn new(len: usize, concurrency: usize) -> Children {
+        Children {
+            results: (0..len).map(|_| None).collect(),
+            running: Vec::new(),
+            waiting: VecDeque::new(),
+            concurrency: concurrency.max(1),
+            finished: 0,
+            failed: 0,
+            tolerated_count: None,
+            tolerated_percentage: None,
+        }
+    }
+
+    pub(crate) fn running(&self) -> impl Iterator<Item = RunId> + '_ {
+        self.running.iter().map(|(_, id)| *id)
+    }
+
+    /// Marks slot `slot` finished.
+    pub(crate) fn done(&mut self, slot: usize, result: Value) {
+        self.running.retain(|(s, _)| *s != slot);
+        self.results[slot] = Some(result);
+        self.finished += 1;
+    }
+
+    pub(crate) fn all_done(&self) -> bool {
+        self.finished == self.results.len()
+    }
+
+    /// True when the failures so far exceed what the Map tolerates.
+    pub(crate) fn too_many_failures(&self) -> bool {
+        let total = self.results.len() as f64;
+        let by_count = self.tolerated_count.is_some_and(|n| self.failed as u64 > n);
+        let by_percentage = self
+            .tolerated_percentage
+            .is_some_and(|p| self.failed as f64 * 100.0 / total > p);
+        match (self.tolerated_count, self.tolerated_percentage) {
+            (None, None) => self.failed > 0,
+            (Some(_), None) => by_count,
+            (None, Some(_)) => by_percentage,
+            (Some(_), Some(_)) => by_count || by_percentage,
+        }
+    }
+
+    pub(crate) fn tolerates_failures(&self) -> bool {
+        self.tolerated_count.is_some() || self.tolerated_percentage.is_some()
+    }
+}

@@ -1,0 +1,48 @@
+//! How Task states reach the outside world. The engine defines the trait; `stepstone-tasks`
+//! implements it for AWS, mocks and local handlers, and tests implement it with closures.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+
+use crate::Failure;
+use crate::interpreter::TaskRequest;
+
+/// A task's eventual result.
+pub type TaskFuture = Pin<Box<dyn Future<Output = Result<Value, Failure>> + Send + 'static>>;
+
+/// Performs Task states.
+pub trait TaskDispatcher: Send + Sync {
+    /// Starts the task described by `request`. The future resolves to the task's result, or
+    /// to the failure Retry and Catch will see (`States.TaskFailed`, `Lambda.ServiceException`,
+    /// a function's own `errorType`...). Called again for each retry, with the same idempotency
+    /// token shape and a higher attempt.
+    fn dispatch(&self, request: TaskRequest) -> TaskFuture;
+}
+
+/// Refuses every task, naming its resource: what an engine without task routes does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTasks;
+
+impl TaskDispatcher for NoTasks {
+    fn dispatch(&self, request: TaskRequest) -> TaskFuture {
+        let cause = format!(
+            "No route for the task resource '{}' of state '{}': register a handler for it (stepstone run --task RESOURCE=COMMAND, or a closure in the library).",
+            request.resource, request.state_name
+        );
+        Box::pin(async move { Err(Failure::new("States.Runtime", cause)) })
+    }
+}
+
+/// Dispatches through a closure: `FnTasks(|req| Box::pin(async move { Ok(req.input) }))`.
+pub struct FnTasks<F>(pub F);
+
+impl<F> TaskDispatcher for FnTasks<F>
+where
+    F: Fn(TaskRequest) -> TaskFuture + Send + Sync,
+{
+    fn dispatch(&self, request: TaskRequest) -> TaskFuture {
+        (self.0)(request)
+    }
+}

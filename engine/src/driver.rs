@@ -1,0 +1,220 @@
+//! The driver: performs an execution's commands on tokio, on a real or a virtual clock.
+//!
+//! On the virtual clock, time jumps to the next timer whenever nothing else can happen (no task
+//! in flight), so Waits, retry backoff and the execution timeout finish at once while every
+//! timestamp moves as if the time had passed. Tasks themselves always run in real time.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use stepstone_asl::Machine;
+use stepstone_asl::timestamp::Timestamp;
+use tokio::task::JoinSet;
+
+use crate::Failure;
+use crate::dispatch::TaskDispatcher;
+use crate::history::History;
+use crate::interpreter::{Command, Execution, ExecutionInfo, Input, RunId, Status};
+use crate::limits::Limits;
+
+/// How to run one execution.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RunOptions {
+    /// The execution's name (default: a fresh one from the clock).
+    pub name: Option<String>,
+    /// The state machine's name, for ARNs and `$$.StateMachine.Name`.
+    pub machine_name: String,
+    /// Run Waits, backoff and timeouts on a virtual clock.
+    pub virtual_time: bool,
+    /// Keep history events (ids are counted either way).
+    pub record_history: bool,
+    /// Limits.
+    pub limits: Limits,
+    /// An EXPRESS state machine's execution (its ARN and context differ).
+    pub express: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            name: None,
+            machine_name: "stepstone".into(),
+            virtual_time: false,
+            record_history: false,
+            limits: Limits::default(),
+            express: false,
+        }
+    }
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// SUCCEEDED with the output, FAILED or TIMED_OUT with the error.
+    pub status: Status,
+    /// Names, ARNs, input, start time.
+    pub info: ExecutionInfo,
+    /// When it stopped.
+    pub stop_time: Timestamp,
+    /// The history (events kept when `record_history` was set).
+    pub history: History,
+    /// States entered.
+    pub states_entered: u64,
+}
+
+struct Clock {
+    offset_nanos: i128,
+}
+
+impl Clock {
+    fn now(&self) -> Timestamp {
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        Timestamp {
+            unix_nanos: real + self.offset_nanos,
+        }
+    }
+
+    /// Moves virtual time forward to `t`.
+    fn jump_to(&mut self, t: Timestamp) {
+        let now = self.now();
+        if t > now {
+            self.offset_nanos += t.unix_nanos - now.unix_nanos;
+        }
+    }
+}
+
+/// Runs `machine` on `input` to the end.
+pub async fn run(
+    machine: &Machine,
+    input: Value,
+    options: &RunOptions,
+    tasks: &dyn TaskDispatcher,
+) -> Outcome {
+    let mut clock = Clock { offset_nanos: 0 };
+    let start = clock.now();
+    let name = options
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("run-{:x}", start.unix_nanos));
+    let info = ExecutionInfo::new(&options.machine_name, &name, input, start, options.express);
+    let mut exec = Execution::new(machine, info, options.limits, options.record_history);
+    let deadline = exec.timeout_seconds().map(|s| Timestamp {
+        unix_nanos: start.unix_nanos + i128::from(s) * 1_000_000_000,
+    });
+    let mut timers: BinaryHeap<Reverse<(Timestamp, u64, RunIdKey)>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    let mut in_flight: JoinSet<(RunId, Result<Value, Failure>)> = JoinSet::new();
+    let mut commands = exec.start(start);
+    loop {
+        for command in commands.drain(..) {
+            match command {
+                Command::Timer { run, until } => {
+                    seq += 1;
+                    timers.push(Reverse((until, seq, RunIdKey(run))));
+                }
+                Command::Dispatch(request) => {
+                    let run = request.run;
+                    let timeout = request.timeout_seconds;
+                    let state = request.state_name.clone();
+                    let future = tasks.dispatch(request);
+                    in_flight.spawn(async move {
+                        let result = match timeout {
+                            Some(s) => tokio::time::timeout(Duration::from_secs(s), future).await.unwrap_or_else(|_| {
+                                Err(Failure::new("States.Timeout", format!("The task of state '{state}' did not finish within its TimeoutSeconds ({s} s).")))
+                            }),
+                            None => future.await,
+                        };
+                        (run, result)
+                    });
+                }
+            }
+        }
+        if *exec.status() != Status::Running {
+            break;
+        }
+        let next_timer = timers.peek().map(|Reverse((t, _, _))| *t);
+        // The earliest thing the clock can bring: a timer, or the execution's deadline.
+        let due = match (next_timer, deadline) {
+            (Some(t), Some(d)) => Some(t.min(d)),
+            (t, d) => t.or(d),
+        };
+        if options.virtual_time && in_flight.is_empty() {
+            let Some(due) = due else { break };
+            clock.jump_to(due);
+        } else if !in_flight.is_empty() {
+            let wait = due.map(|d| {
+                Duration::from_nanos((d.unix_nanos - clock.now().unix_nanos).max(0) as u64)
+            });
+            let done = match wait {
+                Some(w) => tokio::select! {
+                    done = in_flight.join_next() => done,
+                    () = tokio::time::sleep(w) => None,
+                },
+                None => in_flight.join_next().await,
+            };
+            if let Some(done) = done {
+                let (run, result) = done.unwrap_or_else(|e| {
+                    (
+                        RunId::detached(),
+                        Err(Failure::new(
+                            "States.Runtime",
+                            format!("a task handler panicked: {e}"),
+                        )),
+                    )
+                });
+                commands = exec.on_input(Input::TaskDone { run, result }, clock.now());
+                continue;
+            }
+        } else {
+            let Some(due) = due else { break };
+            let now = clock.now();
+            if due > now {
+                tokio::time::sleep(Duration::from_nanos(
+                    (due.unix_nanos - now.unix_nanos) as u64,
+                ))
+                .await;
+            }
+        }
+        let now = clock.now();
+        if deadline.is_some_and(|d| d <= now) {
+            commands = exec.on_input(Input::TimedOut, now);
+            continue;
+        }
+        if let Some(Reverse((t, _, _))) = timers.peek()
+            && *t <= now
+        {
+            let Reverse((_, _, RunIdKey(run))) = timers.pop().expect("peeked");
+            commands = exec.on_input(Input::TimerFired { run }, now);
+        }
+    }
+    in_flight.abort_all();
+    let stop_time = clock.now();
+    Outcome {
+        status: exec.status().clone(),
+        info: exec.info().clone(),
+        stop_time,
+        states_entered: exec.states_entered(),
+        history: exec.history().clone(),
+    }
+}
+
+/// Orders timers with equal deadlines by insertion only; run ids carry no order of their own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct RunIdKey(RunId);
+
+impl PartialOrd for RunIdKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RunIdKey {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}

@@ -1,0 +1,398 @@
+//! The execution history: AWS-shaped events, numbered as Step Functions numbers them.
+//!
+//! Event ids matter even when nobody reads the history: causes quote them ("entered at the
+//! event id #4") and the 25,000-event limit counts them. So ids are always assigned, but the
+//! events themselves are kept only when [`History::recording`] is on: an execution nobody
+//! inspects pays for a counter, not for copies of every state's input and output.
+
+use serde_json::{Map, Value, json};
+use stepstone_asl::timestamp::Timestamp;
+
+/// What happened, with the details GetExecutionHistory gives.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The execution started with this input.
+    ExecutionStarted {
+        /// The execution's input.
+        input: Value,
+        /// The role the execution runs as.
+        role_arn: String,
+    },
+    /// The execution succeeded.
+    ExecutionSucceeded {
+        /// Its output.
+        output: Value,
+    },
+    /// The execution failed.
+    ExecutionFailed {
+        /// Error name.
+        error: String,
+        /// Cause.
+        cause: String,
+    },
+    /// The execution ran past its `TimeoutSeconds`.
+    ExecutionTimedOut {
+        /// Error name.
+        error: String,
+        /// Cause.
+        cause: String,
+    },
+    /// A state was entered (`PassStateEntered`, `TaskStateEntered`, ...).
+    StateEntered {
+        /// `Pass`, `Task`, ...
+        state_type: &'static str,
+        /// The state's name.
+        name: String,
+        /// Its input.
+        input: Value,
+    },
+    /// A state was left (`PassStateExited`, ...).
+    StateExited {
+        /// `Pass`, `Task`, ...
+        state_type: &'static str,
+        /// The state's name.
+        name: String,
+        /// Its output.
+        output: Value,
+    },
+    /// A task was scheduled.
+    TaskScheduled {
+        /// `lambda`, `aws-sdk:cloudformation`, ...
+        resource_type: String,
+        /// The action or function.
+        resource: String,
+        /// The region the call goes to.
+        region: String,
+        /// The task's input.
+        parameters: Value,
+        /// The task's timeout, when it has one.
+        timeout_in_seconds: Option<u64>,
+    },
+    /// The task was started.
+    TaskStarted {
+        /// See [`EventKind::TaskScheduled`].
+        resource_type: String,
+        /// See [`EventKind::TaskScheduled`].
+        resource: String,
+    },
+    /// The task succeeded.
+    TaskSucceeded {
+        /// See [`EventKind::TaskScheduled`].
+        resource_type: String,
+        /// See [`EventKind::TaskScheduled`].
+        resource: String,
+        /// Its result.
+        output: Value,
+    },
+    /// The task failed.
+    TaskFailed {
+        /// See [`EventKind::TaskScheduled`].
+        resource_type: String,
+        /// See [`EventKind::TaskScheduled`].
+        resource: String,
+        /// Error name.
+        error: String,
+        /// Cause.
+        cause: String,
+    },
+    /// The task ran past its timeout.
+    TaskTimedOut {
+        /// See [`EventKind::TaskScheduled`].
+        resource_type: String,
+        /// See [`EventKind::TaskScheduled`].
+        resource: String,
+        /// Error name.
+        error: String,
+        /// Cause.
+        cause: String,
+    },
+    /// A Parallel state started its branches.
+    ParallelStateStarted,
+    /// Every branch succeeded.
+    ParallelStateSucceeded,
+    /// A branch failed.
+    ParallelStateFailed,
+    /// A Map state started, over `length` items.
+    MapStateStarted {
+        /// How many items.
+        length: usize,
+    },
+    /// Every iteration succeeded (or failures were tolerated).
+    MapStateSucceeded,
+    /// The Map failed.
+    MapStateFailed,
+    /// An iteration started.
+    MapIterationStarted {
+        /// The Map state's name.
+        name: String,
+        /// The item's index.
+        index: usize,
+    },
+    /// An iteration succeeded.
+    MapIterationSucceeded {
+        /// The Map state's name.
+        name: String,
+        /// The item's index.
+        index: usize,
+    },
+    /// An iteration failed.
+    MapIterationFailed {
+        /// The Map state's name.
+        name: String,
+        /// The item's index.
+        index: usize,
+    },
+}
+
+impl EventKind {
+    /// The event's type as GetExecutionHistory spells it.
+    pub fn type_name(&self) -> String {
+        match self {
+            EventKind::ExecutionStarted { .. } => "ExecutionStarted".into(),
+            EventKind::ExecutionSucceeded { .. } => "ExecutionSucceeded".into(),
+            EventKind::ExecutionFailed { .. } => "ExecutionFailed".into(),
+            EventKind::ExecutionTimedOut { .. } => "ExecutionTimedOut".into(),
+            EventKind::StateEntered { state_type, .. } => format!("{state_type}StateEntered"),
+            EventKind::StateExited { state_type, .. } => format!("{state_type}StateExited"),
+            EventKind::TaskScheduled { .. } => "TaskScheduled".into(),
+            EventKind::TaskStarted { .. } => "TaskStarted".into(),
+            EventKind::TaskSucceeded { .. } => "TaskSucceeded".into(),
+            EventKind::TaskFailed { .. } => "TaskFailed".into(),
+            EventKind::TaskTimedOut { .. } => "TaskTimedOut".into(),
+            EventKind::ParallelStateStarted => "ParallelStateStarted".into(),
+            EventKind::ParallelStateSucceeded => "ParallelStateSucceeded".into(),
+            EventKind::ParallelStateFailed => "ParallelStateFailed".into(),
+            EventKind::MapStateStarted { .. } => "MapStateStarted".into(),
+            EventKind::MapStateSucceeded => "MapStateSucceeded".into(),
+            EventKind::MapStateFailed => "MapStateFailed".into(),
+            EventKind::MapIterationStarted { .. } => "MapIterationStarted".into(),
+            EventKind::MapIterationSucceeded { .. } => "MapIterationSucceeded".into(),
+            EventKind::MapIterationFailed { .. } => "MapIterationFailed".into(),
+        }
+    }
+}
+
+/// One history event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// 1 for ExecutionStarted, then one more per event.
+    pub id: u64,
+    /// The event this one follows from (0 for none).
+    pub previous_event_id: u64,
+    /// When it happened (on the execution's clock, real or virtual).
+    pub timestamp: Timestamp,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// The event as GetExecutionHistory returns it: inputs and outputs as JSON strings inside
+    /// `*EventDetails`.
+    pub fn to_json(&self) -> Value {
+        let text = |v: &Value| Value::String(v.to_string());
+        let not_truncated = || json!({"truncated": false});
+        let (key, details) = match &self.kind {
+            EventKind::ExecutionStarted { input, role_arn } => (
+                "executionStartedEventDetails",
+                json!({"input": text(input), "inputDetails": not_truncated(), "roleArn": role_arn}),
+            ),
+            EventKind::ExecutionSucceeded { output } => (
+                "executionSucceededEventDetails",
+                json!({"output": text(output), "outputDetails": not_truncated()}),
+            ),
+            EventKind::ExecutionFailed { error, cause } => (
+                "executionFailedEventDetails",
+                json!({"error": error, "cause": cause}),
+            ),
+            EventKind::ExecutionTimedOut { error, cause } => (
+                "executionTimedOutEventDetails",
+                json!({"error": error, "cause": cause}),
+            ),
+            EventKind::StateEntered { name, input, .. } => (
+                "stateEnteredEventDetails",
+                json!({"name": name, "input": text(input), "inputDetails": not_truncated()}),
+            ),
+            EventKind::StateExited { name, output, .. } => (
+                "stateExitedEventDetails",
+                json!({"name": name, "output": text(output), "outputDetails": not_truncated()}),
+            ),
+            EventKind::TaskScheduled {
+                resource_type,
+                resource,
+                region,
+                parameters,
+                timeout_in_seconds,
+            } => {
+                let mut d = json!({"resourceType": resource_type, "resource": resource, "region": region, "parameters": text(parameters)});
+                if let Some(t) = timeout_in_seconds {
+                    d["timeoutInSeconds"] = json!(t);
+                }
+                ("taskScheduledEventDetails", d)
+            }
+            EventKind::TaskStarted {
+                resource_type,
+                resource,
+            } => (
+                "taskStartedEventDetails",
+                json!({"resourceType": resource_type, "resource": resource}),
+            ),
+            EventKind::TaskSucceeded {
+                resource_type,
+                resource,
+                output,
+            } => (
+                "taskSucceededEventDetails",
+                json!({"resourceType": resource_type, "resource": resource, "output": text(output), "outputDetails": not_truncated()}),
+            ),
+            EventKind::TaskFailed {
+                resource_type,
+                resource,
+                error,
+                cause,
+            } => (
+                "taskFailedEventDetails",
+                json!({"resourceType": resource_type, "resource": resource, "error": error, "cause": cause}),
+            ),
+            EventKind::TaskTimedOut {
+                resource_type,
+                resource,
+                error,
+                cause,
+            } => (
+                "taskTimedOutEventDetails",
+                json!({"resourceType": resource_type, "resource": resource, "error": error, "cause": cause}),
+            ),
+            EventKind::MapStateStarted { length } => {
+                ("mapStateStartedEventDetails", json!({"length": length}))
+            }
+            EventKind::MapIterationStarted { name, index } => (
+                "mapIterationStartedEventDetails",
+                json!({"name": name, "index": index}),
+            ),
+            EventKind::MapIterationSucceeded { name, index } => (
+                "mapIterationSucceededEventDetails",
+                json!({"name": name, "index": index}),
+            ),
+            EventKind::MapIterationFailed { name, index } => (
+                "mapIterationFailedEventDetails",
+                json!({"name": name, "index": index}),
+            ),
+            EventKind::ParallelStateStarted
+            | EventKind::ParallelStateSucceeded
+            | EventKind::ParallelStateFailed
+            | EventKind::MapStateSucceeded
+            | EventKind::MapStateFailed => ("", Value::Null),
+        };
+        let mut out = Map::new();
+        out.insert("timestamp".into(), json!(self.timestamp.to_string()));
+        out.insert("type".into(), json!(self.kind.type_name()));
+        out.insert("id".into(), json!(self.id));
+        out.insert("previousEventId".into(), json!(self.previous_event_id));
+        if !key.is_empty() {
+            out.insert(key.into(), details);
+        }
+        Value::Object(out)
+    }
+}
+
+/// The events of one execution.
+#[derive(Debug, Clone)]
+pub struct History {
+    recording: bool,
+    last_id: u64,
+    events: Vec<Event>,
+}
+
+impl History {
+    /// A history that keeps its events (`recording`), or only counts them.
+    pub fn new(recording: bool) -> History {
+        History {
+            recording,
+            last_id: 0,
+            events: Vec::new(),
+        }
+    }
+
+    /// Whether events are kept.
+    pub fn recording(&self) -> bool {
+        self.recording
+    }
+
+    /// How many events there have been.
+    pub fn len(&self) -> u64 {
+        self.last_id
+    }
+
+    /// True before the first event.
+    pub fn is_empty(&self) -> bool {
+        self.last_id == 0
+    }
+
+    /// The id the next event will get.
+    pub fn next_id(&self) -> u64 {
+        self.last_id + 1
+    }
+
+    /// Records an event built by `kind` (only called when recording); returns its id.
+    pub(crate) fn push(
+        &mut self,
+        previous_event_id: u64,
+        timestamp: Timestamp,
+        kind: impl FnOnce() -> EventKind,
+    ) -> u64 {
+        self.last_id += 1;
+        if self.recording {
+            self.events.push(Event {
+                id: self.last_id,
+                previous_event_id,
+                timestamp,
+                kind: kind(),
+            });
+        }
+        self.last_id
+    }
+
+    /// The recorded events, in order.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_count_even_when_not_recording() {
+        let mut h = History::new(false);
+        let t = Timestamp { unix_nanos: 0 };
+        assert_eq!(
+            h.push(0, t, || unreachable!("not built when not recording")),
+            1
+        );
+        assert_eq!(h.push(1, t, || unreachable!()), 2);
+        assert_eq!(h.len(), 2);
+        assert!(h.events().is_empty());
+    }
+
+    #[test]
+    fn json_shape() {
+        let mut h = History::new(true);
+        let t = Timestamp {
+            unix_nanos: 1_500_000_000,
+        };
+        h.push(0, t, || EventKind::StateEntered {
+            state_type: "Pass",
+            name: "A".into(),
+            input: json!({"x": 1}),
+        });
+        h.push(1, t, || EventKind::MapStateSucceeded);
+        assert_eq!(
+            h.events()[0].to_json(),
+            json!({"timestamp": "1970-01-01T00:00:01.500Z", "type": "PassStateEntered", "id": 1, "previousEventId": 0,
+                   "stateEnteredEventDetails": {"name": "A", "input": "{\"x\":1}", "inputDetails": {"truncated": false}}})
+        );
+        assert_eq!(h.events()[1].to_json()["type"], "MapStateSucceeded");
+    }
+}

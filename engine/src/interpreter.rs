@@ -1,0 +1,894 @@
+//! The interpreter: a pure state machine over one execution.
+//!
+//! An execution is a tree of runs: the root run walks the state machine's top scope; a Parallel
+//! state starts one child run per branch, a Map state one per item. Runs advance synchronously,
+//! state after state, until they finish or block on something outside: a task to dispatch or a
+//! timer to wait for. Each block becomes a [`Command`] for the driver, which performs it and
+//! reports back with an [`Input`]. No I/O and no clock happen here: time comes in with each call,
+//! which is what makes the interpreter testable (and, later, replayable from a checkpoint).
+
+use std::collections::VecDeque;
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value, json};
+use stepstone_asl::eval::{self, Context, Env};
+use stepstone_asl::intrinsics::splitmix64;
+use stepstone_asl::states::{Assign, DataFlow, ErrorHandling, StateKind, Transition};
+use stepstone_asl::timestamp::Timestamp;
+use stepstone_asl::{Machine, ScopeRef, State, StateId};
+
+use crate::failure::Failure;
+use crate::history::{EventKind, History};
+use crate::limits::Limits;
+use crate::vars::Vars;
+
+/// Identifies a run (the root, a branch, an iteration) within its execution. Ids are reused
+/// after a run ends, with a new generation, so a late answer for an ended run is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RunId {
+    index: u32,
+    generation: u32,
+}
+
+impl RunId {
+    /// An id that names no run: answers for it are ignored.
+    pub fn detached() -> RunId {
+        RunId {
+            index: u32::MAX,
+            generation: u32::MAX,
+        }
+    }
+}
+
+/// What identifies an execution and what `$$.Execution` and `$$.StateMachine` show.
+#[derive(Debug, Clone)]
+pub struct ExecutionInfo {
+    /// `arn:aws:states:<region>:<account>:execution:<machine>:<name>`
+    pub execution_arn: String,
+    /// The execution's name.
+    pub name: String,
+    /// `arn:aws:states:<region>:<account>:stateMachine:<machine>`
+    pub state_machine_arn: String,
+    /// The state machine's name.
+    pub state_machine_name: String,
+    /// The role ARN shown in `$$.Execution.RoleArn`.
+    pub role_arn: String,
+    /// When the execution started.
+    pub start_time: Timestamp,
+    /// The execution's input.
+    pub input: Value,
+    /// How many times the execution was redriven.
+    pub redrive_count: u32,
+    /// An EXPRESS execution: its ARN reads `express:` and it has no RedriveCount.
+    pub express: bool,
+}
+
+impl ExecutionInfo {
+    /// Names and ARNs for an execution `name` of state machine `machine_name`, in the default
+    /// local account and region.
+    pub fn new(
+        machine_name: &str,
+        name: &str,
+        input: Value,
+        start_time: Timestamp,
+        express: bool,
+    ) -> ExecutionInfo {
+        let prefix = "arn:aws:states:us-east-1:123456789012";
+        let execution_arn = if express {
+            // AWS adds a run id to an express execution's ARN.
+            let run_id = splitmix64(start_time.unix_nanos as u64);
+            format!(
+                "{prefix}:express:{machine_name}:{name}:{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+                run_id >> 32,
+                (run_id >> 16) & 0xffff,
+                run_id & 0xfff,
+                (run_id >> 20) & 0xfff,
+                run_id & 0xffff_ffff_ffff
+            )
+        } else {
+            format!("{prefix}:execution:{machine_name}:{name}")
+        };
+        ExecutionInfo {
+            execution_arn,
+            name: name.to_owned(),
+            state_machine_arn: format!("{prefix}:stateMachine:{machine_name}"),
+            state_machine_name: machine_name.to_owned(),
+            role_arn: "arn:aws:iam::123456789012:role/stepstone".to_owned(),
+            start_time,
+            input,
+            redrive_count: 0,
+            express,
+        }
+    }
+}
+
+/// A task for the driver to perform.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRequest {
+    /// The run waiting for it.
+    pub run: RunId,
+    /// The Task state's name.
+    pub state_name: String,
+    /// The `Resource` ARN as written.
+    pub resource: String,
+    /// The task's input (after InputPath and Parameters).
+    pub input: Value,
+    /// 0 for the first try, then one more per retry.
+    pub attempt: u32,
+    /// Stable across resumes: `<execution ARN>/<state>/<entered event>/<attempt>`.
+    pub idempotency_token: String,
+    /// The region the task's calls go to, when the state names one (a Stepstone extension).
+    pub region: Option<String>,
+    /// `TimeoutSeconds`, when set.
+    pub timeout_seconds: Option<u64>,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Perform a task, then report [`Input::TaskDone`].
+    Dispatch(TaskRequest),
+    /// At `until`, report [`Input::TimerFired`].
+    Timer {
+        /// The run waiting.
+        run: RunId,
+        /// When.
+        until: Timestamp,
+    },
+}
+
+/// What the driver reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A dispatched task finished.
+    TaskDone {
+        /// The run that dispatched it.
+        run: RunId,
+        /// Its result or failure.
+        result: Result<Value, Failure>,
+    },
+    /// A timer came due.
+    TimerFired {
+        /// The run that set it.
+        run: RunId,
+    },
+    /// The execution ran past its `TimeoutSeconds`.
+    TimedOut,
+}
+
+/// Where an execution stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    /// Not finished.
+    Running,
+    /// Finished with this output.
+    Succeeded(Value),
+    /// Failed with this error.
+    Failed(Failure),
+    /// Ran past its `TimeoutSeconds`.
+    TimedOut(Failure),
+}
+
+impl Status {
+    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Running => "RUNNING",
+            Status::Succeeded(_) => "SUCCEEDED",
+            Status::Failed(_) => "FAILED",
+            Status::TimedOut(_) => "TIMED_OUT",
+        }
+    }
+}
+
+/// How a state ended, for its run.
+pub(crate) enum Flow {
+    /// Go to this state with this input.
+    Next(StateId, Value),
+    /// The run ends with this output.
+    End(Value),
+    /// The state failed: Retry and Catch get a chance (in Task, Parallel, Map), else the run fails.
+    Fail(Failure),
+    /// The run waits for a task, a timer or its children.
+    Blocked,
+}
+
+/// What a blocked run waits for.
+pub(crate) enum Waiting {
+    Nothing,
+    /// A task; `effective` is the state's input after InputPath, for ResultPath.
+    Task {
+        resource: String,
+    },
+    /// A Wait state's timer.
+    Wait,
+    /// The delay before a retry.
+    Retry,
+    /// Child runs of a Parallel or Map state.
+    Children(Box<crate::children::Children>),
+}
+
+/// The parent of a child run, and which child it is.
+#[derive(Clone, Copy)]
+pub(crate) struct Link {
+    pub(crate) parent: RunId,
+    pub(crate) slot: usize,
+}
+
+pub(crate) struct Run<'m> {
+    pub(crate) scope: ScopeRef<'m>,
+    pub(crate) state: StateId,
+    /// The current state's raw input.
+    pub(crate) input: Value,
+    pub(crate) vars: Vars,
+    pub(crate) parent: Option<Link>,
+    pub(crate) entered_event: u64,
+    pub(crate) entered_time: Timestamp,
+    pub(crate) last_event: u64,
+    /// Attempts used per retrier of the current state.
+    pub(crate) attempts: Vec<u32>,
+    pub(crate) retry_count: u32,
+    pub(crate) waiting: Waiting,
+    /// A Map's effective input while its iterations start (ItemSelector reads it).
+    pub(crate) input_for_items: Option<Value>,
+}
+
+struct Slot<'m> {
+    generation: u32,
+    run: Option<Run<'m>>,
+}
+
+/// One execution of a [`Machine`].
+pub struct Execution<'m> {
+    pub(crate) machine: &'m Machine,
+    pub(crate) info: ExecutionInfo,
+    pub(crate) history: History,
+    pub(crate) limits: Limits,
+    slots: Vec<Slot<'m>>,
+    free: Vec<u32>,
+    ready: VecDeque<RunId>,
+    pub(crate) commands: Vec<Command>,
+    status: Status,
+    pub(crate) now: Timestamp,
+    pub(crate) seed: u64,
+    states_entered: u64,
+    root: Option<RunId>,
+}
+
+impl<'m> Execution<'m> {
+    /// A new execution; call [`Execution::start`] to begin.
+    pub fn new(
+        machine: &'m Machine,
+        info: ExecutionInfo,
+        limits: Limits,
+        record_history: bool,
+    ) -> Execution<'m> {
+        let seed = info
+            .execution_arn
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        let now = info.start_time;
+        Execution {
+            machine,
+            info,
+            history: History::new(record_history),
+            limits,
+            slots: Vec::new(),
+            free: Vec::new(),
+            ready: VecDeque::new(),
+            commands: Vec::new(),
+            status: Status::Running,
+            now,
+            seed,
+            states_entered: 0,
+            root: None,
+        }
+    }
+
+    /// Starts the execution at `now`; returns the first commands.
+    pub fn start(&mut self, now: Timestamp) -> Vec<Command> {
+        self.now = now;
+        let (input, role) = (self.info.input.clone(), self.info.role_arn.clone());
+        let id = self.history.push(0, now, || EventKind::ExecutionStarted {
+            input,
+            role_arn: role,
+        });
+        let root = self.machine.root();
+        let run = self.spawn(
+            root,
+            root.start(),
+            self.info.input.clone(),
+            Vars::default(),
+            None,
+            id,
+        );
+        self.root = Some(run);
+        self.advance();
+        std::mem::take(&mut self.commands)
+    }
+
+    /// Reports what the driver saw at `now`; returns the next commands.
+    pub fn on_input(&mut self, input: Input, now: Timestamp) -> Vec<Command> {
+        self.now = now;
+        if self.status != Status::Running {
+            return Vec::new();
+        }
+        match input {
+            Input::TaskDone { run, result } => {
+                if self.is_waiting_task(run) {
+                    let flow = self.task_done(run, result);
+                    self.follow(run, flow);
+                }
+            }
+            Input::TimerFired { run } => {
+                if let Some(r) = self.get_mut(run) {
+                    match std::mem::replace(&mut r.waiting, Waiting::Nothing) {
+                        Waiting::Wait => {
+                            let flow = self.wait_done(run);
+                            self.follow(run, flow);
+                        }
+                        Waiting::Retry => {
+                            let flow = self.run_state_body(run);
+                            self.follow(run, flow);
+                        }
+                        other => r.waiting = other,
+                    }
+                }
+            }
+            Input::TimedOut => {
+                let failure = Failure::new("States.Timeout", "The execution timed out.");
+                let last = self.history.len();
+                let (error, cause) = (failure.error.clone(), failure.cause.clone());
+                self.history
+                    .push(last, now, || EventKind::ExecutionTimedOut { error, cause });
+                self.status = Status::TimedOut(failure);
+            }
+        }
+        self.advance();
+        std::mem::take(&mut self.commands)
+    }
+
+    /// Where the execution stands.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// Its history (events are kept only when recording was asked for).
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Identity and input.
+    pub fn info(&self) -> &ExecutionInfo {
+        &self.info
+    }
+
+    /// How many states were entered so far.
+    pub fn states_entered(&self) -> u64 {
+        self.states_entered
+    }
+
+    // ---- runs
+
+    pub(crate) fn spawn(
+        &mut self,
+        scope: ScopeRef<'m>,
+        state: StateId,
+        input: Value,
+        vars: Vars,
+        parent: Option<Link>,
+        last_event: u64,
+    ) -> RunId {
+        let run = Run {
+            scope,
+            state,
+            input,
+            vars,
+            parent,
+            entered_event: 0,
+            entered_time: self.now,
+            last_event,
+            attempts: Vec::new(),
+            retry_count: 0,
+            waiting: Waiting::Nothing,
+            input_for_items: None,
+        };
+        let id = match self.free.pop() {
+            Some(index) => {
+                let slot = &mut self.slots[index as usize];
+                slot.generation += 1;
+                slot.run = Some(run);
+                RunId {
+                    index,
+                    generation: slot.generation,
+                }
+            }
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    run: Some(run),
+                });
+                RunId {
+                    index: self.slots.len() as u32 - 1,
+                    generation: 0,
+                }
+            }
+        };
+        self.ready.push_back(id);
+        id
+    }
+
+    pub(crate) fn get(&self, id: RunId) -> Option<&Run<'m>> {
+        self.slots
+            .get(id.index as usize)
+            .filter(|s| s.generation == id.generation)?
+            .run
+            .as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, id: RunId) -> Option<&mut Run<'m>> {
+        self.slots
+            .get_mut(id.index as usize)
+            .filter(|s| s.generation == id.generation)?
+            .run
+            .as_mut()
+    }
+
+    pub(crate) fn run(&self, id: RunId) -> &Run<'m> {
+        self.get(id).expect("the run is alive")
+    }
+
+    pub(crate) fn run_mut(&mut self, id: RunId) -> &mut Run<'m> {
+        self.get_mut(id).expect("the run is alive")
+    }
+
+    /// Removes a run and, recursively, the children it waits for.
+    pub(crate) fn remove(&mut self, id: RunId) -> Option<Run<'m>> {
+        let slot = self
+            .slots
+            .get_mut(id.index as usize)
+            .filter(|s| s.generation == id.generation)?;
+        let run = slot.run.take()?;
+        self.free.push(id.index);
+        if let Waiting::Children(children) = &run.waiting {
+            for child in children.running() {
+                self.remove(child);
+            }
+        }
+        Some(run)
+    }
+
+    fn is_waiting_task(&self, id: RunId) -> bool {
+        self.get(id)
+            .is_some_and(|r| matches!(r.waiting, Waiting::Task { .. }))
+    }
+
+    /// The current state of a run.
+    pub(crate) fn current(&self, id: RunId) -> (&'m str, &'m State) {
+        let run = self.run(id);
+        let (name, state, _) = run.scope.state(run.state);
+        (name, state)
+    }
+
+    /// Records an event for a run, chaining `previousEventId` through the run's own events.
+    pub(crate) fn event(&mut self, id: RunId, kind: impl FnOnce() -> EventKind) -> u64 {
+        let last = self.get(id).map_or(self.history.len(), |r| r.last_event);
+        let event = self.history.push(last, self.now, kind);
+        if let Some(r) = self.get_mut(id) {
+            r.last_event = event;
+        }
+        event
+    }
+
+    // ---- stepping
+
+    /// Runs every ready run until all are finished or blocked.
+    fn advance(&mut self) {
+        while let Some(id) = self.ready.pop_front() {
+            if self.status != Status::Running {
+                return;
+            }
+            if self.get(id).is_some() {
+                let flow = self.enter_state(id);
+                self.follow(id, flow);
+            }
+        }
+    }
+
+    /// Carries a run through `flow` and the states after it, until it blocks or ends.
+    pub(crate) fn follow(&mut self, id: RunId, mut flow: Flow) {
+        loop {
+            if self.status != Status::Running || self.get(id).is_none() {
+                return;
+            }
+            flow = match flow {
+                Flow::Next(next, input) => {
+                    let run = self.run_mut(id);
+                    run.state = next;
+                    run.input = input;
+                    run.attempts.clear();
+                    run.retry_count = 0;
+                    self.enter_state(id)
+                }
+                Flow::End(output) => return self.finish(id, Ok(output)),
+                Flow::Fail(failure) => match self.handle_error(id, failure) {
+                    Ok(flow) => flow,
+                    Err(failure) => return self.finish(id, Err(failure)),
+                },
+                Flow::Blocked => return,
+            };
+        }
+    }
+
+    /// Enters the run's current state: counts it, records the entered event, runs its body.
+    fn enter_state(&mut self, id: RunId) -> Flow {
+        self.states_entered += 1;
+        let (name, state) = self.current(id);
+        let recording = self.history.recording();
+        let input = if recording {
+            self.run(id).input.clone()
+        } else {
+            Value::Null
+        };
+        let event = self.event(id, || EventKind::StateEntered {
+            state_type: state.kind.type_name(),
+            name: name.to_owned(),
+            input,
+        });
+        let now = self.now;
+        let run = self.run_mut(id);
+        run.entered_event = event;
+        run.entered_time = now;
+        if let Some(limit) = self.limits.max_history_events
+            && self.history.len() > limit
+        {
+            return Flow::Fail(Failure::new(
+                "States.Runtime",
+                format!(
+                    "The execution reached the limit of {limit} history events (see --history-limit)."
+                ),
+            ));
+        }
+        self.run_state_body(id)
+    }
+
+    /// A state's work after its entered event (also where a retry starts over).
+    pub(crate) fn run_state_body(&mut self, id: RunId) -> Flow {
+        let (_, state) = self.current(id);
+        match &state.kind {
+            StateKind::Pass(s) => self.pass(id, s),
+            StateKind::Choice(s) => self.choice(id, s),
+            StateKind::Wait(s) => self.wait(id, s),
+            StateKind::Succeed(s) => self.succeed(id, s),
+            StateKind::Fail(s) => self.fail(id, s),
+            StateKind::Task(s) => self.task(id, s),
+            StateKind::Parallel(s) => self.parallel(id, s),
+            StateKind::Map(s) => self.map(id, s),
+        }
+    }
+
+    /// Retry, then Catch, for the states that have them; `Err` when the run fails.
+    fn handle_error(&mut self, id: RunId, failure: Failure) -> Result<Flow, Failure> {
+        let (_, state) = self.current(id);
+        let (errors, in_task): (&ErrorHandling, bool) = match &state.kind {
+            StateKind::Task(t) => (&t.errors, true),
+            StateKind::Parallel(p) => (&p.errors, false),
+            StateKind::Map(m) => (&m.errors, false),
+            _ => return Err(failure),
+        };
+        if let Some((i, retrier)) = errors
+            .retry
+            .iter()
+            .enumerate()
+            .find(|(_, r)| failure.matches(&r.error_equals, in_task))
+        {
+            let seed = self.seed;
+            let run = self.run_mut(id);
+            run.attempts.resize(run.attempts.len().max(i + 1), 0);
+            let used = run.attempts[i];
+            if u64::from(used) < retrier.max_attempts {
+                run.attempts[i] += 1;
+                run.retry_count += 1;
+                let mut delay =
+                    retrier.interval_seconds as f64 * retrier.backoff_rate.powi(used as i32);
+                if let Some(max) = retrier.max_delay_seconds {
+                    delay = delay.min(max as f64);
+                }
+                if retrier.full_jitter {
+                    // Seeded from the execution and the attempt: a rerun draws the same delays.
+                    let draw =
+                        splitmix64(seed ^ (run.entered_event << 16) ^ u64::from(run.retry_count));
+                    delay *= (draw >> 11) as f64 / (1u64 << 53) as f64;
+                }
+                run.waiting = Waiting::Retry;
+                let until = Timestamp {
+                    unix_nanos: self.now.unix_nanos + (delay * 1e9) as i128,
+                };
+                self.commands.push(Command::Timer { run: id, until });
+                return Ok(Flow::Blocked);
+            }
+            // The first matching retrier decides; when it is spent, Catch gets the error.
+        }
+        if let Some(catcher) = errors
+            .catch
+            .iter()
+            .find(|c| failure.matches(&c.error_equals, in_task))
+        {
+            let run = self.run(id);
+            let scope = run.scope;
+            let next = scope.id(&catcher.next).expect("validated target");
+            let input = std::mem::take(&mut self.run_mut(id).input);
+            let error_output = failure.to_output();
+            if let Some(assign) = &catcher.assign
+                && let Err(e) = self.assign(id, assign, &error_output)
+            {
+                return Err(self.state_failure(id, e));
+            }
+            let output = eval::merge_result(input, catcher.result_path.as_ref(), error_output)
+                .map_err(|e| self.state_failure(id, e))?;
+            return Ok(Flow::Next(next, output));
+        }
+        Err(failure)
+    }
+
+    /// A run ended: the execution ends, or the parent hears of it.
+    fn finish(&mut self, id: RunId, result: Result<Value, Failure>) {
+        let Some(run) = self.remove(id) else { return };
+        match run.parent {
+            None => {
+                let last = run.last_event;
+                match result {
+                    Ok(output) => {
+                        let o = if self.history.recording() {
+                            output.clone()
+                        } else {
+                            Value::Null
+                        };
+                        self.history
+                            .push(last, self.now, || EventKind::ExecutionSucceeded {
+                                output: o,
+                            });
+                        self.status = Status::Succeeded(output);
+                    }
+                    Err(failure) => {
+                        let (error, cause) = (failure.error.clone(), failure.cause.clone());
+                        self.history
+                            .push(last, self.now, || EventKind::ExecutionFailed {
+                                error,
+                                cause,
+                            });
+                        self.status = Status::Failed(failure);
+                    }
+                }
+            }
+            Some(link) => {
+                if self.get(link.parent).is_some() {
+                    let flow = self.child_done(link, result);
+                    self.follow(link.parent, flow);
+                }
+            }
+        }
+    }
+
+    // ---- data flow helpers shared by the states
+
+    /// The environment for evaluating paths of run `id` with `$` = `input`.
+    pub(crate) fn with_env<T>(
+        &self,
+        id: RunId,
+        input: &Value,
+        item: Option<(usize, &Value)>,
+        f: impl FnOnce(&Env) -> T,
+    ) -> T {
+        let run = self.run(id);
+        let (name, _) = self.current(id);
+        let (_, state) = self.current(id);
+        let retriable = matches!(
+            state.kind,
+            StateKind::Task(_) | StateKind::Parallel(_) | StateKind::Map(_)
+        );
+        let context = LazyContext {
+            info: &self.info,
+            state_name: name,
+            entered: run.entered_time,
+            retry_count: retriable.then_some(run.retry_count),
+            item,
+            cell: OnceLock::new(),
+        };
+        let counter = std::cell::Cell::new(
+            self.seed
+                ^ run.entered_event.wrapping_mul(0x9E37_79B9)
+                ^ u64::from(run.retry_count) << 40,
+        );
+        let random = || {
+            let next = splitmix64(counter.get());
+            counter.set(next);
+            next
+        };
+        let env = Env {
+            input,
+            context: &context,
+            variables: &run.vars,
+            random: &random,
+        };
+        f(&env)
+    }
+
+    /// Prefixes an evaluation error with the state and its entered event, as AWS does.
+    pub(crate) fn state_failure(&self, id: RunId, e: eval::Error) -> Failure {
+        let (name, _) = self.current(id);
+        let event = self.run(id).entered_event;
+        Failure::new(
+            e.error,
+            format!(
+                "An error occurred while executing the state '{name}' (entered at the event id #{event}). {}",
+                e.message
+            ),
+        )
+    }
+
+    /// InputPath: the effective input of the current state. The raw input is moved, not
+    /// copied, when nothing needs it later (a ResultPath of `$` replaces it).
+    pub(crate) fn effective_input(&mut self, id: RunId, flow: &DataFlow) -> Result<Value, Failure> {
+        let raw_needed_later = !flow.result_path.as_ref().is_some_and(is_root);
+        let run = self.run_mut(id);
+        let raw = if raw_needed_later {
+            run.input.clone()
+        } else {
+            std::mem::take(&mut run.input)
+        };
+        self.select(id, raw, flow.input_path.as_ref())
+    }
+
+    /// InputPath or OutputPath applied to `value`.
+    pub(crate) fn select(
+        &self,
+        id: RunId,
+        value: Value,
+        path: Option<&stepstone_asl::Path>,
+    ) -> Result<Value, Failure> {
+        let read = |v: &Value| path.and_then(|p| self.with_env(id, v, None, |env| env.read(p)));
+        eval::filter(value, path, read).map_err(|e| self.state_failure(id, e))
+    }
+
+    /// ResultSelector, ResultPath and OutputPath, after a state produced `result`; then Assign
+    /// (with the variables as they were before the state, and `$` = the result).
+    pub(crate) fn finish_data_flow(
+        &mut self,
+        id: RunId,
+        flow: &DataFlow,
+        result: Value,
+    ) -> Result<Value, Failure> {
+        let result = match &flow.result_selector {
+            Some(t) => self
+                .with_env(id, &result, None, |env| env.template(t))
+                .map_err(|e| self.state_failure(id, e))?,
+            None => result,
+        };
+        let assigned = match &flow.assign {
+            Some(assign) => Some(
+                self.evaluate_assign(id, assign, &result)
+                    .map_err(|e| self.state_failure(id, e))?,
+            ),
+            None => None,
+        };
+        let input = std::mem::take(&mut self.run_mut(id).input);
+        let merged = eval::merge_result(input, flow.result_path.as_ref(), result)
+            .map_err(|e| self.state_failure(id, e))?;
+        let output = self.select(id, merged, flow.output_path.as_ref())?;
+        if let Some(values) = assigned {
+            self.run_mut(id).vars.assign(values);
+        }
+        Ok(output)
+    }
+
+    /// Evaluates an Assign with `$` = `input`, without applying it.
+    pub(crate) fn evaluate_assign(
+        &self,
+        id: RunId,
+        assign: &Assign,
+        input: &Value,
+    ) -> Result<Map<String, Value>, eval::Error> {
+        match assign {
+            Assign::JsonPath(t) => match self.with_env(id, input, None, |env| env.template(t))? {
+                Value::Object(values) => Ok(values),
+                _ => unreachable!("Assign is validated to be an object"),
+            },
+            Assign::Jsonata(_) => Err(eval::Error::runtime("JSONata Assign is not evaluated yet")),
+        }
+    }
+
+    /// Evaluates and applies an Assign.
+    pub(crate) fn assign(
+        &mut self,
+        id: RunId,
+        assign: &Assign,
+        input: &Value,
+    ) -> Result<(), eval::Error> {
+        let values = self.evaluate_assign(id, assign, input)?;
+        self.run_mut(id).vars.assign(values);
+        Ok(())
+    }
+
+    /// Records the exited event and goes on to the next state or ends the run.
+    pub(crate) fn exit(
+        &mut self,
+        id: RunId,
+        transition: Option<&Transition>,
+        output: Value,
+    ) -> Flow {
+        let (name, state) = self.current(id);
+        let recorded = if self.history.recording() {
+            output.clone()
+        } else {
+            Value::Null
+        };
+        self.event(id, || EventKind::StateExited {
+            state_type: state.kind.type_name(),
+            name: name.to_owned(),
+            output: recorded,
+        });
+        match transition {
+            Some(Transition::Next(next)) => Flow::Next(
+                self.run(id).scope.id(next).expect("validated target"),
+                output,
+            ),
+            _ => Flow::End(output),
+        }
+    }
+
+    /// The machine's timeout, for the driver.
+    pub fn timeout_seconds(&self) -> Option<u64> {
+        self.machine.definition().timeout_seconds
+    }
+}
+
+/// `$` itself.
+pub(crate) fn is_root(path: &stepstone_asl::Path) -> bool {
+    matches!(path.root(), stepstone_asl::path::Root::Input)
+        && path.steps().is_some_and(<[_]>::is_empty)
+}
+
+/// The context object, built on first use.
+struct LazyContext<'a> {
+    info: &'a ExecutionInfo,
+    state_name: &'a str,
+    entered: Timestamp,
+    /// Only states that can retry show `RetryCount`.
+    retry_count: Option<u32>,
+    item: Option<(usize, &'a Value)>,
+    cell: OnceLock<Value>,
+}
+
+impl Context for LazyContext<'_> {
+    fn value(&self) -> &Value {
+        self.cell.get_or_init(|| {
+            // AWS's key order; Task appears only with a task token, which needs callbacks.
+            let mut execution = json!({
+                "Id": self.info.execution_arn,
+                "Input": self.info.input,
+                "StartTime": self.info.start_time.to_string(),
+                "Name": self.info.name,
+                "RoleArn": self.info.role_arn,
+            });
+            if !self.info.express {
+                execution["RedriveCount"] = json!(self.info.redrive_count);
+            }
+            let mut state = json!({"Name": self.state_name, "EnteredTime": self.entered.to_string()});
+            if let Some(n) = self.retry_count {
+                state["RetryCount"] = json!(n);
+            }
+            let mut ctx = json!({
+                "Execution": execution,
+                "StateMachine": {"Id": self.info.state_machine_arn, "Name": self.info.state_machine_name},
+                "State": state,
+            });
+            if let Some((index, value)) = self.item {
+                ctx["Map"] = json!({"Item": {"Index": index, "Value": value}});
+            }
+            ctx
+        })
+    }
+}

@@ -1,0 +1,24 @@
+//! Limits that keep a runaway definition from hanging or exhausting memory. Defaults are AWS's.
+
+/// Limits of one execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// History events before the execution fails (AWS: 25,000). `None` lifts the limit.
+    pub max_history_events: Option<u64>,
+    /// Largest state input or output, task input or result, in bytes (AWS: 256 KiB).
+    pub max_payload_bytes: usize,
+    /// Iterations of one inline Map running at once, whatever its MaxConcurrency (AWS runs at
+    /// most 40 concurrent iterations of an inline Map).
+    pub max_map_concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_history_events: Some(25_000),
+            max_payload_bytes: 256 * 1024,
+            max_map_concurrency: 40,
+        }
+    }
+}

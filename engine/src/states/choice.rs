@@ -1,0 +1,71 @@
+//! Choice: the first rule that holds picks the next state, else `Default`, else
+//! States.NoChoiceMatched. The matched rule's `Assign` applies, or the state's own when `Default`
+//! is taken (checked against the conformance corpus).
+
+use stepstone_asl::states::Choice;
+
+use crate::Failure;
+use crate::history::EventKind;
+use crate::interpreter::{Execution, Flow, RunId};
+
+impl Execution<'_> {
+    pub(crate) fn choice(&mut self, id: RunId, state: &Choice) -> Flow {
+        let mut step = || -> Result<Flow, Failure> {
+            let effective = self.effective_input(id, &state.flow)?;
+            let mut chosen = None;
+            for (i, rule) in state.choices.iter().enumerate() {
+                let holds = self
+                    .with_env(id, &effective, None, |env| rule.rule.evaluate(env))
+                    .map_err(|e| self.state_failure(id, e))?;
+                if holds {
+                    chosen = Some(i);
+                    break;
+                }
+            }
+            let scope = self.run(id).scope;
+            let (next, assign) = match chosen {
+                Some(i) => (
+                    scope.id(&state.choices[i].next),
+                    state.choices[i].assign.as_ref(),
+                ),
+                None => match &state.default {
+                    Some(default) => (scope.id(default), state.flow.assign.as_ref()),
+                    None => {
+                        let (name, _) = self.current(id);
+                        let event = self.run(id).entered_event;
+                        return Err(Failure::new(
+                            "States.NoChoiceMatched",
+                            format!(
+                                "An error occurred while executing the state '{name}' (entered at the event id #{event}). No Choice Rule matched and no Default was specified."
+                            ),
+                        ));
+                    }
+                },
+            };
+            let assigned = match assign {
+                Some(a) => Some(
+                    self.evaluate_assign(id, a, &effective)
+                        .map_err(|e| self.state_failure(id, e))?,
+                ),
+                None => None,
+            };
+            let output = self.select(id, effective, state.flow.output_path.as_ref())?;
+            if let Some(values) = assigned {
+                self.run_mut(id).vars.assign(values);
+            }
+            let (name, _) = self.current(id);
+            let recorded = if self.history.recording() {
+                output.clone()
+            } else {
+                serde_json::Value::Null
+            };
+            self.event(id, || EventKind::StateExited {
+                state_type: "Choice",
+                name: name.to_owned(),
+                output: recorded,
+            });
+            Ok(Flow::Next(next.expect("validated target"), output))
+        };
+        step().unwrap_or_else(Flow::Fail)
+    }
+}

@@ -1,0 +1,47 @@
+//! Fail: ends its run with an error and a cause, literal or read through a path.
+
+use serde_json::Value;
+use stepstone_asl::eval;
+use stepstone_asl::states::{Fail, FailText};
+
+use crate::Failure;
+use crate::interpreter::{Execution, Flow, RunId};
+
+impl Execution<'_> {
+    pub(crate) fn fail(&mut self, id: RunId, state: &Fail) -> Flow {
+        let input = std::mem::take(&mut self.run_mut(id).input);
+        let text = |t: &Option<FailText>, field: &str| -> Result<String, Failure> {
+            match t {
+                None => Ok(String::new()),
+                Some(FailText::Literal(s)) => Ok(s.clone()),
+                Some(FailText::Dynamic(d)) => {
+                    let v = self
+                        .with_env(id, &input, None, |env| env.dynamic(d, field))
+                        .map_err(|e| self.state_failure(id, e))?;
+                    match v {
+                        Value::String(s) => Ok(s),
+                        other => Err(self.state_failure(
+                            id,
+                            eval::Error::runtime(format!(
+                                "The value of '{field}' must be a string, but is {other}"
+                            )),
+                        )),
+                    }
+                }
+                Some(FailText::Expr(_)) => Err(self.state_failure(
+                    id,
+                    eval::Error::runtime("JSONata expressions are not evaluated yet"),
+                )),
+            }
+        };
+        let error = match text(&state.error, "ErrorPath") {
+            Ok(e) => e,
+            Err(f) => return Flow::Fail(f),
+        };
+        let cause = match text(&state.cause, "CausePath") {
+            Ok(c) => c,
+            Err(f) => return Flow::Fail(f),
+        };
+        Flow::Fail(Failure::new(error, cause))
+    }
+}

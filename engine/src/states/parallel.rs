@@ -1,0 +1,117 @@
+//! Parallel: every branch runs on the same input; the output is the array of their outputs.
+//! The first branch to fail fails the state, and the other branches are stopped.
+
+use serde_json::Value;
+use stepstone_asl::states::Parallel;
+
+use crate::Failure;
+use crate::children::Children;
+use crate::history::EventKind;
+use crate::interpreter::{Execution, Flow, Link, RunId, Waiting};
+
+impl Execution<'_> {
+    pub(crate) fn parallel(&mut self, id: RunId, state: &Parallel) -> Flow {
+        let mut step = || -> Result<Flow, Failure> {
+            let effective = self.effective_input(id, &state.flow)?;
+            let input = match &state.flow.parameters {
+                Some(t) => self
+                    .with_env(id, &effective, None, |env| env.template(t))
+                    .map_err(|e| self.state_failure(id, e))?,
+                None => effective,
+            };
+            self.event(id, || EventKind::ParallelStateStarted);
+            let n = state.branches.len();
+            let mut children = Children::new(n, n);
+            let (scope, sid, vars, last) = {
+                let run = self.run(id);
+                (run.scope, run.state, run.vars.child(), run.last_event)
+            };
+            for i in 0..n {
+                let branch = scope.child(sid, i).expect("one graph per branch");
+                let child_input = if i + 1 == n {
+                    std::mem::take(&mut { input.clone() })
+                } else {
+                    input.clone()
+                };
+                let child = self.spawn(
+                    branch,
+                    branch.start(),
+                    child_input,
+                    vars.clone(),
+                    Some(Link {
+                        parent: id,
+                        slot: i,
+                    }),
+                    last,
+                );
+                children.running.push((i, child));
+            }
+            self.run_mut(id).waiting = Waiting::Children(Box::new(children));
+            Ok(Flow::Blocked)
+        };
+        step().unwrap_or_else(Flow::Fail)
+    }
+
+    pub(crate) fn parallel_child_done(
+        &mut self,
+        parent: RunId,
+        state: &Parallel,
+        slot: usize,
+        result: Result<Value, Failure>,
+    ) -> Flow {
+        let Waiting::Children(children) = &mut self.run_mut(parent).waiting else {
+            unreachable!("a Parallel waits for its branches")
+        };
+        match result {
+            Ok(output) => {
+                children.done(slot, output);
+                if !children.all_done() {
+                    return Flow::Blocked;
+                }
+                let Waiting::Children(children) =
+                    std::mem::replace(&mut self.run_mut(parent).waiting, Waiting::Nothing)
+                else {
+                    unreachable!()
+                };
+                let outputs = Value::Array(
+                    children
+                        .results
+                        .into_iter()
+                        .map(|r| r.expect("all done"))
+                        .collect(),
+                );
+                self.event(parent, || EventKind::ParallelStateSucceeded);
+                match self.finish_data_flow(parent, &state.flow, outputs) {
+                    Ok(out) => self.exit(parent, state.transition.as_ref(), out),
+                    Err(f) => Flow::Fail(f),
+                }
+            }
+            Err(failure) => {
+                let Waiting::Children(children) =
+                    std::mem::replace(&mut self.run_mut(parent).waiting, Waiting::Nothing)
+                else {
+                    unreachable!()
+                };
+                for (_, sibling) in children.running {
+                    self.remove(sibling);
+                }
+                self.event(parent, || EventKind::ParallelStateFailed);
+                Flow::Fail(failure)
+            }
+        }
+    }
+
+    /// A child run ended: hand it to its parent's state.
+    pub(crate) fn child_done(&mut self, link: Link, result: Result<Value, Failure>) -> Flow {
+        let (_, state) = self.current(link.parent);
+        match &state.kind {
+            stepstone_asl::StateKind::Parallel(p) => {
+                self.parallel_child_done(link.parent, p, link.slot, result)
+            }
+            stepstone_asl::StateKind::Map(m) => {
+                self.map_child_done(link.parent, m, link.slot, result)
+            }
+            _ => unreachable!("only Parallel and Map have children"),
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Task: dispatches work through the driver and resumes with its result or failure.
+
+use serde_json::Value;
+use stepstone_asl::eval;
+use stepstone_asl::states::{NumberOrExpr, Resource, Task};
+
+use crate::Failure;
+use crate::history::EventKind;
+use crate::interpreter::{Command, Execution, Flow, RunId, TaskRequest, Waiting};
+
+impl Execution<'_> {
+    pub(crate) fn task(&mut self, id: RunId, state: &Task) -> Flow {
+        self.task_dispatch(id, state).unwrap_or_else(Flow::Fail)
+    }
+
+    fn task_dispatch(&mut self, id: RunId, state: &Task) -> Result<Flow, Failure> {
+        let flow = &state.flow;
+        let effective = self.effective_input(id, flow)?;
+        let input = match &flow.parameters {
+            Some(t) => self
+                .with_env(id, &effective, None, |env| env.template(t))
+                .map_err(|mut e| {
+                    // In a Task, a `.$` path that reads nothing is AWS's States.ParameterPathFailure.
+                    if e.error == "States.Runtime" {
+                        e.error = "States.ParameterPathFailure";
+                    }
+                    self.state_failure(id, e)
+                })?,
+            None => effective.clone(),
+        };
+        self.check_size(id, &input, "the task's input")?;
+        let region = match (&state.region, &state.region_path) {
+            (Some(r), _) => Some(r.clone()),
+            (None, Some(p)) => match self.with_env(id, &effective, None, |env| env.read(p)) {
+                Some(Value::String(r)) => Some(r),
+                other => {
+                    return Err(self.state_failure(
+                        id,
+                        eval::Error::runtime(format!(
+                            "The RegionPath '{}' must point to a region name, but found {}",
+                            p.as_str(),
+                            other.map_or("nothing".into(), |v| v.to_string())
+                        )),
+                    ));
+                }
+            },
+            (None, None) => match &state.resource {
+                Some(Resource::LambdaFunction { region, .. }) => Some(region.clone()),
+                Some(Resource::Service { region, .. }) => region.clone(),
+                _ => None,
+            },
+        };
+        let timeout_seconds = match &state.timeout_seconds {
+            Some(NumberOrExpr::Value(s)) => Some(*s as u64),
+            _ => match &state.timeout_seconds_path {
+                Some(p) => match self.with_env(id, &effective, None, |env| env.read(p)) {
+                    Some(Value::Number(n)) if n.as_u64().is_some_and(|s| s > 0) => n.as_u64(),
+                    other => {
+                        return Err(self.state_failure(
+                            id,
+                            eval::Error::runtime(format!("The TimeoutSecondsPath parameter does not reference a positive integer: {} == {}", p.as_str(), other.map_or("null".into(), |v| v.to_string()))),
+                        ));
+                    }
+                },
+                None => None,
+            },
+        };
+        let (name, _) = self.current(id);
+        let resource_arn = state.resource_arn.clone();
+        let (resource_type, resource) = resource_names(state, &resource_arn);
+        let run = self.run(id);
+        let attempt = run.retry_count;
+        let token = format!(
+            "{}/{}/{}/{}",
+            self.info.execution_arn, name, run.entered_event, attempt
+        );
+        let recorded = if self.history.recording() {
+            input.clone()
+        } else {
+            Value::Null
+        };
+        let (rt, rs, rg) = (
+            resource_type.clone(),
+            resource.clone(),
+            region.clone().unwrap_or_default(),
+        );
+        self.event(id, || EventKind::TaskScheduled {
+            resource_type: rt,
+            resource: rs,
+            region: rg,
+            parameters: recorded,
+            timeout_in_seconds: timeout_seconds,
+        });
+        let (rt, rs) = (resource_type.clone(), resource.clone());
+        self.event(id, || EventKind::TaskStarted {
+            resource_type: rt,
+            resource: rs,
+        });
+        self.run_mut(id).waiting = Waiting::Task {
+            resource: format!("{resource_type}\u{0}{resource}"),
+        };
+        self.commands.push(Command::Dispatch(TaskRequest {
+            run: id,
+            state_name: name.to_owned(),
+            resource: resource_arn,
+            input,
+            attempt,
+            idempotency_token: token,
+            region,
+            timeout_seconds,
+        }));
+        Ok(Flow::Blocked)
+    }
+
+    /// The task finished: record it, then ResultSelector, ResultPath, OutputPath and Assign.
+    pub(crate) fn task_done(&mut self, id: RunId, result: Result<Value, Failure>) -> Flow {
+        let Waiting::Task { resource } =
+            std::mem::replace(&mut self.run_mut(id).waiting, Waiting::Nothing)
+        else {
+            unreachable!("checked by the caller")
+        };
+        let (resource_type, resource) = resource
+            .split_once('\u{0}')
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .unwrap_or_default();
+        let (_, state) = self.current(id);
+        let stepstone_asl::StateKind::Task(task) = &state.kind else {
+            unreachable!("waiting in a Task state")
+        };
+        match result {
+            Ok(output) => {
+                if let Err(f) = self.check_size(id, &output, "the task's result") {
+                    return Flow::Fail(f);
+                }
+                let recorded = if self.history.recording() {
+                    output.clone()
+                } else {
+                    Value::Null
+                };
+                self.event(id, || EventKind::TaskSucceeded {
+                    resource_type,
+                    resource,
+                    output: recorded,
+                });
+                match self.finish_data_flow(id, &task.flow, output) {
+                    Ok(out) => self.exit(id, task.transition.as_ref(), out),
+                    Err(f) => Flow::Fail(f),
+                }
+            }
+            Err(failure) => {
+                let (error, cause) = (failure.error.clone(), failure.cause.clone());
+                if failure.error == "States.Timeout" {
+                    self.event(id, || EventKind::TaskTimedOut {
+                        resource_type,
+                        resource,
+                        error,
+                        cause,
+                    });
+                } else {
+                    self.event(id, || EventKind::TaskFailed {
+                        resource_type,
+                        resource,
+                        error,
+                        cause,
+                    });
+                }
+                Flow::Fail(failure)
+            }
+        }
+    }
+
+    /// States.DataLimitExceeded when a payload is over the limit.
+    pub(crate) fn check_size(&self, id: RunId, value: &Value, what: &str) -> Result<(), Failure> {
+        let limit = self.limits.max_payload_bytes;
+        let size = serde_json::to_vec(value).map_or(0, |v| v.len());
+        if size > limit {
+            let (name, _) = self.current(id);
+            return Err(Failure::new(
+                "States.DataLimitExceeded",
+                format!(
+                    "The state/task '{name}' returned a result with a size exceeding the maximum number of bytes service limit: {what} is {size} bytes, the limit is {limit}."
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `resourceType` and `resource` as Step Functions' history shows them.
+fn resource_names(state: &Task, arn: &str) -> (String, String) {
+    match &state.resource {
+        Some(Resource::Service {
+            service, action, ..
+        }) => (service.clone(), action.clone()),
+        Some(Resource::LambdaFunction { .. }) => ("lambda".into(), arn.to_owned()),
+        Some(Resource::Activity { .. }) => ("activities".into(), arn.to_owned()),
+        None => (String::new(), arn.to_owned()),
+    }
+}

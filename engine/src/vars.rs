@@ -1,0 +1,79 @@
+//! Workflow variables (`Assign`) and their scopes.
+//!
+//! A Parallel branch or a Map iteration reads the variables of the state machine around it but
+//! writes its own: assignments inside a child run never reach the parent. The parent is blocked
+//! while its children run, so children share its frame instead of copying it.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use stepstone_asl::eval::Variables;
+
+#[derive(Clone, Default)]
+struct Frame {
+    values: Map<String, Value>,
+    parent: Option<Vars>,
+}
+
+/// The variables visible to one run.
+#[derive(Clone, Default)]
+pub(crate) struct Vars(Arc<Frame>);
+
+impl Vars {
+    /// A new scope for a child run, reading this one.
+    pub(crate) fn child(&self) -> Vars {
+        Vars(Arc::new(Frame {
+            values: Map::new(),
+            parent: Some(self.clone()),
+        }))
+    }
+
+    /// Sets variables in this scope (all of a state's assignments at once).
+    pub(crate) fn assign(&mut self, values: Map<String, Value>) {
+        if values.is_empty() {
+            return;
+        }
+        let frame = Arc::make_mut(&mut self.0);
+        for (k, v) in values {
+            frame.values.insert(k, v);
+        }
+    }
+}
+
+impl Variables for Vars {
+    fn get(&self, name: &str) -> Option<&Value> {
+        let mut frame = &*self.0;
+        loop {
+            if let Some(v) = frame.values.get(name) {
+                return Some(v);
+            }
+            frame = &*frame.parent.as_ref()?.0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn children_read_but_do_not_write_the_parent() {
+        let mut outer = Vars::default();
+        outer.assign(json!({"x": 1, "y": 2}).as_object().unwrap().clone());
+        let mut inner = outer.child();
+        inner.assign(json!({"x": 10}).as_object().unwrap().clone());
+        assert_eq!(inner.get("x"), Some(&json!(10)));
+        assert_eq!(inner.get("y"), Some(&json!(2)));
+        assert_eq!(outer.get("x"), Some(&json!(1)));
+        outer.assign(json!({"y": 3}).as_object().unwrap().clone());
+        assert_eq!(outer.get("y"), Some(&json!(3)));
+        assert_eq!(
+            inner.get("y"),
+            Some(&json!(2)),
+            "the child keeps the frame it started with"
+        );
+        assert_eq!(inner.get("z"), None);
+    }
+}
