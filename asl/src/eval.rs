@@ -146,16 +146,34 @@ pub fn filter(
     let Some(path) = path else {
         return Ok(Value::Object(Map::new()));
     };
-    if matches!(path.root(), Root::Input) && path.steps().is_some_and(<[Step]>::is_empty) {
-        return Ok(value);
+    if matches!(path.root(), Root::Input) {
+        if let Some(steps) = path.steps() {
+            // A singular path into a value we own: move the part out instead of copying it.
+            return take(value, steps).ok_or_else(|| no_results(path));
+        }
     }
-    env_for(&value).ok_or_else(|| {
-        Error::runtime(format!(
-            "Invalid path '{}' : No results for path: {}",
-            path.as_str(),
-            bracketed(path)
-        ))
-    })
+    env_for(&value).ok_or_else(|| no_results(path))
+}
+
+fn no_results(path: &Path) -> Error {
+    Error::runtime(format!(
+        "Invalid path '{}' : No results for path: {}",
+        path.as_str(),
+        bracketed(path)
+    ))
+}
+
+/// The part of `value` at `steps`, moved out.
+fn take(mut value: Value, steps: &[Step]) -> Option<Value> {
+    let mut at = &mut value;
+    for step in steps {
+        at = match (step, at) {
+            (Step::Field(name), Value::Object(map)) => map.get_mut(name)?,
+            (Step::Index(i), Value::Array(items)) => items.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(std::mem::take(at))
 }
 
 /// `$['a']['b'][0]`: how Jayway spells a path in its "No results" message.

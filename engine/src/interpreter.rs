@@ -742,6 +742,47 @@ impl<'m> Execution<'m> {
         self.select(id, raw, flow.input_path.as_ref())
     }
 
+    /// Evaluates `f` with `$` = the current state's effective input, reading the raw input in
+    /// place when InputPath is `$` (the common case) instead of copying it.
+    pub(crate) fn on_effective<T>(
+        &self,
+        id: RunId,
+        flow: &DataFlow,
+        f: impl FnOnce(&Env) -> Result<T, eval::Error>,
+    ) -> Result<T, Failure> {
+        let owned = self.effective_copy(id, flow)?;
+        let effective = owned.as_ref().unwrap_or(&self.run(id).input);
+        self.with_env(id, effective, None, f)
+            .map_err(|e| self.state_failure(id, e))
+    }
+
+    /// The effective input as a new value, or `None` when it is the raw input itself
+    /// (InputPath `$`), which then stays in place.
+    pub(crate) fn effective_copy(
+        &self,
+        id: RunId,
+        flow: &DataFlow,
+    ) -> Result<Option<Value>, Failure> {
+        match flow.input_path.as_ref() {
+            Some(p) if is_root(p) => Ok(None),
+            None => Ok(Some(Value::Object(Map::new()))),
+            Some(p) => {
+                let raw = &self.run(id).input;
+                let part = self.with_env(id, raw, None, |env| env.read(p));
+                part.map(Some).ok_or_else(|| {
+                    self.state_failure(
+                        id,
+                        eval::Error::runtime(format!(
+                            "Invalid path '{}' : No results for path: {}",
+                            p.as_str(),
+                            p
+                        )),
+                    )
+                })
+            }
+        }
+    }
+
     /// InputPath or OutputPath applied to `value`.
     pub(crate) fn select(
         &self,

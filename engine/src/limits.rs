@@ -22,3 +22,23 @@ impl Default for Limits {
         }
     }
 }
+
+impl Limits {
+    /// Sets the history-event limit (`None` lifts it).
+    pub fn with_max_history_events(mut self, limit: Option<u64>) -> Limits {
+        self.max_history_events = limit;
+        self
+    }
+
+    /// Sets the payload limit in bytes.
+    pub fn with_max_payload_bytes(mut self, bytes: usize) -> Limits {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Sets how many iterations of one inline Map may run at once.
+    pub fn with_max_map_concurrency(mut self, n: usize) -> Limits {
+        self.max_map_concurrency = n.max(1);
+        self
+    }
+}

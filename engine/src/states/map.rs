@@ -17,10 +17,13 @@ impl Execution<'_> {
     }
 
     fn map_start(&mut self, id: RunId, state: &Map) -> Result<Flow, Failure> {
-        let effective = self.effective_input(id, &state.flow)?;
+        // The raw input stays in place for ResultPath; the effective input is a copy only when
+        // InputPath selects part of it.
+        let owned = self.effective_copy(id, &state.flow)?;
+        let effective = owned.as_ref().unwrap_or(&self.run(id).input);
         let runtime = |s: &Self, m: String| s.state_failure(id, eval::Error::runtime(m));
         let items = match &state.items_path {
-            Some(p) => self.with_env(id, &effective, None, |env| env.read(p)),
+            Some(p) => self.with_env(id, effective, None, |env| env.read(p)),
             None if state.items.is_some() => {
                 return Err(runtime(self, "JSONata Items are not evaluated yet".into()));
             }
@@ -41,7 +44,7 @@ impl Execution<'_> {
         };
         let read_int = |s: &Self, field: &str, p: &stepstone_asl::Path| -> Result<i64, Failure> {
             let v = s
-                .with_env(id, &effective, None, |env| env.read(p))
+                .with_env(id, effective, None, |env| env.read(p))
                 .unwrap_or(Value::Null);
             integer(&v).ok_or_else(|| {
                 runtime(
@@ -80,7 +83,7 @@ impl Execution<'_> {
             (Some(NumberOrExpr::Value(x)), _) => Some(*x),
             (_, Some(p)) => {
                 let v = self
-                    .with_env(id, &effective, None, |env| env.read(p))
+                    .with_env(id, effective, None, |env| env.read(p))
                     .unwrap_or(Value::Null);
                 Some(float(&v).ok_or_else(|| {
                     runtime(self, format!("The ToleratedFailurePercentagePath field refers to value \"{}\" which is not a valid float: {}", bare(&v), p.as_str()))
@@ -109,7 +112,7 @@ impl Execution<'_> {
         // all at once.
         children.waiting = items.into_iter().enumerate().collect();
         let run = self.run_mut(id);
-        run.input_for_items = Some(effective);
+        run.input_for_items = owned;
         run.waiting = Waiting::Children(Box::new(children));
         if length == 0 {
             return Ok(self.map_finish(id, state));
@@ -131,11 +134,8 @@ impl Execution<'_> {
             let Some((index, item)) = children.waiting.pop_front() else {
                 return Ok(());
             };
-            let effective = self
-                .run(id)
-                .input_for_items
-                .as_ref()
-                .expect("set when the Map started");
+            let run = self.run(id);
+            let effective = run.input_for_items.as_ref().unwrap_or(&run.input);
             let selector = state
                 .item_selector
                 .as_ref()

@@ -12,12 +12,9 @@ use crate::interpreter::{Execution, Flow, Link, RunId, Waiting};
 impl Execution<'_> {
     pub(crate) fn parallel(&mut self, id: RunId, state: &Parallel) -> Flow {
         let mut step = || -> Result<Flow, Failure> {
-            let effective = self.effective_input(id, &state.flow)?;
-            let input = match &state.flow.parameters {
-                Some(t) => self
-                    .with_env(id, &effective, None, |env| env.template(t))
-                    .map_err(|e| self.state_failure(id, e))?,
-                None => effective,
+            let mut input = match &state.flow.parameters {
+                Some(t) => self.on_effective(id, &state.flow, |env| env.template(t))?,
+                None => self.effective_input(id, &state.flow)?,
             };
             self.event(id, || EventKind::ParallelStateStarted);
             let n = state.branches.len();
@@ -28,8 +25,9 @@ impl Execution<'_> {
             };
             for i in 0..n {
                 let branch = scope.child(sid, i).expect("one graph per branch");
+                // Every branch gets its own copy; the last one gets the original.
                 let child_input = if i + 1 == n {
-                    std::mem::take(&mut { input.clone() })
+                    std::mem::take(&mut input)
                 } else {
                     input.clone()
                 };

@@ -8,13 +8,10 @@ impl Execution<'_> {
     pub(crate) fn pass(&mut self, id: RunId, state: &Pass) -> Flow {
         let flow = &state.flow;
         let mut step = || -> Result<Flow, crate::Failure> {
-            let effective = self.effective_input(id, flow)?;
             let result = match (&state.result, &flow.parameters) {
                 (Some(result), _) => result.clone(),
-                (None, Some(t)) => self
-                    .with_env(id, &effective, None, |env| env.template(t))
-                    .map_err(|e| self.state_failure(id, e))?,
-                (None, None) => effective,
+                (None, Some(t)) => self.on_effective(id, flow, |env| env.template(t))?,
+                (None, None) => self.effective_input(id, flow)?,
             };
             let output = self.finish_data_flow(id, flow, result)?;
             Ok(self.exit(id, state.transition.as_ref(), output))
