@@ -146,11 +146,11 @@ pub fn filter(
     let Some(path) = path else {
         return Ok(Value::Object(Map::new()));
     };
-    if matches!(path.root(), Root::Input) {
-        if let Some(steps) = path.steps() {
-            // A singular path into a value we own: move the part out instead of copying it.
-            return take(value, steps).ok_or_else(|| no_results(path));
-        }
+    if matches!(path.root(), Root::Input)
+        && let Some(steps) = path.steps()
+    {
+        // A singular path into a value we own: move the part out instead of copying it.
+        return take(value, steps).ok_or_else(|| no_results(path));
     }
     env_for(&value).ok_or_else(|| no_results(path))
 }
