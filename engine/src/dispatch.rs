@@ -35,14 +35,15 @@ impl TaskDispatcher for NoTasks {
     }
 }
 
-/// Dispatches through a closure: `FnTasks(|req| Box::pin(async move { Ok(req.input) }))`.
+/// Dispatches every task to one async closure: `FnTasks(|req| async move { Ok(req.input) })`.
 pub struct FnTasks<F>(pub F);
 
-impl<F> TaskDispatcher for FnTasks<F>
+impl<F, Fut> TaskDispatcher for FnTasks<F>
 where
-    F: Fn(TaskRequest) -> TaskFuture + Send + Sync,
+    F: Fn(TaskRequest) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<Value, Failure>> + Send + 'static,
 {
     fn dispatch(&self, request: TaskRequest) -> TaskFuture {
-        (self.0)(request)
+        Box::pin((self.0)(request))
     }
 }

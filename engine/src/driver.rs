@@ -15,8 +15,10 @@ use tokio::task::JoinSet;
 
 use crate::Failure;
 use crate::dispatch::TaskDispatcher;
-use crate::history::History;
-use crate::interpreter::{Command, Execution, ExecutionInfo, Input, RunId, Status};
+use crate::history::{Event, History};
+use crate::interpreter::{
+    Command, Execution, ExecutionInfo, Input, RunId, Status, TaskRequest, TimerReason,
+};
 use crate::limits::Limits;
 
 /// How to run one execution.
@@ -88,12 +90,40 @@ impl Clock {
     }
 }
 
+/// What a driver tells an observer while an execution runs.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Notice<'a> {
+    /// A history event (only with `record_history`).
+    Event(&'a Event),
+    /// A task was handed to the dispatcher.
+    Dispatched(&'a TaskRequest),
+    /// A timer was set: a Wait, or the delay before a retry.
+    Timer {
+        /// When it fires (on the execution's clock).
+        until: Timestamp,
+        /// Why.
+        reason: &'a TimerReason,
+    },
+}
+
 /// Runs `machine` on `input` to the end.
 pub async fn run(
     machine: &Machine,
     input: Value,
     options: &RunOptions,
     tasks: &dyn TaskDispatcher,
+) -> Outcome {
+    run_observed(machine, input, options, tasks, &mut |_| {}).await
+}
+
+/// Like [`run`], telling `observer` what happens as it happens.
+pub async fn run_observed(
+    machine: &Machine,
+    input: Value,
+    options: &RunOptions,
+    tasks: &dyn TaskDispatcher,
+    observer: &mut (dyn FnMut(Notice<'_>) + Send),
 ) -> Outcome {
     let mut clock = Clock { offset_nanos: 0 };
     let start = clock.now();
@@ -110,14 +140,24 @@ pub async fn run(
     let mut seq = 0u64;
     let mut in_flight: JoinSet<(RunId, Result<Value, Failure>)> = JoinSet::new();
     let mut commands = exec.start(start);
+    let mut seen = 0;
     loop {
+        for event in &exec.history().events()[seen..] {
+            observer(Notice::Event(event));
+        }
+        seen = exec.history().events().len();
         for command in commands.drain(..) {
             match command {
-                Command::Timer { run, until } => {
+                Command::Timer { run, until, reason } => {
+                    observer(Notice::Timer {
+                        until,
+                        reason: &reason,
+                    });
                     seq += 1;
                     timers.push(Reverse((until, seq, RunIdKey(run))));
                 }
                 Command::Dispatch(request) => {
+                    observer(Notice::Dispatched(&request));
                     let run = request.run;
                     let timeout = request.timeout_seconds;
                     let state = request.state_name.clone();
@@ -191,6 +231,9 @@ pub async fn run(
             let Reverse((_, _, RunIdKey(run))) = timers.pop().expect("peeked");
             commands = exec.on_input(Input::TimerFired { run }, now);
         }
+    }
+    for event in &exec.history().events()[seen..] {
+        observer(Notice::Event(event));
     }
     in_flight.abort_all();
     let stop_time = clock.now();

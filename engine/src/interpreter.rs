@@ -134,6 +134,29 @@ pub enum Command {
         run: RunId,
         /// When.
         until: Timestamp,
+        /// Why, for progress displays.
+        reason: TimerReason,
+    },
+}
+
+/// Why a timer was set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimerReason {
+    /// A Wait state.
+    Wait {
+        /// The state's name.
+        state: String,
+    },
+    /// The delay before retry `attempt` of `max_attempts` of a state.
+    Retry {
+        /// The state's name.
+        state: String,
+        /// The error being retried.
+        error: String,
+        /// 1 for the first retry.
+        attempt: u32,
+        /// The retrier's MaxAttempts.
+        max_attempts: u64,
     },
 }
 
@@ -603,10 +626,22 @@ impl<'m> Execution<'m> {
                     delay *= (draw >> 11) as f64 / (1u64 << 53) as f64;
                 }
                 run.waiting = Waiting::Retry;
+                let attempt = run.attempts[i];
                 let until = Timestamp {
                     unix_nanos: self.now.unix_nanos + (delay * 1e9) as i128,
                 };
-                self.commands.push(Command::Timer { run: id, until });
+                let (name, _) = self.current(id);
+                let reason = TimerReason::Retry {
+                    state: name.to_owned(),
+                    error: failure.error.clone(),
+                    attempt,
+                    max_attempts: retrier.max_attempts,
+                };
+                self.commands.push(Command::Timer {
+                    run: id,
+                    until,
+                    reason,
+                });
                 return Ok(Flow::Blocked);
             }
             // The first matching retrier decides; when it is spent, Catch gets the error.
@@ -730,9 +765,17 @@ impl<'m> Execution<'m> {
     }
 
     /// InputPath: the effective input of the current state. The raw input is moved, not
-    /// copied, when nothing needs it later (a ResultPath of `$` replaces it).
+    /// copied, when nothing needs it later: a ResultPath of `$` replaces it, and there is no
+    /// Retry (which starts the state over) or Catch (which writes the error into it).
     pub(crate) fn effective_input(&mut self, id: RunId, flow: &DataFlow) -> Result<Value, Failure> {
-        let raw_needed_later = !flow.result_path.as_ref().is_some_and(is_root);
+        let (_, state) = self.current(id);
+        let handles_errors = match &state.kind {
+            StateKind::Task(t) => !t.errors.retry.is_empty() || !t.errors.catch.is_empty(),
+            StateKind::Parallel(p) => !p.errors.retry.is_empty() || !p.errors.catch.is_empty(),
+            StateKind::Map(m) => !m.errors.retry.is_empty() || !m.errors.catch.is_empty(),
+            _ => false,
+        };
+        let raw_needed_later = handles_errors || !flow.result_path.as_ref().is_some_and(is_root);
         let run = self.run_mut(id);
         let raw = if raw_needed_later {
             run.input.clone()

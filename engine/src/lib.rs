@@ -1,14 +1,19 @@
 //! # stepstone-engine
 //!
-//! Runs compiled [`stepstone_asl::Machine`]s. The [`Execution`] is a pure interpreter: it
-//! advances every run it can and returns [`Command`]s (dispatch a task, set a timer) for a
-//! driver to perform; the driver performs them (coming next).
+//! Runs compiled [`stepstone_asl::Machine`]s.
+//!
+//! - [`Execution`] is the interpreter: pure, it advances every run it can and returns
+//!   [`Command`]s (dispatch a task, set a timer) for a driver to perform.
+//! - [`run`] is that driver, on tokio, on a real or virtual clock.
+//! - [`Engine`] is the embedding API: configure once (task routes, clock, limits), then run or
+//!   start executions and stream their events.
 
 #![warn(missing_docs)]
 
 mod children;
 mod dispatch;
 mod driver;
+mod engine;
 mod failure;
 pub mod history;
 mod interpreter;
@@ -17,8 +22,11 @@ mod states;
 mod vars;
 
 pub use dispatch::{FnTasks, NoTasks, TaskDispatcher, TaskFuture};
-pub use driver::{Outcome, RunOptions, run};
+pub use driver::{Notice, Outcome, RunOptions, run, run_observed};
+pub use engine::{Engine, EngineBuilder, ExecutionHandle};
 pub use failure::Failure;
-pub use interpreter::{Command, Execution, ExecutionInfo, Input, RunId, Status, TaskRequest};
+pub use interpreter::{
+    Command, Execution, ExecutionInfo, Input, RunId, Status, TaskRequest, TimerReason,
+};
 pub use limits::Limits;
 pub use stepstone_asl as asl;

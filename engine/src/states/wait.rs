@@ -7,7 +7,7 @@ use stepstone_asl::states::{NumberOrExpr, Wait, WaitFor};
 use stepstone_asl::timestamp::Timestamp;
 
 use crate::Failure;
-use crate::interpreter::{Command, Execution, Flow, RunId, Waiting};
+use crate::interpreter::{Command, Execution, Flow, RunId, TimerReason, Waiting};
 
 /// AWS refuses to wait past 2038-01-19T03:14:07Z, the last second a signed 32-bit count of
 /// seconds since 1970 can hold (the corpus's "boundary 24856": days since the epoch).
@@ -77,9 +77,11 @@ impl Execution<'_> {
             let run = self.run_mut(id);
             run.input = effective;
             run.waiting = Waiting::Wait;
+            let state_name = self.current(id).0.to_owned();
             self.commands.push(Command::Timer {
                 run: id,
                 until: Timestamp { unix_nanos: until },
+                reason: TimerReason::Wait { state: state_name },
             });
             Ok(Flow::Blocked)
         };
