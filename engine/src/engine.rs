@@ -56,12 +56,8 @@ pub struct EngineBuilder {
 impl Engine {
     /// Starts configuring an engine.
     pub fn builder() -> EngineBuilder {
-        let mut options = RunOptions::default();
-        options.record_history = true;
-        EngineBuilder {
-            tasks: Arc::new(NoTasks),
-            options,
-        }
+        let options = RunOptions { record_history: true, ..RunOptions::default() };
+        EngineBuilder { tasks: Arc::new(NoTasks), options }
     }
 
     /// Runs an execution to its end, on the current task.
