@@ -56,8 +56,14 @@ pub struct EngineBuilder {
 impl Engine {
     /// Starts configuring an engine.
     pub fn builder() -> EngineBuilder {
-        let options = RunOptions { record_history: true, ..RunOptions::default() };
-        EngineBuilder { tasks: Arc::new(NoTasks), options }
+        let options = RunOptions {
+            record_history: true,
+            ..RunOptions::default()
+        };
+        EngineBuilder {
+            tasks: Arc::new(NoTasks),
+            options,
+        }
     }
 
     /// Runs an execution to its end, on the current task.

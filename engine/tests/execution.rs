@@ -97,12 +97,14 @@ async fn task_data_flow() {
     assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7]);
 }
 
+type Ready = std::future::Ready<Result<Value, Failure>>;
+
 /// Fails with `error` for the first `failures` calls, then returns `{"ok": true}`.
 fn flaky(
     failures: u32,
     error: &'static str,
 ) -> (
-    FnTasks<impl Fn(TaskRequest) -> std::future::Ready<Result<Value, Failure>> + Send + Sync>,
+    FnTasks<impl Fn(TaskRequest) -> Ready + Send + Sync>,
     Arc<AtomicU32>,
 ) {
     let calls = Arc::new(AtomicU32::new(0));
