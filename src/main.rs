@@ -20,11 +20,58 @@ Examples:
   stepstone validate examples/multi-region-deploy.asl.json
   stepstone validate deploy.asl.json --json          # ValidateStateMachineDefinition's response
   stepstone graph examples/multi-region-deploy.asl.json --format dot | dot -Tsvg > deploy.svg
+  stepstone run examples/multi-region-deploy.asl.json --virtual-time \\
+      --input-file examples/multi-region-deploy.input.json
 
-Exit status: 0 when the definition is valid, 1 when it is not, 2 for an unreadable file or bad usage.";
+Exit status (validate, graph): 0 valid, 1 invalid, 2 unreadable file or bad usage.
+Exit status (run): 0 SUCCEEDED, 1 FAILED or TIMED_OUT, 2 invalid definition, input or usage.";
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a state machine to its end, in this process.
+    ///
+    /// Progress goes to standard error while it runs (states entered, tasks dispatched, waits,
+    /// retries); the status and output go to standard output. Exit status: 0 SUCCEEDED, 1
+    /// FAILED or TIMED_OUT, 2 for an invalid definition, input or usage.
+    #[command(
+        after_help = "Examples:\n  stepstone run flow.asl.json --input '{\"n\": 1}'\n  stepstone run deploy.asl.json --input-file in.json --virtual-time \\\n      --task arn:aws:states:::lambda:invoke='./prepare.sh'\n  stepstone run loop.asl.json --json --stats --history-limit 0\n\nA --task command reads the task's input as JSON on stdin and prints its result as JSON on\nstdout; a non-zero exit fails the task with the {\"Error\", \"Cause\"} it printed, or\nStates.TaskFailed. It finds STEPSTONE_EXECUTION_ARN, STEPSTONE_STATE_NAME,\nSTEPSTONE_ATTEMPT and STEPSTONE_IDEMPOTENCY_TOKEN in its environment."
+    )]
+    Run {
+        /// The definition (Amazon States Language JSON).
+        definition: PathBuf,
+        /// The execution's input, as JSON text (default `{}`).
+        #[arg(long, conflicts_with = "input_file")]
+        input: Option<String>,
+        /// Read the execution's input from a file.
+        #[arg(long, value_name = "FILE")]
+        input_file: Option<PathBuf>,
+        /// Run Waits, retry backoff and timeouts on a virtual clock: they finish at once, while
+        /// timestamps advance as if the time had passed.
+        #[arg(long)]
+        virtual_time: bool,
+        /// Print the result as one JSON line: executionArn, name, status, output, error, cause,
+        /// startDate, stopDate.
+        #[arg(long)]
+        json: bool,
+        /// Also print the history, as GetExecutionHistory's {"events": [...]}, after the result.
+        #[arg(long)]
+        history: bool,
+        /// Print {"states_entered": N, "elapsed_ms": T} on standard error at the end.
+        #[arg(long)]
+        stats: bool,
+        /// The most history events an execution may have (AWS: 25000); 0 lifts the limit.
+        #[arg(long, value_name = "N", default_value_t = 25_000)]
+        history_limit: u64,
+        /// Handle the Tasks whose Resource is RESOURCE with a local command; repeatable.
+        #[arg(long = "task", value_name = "RESOURCE=COMMAND")]
+        tasks: Vec<String>,
+        /// The execution's name (default: generated).
+        #[arg(long)]
+        name: Option<String>,
+        /// No progress on standard error.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Check a definition the way AWS's ValidateStateMachineDefinition does.
     ///
     /// Every problem is reported, not only the first, each with AWS's code (SCHEMA_VALIDATION_FAILED,
@@ -75,6 +122,31 @@ enum GraphFormat {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
+        Command::Run {
+            definition,
+            input,
+            input_file,
+            virtual_time,
+            json,
+            history,
+            stats,
+            history_limit,
+            tasks,
+            name,
+            quiet,
+        } => cli::run::run(cli::run::RunArgs {
+            definition,
+            input,
+            input_file,
+            virtual_time,
+            json,
+            history,
+            stats,
+            history_limit,
+            tasks,
+            name,
+            quiet,
+        }),
         Command::Validate {
             file,
             json,

@@ -163,3 +163,228 @@ fn help_teaches() {
     let o = stepstone(&["validate", "--help"]);
     assert!(stdout(&o).contains("--json"));
 }
+
+fn run_file(name: &str, def: serde_json::Value) -> String {
+    temp_file(name, &def.to_string())
+}
+
+#[test]
+fn run_prints_status_and_output() {
+    let file = run_file(
+        "add.asl.json",
+        serde_json::json!({"StartAt": "Add", "States": {"Add": {"Type": "Pass", "Parameters": {"sum.$": "States.MathAdd($.a, $.b)"}, "End": true}}}),
+    );
+    let o = stepstone(&["run", &file, "--input", r#"{"a": 2, "b": 40}"#]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(stdout(&o), "SUCCEEDED\n{\n  \"sum\": 42\n}\n");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("-> Add (Pass)"));
+}
+
+#[test]
+fn run_json_is_one_line_with_the_execution_fields() {
+    let file = run_file(
+        "fail.asl.json",
+        serde_json::json!({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Nope", "Cause": "because"}}}),
+    );
+    let o = stepstone(&["run", &file, "--json", "--quiet", "--name", "ex-1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "executionArn",
+            "name",
+            "status",
+            "output",
+            "error",
+            "cause",
+            "startDate",
+            "stopDate"
+        ]
+    );
+    assert_eq!(v["status"], "FAILED");
+    assert_eq!(v["error"], "Nope");
+    assert_eq!(v["output"], Value::Null);
+    assert_eq!(v["name"], "ex-1");
+    assert_eq!(
+        v["executionArn"],
+        "arn:aws:states:us-east-1:123456789012:execution:fail:ex-1"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).is_empty(), "--quiet");
+}
+
+#[test]
+fn run_tasks_through_commands() {
+    let file = run_file(
+        "task.asl.json",
+        serde_json::json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"Payload.$": "$"}, "ResultSelector": {"got.$": "$.Payload", "state.$": "$.state"}, "End": true}}}),
+    );
+    let handler = "arn:aws:states:::lambda:invoke=python3 -c 'import json,os,sys; print(json.dumps({\"Payload\": json.load(sys.stdin)[\"Payload\"], \"state\": os.environ[\"STEPSTONE_STATE_NAME\"]}))'";
+    let o = stepstone(&[
+        "run",
+        &file,
+        "--input",
+        r#"{"x": 1}"#,
+        "--task",
+        handler,
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        v["output"],
+        serde_json::json!({"got": {"x": 1}, "state": "T"})
+    );
+    // Without a route, the task fails naming its resource.
+    let o = stepstone(&["run", &file, "--json", "--quiet"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(
+        v["cause"]
+            .as_str()
+            .unwrap()
+            .contains("arn:aws:states:::lambda:invoke")
+    );
+}
+
+#[test]
+fn run_virtual_time_history_and_stats() {
+    let file = run_file(
+        "wait.asl.json",
+        serde_json::json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 86400, "End": true}}}),
+    );
+    let o = stepstone(&[
+        "run",
+        &file,
+        "--virtual-time",
+        "--history",
+        "--stats",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    let result: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    let history: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    let types: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "ExecutionStarted",
+            "WaitStateEntered",
+            "WaitStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    let start = result["startDate"].as_str().unwrap();
+    let stop = result["stopDate"].as_str().unwrap();
+    assert!(
+        stop[..10] > start[..10],
+        "a day passed on the virtual clock: {start} -> {stop}"
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stats: Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(stats["states_entered"], 1);
+    assert!(stderr.contains("waiting until"), "{stderr}");
+}
+
+#[test]
+fn run_refuses_bad_definitions_and_inputs() {
+    let bad = run_file(
+        "bad.asl.json",
+        serde_json::json!({"StartAt": "X", "States": {}}),
+    );
+    let o = stepstone(&["run", &bad]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("SCHEMA_VALIDATION_FAILED"));
+    let good = run_file(
+        "good.asl.json",
+        serde_json::json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}),
+    );
+    let o = stepstone(&["run", &good, "--input", "{nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--input is not JSON"));
+    assert_eq!(
+        stepstone(&["run", &good, "--task", "no-equals-sign"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn run_the_multi_region_example_locally() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let state = std::env::temp_dir().join(format!("stepstone-example-{}", std::process::id()));
+    let cfn = format!(
+        "python3 {}",
+        root.join("examples/handlers/cloudformation.py").display()
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_stepstone"))
+        .env("STEPSTONE_EXAMPLE_STATE", &state)
+        .args([
+            "run",
+            &example(),
+            "--input-file",
+            &root
+                .join("examples/multi-region-deploy.input.json")
+                .display()
+                .to_string(),
+            "--virtual-time",
+            "--json",
+            "--task",
+            &format!(
+                "arn:aws:states:::lambda:invoke=python3 {}",
+                root.join("examples/handlers/prepare_region.py").display()
+            ),
+            "--task",
+            &format!("arn:aws:states:::aws-sdk:cloudformation:createStack={cfn} createStack"),
+            "--task",
+            &format!("arn:aws:states:::aws-sdk:cloudformation:updateStack={cfn} updateStack"),
+            "--task",
+            &format!("arn:aws:states:::aws-sdk:cloudformation:describeStacks={cfn} describeStacks"),
+            "--task",
+            &format!("arn:aws:states:::aws-sdk:cloudformation:deleteStack={cfn} deleteStack"),
+        ])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&state);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(
+        v["output"]["regions"],
+        serde_json::json!([
+            {"region": "us-east-1", "role": "primary", "status": "CREATE_COMPLETE"},
+            {"region": "us-west-1", "role": "secondary", "status": "CREATE_COMPLETE"}
+        ])
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let primary = stderr.find("createStack in us-east-1").unwrap();
+    let secondary = stderr.find("createStack in us-west-1").unwrap();
+    assert!(primary < secondary, "primary before secondary");
+}

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::Failure;
 use crate::dispatch::TaskDispatcher;
-use crate::history::{Event, History};
+use crate::history::{Event, History, HistoryMode};
 use crate::interpreter::{
     Command, Execution, ExecutionInfo, Input, RunId, Status, TaskRequest, TimerReason,
 };
@@ -114,7 +114,7 @@ pub async fn run(
     options: &RunOptions,
     tasks: &dyn TaskDispatcher,
 ) -> Outcome {
-    run_observed(machine, input, options, tasks, &mut |_| {}).await
+    drive(machine, input, options, tasks, None).await
 }
 
 /// Like [`run`], telling `observer` what happens as it happens.
@@ -125,6 +125,27 @@ pub async fn run_observed(
     tasks: &dyn TaskDispatcher,
     observer: &mut (dyn FnMut(Notice<'_>) + Send),
 ) -> Outcome {
+    drive(machine, input, options, tasks, Some(observer)).await
+}
+
+async fn drive(
+    machine: &Machine,
+    input: Value,
+    options: &RunOptions,
+    tasks: &dyn TaskDispatcher,
+    mut observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
+) -> Outcome {
+    // An observer without a full history gets data-less events, built and dropped as they go.
+    let mode = match (options.record_history, observer.is_some()) {
+        (true, _) => HistoryMode::Full,
+        (false, true) => HistoryMode::Light,
+        (false, false) => HistoryMode::Off,
+    };
+    let mut notify = |n: Notice<'_>| {
+        if let Some(o) = observer.as_mut() {
+            o(n);
+        }
+    };
     let mut clock = Clock { offset_nanos: 0 };
     let start = clock.now();
     let name = options
@@ -132,7 +153,7 @@ pub async fn run_observed(
         .clone()
         .unwrap_or_else(|| format!("run-{:x}", start.unix_nanos));
     let info = ExecutionInfo::new(&options.machine_name, &name, input, start, options.express);
-    let mut exec = Execution::new(machine, info, options.limits, options.record_history);
+    let mut exec = Execution::new(machine, info, options.limits, mode);
     let deadline = exec.timeout_seconds().map(|s| Timestamp {
         unix_nanos: start.unix_nanos + i128::from(s) * 1_000_000_000,
     });
@@ -142,14 +163,11 @@ pub async fn run_observed(
     let mut commands = exec.start(start);
     let mut seen = 0;
     loop {
-        for event in &exec.history().events()[seen..] {
-            observer(Notice::Event(event));
-        }
-        seen = exec.history().events().len();
+        forward_events(&mut exec, &mut seen, &mut notify);
         for command in commands.drain(..) {
             match command {
                 Command::Timer { run, until, reason } => {
-                    observer(Notice::Timer {
+                    notify(Notice::Timer {
                         until,
                         reason: &reason,
                     });
@@ -157,7 +175,7 @@ pub async fn run_observed(
                     timers.push(Reverse((until, seq, RunIdKey(run))));
                 }
                 Command::Dispatch(request) => {
-                    observer(Notice::Dispatched(&request));
+                    notify(Notice::Dispatched(&request));
                     let run = request.run;
                     let timeout = request.timeout_seconds;
                     let state = request.state_name.clone();
@@ -232,9 +250,7 @@ pub async fn run_observed(
             commands = exec.on_input(Input::TimerFired { run }, now);
         }
     }
-    for event in &exec.history().events()[seen..] {
-        observer(Notice::Event(event));
-    }
+    forward_events(&mut exec, &mut seen, &mut notify);
     in_flight.abort_all();
     let stop_time = clock.now();
     Outcome {
@@ -243,6 +259,25 @@ pub async fn run_observed(
         stop_time,
         states_entered: exec.states_entered(),
         history: exec.history().clone(),
+    }
+}
+
+/// Hands the events since the last call to the observer: a full history keeps them (`seen`
+/// marks how far they were read), a light one is drained.
+fn forward_events(exec: &mut Execution<'_>, seen: &mut usize, notify: &mut dyn FnMut(Notice<'_>)) {
+    match exec.history().mode() {
+        HistoryMode::Full => {
+            for event in &exec.history().events()[*seen..] {
+                notify(Notice::Event(event));
+            }
+            *seen = exec.history().events().len();
+        }
+        HistoryMode::Light => {
+            for event in exec.take_light_events() {
+                notify(Notice::Event(&event));
+            }
+        }
+        HistoryMode::Off => {}
     }
 }
 

@@ -296,10 +296,22 @@ impl Event {
     }
 }
 
+/// How much of the history an execution keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryMode {
+    /// Count events only (ids stay right).
+    Off,
+    /// Build events without their data (inputs, outputs), for an observer to read and drop:
+    /// progress displays at little cost and in bounded memory.
+    Light,
+    /// Keep every event with its data, as GetExecutionHistory returns them.
+    Full,
+}
+
 /// The events of one execution.
 #[derive(Debug, Clone)]
 pub struct History {
-    recording: bool,
+    mode: HistoryMode,
     last_id: u64,
     events: Vec<Event>,
 }
@@ -307,16 +319,39 @@ pub struct History {
 impl History {
     /// A history that keeps its events (`recording`), or only counts them.
     pub fn new(recording: bool) -> History {
+        History::with_mode(if recording {
+            HistoryMode::Full
+        } else {
+            HistoryMode::Off
+        })
+    }
+
+    /// A history in the given mode.
+    pub fn with_mode(mode: HistoryMode) -> History {
         History {
-            recording,
+            mode,
             last_id: 0,
             events: Vec::new(),
         }
     }
 
-    /// Whether events are kept.
+    /// Whether events are kept with their data.
     pub fn recording(&self) -> bool {
-        self.recording
+        self.mode == HistoryMode::Full
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> HistoryMode {
+        self.mode
+    }
+
+    /// Light mode: hands over the events built since the last call.
+    pub(crate) fn take_light(&mut self) -> Vec<Event> {
+        if self.mode == HistoryMode::Light {
+            std::mem::take(&mut self.events)
+        } else {
+            Vec::new()
+        }
     }
 
     /// How many events there have been.
@@ -342,7 +377,7 @@ impl History {
         kind: impl FnOnce() -> EventKind,
     ) -> u64 {
         self.last_id += 1;
-        if self.recording {
+        if self.mode != HistoryMode::Off {
             self.events.push(Event {
                 id: self.last_id,
                 previous_event_id,

@@ -18,7 +18,7 @@ use stepstone_asl::timestamp::Timestamp;
 use stepstone_asl::{Machine, ScopeRef, State, StateId};
 
 use crate::failure::Failure;
-use crate::history::{EventKind, History};
+use crate::history::{EventKind, History, HistoryMode};
 use crate::limits::Limits;
 use crate::vars::Vars;
 
@@ -107,6 +107,8 @@ impl ExecutionInfo {
 pub struct TaskRequest {
     /// The run waiting for it.
     pub run: RunId,
+    /// The execution's ARN.
+    pub execution_arn: String,
     /// The Task state's name.
     pub state_name: String,
     /// The `Resource` ARN as written.
@@ -284,7 +286,7 @@ impl<'m> Execution<'m> {
         machine: &'m Machine,
         info: ExecutionInfo,
         limits: Limits,
-        record_history: bool,
+        history: HistoryMode,
     ) -> Execution<'m> {
         let seed = info
             .execution_arn
@@ -296,7 +298,7 @@ impl<'m> Execution<'m> {
         Execution {
             machine,
             info,
-            history: History::new(record_history),
+            history: History::with_mode(history),
             limits,
             slots: Vec::new(),
             free: Vec::new(),
@@ -381,6 +383,11 @@ impl<'m> Execution<'m> {
     /// Its history (events are kept only when recording was asked for).
     pub fn history(&self) -> &History {
         &self.history
+    }
+
+    /// In light history mode, the events built since the last call.
+    pub fn take_light_events(&mut self) -> Vec<crate::history::Event> {
+        self.history.take_light()
     }
 
     /// Identity and input.

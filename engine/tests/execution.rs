@@ -416,7 +416,12 @@ fn interpreter_emits_commands() {
         unix_nanos: 1_000_000_000_000_000_000,
     };
     let info = ExecutionInfo::new("sm", "ex", json!({"a": 1}), t0, false);
-    let mut exec = Execution::new(&m, info, Limits::default(), false);
+    let mut exec = Execution::new(
+        &m,
+        info,
+        Limits::default(),
+        stepstone_engine::history::HistoryMode::Off,
+    );
     let commands = exec.start(t0);
     let [Command::Dispatch(req)] = commands.as_slice() else {
         panic!("{commands:?}")

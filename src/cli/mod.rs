@@ -4,6 +4,7 @@ use std::io::Read;
 use std::path::Path;
 
 pub(crate) mod graph;
+pub(crate) mod run;
 pub(crate) mod validate;
 
 /// Reads a definition file, or standard input for `-`.

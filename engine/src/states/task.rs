@@ -101,6 +101,7 @@ impl Execution<'_> {
         };
         self.commands.push(Command::Dispatch(TaskRequest {
             run: id,
+            execution_arn: self.info.execution_arn.clone(),
             state_name: name.to_owned(),
             resource: resource_arn,
             input,

@@ -1,0 +1,271 @@
+//! `stepstone run DEFINITION [--input JSON | --input-file FILE] ...`
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use stepstone::asl::{Options, validate_str};
+use stepstone::engine::history::EventKind;
+use stepstone::engine::{Limits, Notice, Outcome, RunOptions, Status, TimerReason, run_observed};
+use stepstone::tasks::{CommandTask, Router};
+
+/// What `stepstone run` was asked to do.
+pub(crate) struct RunArgs {
+    pub(crate) definition: PathBuf,
+    pub(crate) input: Option<String>,
+    pub(crate) input_file: Option<PathBuf>,
+    pub(crate) virtual_time: bool,
+    pub(crate) json: bool,
+    pub(crate) history: bool,
+    pub(crate) stats: bool,
+    pub(crate) history_limit: u64,
+    pub(crate) tasks: Vec<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) quiet: bool,
+}
+
+pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
+    let text = super::read_definition(&args.definition)?;
+    let validation = validate_str(&text, Options::default());
+    let Some(machine) = validation.machine else {
+        for d in validation.diagnostics.iter().filter(|d| d.is_error()) {
+            eprintln!("{d}");
+        }
+        return Err(format!(
+            "{}: the definition is invalid (see `stepstone validate`)",
+            args.definition.display()
+        ));
+    };
+    let input = match (&args.input, &args.input_file) {
+        (Some(text), _) => parse_input(text, "--input")?,
+        (None, Some(file)) => {
+            parse_input(&super::read_definition(file)?, &file.display().to_string())?
+        }
+        (None, None) => json!({}),
+    };
+    let mut router = Router::new();
+    for spec in &args.tasks {
+        let (resource, command) = spec
+            .split_once('=')
+            .filter(|(r, c)| !r.is_empty() && !c.is_empty())
+            .ok_or_else(|| format!("--task takes RESOURCE=COMMAND, got '{spec}'"))?;
+        if !text.contains(resource) {
+            eprintln!(
+                "stepstone: warning: no Task in {} uses the resource '{resource}'",
+                args.definition.display()
+            );
+        }
+        router = router.route(resource, CommandTask::new(command));
+    }
+    let mut options = RunOptions::default();
+    options.virtual_time = args.virtual_time;
+    options.record_history = args.history;
+    options.name = args.name.clone();
+    options.machine_name = machine_name(&args.definition);
+    options.limits = Limits::default()
+        .with_max_history_events((args.history_limit > 0).then_some(args.history_limit));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let mut progress = Progress::new(!args.quiet, args.virtual_time);
+    let started = Instant::now();
+    let outcome = runtime.block_on(run_observed(&machine, input, &options, &router, &mut |n| {
+        progress.notice(n)
+    }));
+    let elapsed = started.elapsed();
+    progress.finish(&outcome, elapsed.as_secs_f64());
+    print_outcome(&outcome, args.json);
+    if args.history {
+        let events: Vec<Value> = outcome
+            .history
+            .events()
+            .iter()
+            .map(|e| e.to_json())
+            .collect();
+        println!("{}", json!({"events": events}));
+    }
+    if args.stats {
+        eprintln!(
+            "{}",
+            json!({"states_entered": outcome.states_entered, "elapsed_ms": elapsed.as_secs_f64() * 1000.0})
+        );
+    }
+    Ok(if matches!(outcome.status, Status::Succeeded(_)) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn parse_input(text: &str, what: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("{what} is not JSON: {e}"))
+}
+
+/// The state machine's name: the definition file's stem (`deploy.asl.json` gives `deploy`).
+pub(crate) fn machine_name(file: &Path) -> String {
+    let stem = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("stepstone");
+    let stem = stem
+        .split('.')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("stepstone");
+    stem.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+fn print_outcome(outcome: &Outcome, as_json: bool) {
+    let (status, output, error, cause) = match &outcome.status {
+        Status::Succeeded(v) => ("SUCCEEDED", Some(v), None, None),
+        Status::Failed(f) => ("FAILED", None, Some(&f.error), Some(&f.cause)),
+        Status::TimedOut(f) => ("TIMED_OUT", None, Some(&f.error), Some(&f.cause)),
+        Status::Running => ("RUNNING", None, None, None),
+    };
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "executionArn": outcome.info.execution_arn,
+                "name": outcome.info.name,
+                "status": status,
+                "output": output,
+                "error": error,
+                "cause": cause,
+                "startDate": outcome.info.start_time.to_string(),
+                "stopDate": outcome.stop_time.to_string(),
+            })
+        );
+        return;
+    }
+    println!("{status}");
+    match (output, error) {
+        (Some(v), _) => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+        (None, Some(e)) => println!("error: {e}\ncause: {}", cause.map_or("", |c| c.as_str())),
+        _ => {}
+    }
+}
+
+/// The progress display on standard error: states entered, tasks dispatched, waits, retries.
+struct Progress {
+    on: bool,
+    virtual_time: bool,
+    entered: u64,
+    shown: u64,
+    out: std::io::Stderr,
+}
+
+/// After this many states, only states that take time (Task, Wait, Map, Parallel) and failures
+/// are shown, with a count now and then: a tight loop does not flood the terminal.
+const SHOW_ALL_STATES: u64 = 50;
+const COUNT_EVERY: u64 = 10_000;
+
+impl Progress {
+    fn new(on: bool, virtual_time: bool) -> Progress {
+        Progress {
+            on,
+            virtual_time,
+            entered: 0,
+            shown: 0,
+            out: std::io::stderr(),
+        }
+    }
+
+    fn line(&mut self, text: String) {
+        let _ = writeln!(self.out, "{text}");
+    }
+
+    fn notice(&mut self, notice: Notice<'_>) {
+        if !self.on {
+            return;
+        }
+        match notice {
+            Notice::Event(e) => match &e.kind {
+                EventKind::StateEntered {
+                    state_type, name, ..
+                } => {
+                    self.entered += 1;
+                    let slow = matches!(*state_type, "Task" | "Wait" | "Map" | "Parallel" | "Fail");
+                    if self.entered <= SHOW_ALL_STATES || slow {
+                        self.shown += 1;
+                        self.line(format!("-> {name} ({state_type})"));
+                    } else if self.entered.is_multiple_of(COUNT_EVERY) {
+                        self.line(format!("   ... {} states entered", self.entered));
+                    }
+                }
+                EventKind::TaskFailed { error, cause, .. }
+                | EventKind::TaskTimedOut { error, cause, .. } => {
+                    self.line(format!("   task failed: {error}: {}", first_line(cause)));
+                }
+                EventKind::MapStateStarted { length } => {
+                    self.line(format!("   map over {length} items"))
+                }
+                EventKind::MapIterationFailed { index, .. } => {
+                    self.line(format!("   iteration {index} failed"))
+                }
+                _ => {}
+            },
+            Notice::Dispatched(request) => {
+                let region = request
+                    .region
+                    .as_deref()
+                    .map(|r| format!(" in {r}"))
+                    .unwrap_or_default();
+                self.line(format!(
+                    "   task {}{region} (attempt {})",
+                    request.resource,
+                    request.attempt + 1
+                ));
+            }
+            Notice::Timer { until, reason } => {
+                let clock = if self.virtual_time {
+                    " (virtual time)"
+                } else {
+                    ""
+                };
+                match reason {
+                    TimerReason::Wait { .. } => {
+                        self.line(format!("   waiting until {until}{clock}"))
+                    }
+                    TimerReason::Retry {
+                        error,
+                        attempt,
+                        max_attempts,
+                        ..
+                    } => self.line(format!(
+                        "   retry {attempt} of {max_attempts} after {error}, at {until}{clock}"
+                    )),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, outcome: &Outcome, seconds: f64) {
+        if !self.on {
+            return;
+        }
+        let status = outcome.status.as_str();
+        let line = format!(
+            "{status} after {} states in {seconds:.3}s: {}",
+            outcome.states_entered, outcome.info.execution_arn
+        );
+        let _ = self.out.is_terminal();
+        self.line(line);
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}

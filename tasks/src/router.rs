@@ -1,0 +1,60 @@
+//! Routing tasks by resource.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use stepstone_engine::{NoTasks, TaskDispatcher, TaskFuture, TaskRequest};
+
+/// Sends each task to the handler registered for its resource (the ARN exactly as written in
+/// the definition), or to the fallback.
+#[derive(Clone)]
+pub struct Router {
+    routes: HashMap<String, Arc<dyn TaskDispatcher>>,
+    fallback: Arc<dyn TaskDispatcher>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Router {
+            routes: HashMap::new(),
+            fallback: Arc::new(NoTasks),
+        }
+    }
+}
+
+impl Router {
+    /// A router with no routes; unrouted tasks fail naming their resource.
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Sends tasks for `resource` to `handler`; a later route for the same resource replaces it.
+    pub fn route(
+        mut self,
+        resource: impl Into<String>,
+        handler: impl TaskDispatcher + 'static,
+    ) -> Router {
+        self.routes.insert(resource.into(), Arc::new(handler));
+        self
+    }
+
+    /// Where tasks without a route go.
+    pub fn fallback(mut self, handler: impl TaskDispatcher + 'static) -> Router {
+        self.fallback = Arc::new(handler);
+        self
+    }
+
+    /// True when `resource` has a route.
+    pub fn has_route(&self, resource: &str) -> bool {
+        self.routes.contains_key(resource)
+    }
+}
+
+impl TaskDispatcher for Router {
+    fn dispatch(&self, request: TaskRequest) -> TaskFuture {
+        match self.routes.get(&request.resource) {
+            Some(handler) => handler.dispatch(request),
+            None => self.fallback.dispatch(request),
+        }
+    }
+}
