@@ -96,6 +96,12 @@ impl Env<'_> {
         }
     }
 
+    /// The value a singular path names, without copying it; `None` when absent or when the
+    /// path is a query.
+    pub fn read_ref(&self, path: &Path) -> Option<&Value> {
+        get(self.root(path.root())?, path.steps()?)
+    }
+
     /// Evaluates a `.$` value: a path or an intrinsic call. `field` names it in errors.
     pub fn dynamic(&self, d: &Dynamic, field: &str) -> Result<Value, Error> {
         match d {

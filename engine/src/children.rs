@@ -1,7 +1,5 @@
 //! Bookkeeping of a Parallel or Map state's child runs.
 
-use std::collections::VecDeque;
-
 use serde_json::Value;
 
 use crate::interpreter::RunId;
@@ -12,8 +10,9 @@ pub(crate) struct Children {
     pub(crate) results: Vec<Option<Value>>,
     /// Children running now, by slot.
     pub(crate) running: Vec<(usize, RunId)>,
-    /// Map items not started yet, with their index (Parallel starts every branch at once).
-    pub(crate) waiting: VecDeque<(usize, Value)>,
+    /// The next Map item to start; items stay in the Map's input until their iteration starts,
+    /// so the array is never copied whole. (Parallel starts every branch at once.)
+    pub(crate) next_item: usize,
     /// How many may run at once.
     pub(crate) concurrency: usize,
     pub(crate) finished: usize,
@@ -28,7 +27,7 @@ impl Children {
         Children {
             results: (0..len).map(|_| None).collect(),
             running: Vec::new(),
-            waiting: VecDeque::new(),
+            next_item: 0,
             concurrency: concurrency.max(1),
             finished: 0,
             failed: 0,

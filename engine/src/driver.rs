@@ -195,6 +195,15 @@ async fn drive(
         if *exec.status() != Status::Running {
             break;
         }
+        if exec.has_ready_runs() {
+            let now = clock.now();
+            if deadline.is_some_and(|d| d <= now) {
+                commands = exec.on_input(Input::TimedOut, now);
+            } else {
+                commands = exec.resume(now);
+            }
+            continue;
+        }
         let next_timer = timers.peek().map(|Reverse((t, _, _))| *t);
         // The earliest thing the clock can bring: a timer, or the execution's deadline.
         let due = match (next_timer, deadline) {

@@ -22,6 +22,9 @@ use crate::history::{EventKind, History, HistoryMode};
 use crate::limits::Limits;
 use crate::vars::Vars;
 
+/// How many states one call into the interpreter may enter before it yields to the driver.
+pub const STATES_PER_CALL: u32 = 4096;
+
 /// Identifies a run (the root, a branch, an iteration) within its execution. Ids are reused
 /// after a run ends, with a new generation, so a late answer for an ended run is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -277,6 +280,8 @@ pub struct Execution<'m> {
     pub(crate) now: Timestamp,
     pub(crate) seed: u64,
     states_entered: u64,
+    /// States this call may still enter (see `advance`).
+    budget: u32,
     root: Option<RunId>,
 }
 
@@ -308,6 +313,7 @@ impl<'m> Execution<'m> {
             now,
             seed,
             states_entered: 0,
+            budget: 0,
             root: None,
         }
     }
@@ -315,10 +321,10 @@ impl<'m> Execution<'m> {
     /// Starts the execution at `now`; returns the first commands.
     pub fn start(&mut self, now: Timestamp) -> Vec<Command> {
         self.now = now;
-        let (input, role) = (self.info.input.clone(), self.info.role_arn.clone());
+        let (input, role) = (&self.info.input, &self.info.role_arn);
         let id = self.history.push(0, now, || EventKind::ExecutionStarted {
-            input,
-            role_arn: role,
+            input: input.clone(),
+            role_arn: role.clone(),
         });
         let root = self.machine.root();
         let run = self.spawn(
@@ -515,7 +521,12 @@ impl<'m> Execution<'m> {
     // ---- stepping
 
     /// Runs every ready run until all are finished or blocked.
+    ///
+    /// At most [`STATES_PER_CALL`] states are entered per call; past that, the runs still ready
+    /// wait for [`Execution::resume`], so the driver regains control often (to check the
+    /// execution's timeout, to pass events on) even in a loop of pure states.
     fn advance(&mut self) {
+        self.budget = STATES_PER_CALL;
         while let Some(id) = self.ready.pop_front() {
             if self.status != Status::Running {
                 return;
@@ -524,7 +535,23 @@ impl<'m> Execution<'m> {
                 let flow = self.enter_state(id);
                 self.follow(id, flow);
             }
+            if self.budget == 0 {
+                return;
+            }
         }
+    }
+
+    /// True when runs are ready but the last call ran out of budget: call
+    /// [`Execution::resume`].
+    pub fn has_ready_runs(&self) -> bool {
+        self.status == Status::Running && !self.ready.is_empty()
+    }
+
+    /// Goes on with the ready runs; returns the next commands.
+    pub fn resume(&mut self, now: Timestamp) -> Vec<Command> {
+        self.now = now;
+        self.advance();
+        std::mem::take(&mut self.commands)
     }
 
     /// Carries a run through `flow` and the states after it, until it blocks or ends.
@@ -540,6 +567,11 @@ impl<'m> Execution<'m> {
                     run.input = input;
                     run.attempts.clear();
                     run.retry_count = 0;
+                    if self.budget == 0 {
+                        // Out of budget: the run enters `next` on the next call.
+                        self.ready.push_front(id);
+                        return;
+                    }
                     self.enter_state(id)
                 }
                 Flow::End(output) => return self.finish(id, Ok(output)),
@@ -555,6 +587,7 @@ impl<'m> Execution<'m> {
     /// Enters the run's current state: counts it, records the entered event, runs its body.
     fn enter_state(&mut self, id: RunId) -> Flow {
         self.states_entered += 1;
+        self.budget = self.budget.saturating_sub(1);
         let (name, state) = self.current(id);
         let recording = self.history.recording();
         let input = if recording {

@@ -26,7 +26,8 @@ pub use driver::{Notice, Outcome, RunOptions, run, run_observed};
 pub use engine::{Engine, EngineBuilder, ExecutionHandle};
 pub use failure::Failure;
 pub use interpreter::{
-    Command, Execution, ExecutionInfo, Input, RunId, Status, TaskRequest, TimerReason,
+    Command, Execution, ExecutionInfo, Input, RunId, STATES_PER_CALL, Status, TaskRequest,
+    TimerReason,
 };
 pub use limits::Limits;
 pub use stepstone_asl as asl;

@@ -508,3 +508,37 @@ async fn a_retry_sends_the_same_input() {
         ]
     );
 }
+
+/// A loop of pure states with no history limit must still hand control back to the driver, or
+/// an execution timeout could never fire.
+#[test]
+fn a_pure_loop_yields_to_the_driver() {
+    let m = machine(json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Next": "B"},
+        "B": {"Type": "Choice", "Choices": [{"Variable": "$.stop", "IsPresent": true, "Next": "Done"}], "Default": "A"},
+        "Done": {"Type": "Succeed"}
+    }}));
+    let t0 = Timestamp { unix_nanos: 0 };
+    let info = ExecutionInfo::new("sm", "ex", json!({}), t0, false);
+    let limits = Limits::default().with_max_history_events(None);
+    let mut exec = Execution::new(
+        &m,
+        info,
+        limits,
+        stepstone_engine::history::HistoryMode::Off,
+    );
+    assert!(exec.start(t0).is_empty());
+    assert!(exec.has_ready_runs());
+    assert_eq!(
+        exec.states_entered(),
+        u64::from(stepstone_engine::STATES_PER_CALL)
+    );
+    exec.resume(t0);
+    assert_eq!(
+        exec.states_entered(),
+        2 * u64::from(stepstone_engine::STATES_PER_CALL)
+    );
+    exec.on_input(Input::TimedOut, t0);
+    assert!(matches!(exec.status(), Status::TimedOut(_)));
+    assert!(!exec.has_ready_runs());
+}

@@ -1,6 +1,6 @@
 //! `stepstone run DEFINITION [--input JSON | --input-file FILE] ...`
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -72,9 +72,14 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let mut progress = Progress::new(!args.quiet, args.virtual_time);
     let started = Instant::now();
-    let outcome = runtime.block_on(run_observed(&machine, input, &options, &router, &mut |n| {
-        progress.notice(n)
-    }));
+    // Without progress there is no observer, so no events are built at all.
+    let outcome = if args.quiet {
+        runtime.block_on(stepstone::engine::run(&machine, input, &options, &router))
+    } else {
+        runtime.block_on(run_observed(&machine, input, &options, &router, &mut |n| {
+            progress.notice(n)
+        }))
+    };
     let elapsed = started.elapsed();
     progress.finish(&outcome, elapsed.as_secs_f64());
     print_outcome(&outcome, args.json);
@@ -261,7 +266,6 @@ impl Progress {
             "{status} after {} states in {seconds:.3}s: {}",
             outcome.states_entered, outcome.info.execution_arn
         );
-        let _ = self.out.is_terminal();
         self.line(line);
     }
 }

@@ -1,6 +1,9 @@
 //! Map: runs the item processor once per item, a bounded number at a time, and outputs the
 //! array of results in item order. DISTRIBUTED mode without an ItemReader runs the same way,
 //! its iterations as child runs.
+//!
+//! Items stay where they are (in the state's input) until their iteration starts, so a Map over
+//! many items never holds a second copy of the whole array.
 
 use serde_json::Value;
 use stepstone_asl::eval;
@@ -17,49 +20,28 @@ impl Execution<'_> {
     }
 
     fn map_start(&mut self, id: RunId, state: &Map) -> Result<Flow, Failure> {
+        if state.items.is_some() {
+            return Err(self.state_failure(
+                id,
+                eval::Error::runtime("JSONata Items are not evaluated yet"),
+            ));
+        }
         // The raw input stays in place for ResultPath; the effective input is a copy only when
         // InputPath selects part of it.
         let owned = self.effective_copy(id, &state.flow)?;
-        let effective = owned.as_ref().unwrap_or(&self.run(id).input);
-        let runtime = |s: &Self, m: String| s.state_failure(id, eval::Error::runtime(m));
-        let items = match &state.items_path {
-            Some(p) => self.with_env(id, effective, None, |env| env.read(p)),
-            None if state.items.is_some() => {
-                return Err(runtime(self, "JSONata Items are not evaluated yet".into()));
-            }
-            None => Some(effective.clone()),
-        };
-        let items = match items {
-            Some(Value::Array(items)) => items,
-            other => {
-                let path = state.items_path.as_ref().map_or("$", |p| p.as_str());
-                return Err(runtime(
-                    self,
-                    format!(
-                        "Items at '{path}' must be a JSON array, but found {}",
-                        other.map_or("nothing".into(), |v| v.to_string())
-                    ),
-                ));
-            }
-        };
-        let read_int = |s: &Self, field: &str, p: &stepstone_asl::Path| -> Result<i64, Failure> {
-            let v = s
-                .with_env(id, effective, None, |env| env.read(p))
-                .unwrap_or(Value::Null);
-            integer(&v).ok_or_else(|| {
-                runtime(
-                    s,
-                    format!(
-                        "The {field} field refers to value \"{}\" which is not a valid integer: {}",
-                        bare(&v),
-                        p.as_str()
-                    ),
-                )
-            })
-        };
+        self.run_mut(id).input_for_items = owned;
+        let length = self.with_items(id, state, |items| match items {
+            Some(Value::Array(items)) => Ok(items.len()),
+            other => Err(format!(
+                "Items at '{}' must be a JSON array, but found {}",
+                state.items_path.as_ref().map_or("$", |p| p.as_str()),
+                other.map_or("nothing".into(), Value::to_string)
+            )),
+        });
+        let length = length.map_err(|m| self.state_failure(id, eval::Error::runtime(m)))?;
         let max_concurrency = match (&state.max_concurrency, &state.max_concurrency_path) {
             (Some(NumberOrExpr::Value(n)), _) => *n,
-            (_, Some(p)) => read_int(self, "MaxConcurrencyPath", p)?,
+            (_, Some(p)) => self.map_number(id, p, "MaxConcurrencyPath", "integer", integer)?,
             _ => 0,
         };
         let tolerated_count = match (
@@ -67,13 +49,15 @@ impl Execution<'_> {
             &state.tolerated_failure_count_path,
         ) {
             (Some(NumberOrExpr::Value(n)), _) => Some(*n),
-            (_, Some(p)) => Some(read_int(self, "ToleratedFailureCountPath", p)?),
+            (_, Some(p)) => {
+                Some(self.map_number(id, p, "ToleratedFailureCountPath", "integer", integer)?)
+            }
             _ => None,
         };
         if tolerated_count.is_some_and(|n| n < 0) {
-            return Err(runtime(
-                self,
-                "ToleratedFailureCount cannot be negative.".into(),
+            return Err(self.state_failure(
+                id,
+                eval::Error::runtime("ToleratedFailureCount cannot be negative."),
             ));
         }
         let tolerated_percentage = match (
@@ -82,22 +66,16 @@ impl Execution<'_> {
         ) {
             (Some(NumberOrExpr::Value(x)), _) => Some(*x),
             (_, Some(p)) => {
-                let v = self
-                    .with_env(id, effective, None, |env| env.read(p))
-                    .unwrap_or(Value::Null);
-                Some(float(&v).ok_or_else(|| {
-                    runtime(self, format!("The ToleratedFailurePercentagePath field refers to value \"{}\" which is not a valid float: {}", bare(&v), p.as_str()))
-                })?)
+                Some(self.map_number(id, p, "ToleratedFailurePercentagePath", "float", float)?)
             }
             _ => None,
         };
         if tolerated_percentage.is_some_and(|x| !(0.0..=100.0).contains(&x)) {
-            return Err(runtime(
-                self,
-                "ToleratedFailurePercentage must be between 0 and 100.".into(),
+            return Err(self.state_failure(
+                id,
+                eval::Error::runtime("ToleratedFailurePercentage must be between 0 and 100."),
             ));
         }
-        let length = items.len();
         self.event(id, || EventKind::MapStateStarted { length });
         let cap = self.limits.max_map_concurrency;
         let concurrency = if max_concurrency <= 0 {
@@ -108,17 +86,52 @@ impl Execution<'_> {
         let mut children = Children::new(length, concurrency);
         children.tolerated_count = tolerated_count.map(|n| n as u64);
         children.tolerated_percentage = tolerated_percentage;
-        // Iteration inputs are computed as iterations start, so a large Map never holds them
-        // all at once.
-        children.waiting = items.into_iter().enumerate().collect();
-        let run = self.run_mut(id);
-        run.input_for_items = owned;
-        run.waiting = Waiting::Children(Box::new(children));
+        self.run_mut(id).waiting = Waiting::Children(Box::new(children));
         if length == 0 {
             return Ok(self.map_finish(id, state));
         }
         self.map_start_iterations(id, state)?;
         Ok(Flow::Blocked)
+    }
+
+    /// Calls `f` with the items array (by reference) as ItemsPath reads it.
+    fn with_items<T>(&self, id: RunId, state: &Map, f: impl FnOnce(Option<&Value>) -> T) -> T {
+        let run = self.run(id);
+        let effective = run.input_for_items.as_ref().unwrap_or(&run.input);
+        match &state.items_path {
+            Some(p) => self.with_env(id, effective, None, |env| f(env.read_ref(p))),
+            None => f(Some(effective)),
+        }
+    }
+
+    /// A number read through one of the Map's `*Path` fields, with AWS's message when it is not
+    /// one (strings holding a number are accepted, as AWS does).
+    fn map_number<T>(
+        &self,
+        id: RunId,
+        path: &stepstone_asl::Path,
+        field: &str,
+        kind: &str,
+        parse: fn(&Value) -> Option<T>,
+    ) -> Result<T, Failure> {
+        let run = self.run(id);
+        let effective = run.input_for_items.as_ref().unwrap_or(&run.input);
+        let v = self
+            .with_env(id, effective, None, |env| env.read(path))
+            .unwrap_or(Value::Null);
+        parse(&v).ok_or_else(|| {
+            let shown = match &v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            self.state_failure(
+                id,
+                eval::Error::runtime(format!(
+                    "The {field} field refers to value \"{shown}\" which is not a valid {kind}: {}",
+                    path.as_str()
+                )),
+            )
+        })
     }
 
     /// Starts iterations while there is room under the concurrency limit.
@@ -128,22 +141,30 @@ impl Execution<'_> {
             let Waiting::Children(children) = &mut self.run_mut(id).waiting else {
                 return Ok(());
             };
-            if children.running.len() >= children.concurrency {
+            if children.running.len() >= children.concurrency
+                || children.next_item >= children.results.len()
+            {
                 return Ok(());
             }
-            let Some((index, item)) = children.waiting.pop_front() else {
-                return Ok(());
-            };
-            let run = self.run(id);
-            let effective = run.input_for_items.as_ref().unwrap_or(&run.input);
+            let index = children.next_item;
+            children.next_item += 1;
+            let item = self.with_items(id, state, |items| {
+                items
+                    .and_then(|a| a.get(index))
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            });
             let selector = state
                 .item_selector
                 .as_ref()
                 .or(state.flow.parameters.as_ref());
             let input = match selector {
-                Some(t) => self
-                    .with_env(id, effective, Some((index, &item)), |env| env.template(t))
-                    .map_err(|e| self.state_failure(id, e))?,
+                Some(t) => {
+                    let run = self.run(id);
+                    let effective = run.input_for_items.as_ref().unwrap_or(&run.input);
+                    self.with_env(id, effective, Some((index, &item)), |env| env.template(t))
+                        .map_err(|e| self.state_failure(id, e))?
+                }
                 None => item,
             };
             self.event(id, || EventKind::MapIterationStarted {
@@ -210,6 +231,7 @@ impl Execution<'_> {
                     for (_, sibling) in children.running {
                         self.remove(sibling);
                     }
+                    self.run_mut(parent).input_for_items = None;
                     self.event(parent, || EventKind::MapStateFailed);
                     return Flow::Fail(if tolerated {
                         Failure::new(
@@ -270,13 +292,5 @@ fn float(v: &Value) -> Option<f64> {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
-    }
-}
-
-/// A value as these causes quote it: strings without their quotes.
-fn bare(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }
