@@ -143,10 +143,89 @@ impl Path {
     pub fn select<'v>(&self, root: &'v Value) -> Vec<&'v Value> {
         match &self.body {
             Body::Steps(steps) => get(root, steps).into_iter().collect(),
-            Body::Query(query) => js_path_process(query, root)
-                .map(|refs| refs.into_iter().map(|r| r.val()).collect())
-                .unwrap_or_default(),
+            Body::Query(query) => {
+                select_simple(root, &query.segments).unwrap_or_else(|| select_general(query, root))
+            }
         }
+    }
+}
+
+/// jsonpath-rust's evaluation, for every query.
+fn select_general<'v>(query: &JpQuery, root: &'v Value) -> Vec<&'v Value> {
+    js_path_process(query, root)
+        .map(|refs| refs.into_iter().map(|r| r.val()).collect())
+        .unwrap_or_default()
+}
+
+/// Queries made of names, indices, wildcards and slices (no filters, no `..`), evaluated
+/// directly: an order of magnitude faster than the general engine, which builds a path string
+/// for every node it visits. `None` for any other query. Same results (RFC 9535 semantics).
+fn select_simple<'v>(root: &'v Value, segments: &[Segment]) -> Option<Vec<&'v Value>> {
+    let mut current = vec![root];
+    for segment in segments {
+        let Segment::Selector(selector) = segment else {
+            return None;
+        };
+        let mut next = Vec::with_capacity(current.len());
+        for v in current {
+            match (selector, v) {
+                (Selector::Name(name), Value::Object(map)) => next.extend(map.get(name)),
+                (Selector::Index(i), Value::Array(items)) => {
+                    let len = items.len() as i64;
+                    let i = if *i < 0 { len + i } else { *i };
+                    if (0..len).contains(&i) {
+                        next.push(&items[i as usize]);
+                    }
+                }
+                (Selector::Wildcard, Value::Array(items)) => next.extend(items),
+                (Selector::Wildcard, Value::Object(map)) => next.extend(map.values()),
+                (Selector::Slice(start, end, step), Value::Array(items)) => {
+                    slice(items, *start, *end, *step, &mut next)
+                }
+                (Selector::Filter(_), _) => return None,
+                _ => {}
+            }
+        }
+        current = next;
+    }
+    Some(current)
+}
+
+/// RFC 9535 array slice.
+fn slice<'v>(
+    items: &'v [Value],
+    start: Option<i64>,
+    end: Option<i64>,
+    step: Option<i64>,
+    out: &mut Vec<&'v Value>,
+) {
+    let len = items.len() as i64;
+    let step = step.unwrap_or(1);
+    let norm = |i: i64| if i >= 0 { i } else { len + i };
+    if step > 0 {
+        let lower = norm(start.unwrap_or(0)).clamp(0, len);
+        let upper = norm(end.unwrap_or(len)).clamp(0, len);
+        let mut i = lower;
+        while i < upper {
+            out.push(&items[i as usize]);
+            i += step;
+        }
+    } else if step < 0 {
+        let upper = norm(start.unwrap_or(len - 1)).clamp(-1, len - 1);
+        let lower = norm(end.unwrap_or(-len - 1)).clamp(-1, len - 1);
+        let mut i = upper;
+        while lower < i {
+            out.push(&items[i as usize]);
+            i += step;
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn select_with_general_engine<'v>(path: &Path, root: &'v Value) -> Vec<&'v Value> {
+    match &path.body {
+        Body::Steps(steps) => get(root, steps).into_iter().collect(),
+        Body::Query(query) => select_general(query, root),
     }
 }
 
@@ -718,6 +797,65 @@ mod tests {
             let p = Path::parse(text).unwrap();
             assert_eq!(p.to_string(), printed, "{text}");
             assert_eq!(Path::parse(printed).unwrap(), p, "{text}");
+        }
+    }
+
+    #[test]
+    fn simple_queries_agree_with_the_general_engine() {
+        let doc =
+            json!({"a": [0, 1, 2, 3, 4, 5, {"b": 1}], "o": {"x": 1, "y": [7, 8]}, "s": "str"});
+        for q in [
+            "$.a[*]",
+            "$.a[1:3]",
+            "$.a[:2]",
+            "$.a[4:]",
+            "$.a[-2:]",
+            "$.a[::2]",
+            "$.a[::-1]",
+            "$.a[5:1:-2]",
+            "$.a[-1]",
+            "$.a[-10]",
+            "$.a[0:0]",
+            "$.a[1:3:0]",
+            "$.o[*]",
+            "$.o.*",
+            "$.*",
+            "$.a[*].b",
+            "$.s[*]",
+            "$.o.y[*]",
+            "$.nope[*]",
+            "$[*][*]",
+            "$.a[10:20]",
+            "$.a[-20:2]",
+        ] {
+            let p = Path::parse(q).unwrap();
+            assert_eq!(p.select(&doc), select_with_general_engine(&p, &doc), "{q}");
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest::proptest! {
+        #[test]
+        fn simple_query_engine_matches_the_general_one(
+            segments in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec!["a", "b", "c"]).prop_map(|n| format!(".{n}")),
+                    (-4i64..6).prop_map(|i| format!("[{i}]")),
+                    proptest::strategy::Just("[*]".to_owned()),
+                    (proptest::option::of(-5i64..6), proptest::option::of(-5i64..6), proptest::option::of(-3i64..4))
+                        .prop_map(|(a, b, s)| format!("[{}:{}{}]", a.map_or(String::new(), |x| x.to_string()), b.map_or(String::new(), |x| x.to_string()), s.map_or(String::new(), |x| format!(":{x}")))),
+                ],
+                1..4,
+            ),
+            width in 0usize..6,
+        ) {
+            let leaf = |i: usize| json!({"a": i, "b": [i, i + 1], "c": {"a": i}});
+            let doc = json!({"a": (0..width).map(leaf).collect::<Vec<_>>(), "b": leaf(7), "c": [[1, 2], [3], []]});
+            let text = format!("${}", segments.concat());
+            if let Ok(p) = Path::parse(&text) {
+                prop_assert_eq!(p.select(&doc), select_with_general_engine(&p, &doc), "{}", text);
+            }
         }
     }
 
