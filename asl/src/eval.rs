@@ -245,6 +245,155 @@ fn set<'s>(
     set(next, rest, value)
 }
 
+/// Evaluates a payload template against an input the caller is done with, moving subtrees out
+/// of it instead of copying them where that gives the same result.
+///
+/// A field that copies a subtree verbatim (`"doc.$": "$.doc"`) takes it, unless another such
+/// field names the same subtree or one above it; every other read (queries, intrinsic calls,
+/// the fields that could not take) happens first, on the intact input. So the output is exactly
+/// [`Env::template`]'s, at the cost of one traversal instead of one copy per large subtree.
+/// `env.input` is ignored: `input` is `$`.
+pub fn template_taking(env: &Env, t: &Template, mut input: Value) -> Result<Value, Error> {
+    if !any_takeable(t) {
+        let reading = Env {
+            input: &input,
+            context: env.context,
+            variables: env.variables,
+            random: env.random,
+        };
+        return reading.template(t);
+    }
+    let mut slots: Vec<(&Dynamic, &str)> = Vec::new();
+    collect(t, "", &mut slots);
+    let steps: Vec<Option<&[Step]>> = slots.iter().map(|(d, _)| takeable(d)).collect();
+    // A slot takes when no other takeable slot is above it, nor the same path earlier.
+    let takes: Vec<bool> = (0..slots.len())
+        .map(|i| {
+            let Some(mine) = steps[i] else { return false };
+            !steps.iter().enumerate().any(|(j, other)| {
+                other.is_some_and(|o| {
+                    j != i && mine.starts_with(o) && (o.len() < mine.len() || j < i)
+                })
+            })
+        })
+        .collect();
+    let mut values: Vec<Option<Value>> = Vec::with_capacity(slots.len());
+    {
+        let reading = Env {
+            input: &input,
+            context: env.context,
+            variables: env.variables,
+            random: env.random,
+        };
+        // Field names are only built for an error message.
+        let read = |d: &Dynamic, key: &str| {
+            reading
+                .dynamic(d, "")
+                .or_else(|_| reading.dynamic(d, &format!("{key}.$")))
+        };
+        for (i, (d, key)) in slots.iter().enumerate() {
+            if takes[i] {
+                if get(&input, steps[i].expect("takes only paths")).is_none() {
+                    read(d, key)?; // reports the missing path exactly as copying would
+                }
+                values.push(None);
+            } else {
+                values.push(Some(read(d, key)?));
+            }
+        }
+    }
+    for i in 0..slots.len() {
+        if takes[i] {
+            values[i] = Some(take_mut(&mut input, steps[i].expect("takes only paths")));
+        }
+    }
+    let mut values = values.into_iter().map(|v| v.expect("every slot filled"));
+    Ok(assemble(t, &mut values))
+}
+
+/// True when some field copies a subtree of `$`, so taking can save a copy.
+fn any_takeable(t: &Template) -> bool {
+    match t {
+        Template::Dynamic(d) => takeable(d).is_some(),
+        Template::Object(fields) => fields.iter().any(|(_, v)| any_takeable(v)),
+        Template::Array(items) => items.iter().any(any_takeable),
+        Template::Static(_) => false,
+    }
+}
+
+/// The steps of a field that copies a subtree of `$` verbatim.
+fn takeable(d: &Dynamic) -> Option<&[Step]> {
+    match d {
+        Dynamic::Path(p) if matches!(p.root(), Root::Input) => p.steps().filter(|s| !s.is_empty()),
+        _ => None,
+    }
+}
+
+/// The dynamic fields of a template with their keys, in evaluation (pre-)order.
+fn collect<'t>(t: &'t Template, key: &'t str, out: &mut Vec<(&'t Dynamic, &'t str)>) {
+    match t {
+        Template::Dynamic(d) => out.push((d, key)),
+        Template::Object(fields) => fields.iter().for_each(|(k, v)| collect(v, k, out)),
+        Template::Array(items) => items.iter().for_each(|v| collect(v, key, out)),
+        Template::Static(_) => {}
+    }
+}
+
+fn assemble(t: &Template, values: &mut impl Iterator<Item = Value>) -> Value {
+    match t {
+        Template::Static(v) => v.clone(),
+        Template::Dynamic(_) => values.next().expect("one value per dynamic field"),
+        Template::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), assemble(v, values)))
+                .collect(),
+        ),
+        Template::Array(items) => Value::Array(items.iter().map(|v| assemble(v, values)).collect()),
+    }
+}
+
+/// Moves the value at `steps` out of `value` (present: checked by the caller).
+fn take_mut(value: &mut Value, steps: &[Step]) -> Value {
+    let mut at = value;
+    for step in steps {
+        at = match (step, at) {
+            (Step::Field(name), Value::Object(map)) => map.get_mut(name).expect("checked"),
+            (Step::Index(i), Value::Array(items)) => &mut items[*i],
+            _ => unreachable!("checked"),
+        };
+    }
+    std::mem::take(at)
+}
+
+/// Whether ResultPath can be applied to `input` (every step before the last meets an object,
+/// an array with that index, or nothing): checked up front when the input will be consumed.
+pub fn result_path_applies(input: &Value, path: &Path) -> bool {
+    let Some(steps) = path.steps() else {
+        return false;
+    };
+    let mut at = input;
+    for step in steps.iter().take(steps.len().saturating_sub(1)) {
+        at = match (step, at) {
+            (Step::Field(name), Value::Object(map)) => match map.get(name) {
+                Some(v) => v,
+                None => return true,
+            },
+            (Step::Index(i), Value::Array(items)) if *i < items.len() => &items[*i],
+            _ => return false,
+        };
+    }
+    matches!(
+        (steps.last(), at),
+        (None, _)
+            | (Some(Step::Field(_)), Value::Object(_))
+            | (Some(Step::Index(_)), Value::Array(_))
+    ) && match (steps.last(), at) {
+        (Some(Step::Index(i)), Value::Array(items)) => *i < items.len(),
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -327,6 +476,60 @@ mod tests {
                 .error,
             "States.ResultPathMatchFailure"
         );
+    }
+
+    #[test]
+    fn taking_gives_what_copying_gives() {
+        let vars = Map::new();
+        let ctx = json!({});
+        let mut l = crate::parse::Loader::new(crate::parse::MachineType::Standard);
+        let input = json!({"i": 1, "doc": {"meta": {"owner": "o", "tags": [1, 2]}, "records": [{"name": "a"}, {"name": "b"}]}, "x": [5, 6]});
+        for t in [
+            json!({"doc.$": "$.doc", "first.$": "$.doc.records[0]", "names.$": "$.doc.records[*].name", "owner.$": "$.doc.meta.owner", "n.$": "States.MathAdd($.i, 1)", "k": {"c": 1}}),
+            json!({"a.$": "$.doc", "b.$": "$.doc", "c.$": "$", "d": [{"e.$": "$.x[1]"}]}),
+            json!({"m.$": "$.doc.meta", "t.$": "$.doc.meta.tags", "arr": ["$.x", {"y.$": "$.x"}]}),
+        ] {
+            let t = Template::compile(&mut l, &t, "/P");
+            let e = env(&input, &vars, &ctx);
+            let copied = e.template(&t).unwrap();
+            let taken = template_taking(&e, &t, input.clone()).unwrap();
+            assert_eq!(taken, copied);
+        }
+        let t = Template::compile(&mut l, &json!({"a.$": "$.doc", "z.$": "$.missing"}), "/P");
+        let e = env(&input, &vars, &ctx);
+        assert_eq!(
+            template_taking(&e, &t, input.clone()).unwrap_err(),
+            e.template(&t).unwrap_err()
+        );
+        let t = Template::compile(&mut l, &json!({"z.$": "$.missing"}), "/P");
+        assert_eq!(
+            template_taking(&e, &t, input.clone()).unwrap_err(),
+            e.template(&t).unwrap_err()
+        );
+    }
+
+    #[test]
+    fn result_path_applicability() {
+        let p = |s: &str| Path::parse(s).unwrap();
+        assert!(result_path_applies(&json!({}), &p("$.a.b")));
+        assert!(result_path_applies(&json!({"a": {}}), &p("$.a.b")));
+        assert!(!result_path_applies(&json!({"a": 1}), &p("$.a.b")));
+        assert!(!result_path_applies(&json!("s"), &p("$.a")));
+        assert!(result_path_applies(&json!({"a": [0]}), &p("$.a[0]")));
+        assert!(!result_path_applies(&json!({"a": [0]}), &p("$.a[1]")));
+        assert!(result_path_applies(&json!(5), &p("$")));
+        for (input, path) in [
+            (json!({"a": 1}), "$.a.b"),
+            (json!({"a": [0]}), "$.a[1]"),
+            (json!({}), "$.a.b"),
+            (json!({"a": {}}), "$.a.b"),
+        ] {
+            assert_eq!(
+                result_path_applies(&input, &p(path)),
+                merge_result(input.clone(), Some(&p(path)), json!(1)).is_ok(),
+                "{input} {path}"
+            );
+        }
     }
 
     #[test]

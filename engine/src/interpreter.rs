@@ -259,6 +259,16 @@ pub(crate) struct Run<'m> {
     pub(crate) waiting: Waiting,
     /// A Map's effective input while its iterations start (ItemSelector reads it).
     pub(crate) input_for_items: Option<Value>,
+    /// Set when Parameters consumed the raw input: how the output follows from the result.
+    pub(crate) output_from_result: Option<OutputFrom>,
+}
+
+/// How a state's output follows from its result alone (its raw input having been consumed).
+pub(crate) enum OutputFrom {
+    /// ResultPath `$`: OutputPath applies to the result.
+    Result,
+    /// OutputPath inside ResultPath: these steps of the result.
+    Suffix(Vec<stepstone_asl::path::Step>),
 }
 
 struct Slot<'m> {
@@ -430,6 +440,7 @@ impl<'m> Execution<'m> {
             retry_count: 0,
             waiting: Waiting::Nothing,
             input_for_items: None,
+            output_from_result: None,
         };
         let id = match self.free.pop() {
             Some(index) => {
@@ -567,6 +578,7 @@ impl<'m> Execution<'m> {
                     run.input = input;
                     run.attempts.clear();
                     run.retry_count = 0;
+                    run.output_from_result = None;
                     if self.budget == 0 {
                         // Out of budget: the run enters `next` on the next call.
                         self.ready.push_front(id);
@@ -808,14 +820,8 @@ impl<'m> Execution<'m> {
     /// copied, when nothing needs it later: a ResultPath of `$` replaces it, and there is no
     /// Retry (which starts the state over) or Catch (which writes the error into it).
     pub(crate) fn effective_input(&mut self, id: RunId, flow: &DataFlow) -> Result<Value, Failure> {
-        let (_, state) = self.current(id);
-        let handles_errors = match &state.kind {
-            StateKind::Task(t) => !t.errors.retry.is_empty() || !t.errors.catch.is_empty(),
-            StateKind::Parallel(p) => !p.errors.retry.is_empty() || !p.errors.catch.is_empty(),
-            StateKind::Map(m) => !m.errors.retry.is_empty() || !m.errors.catch.is_empty(),
-            _ => false,
-        };
-        let raw_needed_later = handles_errors || !flow.result_path.as_ref().is_some_and(is_root);
+        let raw_needed_later =
+            self.handles_errors(id) || !flow.result_path.as_ref().is_some_and(is_root);
         let run = self.run_mut(id);
         let raw = if raw_needed_later {
             run.input.clone()
@@ -885,9 +891,12 @@ impl<'m> Execution<'m> {
         flow: &DataFlow,
         result: Value,
     ) -> Result<Value, Failure> {
+        // The result is not needed after ResultSelector: its subtrees move, not copy.
         let result = match &flow.result_selector {
             Some(t) => self
-                .with_env(id, &result, None, |env| env.template(t))
+                .with_env(id, &Value::Null, None, |env| {
+                    eval::template_taking(env, t, result)
+                })
                 .map_err(|e| self.state_failure(id, e))?,
             None => result,
         };
@@ -898,14 +907,104 @@ impl<'m> Execution<'m> {
             ),
             None => None,
         };
-        let input = std::mem::take(&mut self.run_mut(id).input);
-        let merged = eval::merge_result(input, flow.result_path.as_ref(), result)
-            .map_err(|e| self.state_failure(id, e))?;
-        let output = self.select(id, merged, flow.output_path.as_ref())?;
+        let output = match self.run_mut(id).output_from_result.take() {
+            // The raw input was consumed by Parameters: the output follows from the result.
+            Some(OutputFrom::Result) => self.select(id, result, flow.output_path.as_ref())?,
+            Some(OutputFrom::Suffix(steps)) => {
+                self.select_steps(id, result, &steps, flow.output_path.as_ref())?
+            }
+            None => {
+                let input = std::mem::take(&mut self.run_mut(id).input);
+                let merged = eval::merge_result(input, flow.result_path.as_ref(), result)
+                    .map_err(|e| self.state_failure(id, e))?;
+                self.select(id, merged, flow.output_path.as_ref())?
+            }
+        };
         if let Some(values) = assigned {
             self.run_mut(id).vars.assign(values);
         }
         Ok(output)
+    }
+
+    /// OutputPath inside ResultPath, applied to the result alone: the part of OutputPath below
+    /// ResultPath. Errors name the whole OutputPath, as AWS does.
+    fn select_steps(
+        &self,
+        id: RunId,
+        value: Value,
+        steps: &[stepstone_asl::path::Step],
+        whole: Option<&stepstone_asl::Path>,
+    ) -> Result<Value, Failure> {
+        let found = stepstone_asl::path::get(&value, steps).is_some();
+        if !found {
+            return self.select(id, Value::Null, whole);
+        }
+        let mut value = value;
+        let mut at = &mut value;
+        for step in steps {
+            at = match (step, at) {
+                (stepstone_asl::path::Step::Field(n), Value::Object(m)) => {
+                    m.get_mut(n).expect("found")
+                }
+                (stepstone_asl::path::Step::Index(i), Value::Array(a)) => &mut a[*i],
+                _ => unreachable!("found"),
+            };
+        }
+        Ok(std::mem::take(at))
+    }
+
+    /// Parameters evaluated with `$` = the effective input. When nothing reads the raw input
+    /// afterwards (see [`OutputFrom`]), its subtrees move into the parameters instead of being
+    /// copied.
+    pub(crate) fn parameters(
+        &mut self,
+        id: RunId,
+        flow: &DataFlow,
+        t: &stepstone_asl::Template,
+    ) -> Result<Value, Failure> {
+        match self.output_ignores_input(id, flow) {
+            Some(from) => {
+                let raw = std::mem::take(&mut self.run_mut(id).input);
+                self.run_mut(id).output_from_result = Some(from);
+                self.with_env(id, &Value::Null, None, |env| {
+                    eval::template_taking(env, t, raw)
+                })
+                .map_err(|e| self.state_failure(id, e))
+            }
+            None => self.on_effective(id, flow, |env| env.template(t)),
+        }
+    }
+
+    /// Whether the current state's output can be computed from its result alone, so its raw
+    /// input is dead once Parameters are evaluated: InputPath `$`, no Retry or Catch (a retry
+    /// starts over from the input, a catch writes into it), and ResultPath `$`, or an OutputPath
+    /// inside the ResultPath (which must still apply to the input, or AWS's
+    /// States.ResultPathMatchFailure would be lost).
+    fn output_ignores_input(&self, id: RunId, flow: &DataFlow) -> Option<OutputFrom> {
+        if self.handles_errors(id) || !flow.input_path.as_ref().is_some_and(is_root) {
+            return None;
+        }
+        let result_path = flow.result_path.as_ref()?;
+        if is_root(result_path) {
+            return Some(OutputFrom::Result);
+        }
+        let output_path = flow.output_path.as_ref()?;
+        let (rp, op) = (result_path.steps()?, output_path.steps()?);
+        let inside =
+            matches!(output_path.root(), stepstone_asl::path::Root::Input) && op.starts_with(rp);
+        (inside && eval::result_path_applies(&self.run(id).input, result_path))
+            .then(|| OutputFrom::Suffix(op[rp.len()..].to_vec()))
+    }
+
+    /// True when the current state has Retry or Catch.
+    fn handles_errors(&self, id: RunId) -> bool {
+        let (_, state) = self.current(id);
+        match &state.kind {
+            StateKind::Task(t) => !t.errors.retry.is_empty() || !t.errors.catch.is_empty(),
+            StateKind::Parallel(p) => !p.errors.retry.is_empty() || !p.errors.catch.is_empty(),
+            StateKind::Map(m) => !m.errors.retry.is_empty() || !m.errors.catch.is_empty(),
+            _ => false,
+        }
     }
 
     /// Evaluates an Assign with `$` = `input`, without applying it.

@@ -542,3 +542,22 @@ fn a_pure_loop_yields_to_the_driver() {
     assert!(matches!(exec.status(), Status::TimedOut(_)));
     assert!(!exec.has_ready_runs());
 }
+
+/// Parameters may move subtrees out of the input when the output ignores it; a ResultPath that
+/// cannot apply to that input must still fail as on AWS.
+#[tokio::test]
+async fn consumed_input_keeps_result_path_errors() {
+    let def = json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Parameters": {"d.$": "$.doc"}, "ResultPath": "$.a.b", "OutputPath": "$.a.b", "End": true}}});
+    let out = go(
+        def.clone(),
+        json!({"doc": {"x": 1}, "a": "not an object"}),
+        &NoTasks,
+    )
+    .await;
+    let Status::Failed(f) = out.status else {
+        panic!("{:?}", out.status)
+    };
+    assert_eq!(f.error, "States.ResultPathMatchFailure");
+    let out = go(def, json!({"doc": {"x": 1}, "a": {}}), &NoTasks).await;
+    assert_eq!(out.status, Status::Succeeded(json!({"d": {"x": 1}})));
+}

@@ -13,7 +13,7 @@ impl Execution<'_> {
     pub(crate) fn parallel(&mut self, id: RunId, state: &Parallel) -> Flow {
         let mut step = || -> Result<Flow, Failure> {
             let mut input = match &state.flow.parameters {
-                Some(t) => self.on_effective(id, &state.flow, |env| env.template(t))?,
+                Some(t) => self.parameters(id, &state.flow, t)?,
                 None => self.effective_input(id, &state.flow)?,
             };
             self.event(id, || EventKind::ParallelStateStarted);

@@ -10,7 +10,7 @@ impl Execution<'_> {
         let mut step = || -> Result<Flow, crate::Failure> {
             let result = match (&state.result, &flow.parameters) {
                 (Some(result), _) => result.clone(),
-                (None, Some(t)) => self.on_effective(id, flow, |env| env.template(t))?,
+                (None, Some(t)) => self.parameters(id, flow, t)?,
                 (None, None) => self.effective_input(id, flow)?,
             };
             let output = self.finish_data_flow(id, flow, result)?;
