@@ -561,3 +561,16 @@ async fn consumed_input_keeps_result_path_errors() {
     let out = go(def, json!({"doc": {"x": 1}, "a": {}}), &NoTasks).await;
     assert_eq!(out.status, Status::Succeeded(json!({"d": {"x": 1}})));
 }
+
+#[tokio::test]
+async fn item_reader_is_refused_clearly() {
+    let def = json!({"StartAt": "M", "States": {"M": {"Type": "Map",
+        "ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"}, "Parameters": {"Bucket": "b", "Key": "k"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}},
+        "End": true}}});
+    let out = go(def, json!([]), &NoTasks).await;
+    let Status::Failed(f) = out.status else {
+        panic!("{:?}", out.status)
+    };
+    assert!(f.cause.contains("ItemReader"), "{}", f.cause);
+}

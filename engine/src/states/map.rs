@@ -26,6 +26,21 @@ impl Execution<'_> {
                 eval::Error::runtime("JSONata Items are not evaluated yet"),
             ));
         }
+        // A distributed Map's ItemReader and ResultWriter read and write S3: running without
+        // them would give different items or a different output, so refuse clearly.
+        for (given, field) in [
+            (state.item_reader.is_some(), "ItemReader"),
+            (state.result_writer.is_some(), "ResultWriter"),
+        ] {
+            if given {
+                return Err(self.state_failure(
+                    id,
+                    eval::Error::runtime(format!(
+                        "{field} (items or results in S3) is not supported by Stepstone yet"
+                    )),
+                ));
+            }
+        }
         // The raw input stays in place for ResultPath; the effective input is a copy only when
         // InputPath selects part of it.
         let owned = self.effective_copy(id, &state.flow)?;
