@@ -224,8 +224,9 @@ pub(crate) enum Flow {
 /// What a blocked run waits for.
 pub(crate) enum Waiting {
     Nothing,
-    /// A task; `effective` is the state's input after InputPath, for ResultPath.
+    /// A task, with the names its history events carry.
     Task {
+        resource_type: String,
         resource: String,
     },
     /// A Wait state's timer.
@@ -292,7 +293,6 @@ pub struct Execution<'m> {
     states_entered: u64,
     /// States this call may still enter (see `advance`).
     budget: u32,
-    root: Option<RunId>,
 }
 
 impl<'m> Execution<'m> {
@@ -324,7 +324,6 @@ impl<'m> Execution<'m> {
             seed,
             states_entered: 0,
             budget: 0,
-            root: None,
         }
     }
 
@@ -337,7 +336,7 @@ impl<'m> Execution<'m> {
             role_arn: role.clone(),
         });
         let root = self.machine.root();
-        let run = self.spawn(
+        self.spawn(
             root,
             root.start(),
             self.info.input.clone(),
@@ -345,7 +344,6 @@ impl<'m> Execution<'m> {
             None,
             id,
         );
-        self.root = Some(run);
         self.advance();
         std::mem::take(&mut self.commands)
     }

@@ -97,7 +97,8 @@ impl Execution<'_> {
             resource: rs,
         });
         self.run_mut(id).waiting = Waiting::Task {
-            resource: format!("{resource_type}\u{0}{resource}"),
+            resource_type,
+            resource,
         };
         self.commands.push(Command::Dispatch(TaskRequest {
             run: id,
@@ -115,15 +116,13 @@ impl Execution<'_> {
 
     /// The task finished: record it, then ResultSelector, ResultPath, OutputPath and Assign.
     pub(crate) fn task_done(&mut self, id: RunId, result: Result<Value, Failure>) -> Flow {
-        let Waiting::Task { resource } =
-            std::mem::replace(&mut self.run_mut(id).waiting, Waiting::Nothing)
+        let Waiting::Task {
+            resource_type,
+            resource,
+        } = std::mem::replace(&mut self.run_mut(id).waiting, Waiting::Nothing)
         else {
             unreachable!("checked by the caller")
         };
-        let (resource_type, resource) = resource
-            .split_once('\u{0}')
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
-            .unwrap_or_default();
         let (_, state) = self.current(id);
         let stepstone_asl::StateKind::Task(task) = &state.kind else {
             unreachable!("waiting in a Task state")
