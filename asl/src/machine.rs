@@ -11,7 +11,19 @@ use crate::parse::MachineType;
 use crate::states::{State, StateKind, Transition};
 
 /// A state's position in its scope: the index of its name in `States`, in document order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct StateId(pub u32);
 
 /// The resolved edges of one state.

@@ -31,7 +31,7 @@ pub enum Root {
 }
 
 /// One step of a singular path: a member name or an array index.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Step {
     /// `.name` or `['name']`
     Field(String),

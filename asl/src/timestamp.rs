@@ -7,7 +7,9 @@
 use std::fmt;
 
 /// A point in time, to the nanosecond.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Timestamp {
     /// Nanoseconds since 1970-01-01T00:00:00Z.
     pub unix_nanos: i128,

@@ -5,6 +5,7 @@ use serde_json::Value;
 use crate::interpreter::RunId;
 
 /// The child runs a Parallel or Map state waits for.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Children {
     /// One result per branch or item, filled as children finish.
     pub(crate) results: Vec<Option<Value>>,

@@ -14,12 +14,14 @@ use stepstone_asl::timestamp::Timestamp;
 use tokio::task::JoinSet;
 
 use crate::Failure;
+use crate::checkpoint::{Checkpoint, RestoreError};
 use crate::dispatch::TaskDispatcher;
 use crate::history::{Event, History, HistoryMode};
 use crate::interpreter::{
     Command, Execution, ExecutionInfo, Input, RunId, Status, TaskRequest, TimerReason,
 };
 use crate::limits::Limits;
+use crate::store::{self, CheckpointStore};
 
 /// How to run one execution.
 #[derive(Debug, Clone)]
@@ -133,36 +135,157 @@ async fn drive(
     input: Value,
     options: &RunOptions,
     tasks: &dyn TaskDispatcher,
-    mut observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
+    observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
 ) -> Outcome {
-    // An observer without a full history gets data-less events, built and dropped as they go.
-    let mode = match (options.record_history, observer.is_some()) {
+    let durable = Durable {
+        store: None,
+        definition: "",
+    };
+    match drive_new(machine, input, options, tasks, observer, durable).await {
+        Ok(outcome) => outcome,
+        Err(_) => unreachable!("nothing to store"),
+    }
+}
+
+/// The history mode for an execution: an observer without a full history gets data-less
+/// events, built and dropped as they go.
+fn history_mode(options: &RunOptions, observed: bool) -> HistoryMode {
+    match (options.record_history, observed) {
         (true, _) => HistoryMode::Full,
         (false, true) => HistoryMode::Light,
         (false, false) => HistoryMode::Off,
-    };
-    let mut notify = |n: Notice<'_>| {
-        if let Some(o) = observer.as_mut() {
-            o(n);
-        }
-    };
-    let mut clock = Clock { offset_nanos: 0 };
+    }
+}
+
+/// Where checkpoints go, if anywhere.
+#[derive(Clone, Copy)]
+struct Durable<'a> {
+    store: Option<&'a dyn CheckpointStore>,
+    definition: &'a str,
+}
+
+async fn drive_new(
+    machine: &Machine,
+    input: Value,
+    options: &RunOptions,
+    tasks: &dyn TaskDispatcher,
+    observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
+    durable: Durable<'_>,
+) -> Result<Outcome, store::Error> {
+    let clock = Clock { offset_nanos: 0 };
     let start = clock.now();
     let name = options
         .name
         .clone()
         .unwrap_or_else(|| format!("run-{:x}", start.unix_nanos));
     let info = ExecutionInfo::new(&options.machine_name, &name, input, start, options.express);
-    let mut exec = Execution::new(machine, info, options.limits, mode);
+    let mut exec = Execution::new(
+        machine,
+        info,
+        options.limits,
+        history_mode(options, observer.is_some()),
+    );
+    let commands = exec.start(start);
+    if let Some(store) = durable.store {
+        // Durable before any of its commands is performed.
+        store.create(durable.definition, &exec.checkpoint())?;
+    }
+    drive_execution(exec, commands, clock, options, tasks, observer, durable).await
+}
+
+/// Resumes an execution from its checkpoint: the tasks it was waiting for are dispatched again
+/// with the same idempotency tokens, its timers re-armed at their deadlines.
+pub async fn resume(
+    machine: &Machine,
+    checkpoint: Checkpoint,
+    options: &RunOptions,
+    tasks: &dyn TaskDispatcher,
+    store: &dyn CheckpointStore,
+    definition: &str,
+    observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
+) -> Result<Outcome, ResumeError> {
+    let exec = Execution::restore(machine, checkpoint)?;
+    // A virtual clock never runs backwards across a resume.
+    let real = Clock { offset_nanos: 0 }.now();
+    let clock = Clock {
+        offset_nanos: (exec.now.unix_nanos - real.unix_nanos).max(0),
+    };
+    // Outstanding commands are already durable (they are in the checkpoint); runs that were
+    // ready go on inside the loop, which checkpoints before performing what they ask for.
+    let commands = exec.outstanding();
+    let durable = Durable {
+        store: Some(store),
+        definition,
+    };
+    Ok(drive_execution(exec, commands, clock, options, tasks, observer, durable).await?)
+}
+
+/// Runs `machine` on `input`, checkpointing into `store` at every command boundary, so that
+/// [`resume`] can finish it after a crash.
+pub async fn run_durable(
+    machine: &Machine,
+    definition: &str,
+    input: Value,
+    options: &RunOptions,
+    tasks: &dyn TaskDispatcher,
+    store: &dyn CheckpointStore,
+    observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
+) -> Result<Outcome, store::Error> {
+    drive_new(
+        machine,
+        input,
+        options,
+        tasks,
+        observer,
+        Durable {
+            store: Some(store),
+            definition,
+        },
+    )
+    .await
+}
+
+/// Why an execution could not be resumed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResumeError {
+    /// The checkpoint does not fit the definition.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+async fn drive_execution(
+    mut exec: Execution<'_>,
+    mut commands: Vec<Command>,
+    mut clock: Clock,
+    options: &RunOptions,
+    tasks: &dyn TaskDispatcher,
+    mut observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
+    durable: Durable<'_>,
+) -> Result<Outcome, store::Error> {
+    let mut notify = |n: Notice<'_>| {
+        if let Some(o) = observer.as_mut() {
+            o(n);
+        }
+    };
+    let start = exec.info().start_time;
     let deadline = exec.timeout_seconds().map(|s| Timestamp {
         unix_nanos: start.unix_nanos + i128::from(s) * 1_000_000_000,
     });
     let mut timers: BinaryHeap<Reverse<(Timestamp, u64, RunIdKey)>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut in_flight: JoinSet<(RunId, Result<Value, Failure>)> = JoinSet::new();
-    let mut commands = exec.start(start);
     let mut seen = 0;
+    let mut first = true;
     loop {
+        if let (Some(store), false) = (durable.store, first) {
+            // Every interpreter call ends here: its commands become durable before they run.
+            store.save(&exec.checkpoint())?;
+        }
+        first = false;
         forward_events(&mut exec, &mut seen, &mut notify);
         for command in commands.drain(..) {
             match command {
@@ -262,13 +385,13 @@ async fn drive(
     forward_events(&mut exec, &mut seen, &mut notify);
     in_flight.abort_all();
     let stop_time = clock.now();
-    Outcome {
+    Ok(Outcome {
         status: exec.status().clone(),
         info: exec.info().clone(),
         stop_time,
         states_entered: exec.states_entered(),
         history: exec.history().clone(),
-    }
+    })
 }
 
 /// Hands the events since the last call to the observer: a full history keeps them (`seen`

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 /// A workflow error: an error name (`States.Timeout`, `CloudFormation.AlreadyExistsException`,
 /// a Lambda function's `errorType`...) and a cause. Unlike engine faults, these are data: Retry
 /// and Catch match them, and a Catch hands them on as `{"Error", "Cause"}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Failure {
     /// The error name.
     pub error: String,

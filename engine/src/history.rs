@@ -5,11 +5,14 @@
 //! events themselves are kept only when [`History::recording`] is on: an execution nobody
 //! inspects pays for a counter, not for copies of every state's input and output.
 
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use stepstone_asl::timestamp::Timestamp;
 
 /// What happened, with the details GetExecutionHistory gives.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum EventKind {
     /// The execution started with this input.
@@ -41,7 +44,7 @@ pub enum EventKind {
     /// A state was entered (`PassStateEntered`, `TaskStateEntered`, ...).
     StateEntered {
         /// `Pass`, `Task`, ...
-        state_type: &'static str,
+        state_type: Cow<'static, str>,
         /// The state's name.
         name: String,
         /// Its input.
@@ -50,7 +53,7 @@ pub enum EventKind {
     /// A state was left (`PassStateExited`, ...).
     StateExited {
         /// `Pass`, `Task`, ...
-        state_type: &'static str,
+        state_type: Cow<'static, str>,
         /// The state's name.
         name: String,
         /// Its output.
@@ -174,7 +177,7 @@ impl EventKind {
 }
 
 /// One history event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// 1 for ExecutionStarted, then one more per event.
     pub id: u64,
@@ -297,7 +300,7 @@ impl Event {
 }
 
 /// How much of the history an execution keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HistoryMode {
     /// Count events only (ids stay right).
     Off,
@@ -309,7 +312,7 @@ pub enum HistoryMode {
 }
 
 /// The events of one execution.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct History {
     mode: HistoryMode,
     last_id: u64,
@@ -418,7 +421,7 @@ mod tests {
             unix_nanos: 1_500_000_000,
         };
         h.push(0, t, || EventKind::StateEntered {
-            state_type: "Pass",
+            state_type: "Pass".into(),
             name: "A".into(),
             input: json!({"x": 1}),
         });

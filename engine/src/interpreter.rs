@@ -27,13 +27,17 @@ pub const STATES_PER_CALL: u32 = 4096;
 
 /// Identifies a run (the root, a branch, an iteration) within its execution. Ids are reused
 /// after a run ends, with a new generation, so a late answer for an ended run is ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RunId {
     index: u32,
     generation: u32,
 }
 
 impl RunId {
+    pub(crate) fn new(index: u32, generation: u32) -> RunId {
+        RunId { index, generation }
+    }
+
     /// An id that names no run: answers for it are ignored.
     pub fn detached() -> RunId {
         RunId {
@@ -44,7 +48,7 @@ impl RunId {
 }
 
 /// What identifies an execution and what `$$.Execution` and `$$.StateMachine` show.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExecutionInfo {
     /// `arn:aws:states:<region>:<account>:execution:<machine>:<name>`
     pub execution_arn: String,
@@ -106,7 +110,7 @@ impl ExecutionInfo {
 }
 
 /// A task for the driver to perform.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskRequest {
     /// The run waiting for it.
     pub run: RunId,
@@ -145,7 +149,7 @@ pub enum Command {
 }
 
 /// Why a timer was set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TimerReason {
     /// A Wait state.
     Wait {
@@ -185,7 +189,7 @@ pub enum Input {
 }
 
 /// Where an execution stands.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Status {
     /// Not finished.
     Running,
@@ -222,23 +226,32 @@ pub(crate) enum Flow {
 }
 
 /// What a blocked run waits for.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Waiting {
     Nothing,
-    /// A task, with the names its history events carry.
+    /// A task: the request (re-sent as it is after a crash) and the names its history events
+    /// carry.
     Task {
+        request: TaskRequest,
         resource_type: String,
         resource: String,
     },
-    /// A Wait state's timer.
-    Wait,
-    /// The delay before a retry.
-    Retry,
+    /// A Wait state's timer, due at `until`.
+    Wait {
+        until: Timestamp,
+        reason: TimerReason,
+    },
+    /// The delay before a retry, due at `until`.
+    Retry {
+        until: Timestamp,
+        reason: TimerReason,
+    },
     /// Child runs of a Parallel or Map state.
     Children(Box<crate::children::Children>),
 }
 
 /// The parent of a child run, and which child it is.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Link {
     pub(crate) parent: RunId,
     pub(crate) slot: usize,
@@ -246,6 +259,8 @@ pub(crate) struct Link {
 
 pub(crate) struct Run<'m> {
     pub(crate) scope: ScopeRef<'m>,
+    /// `scope` as (state, child) steps from the machine's root: what a checkpoint stores.
+    pub(crate) scope_path: Vec<(u32, u32)>,
     pub(crate) state: StateId,
     /// The current state's raw input.
     pub(crate) input: Value,
@@ -265,6 +280,7 @@ pub(crate) struct Run<'m> {
 }
 
 /// How a state's output follows from its result alone (its raw input having been consumed).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum OutputFrom {
     /// ResultPath `$`: OutputPath applies to the result.
     Result,
@@ -272,9 +288,9 @@ pub(crate) enum OutputFrom {
     Suffix(Vec<stepstone_asl::path::Step>),
 }
 
-struct Slot<'m> {
-    generation: u32,
-    run: Option<Run<'m>>,
+pub(crate) struct Slot<'m> {
+    pub(crate) generation: u32,
+    pub(crate) run: Option<Run<'m>>,
 }
 
 /// One execution of a [`Machine`].
@@ -283,14 +299,14 @@ pub struct Execution<'m> {
     pub(crate) info: ExecutionInfo,
     pub(crate) history: History,
     pub(crate) limits: Limits,
-    slots: Vec<Slot<'m>>,
-    free: Vec<u32>,
-    ready: VecDeque<RunId>,
+    pub(crate) slots: Vec<Slot<'m>>,
+    pub(crate) free: Vec<u32>,
+    pub(crate) ready: VecDeque<RunId>,
     pub(crate) commands: Vec<Command>,
-    status: Status,
+    pub(crate) status: Status,
     pub(crate) now: Timestamp,
     pub(crate) seed: u64,
-    states_entered: u64,
+    pub(crate) states_entered: u64,
     /// States this call may still enter (see `advance`).
     budget: u32,
 }
@@ -364,11 +380,11 @@ impl<'m> Execution<'m> {
             Input::TimerFired { run } => {
                 if let Some(r) = self.get_mut(run) {
                     match std::mem::replace(&mut r.waiting, Waiting::Nothing) {
-                        Waiting::Wait => {
+                        Waiting::Wait { .. } => {
                             let flow = self.wait_done(run);
                             self.follow(run, flow);
                         }
-                        Waiting::Retry => {
+                        Waiting::Retry { .. } => {
                             let flow = self.run_state_body(run);
                             self.follow(run, flow);
                         }
@@ -425,8 +441,25 @@ impl<'m> Execution<'m> {
         parent: Option<Link>,
         last_event: u64,
     ) -> RunId {
+        // Where the scope is in the machine: how a checkpoint names it.
+        let scope_path = match parent {
+            None => Vec::new(),
+            Some(link) => {
+                let p = self.run(link.parent);
+                let (_, parent_state) = self.current(link.parent);
+                let child = if matches!(parent_state.kind, StateKind::Parallel(_)) {
+                    link.slot as u32
+                } else {
+                    0
+                };
+                let mut path = p.scope_path.clone();
+                path.push((p.state.0, child));
+                path
+            }
+        };
         let run = Run {
             scope,
+            scope_path,
             state,
             input,
             vars,
@@ -606,7 +639,7 @@ impl<'m> Execution<'m> {
             Value::Null
         };
         let event = self.event(id, || EventKind::StateEntered {
-            state_type: state.kind.type_name(),
+            state_type: state.kind.type_name().into(),
             name: name.to_owned(),
             input,
         });
@@ -675,7 +708,6 @@ impl<'m> Execution<'m> {
                         splitmix64(seed ^ (run.entered_event << 16) ^ u64::from(run.retry_count));
                     delay *= (draw >> 11) as f64 / (1u64 << 53) as f64;
                 }
-                run.waiting = Waiting::Retry;
                 let attempt = run.attempts[i];
                 let until = Timestamp {
                     unix_nanos: self.now.unix_nanos + (delay * 1e9) as i128,
@@ -686,6 +718,10 @@ impl<'m> Execution<'m> {
                     error: failure.error.clone(),
                     attempt,
                     max_attempts: retrier.max_attempts,
+                };
+                self.run_mut(id).waiting = Waiting::Retry {
+                    until,
+                    reason: reason.clone(),
                 };
                 self.commands.push(Command::Timer {
                     run: id,
@@ -1047,7 +1083,7 @@ impl<'m> Execution<'m> {
             Value::Null
         };
         self.event(id, || EventKind::StateExited {
-            state_type: state.kind.type_name(),
+            state_type: state.kind.type_name().into(),
             name: name.to_owned(),
             output: recorded,
         });

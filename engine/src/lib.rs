@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod children;
 mod dispatch;
 mod driver;
@@ -19,10 +20,14 @@ pub mod history;
 mod interpreter;
 mod limits;
 mod states;
+pub mod store;
 mod vars;
 
+pub use checkpoint::{Checkpoint, FORMAT_VERSION, RestoreError};
 pub use dispatch::{FnTasks, NoTasks, TaskDispatcher, TaskFuture};
-pub use driver::{Notice, Outcome, RunOptions, run, run_observed};
+pub use driver::{
+    Notice, Outcome, ResumeError, RunOptions, resume, run, run_durable, run_observed,
+};
 pub use engine::{Engine, EngineBuilder, ExecutionHandle};
 pub use failure::Failure;
 pub use interpreter::{

@@ -1,7 +1,7 @@
 //! Limits that keep a runaway definition from hanging or exhausting memory. Defaults are AWS's.
 
 /// Limits of one execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Limits {
     /// History events before the execution fails (AWS: 25,000). `None` lifts the limit.

@@ -40,6 +40,32 @@ impl Vars {
     }
 }
 
+impl Vars {
+    /// The frames, outermost first: how a checkpoint stores them.
+    pub(crate) fn frames(&self) -> Vec<Map<String, Value>> {
+        let mut frames = Vec::new();
+        let mut frame = Some(self);
+        while let Some(v) = frame {
+            frames.push(v.0.values.clone());
+            frame = v.0.parent.as_ref();
+        }
+        frames.reverse();
+        frames
+    }
+
+    /// Rebuilds the chain of frames, outermost first.
+    pub(crate) fn from_frames(frames: Vec<Map<String, Value>>) -> Vars {
+        let mut vars: Option<Vars> = None;
+        for values in frames {
+            vars = Some(Vars(Arc::new(Frame {
+                values,
+                parent: vars,
+            })));
+        }
+        vars.unwrap_or_default()
+    }
+}
+
 impl Variables for Vars {
     fn get(&self, name: &str) -> Option<&Value> {
         let mut frame = &*self.0;

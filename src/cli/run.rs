@@ -201,7 +201,10 @@ impl Progress {
                     state_type, name, ..
                 } => {
                     self.entered += 1;
-                    let slow = matches!(*state_type, "Task" | "Wait" | "Map" | "Parallel" | "Fail");
+                    let slow = matches!(
+                        state_type.as_ref(),
+                        "Task" | "Wait" | "Map" | "Parallel" | "Fail"
+                    );
                     if self.entered <= SHOW_ALL_STATES || slow {
                         self.shown += 1;
                         self.line(format!("-> {name} ({state_type})"));

@@ -60,7 +60,7 @@ impl Execution<'_> {
                 serde_json::Value::Null
             };
             self.event(id, || EventKind::StateExited {
-                state_type: "Choice",
+                state_type: "Choice".into(),
                 name: name.to_owned(),
                 output: recorded,
             });

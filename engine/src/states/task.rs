@@ -96,11 +96,7 @@ impl Execution<'_> {
             resource_type: rt,
             resource: rs,
         });
-        self.run_mut(id).waiting = Waiting::Task {
-            resource_type,
-            resource,
-        };
-        self.commands.push(Command::Dispatch(TaskRequest {
+        let request = TaskRequest {
             run: id,
             execution_arn: self.info.execution_arn.clone(),
             state_name: name.to_owned(),
@@ -110,7 +106,13 @@ impl Execution<'_> {
             idempotency_token: token,
             region,
             timeout_seconds,
-        }));
+        };
+        self.run_mut(id).waiting = Waiting::Task {
+            request: request.clone(),
+            resource_type,
+            resource,
+        };
+        self.commands.push(Command::Dispatch(request));
         Ok(Flow::Blocked)
     }
 
@@ -119,6 +121,7 @@ impl Execution<'_> {
         let Waiting::Task {
             resource_type,
             resource,
+            ..
         } = std::mem::replace(&mut self.run_mut(id).waiting, Waiting::Nothing)
         else {
             unreachable!("checked by the caller")

@@ -74,14 +74,21 @@ impl Execution<'_> {
             if until > LAST_WAIT_SECOND * 1_000_000_000 {
                 return Err(runtime("Wait state delay is too long.".into()));
             }
+            let state_name = self.current(id).0.to_owned();
+            let (until, reason) = (
+                Timestamp { unix_nanos: until },
+                TimerReason::Wait { state: state_name },
+            );
             let run = self.run_mut(id);
             run.input = effective;
-            run.waiting = Waiting::Wait;
-            let state_name = self.current(id).0.to_owned();
+            run.waiting = Waiting::Wait {
+                until,
+                reason: reason.clone(),
+            };
             self.commands.push(Command::Timer {
                 run: id,
-                until: Timestamp { unix_nanos: until },
-                reason: TimerReason::Wait { state: state_name },
+                until,
+                reason,
             });
             Ok(Flow::Blocked)
         };

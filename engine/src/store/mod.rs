@@ -1,0 +1,91 @@
+//! Where checkpoints live: a small trait, an in-memory store for tests, and sled on disk.
+
+use serde::{Deserialize, Serialize};
+use stepstone_asl::timestamp::Timestamp;
+
+use crate::checkpoint::Checkpoint;
+use crate::interpreter::Status;
+
+mod memory;
+mod sled_store;
+
+pub use memory::MemStore;
+pub use sled_store::SledStore;
+
+/// A store's failure. These are engine faults, never workflow errors: Catch does not see them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The disk or the database failed.
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    /// What is stored cannot be read back.
+    #[error("the store holds a corrupt record for {key}: {reason}")]
+    Corrupt {
+        /// The record.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A store's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An execution as ListExecutions shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    /// The execution's ARN.
+    pub execution_arn: String,
+    /// Its name.
+    pub name: String,
+    /// The state machine's name.
+    pub state_machine_name: String,
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT.
+    pub status: String,
+    /// When it started.
+    pub start_date: Timestamp,
+    /// When it ended (the checkpoint's clock), unless it is running.
+    pub stop_date: Option<Timestamp>,
+}
+
+impl ExecutionRecord {
+    pub(crate) fn of(checkpoint: &Checkpoint) -> ExecutionRecord {
+        ExecutionRecord {
+            execution_arn: checkpoint.info.execution_arn.clone(),
+            name: checkpoint.info.name.clone(),
+            state_machine_name: checkpoint.info.state_machine_name.clone(),
+            status: checkpoint.status.as_str().to_owned(),
+            start_date: checkpoint.info.start_time,
+            stop_date: (checkpoint.status != Status::Running).then_some(checkpoint.now),
+        }
+    }
+}
+
+/// Stores executions' checkpoints. Each method is durable when it returns: a crash after it
+/// returns finds what it wrote.
+pub trait CheckpointStore: Send + Sync {
+    /// Records a new execution: the definition text it runs and its first checkpoint.
+    fn create(&self, definition: &str, checkpoint: &Checkpoint) -> Result<()>;
+
+    /// Replaces the execution's checkpoint (and its listed status) in one atomic write.
+    fn save(&self, checkpoint: &Checkpoint) -> Result<()>;
+
+    /// The definition text and latest checkpoint of an execution, if the store has it.
+    fn load(&self, execution_arn: &str) -> Result<Option<(String, Checkpoint)>>;
+
+    /// Every execution, in ARN order.
+    fn list(&self) -> Result<Vec<ExecutionRecord>>;
+}
+
+pub(crate) fn encode(checkpoint: &Checkpoint) -> Result<Vec<u8>> {
+    serde_json::to_vec(checkpoint)
+        .map_err(|e| Error::Io(format!("cannot encode a checkpoint: {e}")))
+}
+
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,350 @@
+//! Crash and resume: an execution is dropped at a moment where only its last checkpoint
+//! survives (a task in flight, a long Wait, inside a Map), then resumed from the store. Its
+//! output and history must equal an uninterrupted run's, a task that completed must not run
+//! again, and a re-dispatched task must carry the same idempotency token.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use stepstone_engine::asl::{Machine, Options, validate};
+use stepstone_engine::store::{CheckpointStore, MemStore, SledStore};
+use stepstone_engine::{
+    FnTasks, Notice, Outcome, RestoreError, ResumeError, RunOptions, Status, TaskFuture,
+    TaskRequest, resume, run_durable,
+};
+
+type Ledger = Arc<Mutex<Vec<(String, String)>>>;
+
+fn machine(def: &Value) -> Machine {
+    let v = validate(def, Options::default());
+    v.machine.unwrap_or_else(|| panic!("{:?}", v.diagnostics))
+}
+
+fn options(virtual_time: bool) -> RunOptions {
+    let mut o = RunOptions::default();
+    o.virtual_time = virtual_time;
+    o.record_history = true;
+    o.name = Some("durable-run".into());
+    o.machine_name = "durable".into();
+    o
+}
+
+/// Handlers that record (state, token) and answer `{"done": state}`; the state named `hang`
+/// never answers the first time it is called (the moment the test "crashes").
+fn handlers(
+    ledger: Ledger,
+    hang: Option<&'static str>,
+) -> FnTasks<impl Fn(TaskRequest) -> TaskFuture + Send + Sync> {
+    FnTasks(move |req: TaskRequest| -> TaskFuture {
+        let first_time = !ledger
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(s, _)| *s == req.state_name);
+        ledger
+            .lock()
+            .unwrap()
+            .push((req.state_name.clone(), req.idempotency_token.clone()));
+        if first_time && Some(req.state_name.as_str()) == hang {
+            return Box::pin(std::future::pending());
+        }
+        let state = req.state_name.clone();
+        Box::pin(async move { Ok(json!({"done": state, "input": req.input})) })
+    })
+}
+
+/// Runs until `crash_when` says so (or to the end), dropping the execution there.
+async fn run_until(
+    m: &Machine,
+    def: &Value,
+    input: Value,
+    opts: &RunOptions,
+    store: &dyn CheckpointStore,
+    tasks: &dyn stepstone_engine::TaskDispatcher,
+    crash_when: impl Fn(&Notice<'_>) -> bool + Send,
+) -> Option<Outcome> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let mut tx = Some(tx);
+    let mut observer = move |n: Notice<'_>| {
+        if crash_when(&n)
+            && let Some(tx) = tx.take()
+        {
+            let _ = tx.send(());
+        }
+    };
+    let text = def.to_string();
+    let run = run_durable(m, &text, input, opts, tasks, store, Some(&mut observer));
+    tokio::select! {
+        outcome = run => Some(outcome.expect("the store works")),
+        _ = rx => None,
+    }
+}
+
+async fn resume_from(
+    m: &Machine,
+    store: &dyn CheckpointStore,
+    opts: &RunOptions,
+    tasks: &dyn stepstone_engine::TaskDispatcher,
+) -> Outcome {
+    let records = store.list().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].status, "RUNNING", "the crash left it running");
+    let (definition, checkpoint) = store
+        .load(&records[0].execution_arn)
+        .unwrap()
+        .expect("stored");
+    resume(m, checkpoint, opts, tasks, store, &definition, None)
+        .await
+        .expect("resumes")
+}
+
+fn history_shape(o: &Outcome) -> Vec<(u64, u64, String)> {
+    o.history
+        .events()
+        .iter()
+        .map(|e| (e.id, e.previous_event_id, e.kind.type_name()))
+        .collect()
+}
+
+fn flow() -> Value {
+    json!({"StartAt": "Prepare", "States": {
+        "Prepare": {"Type": "Pass", "Parameters": {"stack.$": "$.stack", "id.$": "States.UUID()"}, "Next": "Create"},
+        "Create": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:cloudformation:createStack", "ResultPath": "$.created", "Next": "Settle"},
+        "Settle": {"Type": "Wait", "Seconds": 3600, "Next": "Describe"},
+        "Describe": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:cloudformation:describeStacks",
+                     "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}], "ResultPath": "$.described", "Next": "Done"},
+        "Done": {"Type": "Succeed"}
+    }})
+}
+
+#[tokio::test]
+async fn crash_with_a_task_in_flight() {
+    let def = flow();
+    let m = machine(&def);
+    // The uninterrupted run, for reference.
+    let reference_ledger = Ledger::default();
+    let reference = run_until(
+        &m,
+        &def,
+        json!({"stack": "orders"}),
+        &options(true),
+        &MemStore::new(),
+        &handlers(reference_ledger, None),
+        |_| false,
+    )
+    .await
+    .expect("runs to the end");
+    assert!(matches!(reference.status, Status::Succeeded(_)));
+
+    let store = MemStore::new();
+    let ledger = Ledger::default();
+    let crashed = run_until(
+        &m,
+        &def,
+        json!({"stack": "orders"}),
+        &options(true),
+        &store,
+        &handlers(ledger.clone(), Some("Describe")),
+        |n| matches!(n, Notice::Dispatched(r) if r.state_name == "Describe"),
+    )
+    .await;
+    assert!(crashed.is_none(), "crashed while Describe was in flight");
+    let resumed = resume_from(&m, &store, &options(true), &handlers(ledger.clone(), None)).await;
+
+    assert_eq!(
+        resumed.status, reference.status,
+        "same output (States.UUID is seeded, so it matches too)"
+    );
+    assert_eq!(
+        history_shape(&resumed),
+        history_shape(&reference),
+        "same events, ids without gaps or duplicates"
+    );
+    let ledger = ledger.lock().unwrap().clone();
+    let creates: Vec<_> = ledger.iter().filter(|(s, _)| s == "Create").collect();
+    assert_eq!(
+        creates.len(),
+        1,
+        "a task that completed durably does not run again: {ledger:?}"
+    );
+    let describes: Vec<_> = ledger.iter().filter(|(s, _)| s == "Describe").collect();
+    assert_eq!(describes.len(), 2, "the task in flight is dispatched again");
+    assert_eq!(
+        describes[0].1, describes[1].1,
+        "with the same idempotency token"
+    );
+    assert_eq!(store.list().unwrap()[0].status, "SUCCEEDED");
+}
+
+#[tokio::test]
+async fn crash_during_a_wait_keeps_its_deadline() {
+    let def = flow();
+    let m = machine(&def);
+    let store = MemStore::new();
+    let ledger = Ledger::default();
+    // On the real clock, the one-hour Wait is where the crash happens.
+    let crashed = run_until(
+        &m,
+        &def,
+        json!({"stack": "orders"}),
+        &options(false),
+        &store,
+        &handlers(ledger.clone(), None),
+        |n| matches!(n, Notice::Timer { .. }),
+    )
+    .await;
+    assert!(crashed.is_none());
+    let resumed = resume_from(&m, &store, &options(true), &handlers(ledger.clone(), None)).await;
+    assert!(
+        matches!(resumed.status, Status::Succeeded(_)),
+        "{:?}",
+        resumed.status
+    );
+    let waited = (resumed.stop_time.unix_nanos - resumed.info.start_time.unix_nanos) as f64 / 1e9;
+    assert!(
+        waited >= 3600.0,
+        "the Wait ends at its original deadline: {waited}"
+    );
+    assert_eq!(
+        ledger
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, _)| s == "Create")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_map_does_not_rerun_finished_iterations() {
+    let def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "MaxConcurrency": 1, "ItemProcessor": {"StartAt": "Work", "States": {
+        "Work": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"item.$": "$"}, "OutputPath": "$.input.item", "End": true}
+    }}, "End": true}}});
+    let m = machine(&def);
+    let store = MemStore::new();
+    let ledger = Ledger::default();
+    // Item 2's first attempt hangs: items 0 and 1 have finished.
+    let map_tasks = |ledger: Ledger, hang_on_call: Option<usize>| {
+        let calls = Arc::new(Mutex::new(0));
+        FnTasks(move |req: TaskRequest| -> TaskFuture {
+            ledger
+                .lock()
+                .unwrap()
+                .push((req.input["item"].to_string(), req.idempotency_token.clone()));
+            let mut n = calls.lock().unwrap();
+            *n += 1;
+            if Some(*n) == hang_on_call {
+                return Box::pin(std::future::pending());
+            }
+            Box::pin(async move { Ok(json!({"input": req.input})) })
+        })
+    };
+    let tasks = map_tasks(ledger.clone(), Some(3));
+    let crashed = run_until(
+        &m,
+        &def,
+        json!(["a", "b", "c", "d"]),
+        &options(true),
+        &store,
+        &tasks,
+        |n| matches!(n, Notice::Dispatched(r) if r.input["item"] == "c"),
+    )
+    .await;
+    assert!(crashed.is_none());
+    let resumed = resume_from(&m, &store, &options(true), &map_tasks(ledger.clone(), None)).await;
+    let Status::Succeeded(out) = resumed.status else {
+        panic!("{:?}", resumed.status)
+    };
+    assert_eq!(out, json!(["a", "b", "c", "d"]));
+    let ledger = ledger.lock().unwrap().clone();
+    let count = |item: &str| {
+        ledger
+            .iter()
+            .filter(|(i, _)| i == &json!(item).to_string())
+            .count()
+    };
+    assert_eq!(
+        (count("a"), count("b"), count("c"), count("d")),
+        (1, 1, 2, 1),
+        "{ledger:?}"
+    );
+    let tokens: Vec<&String> = ledger
+        .iter()
+        .filter(|(i, _)| i == "\"c\"")
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(tokens[0], tokens[1], "the iteration's task keeps its token");
+}
+
+#[tokio::test]
+async fn sled_store_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = flow();
+    let m = machine(&def);
+    let ledger = Ledger::default();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        let crashed = run_until(
+            &m,
+            &def,
+            json!({"stack": "s"}),
+            &options(true),
+            &store,
+            &handlers(ledger.clone(), Some("Create")),
+            |n| matches!(n, Notice::Dispatched(r) if r.state_name == "Create"),
+        )
+        .await;
+        assert!(crashed.is_none());
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    let resumed = resume_from(&m, &store, &options(true), &handlers(ledger.clone(), None)).await;
+    assert!(matches!(resumed.status, Status::Succeeded(_)));
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    let records = store.list().unwrap();
+    assert_eq!(
+        (records.len(), records[0].status.as_str()),
+        (1, "SUCCEEDED")
+    );
+    assert!(records[0].stop_date.is_some());
+}
+
+#[tokio::test]
+async fn a_checkpoint_must_fit_its_definition() {
+    let def = flow();
+    let m = machine(&def);
+    let store = MemStore::new();
+    let ledger = Ledger::default();
+    let crashed = run_until(
+        &m,
+        &def,
+        json!({"stack": "s"}),
+        &options(true),
+        &store,
+        &handlers(ledger.clone(), Some("Describe")),
+        |n| matches!(n, Notice::Dispatched(r) if r.state_name == "Describe"),
+    )
+    .await;
+    assert!(crashed.is_none());
+    let other = machine(&json!({"StartAt": "Only", "States": {"Only": {"Type": "Succeed"}}}));
+    let (definition, checkpoint) = store
+        .load(&store.list().unwrap()[0].execution_arn)
+        .unwrap()
+        .unwrap();
+    let err = resume(
+        &other,
+        checkpoint,
+        &options(true),
+        &handlers(ledger, None),
+        &store,
+        &definition,
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, ResumeError::Restore(RestoreError::Mismatch(_))),
+        "{err}"
+    );
+}
