@@ -71,6 +71,65 @@ enum Command {
         /// No progress on standard error.
         #[arg(long, short)]
         quiet: bool,
+        /// Keep nothing on disk: the execution cannot be resumed after a crash.
+        #[arg(long)]
+        ephemeral: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Finish executions that a crash or a kill left RUNNING, from their last checkpoint.
+    ///
+    /// Tasks that were in flight are dispatched again with the same idempotency token
+    /// (STEPSTONE_IDEMPOTENCY_TOKEN); Waits and retry delays end at their original deadlines.
+    /// The task routes and clock the execution was started with are used again.
+    #[command(
+        after_help = "Examples:\n  stepstone resume                      # every RUNNING execution in .stepstone/\n  stepstone resume run-18ebf1d3fcbadd18 --store /var/lib/deploys"
+    )]
+    Resume {
+        /// Executions to resume (ARN or name); all RUNNING ones when none is given.
+        executions: Vec<String>,
+        /// More task routes, added to the ones the executions were started with.
+        #[arg(long = "task", value_name = "RESOURCE=COMMAND")]
+        tasks: Vec<String>,
+        /// Print each result as one JSON line.
+        #[arg(long)]
+        json: bool,
+        /// No progress on standard error.
+        #[arg(long, short)]
+        quiet: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the executions in the store, newest first (ListExecutions).
+    Executions {
+        /// Only these: RUNNING, SUCCEEDED, FAILED, TIMED_OUT.
+        #[arg(long)]
+        status: Option<String>,
+        /// ListExecutions' response shape.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show one execution: status, input, output or error (DescribeExecution).
+    Describe {
+        /// The execution's ARN or name.
+        execution: String,
+        /// One JSON line, DescribeExecution's shape.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show an execution's events (GetExecutionHistory).
+    History {
+        /// The execution's ARN or name.
+        execution: String,
+        /// GetExecutionHistory's response shape.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Check a definition the way AWS's ValidateStateMachineDefinition does.
     ///
@@ -107,6 +166,19 @@ enum Command {
     },
 }
 
+/// Where executions are kept.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// The store: a directory of checkpoints and histories, used by one process at a time.
+    #[arg(
+        long,
+        env = "STEPSTONE_STORE",
+        default_value = ".stepstone",
+        value_name = "DIR"
+    )]
+    store: PathBuf,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum MachineKind {
     Standard,
@@ -122,6 +194,28 @@ enum GraphFormat {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
+        Command::Resume {
+            executions,
+            tasks,
+            json,
+            quiet,
+            store,
+        } => cli::executions::resume(&store.store, &executions, &tasks, json, quiet),
+        Command::Executions {
+            status,
+            json,
+            store,
+        } => cli::executions::list(&store.store, status.as_deref(), json),
+        Command::Describe {
+            execution,
+            json,
+            store,
+        } => cli::executions::describe(&store.store, &execution, json),
+        Command::History {
+            execution,
+            json,
+            store,
+        } => cli::executions::history(&store.store, &execution, json),
         Command::Run {
             definition,
             input,
@@ -134,7 +228,10 @@ fn main() -> ExitCode {
             tasks,
             name,
             quiet,
+            ephemeral,
+            store,
         } => cli::run::run(cli::run::RunArgs {
+            store: (!ephemeral).then_some(store.store),
             definition,
             input,
             input_file,

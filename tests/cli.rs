@@ -174,7 +174,13 @@ fn run_prints_status_and_output() {
         "add.asl.json",
         serde_json::json!({"StartAt": "Add", "States": {"Add": {"Type": "Pass", "Parameters": {"sum.$": "States.MathAdd($.a, $.b)"}, "End": true}}}),
     );
-    let o = stepstone(&["run", &file, "--input", r#"{"a": 2, "b": 40}"#]);
+    let o = stepstone(&[
+        "run",
+        "--ephemeral",
+        &file,
+        "--input",
+        r#"{"a": 2, "b": 40}"#,
+    ]);
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -191,7 +197,15 @@ fn run_json_is_one_line_with_the_execution_fields() {
         "fail.asl.json",
         serde_json::json!({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Nope", "Cause": "because"}}}),
     );
-    let o = stepstone(&["run", &file, "--json", "--quiet", "--name", "ex-1"]);
+    let o = stepstone(&[
+        "run",
+        "--ephemeral",
+        &file,
+        "--json",
+        "--quiet",
+        "--name",
+        "ex-1",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
     assert_eq!(out.lines().count(), 1);
@@ -251,7 +265,7 @@ fn run_tasks_through_commands() {
         serde_json::json!({"got": {"x": 1}, "state": "T"})
     );
     // Without a route, the task fails naming its resource.
-    let o = stepstone(&["run", &file, "--json", "--quiet"]);
+    let o = stepstone(&["run", "--ephemeral", &file, "--json", "--quiet"]);
     assert_eq!(o.status.code(), Some(1));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert!(
@@ -314,14 +328,14 @@ fn run_refuses_bad_definitions_and_inputs() {
         "bad.asl.json",
         serde_json::json!({"StartAt": "X", "States": {}}),
     );
-    let o = stepstone(&["run", &bad]);
+    let o = stepstone(&["run", "--ephemeral", &bad]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("SCHEMA_VALIDATION_FAILED"));
     let good = run_file(
         "good.asl.json",
         serde_json::json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}),
     );
-    let o = stepstone(&["run", &good, "--input", "{nope"]);
+    let o = stepstone(&["run", "--ephemeral", &good, "--input", "{nope"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--input is not JSON"));
     assert_eq!(
@@ -344,6 +358,7 @@ fn run_the_multi_region_example_locally() {
         .env("STEPSTONE_EXAMPLE_STATE", &state)
         .args([
             "run",
+            "--ephemeral",
             &example(),
             "--input-file",
             &root
@@ -387,4 +402,157 @@ fn run_the_multi_region_example_locally() {
     let primary = stderr.find("createStack in us-east-1").unwrap();
     let secondary = stderr.find("createStack in us-west-1").unwrap();
     assert!(primary < secondary, "primary before secondary");
+}
+
+/// A store of its own per test: sled lets one process at a time use a store.
+fn store_dir(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("stepstone-store-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.display().to_string()
+}
+
+#[test]
+fn durable_runs_are_listed_described_and_have_histories() {
+    let store = store_dir("list");
+    let file = run_file(
+        "durable.asl.json",
+        serde_json::json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": {"ok": true}, "End": true}}}),
+    );
+    let o = stepstone(&[
+        "run", &file, "--store", &store, "--name", "first", "--quiet",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = stepstone(&["executions", "--store", &store, "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["executions"][0]["name"], "first");
+    assert_eq!(v["executions"][0]["status"], "SUCCEEDED");
+    let o = stepstone(&["describe", "first", "--store", &store, "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["output"], serde_json::json!({"ok": true}));
+    assert_eq!(v["input"], serde_json::json!({}));
+    let o = stepstone(&["history", "first", "--store", &store, "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let types: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "ExecutionStarted",
+            "PassStateEntered",
+            "PassStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    let o = stepstone(&["describe", "nope", "--store", &store]);
+    assert_eq!(o.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+#[test]
+fn a_killed_run_resumes_where_it_stopped() {
+    let store = store_dir("kill");
+    let work = std::env::temp_dir().join(format!("stepstone-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let ledger = work.join("ledger");
+    // The handler logs each call with its token; its first call for Deploy waits to be killed.
+    let handler = work.join("handler.sh");
+    std::fs::write(
+        &handler,
+        format!(
+            "#!/bin/sh\necho \"$STEPSTONE_STATE_NAME $STEPSTONE_IDEMPOTENCY_TOKEN\" >> {ledger}\nif [ \"$STEPSTONE_STATE_NAME\" = Deploy ] && [ ! -e {marker} ]; then touch {marker}; sleep 60; fi\ncat\n",
+            ledger = ledger.display(),
+            marker = work.join("marker").display()
+        ),
+    )
+    .unwrap();
+    let file = run_file(
+        "killed.asl.json",
+        serde_json::json!({"StartAt": "Prepare", "States": {
+            "Prepare": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "ResultPath": "$.prepared", "Next": "Deploy"},
+            "Deploy": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "ResultPath": "$.deployed", "End": true}
+        }}),
+    );
+    let route = format!("arn:aws:states:::lambda:invoke=sh {}", handler.display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stepstone"))
+        .args([
+            "run",
+            &file,
+            "--store",
+            &store,
+            "--name",
+            "killed",
+            "--task",
+            &route,
+            "--input",
+            r#"{"x": 1}"#,
+            "--quiet",
+        ])
+        .spawn()
+        .unwrap();
+    // Wait until Deploy is running, then kill the engine as a crash would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(&ledger)
+        .unwrap_or_default()
+        .contains("Deploy ")
+    {
+        assert!(std::time::Instant::now() < deadline, "Deploy never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = stepstone(&["executions", "--store", &store, "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["executions"][0]["status"], "RUNNING");
+    let o = stepstone(&["resume", "--store", &store, "--json", "--quiet"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(v["status"], "SUCCEEDED");
+    assert_eq!(
+        v["output"]["deployed"],
+        serde_json::json!({"x": 1, "prepared": {"x": 1}})
+    );
+    let ledger = std::fs::read_to_string(&ledger).unwrap();
+    let lines: Vec<&str> = ledger.lines().collect();
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("Prepare ")).count(),
+        1,
+        "Prepare completed durably: {ledger}"
+    );
+    let deploys: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("Deploy "))
+        .copied()
+        .collect();
+    assert_eq!(deploys.len(), 2, "{ledger}");
+    assert_eq!(deploys[0], deploys[1], "the same idempotency token");
+    let o = stepstone(&["history", "killed", "--store", &store, "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let ids: Vec<u64> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        (1..=ids.len() as u64).collect::<Vec<_>>(),
+        "no gaps, no duplicates"
+    );
+    let _ = std::fs::remove_dir_all(&store);
+    let _ = std::fs::remove_dir_all(&work);
 }

@@ -39,7 +39,8 @@ pub struct Checkpoint {
     pub now: Timestamp,
     /// Limits it runs under. Since v1.
     pub limits: Limits,
-    /// Events so far (or only their count). Since v1.
+    /// The history's mode and event count; the events are stored apart, appended as they
+    /// happen. Since v1.
     pub history: History,
     /// States entered so far. Since v1.
     pub states_entered: u64,
@@ -97,7 +98,7 @@ impl Execution<'_> {
             status: self.status.clone(),
             now: self.now,
             limits: self.limits,
-            history: self.history.clone(),
+            history: self.history.without_events(),
             states_entered: self.states_entered,
             seed: self.seed,
             runs: self

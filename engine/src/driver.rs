@@ -140,6 +140,7 @@ async fn drive(
     let durable = Durable {
         store: None,
         definition: "",
+        launch: &Value::Null,
     };
     match drive_new(machine, input, options, tasks, observer, durable).await {
         Ok(outcome) => outcome,
@@ -162,6 +163,7 @@ fn history_mode(options: &RunOptions, observed: bool) -> HistoryMode {
 struct Durable<'a> {
     store: Option<&'a dyn CheckpointStore>,
     definition: &'a str,
+    launch: &'a Value,
 }
 
 async fn drive_new(
@@ -188,7 +190,12 @@ async fn drive_new(
     let commands = exec.start(start);
     if let Some(store) = durable.store {
         // Durable before any of its commands is performed.
-        store.create(durable.definition, &exec.checkpoint())?;
+        store.create(
+            durable.definition,
+            durable.launch,
+            &exec.checkpoint(),
+            exec.history().events(),
+        )?;
     }
     drive_execution(exec, commands, clock, options, tasks, observer, durable).await
 }
@@ -201,7 +208,6 @@ pub async fn resume(
     options: &RunOptions,
     tasks: &dyn TaskDispatcher,
     store: &dyn CheckpointStore,
-    definition: &str,
     observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
 ) -> Result<Outcome, ResumeError> {
     let exec = Execution::restore(machine, checkpoint)?;
@@ -215,34 +221,39 @@ pub async fn resume(
     let commands = exec.outstanding();
     let durable = Durable {
         store: Some(store),
-        definition,
+        definition: "",
+        launch: &Value::Null,
     };
     Ok(drive_execution(exec, commands, clock, options, tasks, observer, durable).await?)
 }
 
-/// Runs `machine` on `input`, checkpointing into `store` at every command boundary, so that
+/// Where and how a durable execution is kept.
+#[derive(Clone, Copy)]
+pub struct Persistence<'a> {
+    /// The store.
+    pub store: &'a dyn CheckpointStore,
+    /// The definition text, stored with the execution so it can be resumed from the store alone.
+    pub definition: &'a str,
+    /// Whatever the caller needs to resume it (kept verbatim; the CLI keeps its task routes).
+    pub launch: &'a Value,
+}
+
+/// Runs `machine` on `input`, checkpointing into the store at every command boundary, so that
 /// [`resume`] can finish it after a crash.
 pub async fn run_durable(
     machine: &Machine,
-    definition: &str,
     input: Value,
     options: &RunOptions,
     tasks: &dyn TaskDispatcher,
-    store: &dyn CheckpointStore,
+    persistence: Persistence<'_>,
     observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
 ) -> Result<Outcome, store::Error> {
-    drive_new(
-        machine,
-        input,
-        options,
-        tasks,
-        observer,
-        Durable {
-            store: Some(store),
-            definition,
-        },
-    )
-    .await
+    let durable = Durable {
+        store: Some(persistence.store),
+        definition: persistence.definition,
+        launch: persistence.launch,
+    };
+    drive_new(machine, input, options, tasks, observer, durable).await
 }
 
 /// Why an execution could not be resumed.
@@ -280,10 +291,13 @@ async fn drive_execution(
     let mut in_flight: JoinSet<(RunId, Result<Value, Failure>)> = JoinSet::new();
     let mut seen = 0;
     let mut first = true;
+    // Events already in the store (a resumed execution's earlier events are there, not here).
+    let mut saved = exec.history().events().len();
     loop {
         if let (Some(store), false) = (durable.store, first) {
             // Every interpreter call ends here: its commands become durable before they run.
-            store.save(&exec.checkpoint())?;
+            store.save(&exec.checkpoint(), &exec.history().events()[saved..])?;
+            saved = exec.history().events().len();
         }
         first = false;
         forward_events(&mut exec, &mut seen, &mut notify);

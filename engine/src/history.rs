@@ -395,6 +395,16 @@ impl History {
     pub fn events(&self) -> &[Event] {
         &self.events
     }
+
+    /// The same history without its events (mode and count only): what a checkpoint holds,
+    /// the events themselves being appended to the store as they happen.
+    pub(crate) fn without_events(&self) -> History {
+        History {
+            mode: self.mode,
+            last_id: self.last_id,
+            events: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ mod vars;
 pub use checkpoint::{Checkpoint, FORMAT_VERSION, RestoreError};
 pub use dispatch::{FnTasks, NoTasks, TaskDispatcher, TaskFuture};
 pub use driver::{
-    Notice, Outcome, ResumeError, RunOptions, resume, run, run_durable, run_observed,
+    Notice, Outcome, Persistence, ResumeError, RunOptions, resume, run, run_durable, run_observed,
 };
 pub use engine::{Engine, EngineBuilder, ExecutionHandle};
 pub use failure::Failure;

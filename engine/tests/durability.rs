@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use stepstone_engine::asl::{Machine, Options, validate};
 use stepstone_engine::store::{CheckpointStore, MemStore, SledStore};
 use stepstone_engine::{
-    FnTasks, Notice, Outcome, RestoreError, ResumeError, RunOptions, Status, TaskFuture,
-    TaskRequest, resume, run_durable,
+    FnTasks, Notice, Outcome, Persistence, RestoreError, ResumeError, RunOptions, Status,
+    TaskFuture, TaskRequest, resume, run_durable,
 };
 
 type Ledger = Arc<Mutex<Vec<(String, String)>>>;
@@ -73,7 +73,18 @@ async fn run_until(
         }
     };
     let text = def.to_string();
-    let run = run_durable(m, &text, input, opts, tasks, store, Some(&mut observer));
+    let run = run_durable(
+        m,
+        input,
+        opts,
+        tasks,
+        Persistence {
+            store,
+            definition: &text,
+            launch: &Value::Null,
+        },
+        Some(&mut observer),
+    );
     tokio::select! {
         outcome = run => Some(outcome.expect("the store works")),
         _ = rx => None,
@@ -89,21 +100,27 @@ async fn resume_from(
     let records = store.list().unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].status, "RUNNING", "the crash left it running");
-    let (definition, checkpoint) = store
+    let stored = store
         .load(&records[0].execution_arn)
         .unwrap()
         .expect("stored");
-    resume(m, checkpoint, opts, tasks, store, &definition, None)
+    resume(m, stored.checkpoint, opts, tasks, store, None)
         .await
         .expect("resumes")
 }
 
-fn history_shape(o: &Outcome) -> Vec<(u64, u64, String)> {
-    o.history
-        .events()
+fn history_shape(events: &[stepstone_engine::history::Event]) -> Vec<(u64, u64, String)> {
+    events
         .iter()
         .map(|e| (e.id, e.previous_event_id, e.kind.type_name()))
         .collect()
+}
+
+/// The whole stored history of the store's only execution.
+fn stored_history(store: &dyn CheckpointStore) -> Vec<stepstone_engine::history::Event> {
+    store
+        .events(&store.list().unwrap()[0].execution_arn)
+        .unwrap()
 }
 
 fn flow() -> Value {
@@ -156,8 +173,8 @@ async fn crash_with_a_task_in_flight() {
         "same output (States.UUID is seeded, so it matches too)"
     );
     assert_eq!(
-        history_shape(&resumed),
-        history_shape(&reference),
+        history_shape(&stored_history(&store)),
+        history_shape(reference.history.events()),
         "same events, ids without gaps or duplicates"
     );
     let ledger = ledger.lock().unwrap().clone();
@@ -328,17 +345,16 @@ async fn a_checkpoint_must_fit_its_definition() {
     .await;
     assert!(crashed.is_none());
     let other = machine(&json!({"StartAt": "Only", "States": {"Only": {"Type": "Succeed"}}}));
-    let (definition, checkpoint) = store
+    let stored = store
         .load(&store.list().unwrap()[0].execution_arn)
         .unwrap()
         .unwrap();
     let err = resume(
         &other,
-        checkpoint,
+        stored.checkpoint,
         &options(true),
         &handlers(ledger, None),
         &store,
-        &definition,
         None,
     )
     .await

@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::Path;
 
+pub(crate) mod executions;
 pub(crate) mod graph;
 pub(crate) mod run;
 pub(crate) mod validate;

@@ -6,9 +6,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use stepstone::asl::{Options, validate_str};
+use stepstone::asl::{Machine, Options, validate_str};
 use stepstone::engine::history::EventKind;
-use stepstone::engine::{Limits, Notice, Outcome, RunOptions, Status, TimerReason, run_observed};
+use stepstone::engine::store::SledStore;
+use stepstone::engine::{
+    Limits, Notice, Outcome, Persistence, RunOptions, Status, TimerReason, run_durable,
+    run_observed,
+};
 use stepstone::tasks::{CommandTask, Router};
 
 /// What `stepstone run` was asked to do.
@@ -24,20 +28,13 @@ pub(crate) struct RunArgs {
     pub(crate) tasks: Vec<String>,
     pub(crate) name: Option<String>,
     pub(crate) quiet: bool,
+    /// `None` with `--ephemeral`.
+    pub(crate) store: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
     let text = super::read_definition(&args.definition)?;
-    let validation = validate_str(&text, Options::default());
-    let Some(machine) = validation.machine else {
-        for d in validation.diagnostics.iter().filter(|d| d.is_error()) {
-            eprintln!("{d}");
-        }
-        return Err(format!(
-            "{}: the definition is invalid (see `stepstone validate`)",
-            args.definition.display()
-        ));
-    };
+    let machine = compile(&text, &args.definition.display().to_string())?;
     let input = match (&args.input, &args.input_file) {
         (Some(text), _) => parse_input(text, "--input")?,
         (None, Some(file)) => {
@@ -45,45 +42,126 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
         }
         (None, None) => json!({}),
     };
-    let mut router = Router::new();
     for spec in &args.tasks {
-        let (resource, command) = spec
-            .split_once('=')
-            .filter(|(r, c)| !r.is_empty() && !c.is_empty())
-            .ok_or_else(|| format!("--task takes RESOURCE=COMMAND, got '{spec}'"))?;
-        if !text.contains(resource) {
+        if let Some((resource, _)) = spec.split_once('=')
+            && !resource.is_empty()
+            && !text.contains(resource)
+        {
             eprintln!(
                 "stepstone: warning: no Task in {} uses the resource '{resource}'",
                 args.definition.display()
             );
         }
-        router = router.route(resource, CommandTask::new(command));
     }
+    let router = router(&args.tasks)?;
     let mut options = RunOptions::default();
     options.virtual_time = args.virtual_time;
-    options.record_history = args.history;
     options.name = args.name.clone();
     options.machine_name = machine_name(&args.definition);
     options.limits = Limits::default()
         .with_max_history_events((args.history_limit > 0).then_some(args.history_limit));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime = runtime()?;
     let mut progress = Progress::new(!args.quiet, args.virtual_time);
     let started = Instant::now();
-    // Without progress there is no observer, so no events are built at all.
-    let outcome = if args.quiet {
-        runtime.block_on(stepstone::engine::run(&machine, input, &options, &router))
-    } else {
-        runtime.block_on(run_observed(&machine, input, &options, &router, &mut |n| {
-            progress.notice(n)
-        }))
+    let outcome = match &args.store {
+        Some(dir) => {
+            // A durable run keeps its whole history, in the store: `stepstone history` reads it.
+            options.record_history = true;
+            let store = open_store(dir)?;
+            let launch = json!({"tasks": args.tasks, "virtual_time": args.virtual_time, "history_limit": args.history_limit});
+            let observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)> = if args.quiet {
+                None
+            } else {
+                Some(&mut |n| progress.notice(n))
+            };
+            runtime
+                .block_on(run_durable(
+                    &machine,
+                    input,
+                    &options,
+                    &router,
+                    Persistence {
+                        store: &store,
+                        definition: &text,
+                        launch: &launch,
+                    },
+                    observer,
+                ))
+                .map_err(|e| format!("the execution could not be checkpointed: {e}"))?
+        }
+        None => {
+            options.record_history = args.history;
+            // Without progress there is no observer, so no events are built at all.
+            if args.quiet {
+                runtime.block_on(stepstone::engine::run(&machine, input, &options, &router))
+            } else {
+                runtime.block_on(run_observed(&machine, input, &options, &router, &mut |n| {
+                    progress.notice(n)
+                }))
+            }
+        }
     };
     let elapsed = started.elapsed();
     progress.finish(&outcome, elapsed.as_secs_f64());
-    print_outcome(&outcome, args.json);
-    if args.history {
+    report(&outcome, args.json, args.history);
+    if args.stats {
+        eprintln!(
+            "{}",
+            json!({"states_entered": outcome.states_entered, "elapsed_ms": elapsed.as_secs_f64() * 1000.0})
+        );
+    }
+    Ok(exit_code(&outcome))
+}
+
+/// Validates definition text for running; the diagnostics go to stderr when it is invalid.
+pub(crate) fn compile(text: &str, what: &str) -> Result<Machine, String> {
+    let validation = validate_str(text, Options::default());
+    validation.machine.ok_or_else(|| {
+        for d in validation.diagnostics.iter().filter(|d| d.is_error()) {
+            eprintln!("{d}");
+        }
+        format!("{what}: the definition is invalid (see `stepstone validate`)")
+    })
+}
+
+/// Task routes from `RESOURCE=COMMAND` specs.
+pub(crate) fn router(specs: &[String]) -> Result<Router, String> {
+    let mut router = Router::new();
+    for spec in specs {
+        let (resource, command) = spec
+            .split_once('=')
+            .filter(|(r, c)| !r.is_empty() && !c.is_empty())
+            .ok_or_else(|| format!("--task takes RESOURCE=COMMAND, got '{spec}'"))?;
+        router = router.route(resource, CommandTask::new(command));
+    }
+    Ok(router)
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Opens the store directory, creating it (owner-only) when needed.
+pub(crate) fn open_store(dir: &Path) -> Result<SledStore, String> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the store {}: {e}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    SledStore::open(dir).map_err(|e| format!("cannot open the store {}: {e}", dir.display()))
+}
+
+/// Prints the result (and the history, if asked).
+pub(crate) fn report(outcome: &Outcome, as_json: bool, history: bool) {
+    print_outcome(outcome, as_json);
+    if history {
         let events: Vec<Value> = outcome
             .history
             .events()
@@ -92,17 +170,14 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
             .collect();
         println!("{}", json!({"events": events}));
     }
-    if args.stats {
-        eprintln!(
-            "{}",
-            json!({"states_entered": outcome.states_entered, "elapsed_ms": elapsed.as_secs_f64() * 1000.0})
-        );
-    }
-    Ok(if matches!(outcome.status, Status::Succeeded(_)) {
+}
+
+pub(crate) fn exit_code(outcome: &Outcome) -> ExitCode {
+    if matches!(outcome.status, Status::Succeeded(_)) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
 fn parse_input(text: &str, what: &str) -> Result<Value, String> {
@@ -131,7 +206,7 @@ pub(crate) fn machine_name(file: &Path) -> String {
         .collect()
 }
 
-fn print_outcome(outcome: &Outcome, as_json: bool) {
+pub(crate) fn print_outcome(outcome: &Outcome, as_json: bool) {
     let (status, output, error, cause) = match &outcome.status {
         Status::Succeeded(v) => ("SUCCEEDED", Some(v), None, None),
         Status::Failed(f) => ("FAILED", None, Some(&f.error), Some(&f.cause)),
@@ -163,7 +238,7 @@ fn print_outcome(outcome: &Outcome, as_json: bool) {
 }
 
 /// The progress display on standard error: states entered, tasks dispatched, waits, retries.
-struct Progress {
+pub(crate) struct Progress {
     on: bool,
     virtual_time: bool,
     entered: u64,
@@ -177,7 +252,7 @@ const SHOW_ALL_STATES: u64 = 50;
 const COUNT_EVERY: u64 = 10_000;
 
 impl Progress {
-    fn new(on: bool, virtual_time: bool) -> Progress {
+    pub(crate) fn new(on: bool, virtual_time: bool) -> Progress {
         Progress {
             on,
             virtual_time,
@@ -191,7 +266,7 @@ impl Progress {
         let _ = writeln!(self.out, "{text}");
     }
 
-    fn notice(&mut self, notice: Notice<'_>) {
+    pub(crate) fn notice(&mut self, notice: Notice<'_>) {
         if !self.on {
             return;
         }
@@ -260,7 +335,7 @@ impl Progress {
         }
     }
 
-    fn finish(&mut self, outcome: &Outcome, seconds: f64) {
+    pub(crate) fn finish(&mut self, outcome: &Outcome, seconds: f64) {
         if !self.on {
             return;
         }

@@ -3,16 +3,26 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{CheckpointStore, ExecutionRecord, Result, decode, encode};
+use serde_json::Value;
+
+use super::{CheckpointStore, ExecutionRecord, Result, Stored, decode, encode};
 use crate::checkpoint::Checkpoint;
+use crate::history::Event;
 
-/// One stored execution: definition text, encoded checkpoint, listing record.
-type Stored = (String, Vec<u8>, ExecutionRecord);
+/// One execution: definition, launch options, encoded checkpoint, listing record, events.
+struct Entry {
+    definition: String,
+    launch: Value,
+    checkpoint: Vec<u8>,
+    record: ExecutionRecord,
+    events: Vec<Event>,
+}
 
-/// Keeps checkpoints in memory, encoded as a disk store would, so encoding bugs show in tests.
+/// Keeps executions in memory, checkpoints encoded as a disk store would, so encoding bugs show
+/// in tests.
 #[derive(Default)]
 pub struct MemStore {
-    executions: Mutex<BTreeMap<String, Stored>>,
+    executions: Mutex<BTreeMap<String, Entry>>,
 }
 
 impl MemStore {
@@ -23,38 +33,58 @@ impl MemStore {
 }
 
 impl CheckpointStore for MemStore {
-    fn create(&self, definition: &str, checkpoint: &Checkpoint) -> Result<()> {
-        let arn = checkpoint.info.execution_arn.clone();
-        let entry = (
-            definition.to_owned(),
-            encode(checkpoint)?,
-            ExecutionRecord::of(checkpoint),
-        );
+    fn create(
+        &self,
+        definition: &str,
+        launch: &Value,
+        checkpoint: &Checkpoint,
+        events: &[Event],
+    ) -> Result<()> {
+        let entry = Entry {
+            definition: definition.to_owned(),
+            launch: launch.clone(),
+            checkpoint: encode(checkpoint)?,
+            record: ExecutionRecord::of(checkpoint),
+            events: events.to_vec(),
+        };
         self.executions
             .lock()
             .expect("not poisoned")
-            .insert(arn, entry);
+            .insert(checkpoint.info.execution_arn.clone(), entry);
         Ok(())
     }
 
-    fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
+    fn save(&self, checkpoint: &Checkpoint, events: &[Event]) -> Result<()> {
         let bytes = encode(checkpoint)?;
         let mut executions = self.executions.lock().expect("not poisoned");
         if let Some(entry) = executions.get_mut(&checkpoint.info.execution_arn) {
-            entry.1 = bytes;
-            entry.2 = ExecutionRecord::of(checkpoint);
+            entry.checkpoint = bytes;
+            entry.record = ExecutionRecord::of(checkpoint);
+            entry.events.extend_from_slice(events);
         }
         Ok(())
     }
 
-    fn load(&self, execution_arn: &str) -> Result<Option<(String, Checkpoint)>> {
+    fn load(&self, execution_arn: &str) -> Result<Option<Stored>> {
         let executions = self.executions.lock().expect("not poisoned");
-        match executions.get(execution_arn) {
-            Some((definition, bytes, _)) => {
-                Ok(Some((definition.clone(), decode(execution_arn, bytes)?)))
-            }
-            None => Ok(None),
-        }
+        let Some(entry) = executions.get(execution_arn) else {
+            return Ok(None);
+        };
+        Ok(Some(Stored {
+            definition: entry.definition.clone(),
+            launch: entry.launch.clone(),
+            checkpoint: decode(execution_arn, &entry.checkpoint)?,
+        }))
+    }
+
+    fn events(&self, execution_arn: &str) -> Result<Vec<Event>> {
+        Ok(self
+            .executions
+            .lock()
+            .expect("not poisoned")
+            .get(execution_arn)
+            .map(|e| e.events.clone())
+            .unwrap_or_default())
     }
 
     fn list(&self) -> Result<Vec<ExecutionRecord>> {
@@ -63,7 +93,7 @@ impl CheckpointStore for MemStore {
             .lock()
             .expect("not poisoned")
             .values()
-            .map(|(_, _, r)| r.clone())
+            .map(|e| e.record.clone())
             .collect())
     }
 }

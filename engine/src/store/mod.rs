@@ -1,9 +1,11 @@
 //! Where checkpoints live: a small trait, an in-memory store for tests, and sled on disk.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use stepstone_asl::timestamp::Timestamp;
 
 use crate::checkpoint::Checkpoint;
+use crate::history::Event;
 use crate::interpreter::Status;
 
 mod memory;
@@ -19,6 +21,9 @@ pub enum Error {
     /// The disk or the database failed.
     #[error("store I/O failed: {0}")]
     Io(String),
+    /// Another process holds the store.
+    #[error("the store at {0} is in use by another Stepstone process")]
+    Locked(String),
     /// What is stored cannot be read back.
     #[error("the store holds a corrupt record for {key}: {reason}")]
     Corrupt {
@@ -62,25 +67,46 @@ impl ExecutionRecord {
     }
 }
 
-/// Stores executions' checkpoints. Each method is durable when it returns: a crash after it
-/// returns finds what it wrote.
+/// What a store keeps of one execution, besides its events.
+pub struct Stored {
+    /// The definition text it runs.
+    pub definition: String,
+    /// What its caller needs to resume it, kept verbatim (the CLI keeps its task routes and
+    /// clock there).
+    pub launch: Value,
+    /// Its latest checkpoint.
+    pub checkpoint: Checkpoint,
+}
+
+/// Stores executions: checkpoints, and history events appended as they happen. Each method is
+/// durable when it returns: a crash after it returns finds what it wrote.
 pub trait CheckpointStore: Send + Sync {
-    /// Records a new execution: the definition text it runs and its first checkpoint.
-    fn create(&self, definition: &str, checkpoint: &Checkpoint) -> Result<()>;
+    /// Records a new execution: its definition text, launch options, first checkpoint and
+    /// first events.
+    fn create(
+        &self,
+        definition: &str,
+        launch: &Value,
+        checkpoint: &Checkpoint,
+        events: &[Event],
+    ) -> Result<()>;
 
-    /// Replaces the execution's checkpoint (and its listed status) in one atomic write.
-    fn save(&self, checkpoint: &Checkpoint) -> Result<()>;
+    /// Replaces the execution's checkpoint (and its listed status) and appends `events` (the
+    /// ones since the last save), in one atomic write.
+    fn save(&self, checkpoint: &Checkpoint, events: &[Event]) -> Result<()>;
 
-    /// The definition text and latest checkpoint of an execution, if the store has it.
-    fn load(&self, execution_arn: &str) -> Result<Option<(String, Checkpoint)>>;
+    /// What the store has of an execution.
+    fn load(&self, execution_arn: &str) -> Result<Option<Stored>>;
+
+    /// An execution's history events, in order.
+    fn events(&self, execution_arn: &str) -> Result<Vec<Event>>;
 
     /// Every execution, in ARN order.
     fn list(&self) -> Result<Vec<ExecutionRecord>>;
 }
 
-pub(crate) fn encode(checkpoint: &Checkpoint) -> Result<Vec<u8>> {
-    serde_json::to_vec(checkpoint)
-        .map_err(|e| Error::Io(format!("cannot encode a checkpoint: {e}")))
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::Io(format!("cannot encode a record: {e}")))
 }
 
 pub(crate) fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T> {

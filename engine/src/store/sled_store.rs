@@ -1,17 +1,21 @@
-//! Checkpoints on disk, in sled 0.34.
+//! Executions on disk, in sled 0.34.
 //!
-//! Key layout (one tree): `d/<arn>` the definition text, `c/<arn>` the latest checkpoint (JSON),
-//! `e/<arn>` the execution's record for listing, `meta/format` the store's format version.
-//! A save writes `c/` and `e/` in one atomic batch, then flushes. sled's flush uses
-//! `sync_file_range` on Linux, not `fsync`: what it wrote survives a killed process, not
-//! necessarily a power cut.
+//! Key layout (one tree), per execution ARN: `d/<arn>` the definition text, `l/<arn>` the launch
+//! options, `c/<arn>` the latest checkpoint (JSON), `e/<arn>` the record for listing,
+//! `h/<arn>/<id>` one history event (id as 20 zero-padded digits, so keys sort in id order);
+//! and `meta/format`, the store's format version. A save writes the checkpoint, the record and
+//! the new events in one atomic batch, then flushes. sled's flush uses `sync_file_range` on
+//! Linux, not `fsync`: what it wrote survives a killed process, not necessarily a power cut.
 
 use std::path::Path;
 
-use super::{CheckpointStore, Error, ExecutionRecord, Result, decode, encode};
-use crate::checkpoint::{Checkpoint, FORMAT_VERSION};
+use serde_json::Value;
 
-/// A sled database in a directory.
+use super::{CheckpointStore, Error, ExecutionRecord, Result, Stored, decode, encode};
+use crate::checkpoint::{Checkpoint, FORMAT_VERSION};
+use crate::history::Event;
+
+/// A sled database in a directory. One process at a time: sled locks the directory.
 pub struct SledStore {
     db: sled::Db,
 }
@@ -23,7 +27,16 @@ fn io(e: sled::Error) -> Error {
 impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<SledStore> {
-        let db = sled::open(dir.as_ref()).map_err(io)?;
+        let dir = dir.as_ref();
+        let db = sled::open(dir).map_err(|e| match e {
+            sled::Error::Io(ref io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                Error::Locked(dir.display().to_string())
+            }
+            other => io(other),
+        })?;
         if db.get("meta/format").map_err(io)?.is_none() {
             db.insert("meta/format", FORMAT_VERSION.to_string().as_bytes())
                 .map_err(io)?;
@@ -32,16 +45,29 @@ impl SledStore {
         Ok(SledStore { db })
     }
 
-    fn write(&self, definition: Option<&str>, checkpoint: &Checkpoint) -> Result<()> {
+    fn write(
+        &self,
+        first: Option<(&str, &Value)>,
+        checkpoint: &Checkpoint,
+        events: &[Event],
+    ) -> Result<()> {
         let arn = &checkpoint.info.execution_arn;
         let mut batch = sled::Batch::default();
-        if let Some(definition) = definition {
+        if let Some((definition, launch)) = first {
             batch.insert(format!("d/{arn}").as_bytes(), definition.as_bytes());
+            batch.insert(format!("l/{arn}").as_bytes(), encode(launch)?);
         }
         batch.insert(format!("c/{arn}").as_bytes(), encode(checkpoint)?);
-        let record = serde_json::to_vec(&ExecutionRecord::of(checkpoint))
-            .map_err(|e| Error::Io(e.to_string()))?;
-        batch.insert(format!("e/{arn}").as_bytes(), record);
+        batch.insert(
+            format!("e/{arn}").as_bytes(),
+            encode(&ExecutionRecord::of(checkpoint))?,
+        );
+        for event in events {
+            batch.insert(
+                format!("h/{arn}/{:020}", event.id).as_bytes(),
+                encode(event)?,
+            );
+        }
         self.db.apply_batch(batch).map_err(io)?;
         self.db.flush().map_err(io)?;
         Ok(())
@@ -49,31 +75,54 @@ impl SledStore {
 }
 
 impl CheckpointStore for SledStore {
-    fn create(&self, definition: &str, checkpoint: &Checkpoint) -> Result<()> {
-        self.write(Some(definition), checkpoint)
+    fn create(
+        &self,
+        definition: &str,
+        launch: &Value,
+        checkpoint: &Checkpoint,
+        events: &[Event],
+    ) -> Result<()> {
+        self.write(Some((definition, launch)), checkpoint, events)
     }
 
-    fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
-        self.write(None, checkpoint)
+    fn save(&self, checkpoint: &Checkpoint, events: &[Event]) -> Result<()> {
+        self.write(None, checkpoint, events)
     }
 
-    fn load(&self, execution_arn: &str) -> Result<Option<(String, Checkpoint)>> {
+    fn load(&self, execution_arn: &str) -> Result<Option<Stored>> {
         let Some(checkpoint) = self.db.get(format!("c/{execution_arn}")).map_err(io)? else {
             return Ok(None);
+        };
+        let corrupt = |reason: &str| Error::Corrupt {
+            key: execution_arn.to_owned(),
+            reason: reason.to_owned(),
         };
         let definition = self
             .db
             .get(format!("d/{execution_arn}"))
             .map_err(io)?
-            .ok_or_else(|| Error::Corrupt {
-                key: execution_arn.to_owned(),
-                reason: "a checkpoint without its definition".into(),
-            })?;
-        let definition = String::from_utf8(definition.to_vec()).map_err(|e| Error::Corrupt {
-            key: execution_arn.to_owned(),
-            reason: e.to_string(),
-        })?;
-        Ok(Some((definition, decode(execution_arn, &checkpoint)?)))
+            .ok_or_else(|| corrupt("a checkpoint without its definition"))?;
+        let definition =
+            String::from_utf8(definition.to_vec()).map_err(|e| corrupt(&e.to_string()))?;
+        let launch = match self.db.get(format!("l/{execution_arn}")).map_err(io)? {
+            Some(bytes) => decode(execution_arn, &bytes)?,
+            None => Value::Null,
+        };
+        Ok(Some(Stored {
+            definition,
+            launch,
+            checkpoint: decode(execution_arn, &checkpoint)?,
+        }))
+    }
+
+    fn events(&self, execution_arn: &str) -> Result<Vec<Event>> {
+        self.db
+            .scan_prefix(format!("h/{execution_arn}/"))
+            .map(|entry| {
+                let (key, value) = entry.map_err(io)?;
+                decode(&String::from_utf8_lossy(&key), &value)
+            })
+            .collect()
     }
 
     fn list(&self) -> Result<Vec<ExecutionRecord>> {
