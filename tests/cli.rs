@@ -245,6 +245,7 @@ fn run_tasks_through_commands() {
     let handler = "arn:aws:states:::lambda:invoke=python3 -c 'import json,os,sys; print(json.dumps({\"Payload\": json.load(sys.stdin)[\"Payload\"], \"state\": os.environ[\"STEPSTONE_STATE_NAME\"]}))'";
     let o = stepstone(&[
         "run",
+        "--ephemeral",
         &file,
         "--input",
         r#"{"x": 1}"#,
@@ -284,6 +285,7 @@ fn run_virtual_time_history_and_stats() {
     );
     let o = stepstone(&[
         "run",
+        "--ephemeral",
         &file,
         "--virtual-time",
         "--history",
@@ -339,7 +341,7 @@ fn run_refuses_bad_definitions_and_inputs() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--input is not JSON"));
     assert_eq!(
-        stepstone(&["run", &good, "--task", "no-equals-sign"])
+        stepstone(&["run", "--ephemeral", &good, "--task", "no-equals-sign"])
             .status
             .code(),
         Some(2)

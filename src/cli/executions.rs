@@ -122,7 +122,7 @@ pub(crate) fn list(dir: &Path, status: Option<&str>, as_json: bool) -> Result<Ex
     let store = open_store(dir)?;
     let mut records = store.list().map_err(|e| e.to_string())?;
     records.retain(|r| status.is_none_or(|s| r.status.eq_ignore_ascii_case(s)));
-    records.sort_by(|a, b| b.start_date.cmp(&a.start_date));
+    records.sort_by_key(|r| std::cmp::Reverse(r.start_date));
     if as_json {
         let executions: Vec<Value> = records
             .iter()
