@@ -131,6 +131,24 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Stop a RUNNING execution: it becomes ABORTED (StopExecution).
+    ///
+    /// Works on the store directly, so no engine may be running on it at the same time.
+    Stop {
+        /// The execution's ARN or name.
+        execution: String,
+        /// The error recorded in the ExecutionAborted event.
+        #[arg(long)]
+        error: Option<String>,
+        /// The cause recorded in the ExecutionAborted event.
+        #[arg(long)]
+        cause: Option<String>,
+        /// StopExecution's response shape.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Check a definition the way AWS's ValidateStateMachineDefinition does.
     ///
     /// Every problem is reported, not only the first, each with AWS's code (SCHEMA_VALIDATION_FAILED,
@@ -211,6 +229,19 @@ fn main() -> ExitCode {
             json,
             store,
         } => cli::executions::describe(&store.store, &execution, json),
+        Command::Stop {
+            execution,
+            error,
+            cause,
+            json,
+            store,
+        } => cli::executions::stop(
+            &store.store,
+            &execution,
+            error.as_deref(),
+            cause.as_deref(),
+            json,
+        ),
         Command::History {
             execution,
             json,

@@ -35,6 +35,9 @@ fn actual(case: &Value) -> Value {
         Status::Failed(f) => {
             serde_json::json!({"status": "FAILED", "error": f.error, "cause": f.cause})
         }
+        Status::Aborted(f) => {
+            serde_json::json!({"status": "ABORTED", "error": f.error, "cause": f.cause})
+        }
         Status::TimedOut(f) => {
             serde_json::json!({"status": "TIMED_OUT", "error": f.error, "cause": f.cause})
         }

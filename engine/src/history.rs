@@ -34,6 +34,13 @@ pub enum EventKind {
         /// Cause.
         cause: String,
     },
+    /// The execution was stopped from outside.
+    ExecutionAborted {
+        /// Error name.
+        error: String,
+        /// Cause.
+        cause: String,
+    },
     /// The execution ran past its `TimeoutSeconds`.
     ExecutionTimedOut {
         /// Error name.
@@ -156,6 +163,7 @@ impl EventKind {
             EventKind::ExecutionSucceeded { .. } => "ExecutionSucceeded".into(),
             EventKind::ExecutionFailed { .. } => "ExecutionFailed".into(),
             EventKind::ExecutionTimedOut { .. } => "ExecutionTimedOut".into(),
+            EventKind::ExecutionAborted { .. } => "ExecutionAborted".into(),
             EventKind::StateEntered { state_type, .. } => format!("{state_type}StateEntered"),
             EventKind::StateExited { state_type, .. } => format!("{state_type}StateExited"),
             EventKind::TaskScheduled { .. } => "TaskScheduled".into(),
@@ -210,6 +218,10 @@ impl Event {
             ),
             EventKind::ExecutionTimedOut { error, cause } => (
                 "executionTimedOutEventDetails",
+                json!({"error": error, "cause": cause}),
+            ),
+            EventKind::ExecutionAborted { error, cause } => (
+                "executionAbortedEventDetails",
                 json!({"error": error, "cause": cause}),
             ),
             EventKind::StateEntered { name, input, .. } => (

@@ -199,6 +199,8 @@ pub enum Status {
     Failed(Failure),
     /// Ran past its `TimeoutSeconds`.
     TimedOut(Failure),
+    /// Stopped from outside (`stepstone stop`, StopExecution).
+    Aborted(Failure),
 }
 
 impl Status {
@@ -209,6 +211,7 @@ impl Status {
             Status::Succeeded(_) => "SUCCEEDED",
             Status::Failed(_) => "FAILED",
             Status::TimedOut(_) => "TIMED_OUT",
+            Status::Aborted(_) => "ABORTED",
         }
     }
 }
@@ -403,6 +406,27 @@ impl<'m> Execution<'m> {
         }
         self.advance();
         std::mem::take(&mut self.commands)
+    }
+
+    /// Stops a running execution: ABORTED, with an ExecutionAborted event. Its in-flight tasks
+    /// are abandoned (their results will be ignored) and its timers will never fire.
+    pub fn abort(&mut self, error: &str, cause: &str, now: Timestamp) {
+        if self.status != Status::Running {
+            return;
+        }
+        self.now = now;
+        let last = self.history.len();
+        let (e, c) = (error.to_owned(), cause.to_owned());
+        self.history
+            .push(last, now, || EventKind::ExecutionAborted {
+                error: e,
+                cause: c,
+            });
+        self.status = Status::Aborted(Failure::new(error, cause));
+        for slot in &mut self.slots {
+            slot.run = None;
+        }
+        self.ready.clear();
     }
 
     /// Where the execution stands.

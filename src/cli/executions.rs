@@ -2,11 +2,14 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use stepstone::asl::timestamp::Timestamp;
 use stepstone::engine::store::{CheckpointStore, ExecutionRecord, SledStore};
-use stepstone::engine::{Limits, Notice, RunOptions, Status, resume as resume_execution};
+use stepstone::engine::{
+    Execution, Limits, Notice, RunOptions, Status, resume as resume_execution,
+};
 
 use super::run::{Progress, compile, exit_code, open_store, report, router, runtime};
 
@@ -172,7 +175,7 @@ pub(crate) fn describe(dir: &Path, execution: &str, as_json: bool) -> Result<Exi
     }
     match &stored.checkpoint.status {
         Status::Succeeded(output) => v["output"] = output.clone(),
-        Status::Failed(f) | Status::TimedOut(f) => {
+        Status::Failed(f) | Status::TimedOut(f) | Status::Aborted(f) => {
             v["error"] = json!(f.error);
             v["cause"] = json!(f.cause);
         }
@@ -200,6 +203,48 @@ pub(crate) fn history(dir: &Path, execution: &str, as_json: bool) -> Result<Exit
         for e in &events {
             println!("{:>5}  {}  {}", e.id, e.timestamp, e.kind.type_name());
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stepstone stop EXECUTION [--error E --cause C]`: StopExecution. The execution becomes
+/// ABORTED with an ExecutionAborted event; its in-flight tasks are abandoned.
+pub(crate) fn stop(
+    dir: &Path,
+    execution: &str,
+    error: Option<&str>,
+    cause: Option<&str>,
+    as_json: bool,
+) -> Result<ExitCode, String> {
+    let store = open_store(dir)?;
+    let record = find(&store, execution)?;
+    if record.status != "RUNNING" {
+        return Err(format!(
+            "{} is already {}",
+            record.execution_arn, record.status
+        ));
+    }
+    let stored = store
+        .load(&record.execution_arn)
+        .map_err(|e| e.to_string())?
+        .ok_or("the execution has no checkpoint")?;
+    let machine = compile(&stored.definition, &record.execution_arn)?;
+    let mut exec = Execution::restore(&machine, stored.checkpoint).map_err(|e| e.to_string())?;
+    let real = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    // On a virtual clock the execution may be ahead of the real one; time never runs backwards.
+    let now = Timestamp {
+        unix_nanos: real.max(exec.checkpoint().now.unix_nanos),
+    };
+    exec.abort(error.unwrap_or(""), cause.unwrap_or(""), now);
+    store
+        .save(&exec.checkpoint(), exec.history().events())
+        .map_err(|e| e.to_string())?;
+    if as_json {
+        println!("{}", json!({"stopDate": now.to_string()}));
+    } else {
+        println!("ABORTED {}", record.execution_arn);
     }
     Ok(ExitCode::SUCCESS)
 }

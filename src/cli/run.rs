@@ -211,6 +211,7 @@ pub(crate) fn print_outcome(outcome: &Outcome, as_json: bool) {
         Status::Succeeded(v) => ("SUCCEEDED", Some(v), None, None),
         Status::Failed(f) => ("FAILED", None, Some(&f.error), Some(&f.cause)),
         Status::TimedOut(f) => ("TIMED_OUT", None, Some(&f.error), Some(&f.cause)),
+        Status::Aborted(f) => ("ABORTED", None, Some(&f.error), Some(&f.cause)),
         Status::Running => ("RUNNING", None, None, None),
     };
     if as_json {
