@@ -1,0 +1,324 @@
+//! The crash suite: `stepstone run` on an orchestration with tasks (local handlers that append
+//! to a ledger), Waits, Retry, a Map and a Parallel is killed with SIGKILL at seeded random
+//! moments, then `stepstone resume` is started and killed again, until an invocation finishes on
+//! its own. Then the execution must look exactly like an uninterrupted one:
+//!
+//! - the same output;
+//! - the same history: the same events in the same order, ids from 1 without gaps (timestamps
+//!   aside);
+//! - every task attempt carries a stable token: the ledger's tokens are exactly the attempts
+//!   the final history scheduled, and a delivery repeated after a crash reuses its token.
+//!
+//! `STEPSTONE_CRASH_SEED` picks the seed (printed on failure) and `STEPSTONE_CRASH_KILLS` the
+//! number of kills (default 200).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn definition() -> Value {
+    let task = |next: Option<&str>| {
+        let mut t = json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"step.$": "$$.State.Name", "in.$": "$"}, "ResultSelector": {"ok.$": "$.step"}});
+        match next {
+            Some(n) => t["Next"] = json!(n),
+            None => t["End"] = json!(true),
+        }
+        t
+    };
+    let mut flaky = task(Some("Regions"));
+    flaky["Retry"] = json!([{"ErrorEquals": ["Flaky"], "IntervalSeconds": 5, "MaxAttempts": 3}]);
+    flaky["ResultPath"] = json!("$.flaky");
+    let mut prepare = task(Some("Settle"));
+    prepare["ResultPath"] = json!("$.prepared");
+    let mut region_task = task(None);
+    region_task["ResultPath"] = json!(null);
+    let mut branch_task = task(None);
+    branch_task["ResultPath"] = json!("$.branch");
+    json!({"StartAt": "Prepare", "States": {
+        "Prepare": prepare,
+        "Settle": {"Type": "Wait", "Seconds": 600, "Next": "Flaky"},
+        "Flaky": flaky,
+        "Regions": {"Type": "Map", "ItemsPath": "$.regions", "MaxConcurrency": 1, "ResultPath": "$.deployed",
+            "ItemSelector": {"region.$": "$$.Map.Item.Value", "index.$": "$$.Map.Item.Index"},
+            "ItemProcessor": {"StartAt": "Deploy", "States": {
+                "Deploy": region_task,
+            }},
+            "Next": "Both"},
+        "Both": {"Type": "Parallel", "ResultPath": "$.both", "Next": "Done", "Branches": [
+            {"StartAt": "Notify", "States": {"Notify": branch_task}},
+            {"StartAt": "Tally", "States": {"Tally": {"Type": "Pass", "Next": "Tallied"}, "Tallied": {"Type": "Wait", "Seconds": 60, "End": true}}}
+        ]},
+        "Done": {"Type": "Succeed"}
+    }})
+}
+
+/// The handler: logs `state token attempt`, fails the first attempt of Flaky, echoes its input.
+fn handler(dir: &Path) -> String {
+    let script = dir.join("handler.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$STEPSTONE_STATE_NAME $STEPSTONE_IDEMPOTENCY_TOKEN $STEPSTONE_ATTEMPT\" >> {ledger}\n\
+             if [ \"$STEPSTONE_STATE_NAME\" = Flaky ] && [ \"$STEPSTONE_ATTEMPT\" = 0 ]; then echo '{{\"Error\": \"Flaky\", \"Cause\": \"first try\"}}'; exit 1; fi\n\
+             cat\n",
+            ledger = dir.join("ledger").display()
+        ),
+    )
+    .unwrap();
+    format!("arn:aws:states:::lambda:invoke=sh {}", script.display())
+}
+
+/// A small deterministic generator (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+fn stepstone() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stepstone"))
+}
+
+struct Finished {
+    output: Value,
+    history: Vec<Value>,
+    ledger: String,
+}
+
+/// Runs the scenario in `dir`, killing it after each of `kill_after_ms` (then resuming);
+/// returns the end state and how many kills landed on a live process.
+fn scenario(dir: &Path, kill_after_ms: &[u64]) -> (Finished, usize) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let def = dir.join("deploy.asl.json");
+    std::fs::write(&def, definition().to_string()).unwrap();
+    let route = handler(dir);
+    let store = dir.join("store");
+    let input = json!({"regions": ["us-east-1", "us-west-1", "eu-west-1"]}).to_string();
+    let mut kills = 0;
+    let mut first = true;
+    let mut delays = kill_after_ms.iter();
+    let finished_output = loop {
+        let mut cmd = stepstone();
+        if first {
+            cmd.args([
+                "run",
+                &def.display().to_string(),
+                "--name",
+                "crash",
+                "--virtual-time",
+                "--task",
+                &route,
+                "--input",
+                &input,
+            ]);
+        } else {
+            cmd.arg("resume");
+        }
+        cmd.args(["--store", &store.display().to_string(), "--json", "--quiet"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        first = false;
+        match delays.next() {
+            Some(ms) => {
+                let until = Instant::now() + Duration::from_millis(*ms);
+                let mut exited = None;
+                while Instant::now() < until {
+                    if let Some(status) = child.try_wait().unwrap() {
+                        exited = Some(status);
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if exited.is_none() {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    kills += 1;
+                    // Killed before the execution was durably created: start it again, as a
+                    // user would; otherwise resume it.
+                    first = !execution_exists(&store);
+                    continue;
+                }
+                let out = child.wait_with_output().unwrap();
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                if text.trim().is_empty() {
+                    // Resume found nothing to do because the previous one had already finished.
+                    break None;
+                }
+                break Some(text);
+            }
+            None => {
+                let out = child.wait_with_output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{:?}\n{}\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                break Some(String::from_utf8_lossy(&out.stdout).into_owned());
+            }
+        }
+    };
+    let describe = stepstone()
+        .args([
+            "describe",
+            "crash",
+            "--store",
+            &store.display().to_string(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let described: Value = serde_json::from_slice(&describe.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&describe.stderr)));
+    if let Some(text) = finished_output {
+        let v: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(v["status"], "SUCCEEDED", "{text}");
+    }
+    assert_eq!(described["status"], "SUCCEEDED", "{described}");
+    let history = stepstone()
+        .args([
+            "history",
+            "crash",
+            "--store",
+            &store.display().to_string(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let history: Value = serde_json::from_slice(&history.stdout).unwrap();
+    let finished = Finished {
+        output: described["output"].clone(),
+        history: history["events"].as_array().unwrap().clone(),
+        ledger: std::fs::read_to_string(dir.join("ledger")).unwrap_or_default(),
+    };
+    (finished, kills)
+}
+
+fn execution_exists(store: &Path) -> bool {
+    if !store.exists() {
+        return false;
+    }
+    let out = stepstone()
+        .args([
+            "executions",
+            "--store",
+            &store.display().to_string(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    serde_json::from_slice::<Value>(&out.stdout)
+        .is_ok_and(|v| v["executions"].as_array().is_some_and(|e| !e.is_empty()))
+}
+
+/// What a history must share with the uninterrupted one: types and ids, in order.
+fn shape(history: &[Value]) -> Vec<(u64, String)> {
+    history
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_u64().unwrap(),
+                e["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Task tokens scheduled in the history, from the ledger's point of view: state -> tokens.
+fn ledger_tokens(ledger: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in ledger.lines() {
+        let mut parts = line.split(' ');
+        let (Some(state), Some(token)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        out.entry(state.to_owned())
+            .or_default()
+            .insert(token.to_owned());
+    }
+    out
+}
+
+#[test]
+fn killed_at_random_moments_the_execution_still_ends_as_if_uninterrupted() {
+    let seed: u64 = std::env::var("STEPSTONE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261127);
+    let wanted: usize = std::env::var("STEPSTONE_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let root: PathBuf =
+        std::env::temp_dir().join(format!("stepstone-crash-{}", std::process::id()));
+
+    let (reference, _) = scenario(&root.join("reference"), &[]);
+    let reference_shape = shape(&reference.history);
+    assert_eq!(
+        reference_shape
+            .iter()
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>(),
+        (1..=reference_shape.len() as u64).collect::<Vec<_>>()
+    );
+    let reference_tokens = ledger_tokens(&reference.ledger);
+    // Flaky's first attempt fails, so it has two attempts: two tokens.
+    assert_eq!(reference_tokens["Flaky"].len(), 2);
+    // How long an uninterrupted run takes bounds the kill delays.
+    let started = Instant::now();
+    let _ = scenario(&root.join("timing"), &[]);
+    let span_ms = (started.elapsed().as_millis() as u64).max(20);
+
+    let mut rng = Rng(seed);
+    let mut total_kills = 0;
+    let mut scenarios = 0;
+    while total_kills < wanted {
+        scenarios += 1;
+        // Most of a resumed run is spent starting up, so kills aim at the first half.
+        let delays: Vec<u64> = (0..12)
+            .map(|_| 3 + rng.next() % (span_ms / 2 + 1))
+            .collect();
+        let dir = root.join(format!("run-{scenarios}"));
+        let (end, kills) = scenario(&dir, &delays);
+        total_kills += kills;
+        let context = format!("seed {seed}, scenario {scenarios}, kill delays {delays:?} ms");
+        assert_eq!(end.output, reference.output, "output differs ({context})");
+        assert_eq!(
+            shape(&end.history),
+            reference_shape,
+            "history differs ({context})"
+        );
+        let tokens = ledger_tokens(&end.ledger);
+        assert_eq!(
+            tokens
+                .iter()
+                .map(|(s, t)| (s.clone(), t.len()))
+                .collect::<Vec<_>>(),
+            reference_tokens
+                .iter()
+                .map(|(s, t)| (s.clone(), t.len()))
+                .collect::<Vec<_>>(),
+            "every attempt has one stable token, none was added by a crash ({context})\n{}",
+            end.ledger
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            scenarios < 1000,
+            "kills never land: the scenario is too fast to interrupt"
+        );
+    }
+    eprintln!("crash suite: {total_kills} kills over {scenarios} scenarios, seed {seed}");
+    let _ = std::fs::remove_dir_all(&root);
+}
