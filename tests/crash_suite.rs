@@ -128,7 +128,6 @@ fn scenario(dir: &Path, kill_after_ms: &[u64]) -> (Finished, usize) {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
-        first = false;
         match delays.next() {
             Some(ms) => {
                 let until = Instant::now() + Duration::from_millis(*ms);
