@@ -54,7 +54,7 @@ fn main() {
         }
         handle.outcome().await
     });
-    match outcome.status {
+    match outcome.expect("no store, so no store errors").status {
         Status::Succeeded(output) => println!("succeeded: {output}"),
         other => println!("ended: {other:?}"),
     }

@@ -109,6 +109,7 @@ pub struct Machine {
     definition: Definition,
     graph: Graph,
     warnings: Vec<Diagnostic>,
+    source: String,
 }
 
 impl Machine {
@@ -123,6 +124,12 @@ impl Machine {
     /// The definition as loaded.
     pub fn definition(&self) -> &Definition {
         &self.definition
+    }
+
+    /// The definition's JSON text, as validated: what a durable execution stores, to be resumed
+    /// from the store alone.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// Warnings found while validating (NO_DOLLAR, Stepstone extensions, ...).
@@ -159,16 +166,20 @@ pub struct Options {
 /// Validates definition text, as `ValidateStateMachineDefinition` does, and compiles it.
 pub fn validate_str(text: &str, options: Options) -> Validation {
     let loaded = Definition::load_str(text, options.machine_type);
-    finish(loaded.definition, loaded.diagnostics)
+    finish(loaded.definition, loaded.diagnostics, || text.to_owned())
 }
 
 /// Validates a parsed definition and compiles it.
 pub fn validate(value: &Value, options: Options) -> Validation {
     let loaded = Definition::load(value, options.machine_type);
-    finish(loaded.definition, loaded.diagnostics)
+    finish(loaded.definition, loaded.diagnostics, || value.to_string())
 }
 
-fn finish(definition: Option<Definition>, mut diagnostics: Vec<Diagnostic>) -> Validation {
+fn finish(
+    definition: Option<Definition>,
+    mut diagnostics: Vec<Diagnostic>,
+    source: impl FnOnce() -> String,
+) -> Validation {
     let Some(definition) = definition else {
         return Validation {
             machine: None,
@@ -189,6 +200,7 @@ fn finish(definition: Option<Definition>, mut diagnostics: Vec<Diagnostic>) -> V
             definition,
             graph,
             warnings,
+            source: source(),
         }),
         diagnostics,
     }

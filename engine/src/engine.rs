@@ -8,9 +8,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::dispatch::{NoTasks, TaskDispatcher};
-use crate::driver::{Notice, Outcome, RunOptions, run_observed};
+use crate::driver::{
+    Notice, Outcome, Persistence, ResumeError, RunOptions, resume, run, run_durable, run_observed,
+};
 use crate::history::Event;
 use crate::limits::Limits;
+use crate::store::{self, CheckpointStore};
+use stepstone_asl::{Options, validate_str};
 
 /// Runs state machines. Cheap to clone; share one per program.
 ///
@@ -38,12 +42,13 @@ use crate::limits::Limits;
 ///     }
 ///     handle.outcome().await
 /// });
-/// assert_eq!(outcome.status, Status::Succeeded(json!({"name": "Ada", "greeting": "hello, Ada"})));
+/// assert_eq!(outcome.unwrap().status, Status::Succeeded(json!({"name": "Ada", "greeting": "hello, Ada"})));
 /// ```
 #[derive(Clone)]
 pub struct Engine {
     tasks: Arc<dyn TaskDispatcher>,
     options: RunOptions,
+    store: Option<Arc<dyn CheckpointStore>>,
 }
 
 /// Configures an [`Engine`]. Defaults: no task routes (tasks fail naming their resource), the
@@ -51,6 +56,7 @@ pub struct Engine {
 pub struct EngineBuilder {
     tasks: Arc<dyn TaskDispatcher>,
     options: RunOptions,
+    store: Option<Arc<dyn CheckpointStore>>,
 }
 
 impl Engine {
@@ -63,12 +69,74 @@ impl Engine {
         EngineBuilder {
             tasks: Arc::new(NoTasks),
             options,
+            store: None,
         }
     }
 
-    /// Runs an execution to its end, on the current task.
-    pub async fn run(&self, machine: &Machine, input: Value) -> Outcome {
-        run_observed(machine, input, &self.options, &*self.tasks, &mut |_| {}).await
+    /// Runs an execution to its end, on the current task; with a store, durably.
+    pub async fn run(&self, machine: &Machine, input: Value) -> Result<Outcome, Error> {
+        self.drive(machine, input, None).await
+    }
+
+    async fn drive(
+        &self,
+        machine: &Machine,
+        input: Value,
+        observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
+    ) -> Result<Outcome, Error> {
+        match &self.store {
+            Some(store) => {
+                let persistence = Persistence {
+                    store: &**store,
+                    definition: machine.source(),
+                    launch: &Value::Null,
+                };
+                Ok(run_durable(
+                    machine,
+                    input,
+                    &self.options,
+                    &*self.tasks,
+                    persistence,
+                    observer,
+                )
+                .await?)
+            }
+            None => Ok(match observer {
+                Some(o) => run_observed(machine, input, &self.options, &*self.tasks, o).await,
+                None => run(machine, input, &self.options, &*self.tasks).await,
+            }),
+        }
+    }
+
+    /// Resumes every RUNNING execution in the store (after a crash), one after the other, with
+    /// this engine's task routes; returns their outcomes. Without a store there is nothing to
+    /// resume.
+    pub async fn resume_all(&self) -> Result<Vec<Outcome>, Error> {
+        let Some(store) = &self.store else {
+            return Ok(Vec::new());
+        };
+        let mut outcomes = Vec::new();
+        for record in store.list()?.into_iter().filter(|r| r.status == "RUNNING") {
+            let Some(stored) = store.load(&record.execution_arn)? else {
+                continue;
+            };
+            let validation = validate_str(&stored.definition, Options::default());
+            let machine = validation
+                .machine
+                .ok_or_else(|| Error::Definition(record.execution_arn.clone()))?;
+            outcomes.push(
+                resume(
+                    &machine,
+                    stored.checkpoint,
+                    &self.options,
+                    &*self.tasks,
+                    &**store,
+                    None,
+                )
+                .await?,
+            );
+        }
+        Ok(outcomes)
     }
 
     /// Starts an execution on the tokio runtime; the handle streams its events and awaits its
@@ -83,14 +151,7 @@ impl Engine {
                     let _ = sender.send(e.clone());
                 }
             };
-            run_observed(
-                &machine,
-                input,
-                &engine.options,
-                &*engine.tasks,
-                &mut observer,
-            )
-            .await
+            engine.drive(&machine, input, Some(&mut observer)).await
         });
         ExecutionHandle { events, outcome }
     }
@@ -127,11 +188,19 @@ impl EngineBuilder {
         self
     }
 
+    /// Keep every execution in `store`, checkpointed at each step that has an effect, so that
+    /// [`Engine::resume_all`] finishes them after a crash (default: nothing is kept).
+    pub fn store(mut self, store: impl CheckpointStore + 'static) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         Engine {
             tasks: self.tasks,
             options: self.options,
+            store: self.store,
         }
     }
 }
@@ -139,7 +208,22 @@ impl EngineBuilder {
 /// A running execution.
 pub struct ExecutionHandle {
     events: mpsc::UnboundedReceiver<Event>,
-    outcome: JoinHandle<Outcome>,
+    outcome: JoinHandle<Result<Outcome, Error>>,
+}
+
+/// Why the engine could not run or resume an execution. Engine faults, not workflow errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// A stored checkpoint does not fit its definition.
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
+    /// A stored definition no longer validates.
+    #[error("the stored definition of {0} is invalid")]
+    Definition(String),
 }
 
 impl ExecutionHandle {
@@ -148,11 +232,18 @@ impl ExecutionHandle {
         self.events.recv().await
     }
 
+    /// Abandons the execution in this process, as a crash would: it stops at its next step and
+    /// what it had checkpointed stays RUNNING, for [`Engine::resume_all`] to finish later.
+    /// (To end an execution for good, stop it: ABORTED.)
+    pub fn abandon(self) {
+        self.outcome.abort();
+    }
+
     /// Waits for the execution to end.
     ///
     /// # Panics
     /// If the execution's task panicked (a bug in Stepstone or in a task handler).
-    pub async fn outcome(self) -> Outcome {
+    pub async fn outcome(self) -> Result<Outcome, Error> {
         self.outcome
             .await
             .expect("the execution task does not panic")

@@ -28,7 +28,7 @@ pub use dispatch::{FnTasks, NoTasks, TaskDispatcher, TaskFuture};
 pub use driver::{
     Notice, Outcome, Persistence, ResumeError, RunOptions, resume, run, run_durable, run_observed,
 };
-pub use engine::{Engine, EngineBuilder, ExecutionHandle};
+pub use engine::{Engine, EngineBuilder, Error, ExecutionHandle};
 pub use failure::Failure;
 pub use interpreter::{
     Command, Execution, ExecutionInfo, Input, RunId, STATES_PER_CALL, Status, TaskRequest,

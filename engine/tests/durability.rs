@@ -364,3 +364,48 @@ async fn a_checkpoint_must_fit_its_definition() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_engine_with_a_store_resumes_what_a_crash_left() {
+    use stepstone_engine::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let def = flow();
+    let m = Arc::new(machine(&def));
+    let ledger = Ledger::default();
+    {
+        let engine = Engine::builder()
+            .store(SledStore::open(dir.path()).unwrap())
+            .tasks(handlers(ledger.clone(), Some("Describe")))
+            .virtual_time(true)
+            .build();
+        let mut handle = engine.start(m.clone(), json!({"stack": "orders"}));
+        // Crash once Describe was dispatched (its first attempt never answers).
+        while let Some(event) = handle.next_event().await {
+            if event.kind.type_name() == "TaskScheduled"
+                && ledger.lock().unwrap().iter().any(|(s, _)| s == "Describe")
+            {
+                break;
+            }
+        }
+        handle.abandon();
+        drop(engine);
+        // Give the runtime a moment to drop the aborted execution's task (and the store).
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let engine = Engine::builder()
+        .store(SledStore::open(dir.path()).unwrap())
+        .tasks(handlers(ledger.clone(), None))
+        .virtual_time(true)
+        .build();
+    let outcomes = engine.resume_all().await.unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert!(
+        matches!(outcomes[0].status, Status::Succeeded(_)),
+        "{:?}",
+        outcomes[0].status
+    );
+    assert!(
+        engine.resume_all().await.unwrap().is_empty(),
+        "nothing left to resume"
+    );
+}
