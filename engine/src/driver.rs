@@ -362,16 +362,22 @@ async fn drive_execution(
                 None => in_flight.join_next().await,
             };
             if let Some(done) = done {
-                let (run, result) = done.unwrap_or_else(|e| {
-                    (
-                        RunId::detached(),
-                        Err(Failure::new(
-                            "States.Runtime",
-                            format!("a task handler panicked: {e}"),
-                        )),
-                    )
-                });
-                commands = exec.on_input(Input::TaskDone { run, result }, clock.now());
+                // Group commit: every task that has finished by now is applied before the next
+                // checkpoint, so a burst of completions costs one write, not one each.
+                let mut done = Some(done);
+                while let Some(joined) = done {
+                    let (run, result) = joined.unwrap_or_else(|e| {
+                        (
+                            RunId::detached(),
+                            Err(Failure::new(
+                                "States.Runtime",
+                                format!("a task handler panicked: {e}"),
+                            )),
+                        )
+                    });
+                    commands.extend(exec.on_input(Input::TaskDone { run, result }, clock.now()));
+                    done = in_flight.try_join_next();
+                }
                 continue;
             }
         } else {

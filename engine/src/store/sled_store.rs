@@ -25,18 +25,27 @@ fn io(e: sled::Error) -> Error {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`. A store locked by another process is an error;
+    /// a lock being released (sled lets go of it from a background thread after its last
+    /// handle is dropped) is waited for, up to two seconds.
     pub fn open(dir: impl AsRef<Path>) -> Result<SledStore> {
         let dir = dir.as_ref();
-        let db = sled::open(dir).map_err(|e| match e {
-            sled::Error::Io(ref io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("lock") =>
-            {
-                Error::Locked(dir.display().to_string())
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            match sled::open(dir) {
+                Ok(db) => break db,
+                Err(sled::Error::Io(ref e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("lock") =>
+                {
+                    if std::time::Instant::now() >= give_up {
+                        return Err(Error::Locked(dir.display().to_string()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(other) => return Err(io(other)),
             }
-            other => io(other),
-        })?;
+        };
         if db.get("meta/format").map_err(io)?.is_none() {
             db.insert("meta/format", FORMAT_VERSION.to_string().as_bytes())
                 .map_err(io)?;
