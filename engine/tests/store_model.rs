@@ -8,7 +8,7 @@ use serde_json::json;
 use stepstone_engine::asl::timestamp::Timestamp;
 use stepstone_engine::asl::{Options, validate};
 use stepstone_engine::history::{Event, EventKind, HistoryMode};
-use stepstone_engine::store::{CheckpointStore, MemStore, SledStore};
+use stepstone_engine::store::{CheckpointStore, MemStore, RedbStore, SledStore};
 use stepstone_engine::{Checkpoint, Execution, ExecutionInfo, Limits};
 
 #[derive(Debug, Clone)]
@@ -186,6 +186,13 @@ proptest! {
         // A MemStore forgets on "reopen" only if recreated; keep one instance, as a process would.
         let store = std::sync::Arc::new(MemStore::new());
         check(ops, || Box::new(Shared(store.clone())))?;
+    }
+
+    #[test]
+    fn redb_store_matches_the_model(ops in ops()) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        check(ops, || Box::new(RedbStore::open(&path).unwrap()))?;
     }
 
     #[test]

@@ -9,9 +9,11 @@ use crate::history::Event;
 use crate::interpreter::Status;
 
 mod memory;
+mod redb_store;
 mod sled_store;
 
 pub use memory::MemStore;
+pub use redb_store::{REDB_FILE, RedbStore};
 pub use sled_store::SledStore;
 
 /// A store's failure. These are engine faults, never workflow errors: Catch does not see them.

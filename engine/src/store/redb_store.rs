@@ -1,0 +1,253 @@
+//! Executions on disk, in redb 4: the same keys as the sled store (see `sled_store.rs`), in one
+//! table of a single file, `<dir>/executions.redb`.
+//!
+//! A save is one write transaction, committed with redb's default durability: the commit is
+//! fsynced, so it survives a power cut, not only a killed process. That costs more per save
+//! than sled's flush.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+use serde_json::Value;
+
+use super::{CheckpointStore, Error, ExecutionRecord, Result, Stored, decode, encode};
+use crate::checkpoint::{Checkpoint, FORMAT_VERSION};
+use crate::history::Event;
+
+const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("stepstone");
+
+/// The file a redb store keeps in its directory.
+pub const REDB_FILE: &str = "executions.redb";
+
+/// A redb database in a directory. One process at a time: redb locks the file.
+pub struct RedbStore {
+    db: Database,
+}
+
+fn io(e: impl std::fmt::Display) -> Error {
+    Error::Io(e.to_string())
+}
+
+/// Creates the database file whole or not at all. redb writes a new file's header in several
+/// steps, so a process killed while creating `executions.redb` in place would leave a file no
+/// later open accepts ("magic number mismatch"; the crash suite found it). The database is made
+/// under a name of this process's own, then linked to its real name, which fails rather than
+/// replace a store another process created meanwhile.
+fn create_whole(dir: &Path, file: &Path) -> Result<()> {
+    let partial = dir.join(format!("{REDB_FILE}.{}.partial", std::process::id()));
+    let _ = std::fs::remove_file(&partial);
+    RedbStore {
+        db: Database::create(&partial).map_err(io)?,
+    }
+    .mark_format()?;
+    let linked = std::fs::hard_link(&partial, file);
+    let _ = std::fs::remove_file(&partial);
+    match linked {
+        Ok(()) => {
+            // The new name must itself survive a power cut.
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)
+        }
+        // Another process created the store first: use theirs.
+        Err(_) if file.exists() => Ok(()),
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Removes what processes killed in `create_whole` left. The store exists now, so any
+/// partial file is garbage.
+fn remove_partials(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(REDB_FILE) && name.ends_with(".partial") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<RedbStore> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let file: PathBuf = dir.join(REDB_FILE);
+        if !file.exists() {
+            create_whole(dir, &file)?;
+        }
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            match Database::create(&file) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                    if std::time::Instant::now() >= give_up {
+                        return Err(Error::Locked(dir.display().to_string()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(io(e)),
+            }
+        };
+        let store = RedbStore { db };
+        store.mark_format()?;
+        remove_partials(dir);
+        Ok(store)
+    }
+
+    /// Writes the format marker (a new store's first transaction).
+    fn mark_format(&self) -> Result<()> {
+        if self.get("meta/format")?.is_none() {
+            self.put(&[(
+                "meta/format".into(),
+                FORMAT_VERSION.to_string().into_bytes(),
+            )])?;
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = match txn.open_table(TABLE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        Ok(table.get(key).map_err(io)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Writes every pair in one durable transaction.
+    fn put(&self, pairs: &[(String, Vec<u8>)]) -> Result<()> {
+        let txn = self.db.begin_write().map_err(io)?;
+        {
+            let mut table = txn.open_table(TABLE).map_err(io)?;
+            for (k, v) in pairs {
+                table.insert(k.as_str(), v.as_slice()).map_err(io)?;
+            }
+        }
+        txn.commit().map_err(io)
+    }
+
+    /// Values of every key starting with `prefix`, in key order.
+    fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let table = match txn.open_table(TABLE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(io(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.range(prefix..).map_err(io)? {
+            let (k, v) = entry.map_err(io)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_owned(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn write(
+        &self,
+        first: Option<(&str, &Value)>,
+        checkpoint: &Checkpoint,
+        events: &[Event],
+    ) -> Result<()> {
+        let arn = &checkpoint.info.execution_arn;
+        let mut pairs = Vec::with_capacity(events.len() + 4);
+        if let Some((definition, launch)) = first {
+            pairs.push((format!("d/{arn}"), definition.as_bytes().to_vec()));
+            pairs.push((format!("l/{arn}"), encode(launch)?));
+        }
+        pairs.push((format!("c/{arn}"), encode(checkpoint)?));
+        pairs.push((
+            format!("e/{arn}"),
+            encode(&ExecutionRecord::of(checkpoint))?,
+        ));
+        for event in events {
+            pairs.push((format!("h/{arn}/{:020}", event.id), encode(event)?));
+        }
+        self.put(&pairs)
+    }
+}
+
+impl CheckpointStore for RedbStore {
+    fn create(
+        &self,
+        definition: &str,
+        launch: &Value,
+        checkpoint: &Checkpoint,
+        events: &[Event],
+    ) -> Result<()> {
+        self.write(Some((definition, launch)), checkpoint, events)
+    }
+
+    fn save(&self, checkpoint: &Checkpoint, events: &[Event]) -> Result<()> {
+        self.write(None, checkpoint, events)
+    }
+
+    fn load(&self, execution_arn: &str) -> Result<Option<Stored>> {
+        let Some(checkpoint) = self.get(&format!("c/{execution_arn}"))? else {
+            return Ok(None);
+        };
+        let corrupt = |reason: &str| Error::Corrupt {
+            key: execution_arn.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let definition = self
+            .get(&format!("d/{execution_arn}"))?
+            .ok_or_else(|| corrupt("a checkpoint without its definition"))?;
+        let definition = String::from_utf8(definition).map_err(|e| corrupt(&e.to_string()))?;
+        let launch = match self.get(&format!("l/{execution_arn}"))? {
+            Some(bytes) => decode(execution_arn, &bytes)?,
+            None => Value::Null,
+        };
+        Ok(Some(Stored {
+            definition,
+            launch,
+            checkpoint: decode(execution_arn, &checkpoint)?,
+        }))
+    }
+
+    fn events(&self, execution_arn: &str) -> Result<Vec<Event>> {
+        self.scan(&format!("h/{execution_arn}/"))?
+            .iter()
+            .map(|(k, v)| decode(k, v))
+            .collect()
+    }
+
+    fn list(&self) -> Result<Vec<ExecutionRecord>> {
+        self.scan("e/")?.iter().map(|(k, v)| decode(k, v)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_creation_killed_midway_leaves_no_broken_store() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a process killed inside `create_whole` leaves: a partial file, never the store.
+        let stale = dir.path().join(format!("{REDB_FILE}.4242.partial"));
+        std::fs::write(&stale, b"half a header").unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert!(store.list().unwrap().is_empty());
+        assert!(!stale.exists(), "stale partial files are removed");
+        drop(store);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [REDB_FILE]);
+        // Reopening finds the format marker written at creation.
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.get("meta/format").unwrap(),
+            Some(FORMAT_VERSION.to_string().into_bytes())
+        );
+    }
+}
