@@ -195,6 +195,19 @@ struct StoreArgs {
         value_name = "DIR"
     )]
     store: PathBuf,
+    /// The store's database: sled (the default for a new store) or redb (fsynced commits).
+    /// An existing store is opened with its own.
+    #[arg(long, value_enum)]
+    store_engine: Option<cli::StoreEngine>,
+}
+
+impl StoreArgs {
+    fn spec(self) -> cli::StoreSpec {
+        cli::StoreSpec {
+            dir: self.store,
+            engine: self.store_engine,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -218,17 +231,17 @@ fn main() -> ExitCode {
             json,
             quiet,
             store,
-        } => cli::executions::resume(&store.store, &executions, &tasks, json, quiet),
+        } => cli::executions::resume(&store.spec(), &executions, &tasks, json, quiet),
         Command::Executions {
             status,
             json,
             store,
-        } => cli::executions::list(&store.store, status.as_deref(), json),
+        } => cli::executions::list(&store.spec(), status.as_deref(), json),
         Command::Describe {
             execution,
             json,
             store,
-        } => cli::executions::describe(&store.store, &execution, json),
+        } => cli::executions::describe(&store.spec(), &execution, json),
         Command::Stop {
             execution,
             error,
@@ -236,7 +249,7 @@ fn main() -> ExitCode {
             json,
             store,
         } => cli::executions::stop(
-            &store.store,
+            &store.spec(),
             &execution,
             error.as_deref(),
             cause.as_deref(),
@@ -246,7 +259,7 @@ fn main() -> ExitCode {
             execution,
             json,
             store,
-        } => cli::executions::history(&store.store, &execution, json),
+        } => cli::executions::history(&store.spec(), &execution, json),
         Command::Run {
             definition,
             input,
@@ -262,7 +275,7 @@ fn main() -> ExitCode {
             ephemeral,
             store,
         } => cli::run::run(cli::run::RunArgs {
-            store: (!ephemeral).then_some(store.store),
+            store: (!ephemeral).then(|| store.spec()),
             definition,
             input,
             input_file,

@@ -96,7 +96,7 @@ struct Finished {
 
 /// Runs the scenario in `dir`, killing it after each of `kill_after_ms` (then resuming);
 /// returns the end state and how many kills landed on a live process.
-fn scenario(dir: &Path, kill_after_ms: &[u64]) -> (Finished, usize) {
+fn scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Finished, usize) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
     let def = dir.join("deploy.asl.json");
@@ -124,9 +124,15 @@ fn scenario(dir: &Path, kill_after_ms: &[u64]) -> (Finished, usize) {
         } else {
             cmd.arg("resume");
         }
-        cmd.args(["--store", &store.display().to_string(), "--json", "--quiet"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "--store",
+            &store.display().to_string(),
+            "--store-engine",
+            engine,
+        ])
+        .args(["--json", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         match delays.next() {
             Some(ms) => {
@@ -150,6 +156,12 @@ fn scenario(dir: &Path, kill_after_ms: &[u64]) -> (Finished, usize) {
                 }
                 let out = child.wait_with_output().unwrap();
                 let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                assert!(
+                    out.status.success() || out.status.code() == Some(1),
+                    "{:?} (first: {first})\n{text}\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 if text.trim().is_empty() {
                     // Resume found nothing to do because the previous one had already finished.
                     break None;
@@ -165,7 +177,10 @@ fn scenario(dir: &Path, kill_after_ms: &[u64]) -> (Finished, usize) {
                     String::from_utf8_lossy(&out.stdout),
                     String::from_utf8_lossy(&out.stderr)
                 );
-                break Some(String::from_utf8_lossy(&out.stdout).into_owned());
+                // Empty when the previous invocation finished the execution but was killed
+                // before it exited: resume then has nothing left to do.
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                break (!text.trim().is_empty()).then_some(text);
             }
         }
     };
@@ -182,7 +197,8 @@ fn scenario(dir: &Path, kill_after_ms: &[u64]) -> (Finished, usize) {
     let described: Value = serde_json::from_slice(&describe.stdout)
         .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&describe.stderr)));
     if let Some(text) = finished_output {
-        let v: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let v: Value = serde_json::from_str(text.lines().next().unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {text:?}"));
         assert_eq!(v["status"], "SUCCEEDED", "{text}");
     }
     assert_eq!(described["status"], "SUCCEEDED", "{described}");
@@ -196,7 +212,8 @@ fn scenario(dir: &Path, kill_after_ms: &[u64]) -> (Finished, usize) {
         ])
         .output()
         .unwrap();
-    let history: Value = serde_json::from_slice(&history.stdout).unwrap();
+    let history: Value = serde_json::from_slice(&history.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&history.stderr)));
     let finished = Finished {
         output: described["output"].clone(),
         history: history["events"].as_array().unwrap().clone(),
@@ -218,6 +235,11 @@ fn execution_exists(store: &Path) -> bool {
         ])
         .output()
         .unwrap();
+    assert!(
+        out.status.success(),
+        "stepstone executions: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice::<Value>(&out.stdout)
         .is_ok_and(|v| v["executions"].as_array().is_some_and(|e| !e.is_empty()))
 }
@@ -251,7 +273,17 @@ fn ledger_tokens(ledger: &str) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 #[test]
-fn killed_at_random_moments_the_execution_still_ends_as_if_uninterrupted() {
+fn killed_at_random_moments_sled() {
+    crash_suite("sled");
+}
+
+#[test]
+fn killed_at_random_moments_redb() {
+    crash_suite("redb");
+}
+
+/// Kills and resumes scenarios on `engine` until enough kills have landed.
+fn crash_suite(engine: &str) {
     let seed: u64 = std::env::var("STEPSTONE_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -260,10 +292,11 @@ fn killed_at_random_moments_the_execution_still_ends_as_if_uninterrupted() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
+    // One root per engine: the two suites run concurrently in one test process.
     let root: PathBuf =
-        std::env::temp_dir().join(format!("stepstone-crash-{}", std::process::id()));
+        std::env::temp_dir().join(format!("stepstone-crash-{engine}-{}", std::process::id()));
 
-    let (reference, _) = scenario(&root.join("reference"), &[]);
+    let (reference, _) = scenario(&root.join(format!("{engine}-reference")), &[], engine);
     let reference_shape = shape(&reference.history);
     assert_eq!(
         reference_shape
@@ -277,7 +310,7 @@ fn killed_at_random_moments_the_execution_still_ends_as_if_uninterrupted() {
     assert_eq!(reference_tokens["Flaky"].len(), 2);
     // How long an uninterrupted run takes bounds the kill delays.
     let started = Instant::now();
-    let _ = scenario(&root.join("timing"), &[]);
+    let _ = scenario(&root.join(format!("{engine}-timing")), &[], engine);
     let span_ms = (started.elapsed().as_millis() as u64).max(20);
 
     let mut rng = Rng(seed);
@@ -289,10 +322,11 @@ fn killed_at_random_moments_the_execution_still_ends_as_if_uninterrupted() {
         let delays: Vec<u64> = (0..12)
             .map(|_| 3 + rng.next() % (span_ms / 2 + 1))
             .collect();
-        let dir = root.join(format!("run-{scenarios}"));
-        let (end, kills) = scenario(&dir, &delays);
+        let dir = root.join(format!("{engine}-run-{scenarios}"));
+        let (end, kills) = scenario(&dir, &delays, engine);
         total_kills += kills;
-        let context = format!("seed {seed}, scenario {scenarios}, kill delays {delays:?} ms");
+        let context =
+            format!("{engine}, seed {seed}, scenario {scenarios}, kill delays {delays:?} ms");
         assert_eq!(end.output, reference.output, "output differs ({context})");
         assert_eq!(
             shape(&end.history),
@@ -318,6 +352,8 @@ fn killed_at_random_moments_the_execution_still_ends_as_if_uninterrupted() {
             "kills never land: the scenario is too fast to interrupt"
         );
     }
-    eprintln!("crash suite: {total_kills} kills over {scenarios} scenarios, seed {seed}");
+    eprintln!(
+        "crash suite ({engine}): {total_kills} kills over {scenarios} scenarios, seed {seed}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -1,20 +1,20 @@
 //! `stepstone resume`, `executions`, `describe`, `history`: the executions in a store.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use stepstone::asl::timestamp::Timestamp;
-use stepstone::engine::store::{CheckpointStore, ExecutionRecord, SledStore};
+use stepstone::engine::store::{CheckpointStore, ExecutionRecord};
 use stepstone::engine::{
     Execution, Limits, Notice, RunOptions, Status, resume as resume_execution,
 };
 
-use super::run::{Progress, compile, exit_code, open_store, report, router, runtime};
+use super::StoreSpec;
+use super::run::{Progress, compile, exit_code, report, router, runtime};
 
 /// Finds an execution by ARN or by name.
-fn find(store: &SledStore, execution: &str) -> Result<ExecutionRecord, String> {
+fn find(store: &dyn CheckpointStore, execution: &str) -> Result<ExecutionRecord, String> {
     let records = store.list().map_err(|e| e.to_string())?;
     let mut matching = records
         .into_iter()
@@ -33,13 +33,17 @@ fn find(store: &SledStore, execution: &str) -> Result<ExecutionRecord, String> {
 /// `stepstone resume [EXECUTION...]`: finishes RUNNING executions (all of them by default),
 /// with the task routes and clock they were started with, plus any `--task` given now.
 pub(crate) fn resume(
-    dir: &Path,
+    dir: &StoreSpec,
     executions: &[String],
     extra_tasks: &[String],
     as_json: bool,
     quiet: bool,
 ) -> Result<ExitCode, String> {
-    let store = open_store(dir)?;
+    if executions.is_empty() && !dir.exists() {
+        // Nothing was ever started here, so nothing is left to finish.
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = dir.open_existing()?;
     let records: Vec<ExecutionRecord> = if executions.is_empty() {
         store
             .list()
@@ -50,7 +54,7 @@ pub(crate) fn resume(
     } else {
         executions
             .iter()
-            .map(|e| find(&store, e))
+            .map(|e| find(&*store, e))
             .collect::<Result<_, _>>()?
     };
     if records.is_empty() {
@@ -100,7 +104,7 @@ pub(crate) fn resume(
                 stored.checkpoint,
                 &options,
                 &router,
-                &store,
+                &*store,
                 observer,
             ))
             .map_err(|e| format!("cannot resume {}: {e}", record.execution_arn))?;
@@ -121,9 +125,16 @@ fn state_machine_arn(record: &ExecutionRecord) -> String {
 }
 
 /// `stepstone executions [--status S]`: ListExecutions.
-pub(crate) fn list(dir: &Path, status: Option<&str>, as_json: bool) -> Result<ExitCode, String> {
-    let store = open_store(dir)?;
-    let mut records = store.list().map_err(|e| e.to_string())?;
+pub(crate) fn list(
+    dir: &StoreSpec,
+    status: Option<&str>,
+    as_json: bool,
+) -> Result<ExitCode, String> {
+    let mut records = if dir.exists() {
+        dir.open()?.list().map_err(|e| e.to_string())?
+    } else {
+        Vec::new()
+    };
     records.retain(|r| status.is_none_or(|s| r.status.eq_ignore_ascii_case(s)));
     records.sort_by_key(|r| std::cmp::Reverse(r.start_date));
     if as_json {
@@ -153,9 +164,13 @@ pub(crate) fn list(dir: &Path, status: Option<&str>, as_json: bool) -> Result<Ex
 }
 
 /// `stepstone describe EXECUTION`: DescribeExecution.
-pub(crate) fn describe(dir: &Path, execution: &str, as_json: bool) -> Result<ExitCode, String> {
-    let store = open_store(dir)?;
-    let record = find(&store, execution)?;
+pub(crate) fn describe(
+    dir: &StoreSpec,
+    execution: &str,
+    as_json: bool,
+) -> Result<ExitCode, String> {
+    let store = dir.open_existing()?;
+    let record = find(&*store, execution)?;
     let stored = store
         .load(&record.execution_arn)
         .map_err(|e| e.to_string())?
@@ -190,9 +205,9 @@ pub(crate) fn describe(dir: &Path, execution: &str, as_json: bool) -> Result<Exi
 }
 
 /// `stepstone history EXECUTION`: GetExecutionHistory.
-pub(crate) fn history(dir: &Path, execution: &str, as_json: bool) -> Result<ExitCode, String> {
-    let store = open_store(dir)?;
-    let record = find(&store, execution)?;
+pub(crate) fn history(dir: &StoreSpec, execution: &str, as_json: bool) -> Result<ExitCode, String> {
+    let store = dir.open_existing()?;
+    let record = find(&*store, execution)?;
     let events = store
         .events(&record.execution_arn)
         .map_err(|e| e.to_string())?;
@@ -210,14 +225,14 @@ pub(crate) fn history(dir: &Path, execution: &str, as_json: bool) -> Result<Exit
 /// `stepstone stop EXECUTION [--error E --cause C]`: StopExecution. The execution becomes
 /// ABORTED with an ExecutionAborted event; its in-flight tasks are abandoned.
 pub(crate) fn stop(
-    dir: &Path,
+    dir: &StoreSpec,
     execution: &str,
     error: Option<&str>,
     cause: Option<&str>,
     as_json: bool,
 ) -> Result<ExitCode, String> {
-    let store = open_store(dir)?;
-    let record = find(&store, execution)?;
+    let store = dir.open_existing()?;
+    let record = find(&*store, execution)?;
     if record.status != "RUNNING" {
         return Err(format!(
             "{} is already {}",

@@ -1,7 +1,9 @@
 //! The subcommands. Each returns the process exit code, or an error that means exit 2.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use stepstone::engine::store::{CheckpointStore, REDB_FILE, RedbStore, SledStore};
 
 pub(crate) mod executions;
 pub(crate) mod graph;
@@ -18,4 +20,85 @@ pub(crate) fn read_definition(file: &Path) -> Result<String, String> {
         return Ok(text);
     }
     std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))
+}
+
+/// The database a store directory holds.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StoreEngine {
+    /// sled 0.34: fast flushes (survive a killed process, not necessarily a power cut).
+    Sled,
+    /// redb 4: fsynced commits (survive a power cut), slower per checkpoint.
+    Redb,
+}
+
+/// Where executions are kept: a directory, and its engine when given.
+pub(crate) struct StoreSpec {
+    pub(crate) dir: PathBuf,
+    pub(crate) engine: Option<StoreEngine>,
+}
+
+impl StoreSpec {
+    pub(crate) fn display(&self) -> std::path::Display<'_> {
+        self.dir.display()
+    }
+
+    /// Whether the directory holds a store of either engine.
+    pub(crate) fn exists(&self) -> bool {
+        self.dir.join(REDB_FILE).exists() || self.dir.join("conf").exists()
+    }
+
+    /// Opens a store that must already exist: reading commands never create one (an empty
+    /// sled store made by `executions` would later refuse `run --store-engine redb`).
+    pub(crate) fn open_existing(&self) -> Result<Box<dyn CheckpointStore>, String> {
+        if !self.exists() {
+            return Err(format!(
+                "no execution store in {} (executions are stored there by `stepstone run`)",
+                self.dir.display()
+            ));
+        }
+        self.open()
+    }
+
+    /// Opens the store (creating the directory, owner-only, when needed). Without an explicit
+    /// engine, an existing store's own engine is used, sled for a new one.
+    pub(crate) fn open(&self) -> Result<Box<dyn CheckpointStore>, String> {
+        let dir = &self.dir;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create the store {}: {e}", dir.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+            }
+        }
+        let is_redb = dir.join(REDB_FILE).exists();
+        let is_sled = dir.join("conf").exists();
+        let engine = match (self.engine, is_redb, is_sled) {
+            (Some(StoreEngine::Sled), true, _) => {
+                return Err(format!(
+                    "{} holds a redb store (--store-engine redb)",
+                    dir.display()
+                ));
+            }
+            (Some(StoreEngine::Redb), _, true) => {
+                return Err(format!(
+                    "{} holds a sled store (--store-engine sled)",
+                    dir.display()
+                ));
+            }
+            (Some(e), _, _) => e,
+            (None, true, _) => StoreEngine::Redb,
+            (None, _, _) => StoreEngine::Sled,
+        };
+        let opened: Result<Box<dyn CheckpointStore>, _> = match engine {
+            StoreEngine::Sled => {
+                SledStore::open(dir).map(|s| Box::new(s) as Box<dyn CheckpointStore>)
+            }
+            StoreEngine::Redb => {
+                RedbStore::open(dir).map(|s| Box::new(s) as Box<dyn CheckpointStore>)
+            }
+        };
+        opened.map_err(|e| format!("cannot open the store {}: {e}", dir.display()))
+    }
 }

@@ -8,7 +8,6 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use stepstone::asl::{Machine, Options, validate_str};
 use stepstone::engine::history::EventKind;
-use stepstone::engine::store::SledStore;
 use stepstone::engine::{
     Limits, Notice, Outcome, Persistence, RunOptions, Status, TimerReason, run_durable,
     run_observed,
@@ -29,7 +28,7 @@ pub(crate) struct RunArgs {
     pub(crate) name: Option<String>,
     pub(crate) quiet: bool,
     /// `None` with `--ephemeral`.
-    pub(crate) store: Option<PathBuf>,
+    pub(crate) store: Option<super::StoreSpec>,
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
@@ -64,10 +63,10 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
     let mut progress = Progress::new(!args.quiet, args.virtual_time);
     let started = Instant::now();
     let outcome = match &args.store {
-        Some(dir) => {
+        Some(spec) => {
             // A durable run keeps its whole history, in the store: `stepstone history` reads it.
             options.record_history = true;
-            let store = open_store(dir)?;
+            let store = spec.open()?;
             let launch = json!({"tasks": args.tasks, "virtual_time": args.virtual_time, "history_limit": args.history_limit});
             let observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)> = if args.quiet {
                 None
@@ -81,7 +80,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
                     &options,
                     &router,
                     Persistence {
-                        store: &store,
+                        store: &*store,
                         definition: &text,
                         launch: &launch,
                     },
@@ -142,20 +141,6 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))
-}
-
-/// Opens the store directory, creating it (owner-only) when needed.
-pub(crate) fn open_store(dir: &Path) -> Result<SledStore, String> {
-    if !dir.exists() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create the store {}: {e}", dir.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        }
-    }
-    SledStore::open(dir).map_err(|e| format!("cannot open the store {}: {e}", dir.display()))
 }
 
 /// Prints the result (and the history, if asked).
