@@ -1,5 +1,5 @@
 //! Durable mode: the four workloads of `../shared/bench/` with every checkpoint written to a
-//! sled store (flushed), against the same runs in memory; and a Map of task completions, each
+//! sled store (flushed) and to a redb store (fsynced), against the same runs in memory; and a Map of task completions, each
 //! of which is a checkpoint.
 
 use std::path::PathBuf;
@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use stepstone::asl::{Machine, Options, validate};
-use stepstone::engine::store::SledStore;
+use stepstone::engine::store::{CheckpointStore, RedbStore, SledStore};
 use stepstone::engine::{
-    FnTasks, Limits, NoTasks, Persistence, RunOptions, Status, TaskRequest, run, run_durable,
+    FnTasks, Limits, NoTasks, Persistence, RunOptions, Status, TaskDispatcher, TaskRequest, run,
+    run_durable,
 };
 
 fn load(name: &str) -> (Machine, Value, u64) {
@@ -28,52 +29,72 @@ fn load(name: &str) -> (Machine, Value, u64) {
     (machine, read(format!("{name}.input.json")), entries)
 }
 
+/// One durable execution on `store`, named uniquely so each iteration creates a new one.
+fn run_stored(
+    runtime: &tokio::runtime::Runtime,
+    store: &dyn CheckpointStore,
+    machine: &Machine,
+    input: &Value,
+    options: &RunOptions,
+    tasks: &dyn TaskDispatcher,
+    name: String,
+) {
+    let mut o = options.clone();
+    o.name = Some(name);
+    let persistence = Persistence {
+        store,
+        definition: machine.source(),
+        launch: &Value::Null,
+    };
+    let out = runtime
+        .block_on(run_durable(
+            machine,
+            input.clone(),
+            &o,
+            tasks,
+            persistence,
+            None,
+        ))
+        .unwrap();
+    assert!(matches!(out.status, Status::Succeeded(_)));
+}
+
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+    let sled_dir = tempfile::tempdir().unwrap();
+    let redb_dir = tempfile::tempdir().unwrap();
+    let stores: [(&str, Box<dyn CheckpointStore>); 2] = [
+        ("sled", Box::new(SledStore::open(sled_dir.path()).unwrap())),
+        ("redb", Box::new(RedbStore::open(redb_dir.path()).unwrap())),
+    ];
     let mut options = RunOptions::default();
     options.virtual_time = true;
     options.limits = Limits::default().with_max_history_events(None);
     let mut group = c.benchmark_group("durable");
     group.sample_size(20);
+    let mut n = 0u64;
     for name in ["loop", "map", "parallel", "dataflow"] {
         let (machine, input, entries) = load(name);
         group.throughput(Throughput::Elements(entries));
         group.bench_function(format!("{name}/memory"), |b| {
             b.iter(|| runtime.block_on(run(&machine, input.clone(), &options, &NoTasks)))
         });
-        let mut n = 0u64;
-        let text = machine.source().to_owned();
-        group.bench_function(format!("{name}/sled"), |b| {
-            b.iter(|| {
-                n += 1;
-                let mut o = options.clone();
-                o.name = Some(format!("{name}-{n}"));
-                let persistence = Persistence {
-                    store: &store,
-                    definition: &text,
-                    launch: &Value::Null,
-                };
-                let out = runtime
-                    .block_on(run_durable(
-                        &machine,
-                        input.clone(),
-                        &o,
-                        &NoTasks,
-                        persistence,
-                        None,
-                    ))
-                    .unwrap();
-                assert!(matches!(out.status, Status::Succeeded(_)));
-            })
-        });
+        for (engine, store) in &stores {
+            group.bench_function(format!("{name}/{engine}"), |b| {
+                b.iter(|| {
+                    n += 1;
+                    let id = format!("{name}-{n}");
+                    run_stored(&runtime, &**store, &machine, &input, &options, &NoTasks, id)
+                })
+            });
+        }
     }
-    // Task completions: each one is a checkpoint (flushed) before the next dispatch.
-    let completions = 1_000u64;
+    // Task completions: each one is a checkpoint before the next dispatch (completions that
+    // arrive together share one).
+    let completions = 10_000u64;
     let machine = validate(
         &json!({"StartAt": "M", "States": {"M": {"Type": "Map", "MaxConcurrency": 40, "ItemProcessor": {"StartAt": "T", "States": {
             "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": true}}}, "End": true}}}),
@@ -84,30 +105,15 @@ fn bench(c: &mut Criterion) {
     let input = Value::Array((0..completions).map(Value::from).collect());
     let tasks = FnTasks(|req: TaskRequest| async move { Ok(req.input) });
     group.throughput(Throughput::Elements(completions));
-    let text = machine.source().to_owned();
-    let mut n = 0u64;
-    group.bench_function("task-completions/sled", |b| {
-        b.iter(|| {
-            n += 1;
-            let mut o = options.clone();
-            o.name = Some(format!("tasks-{n}"));
-            let persistence = Persistence {
-                store: &store,
-                definition: &text,
-                launch: &Value::Null,
-            };
-            runtime
-                .block_on(run_durable(
-                    &machine,
-                    input.clone(),
-                    &o,
-                    &tasks,
-                    persistence,
-                    None,
-                ))
-                .unwrap()
-        })
-    });
+    for (engine, store) in &stores {
+        group.bench_function(format!("task-completions/{engine}"), |b| {
+            b.iter(|| {
+                n += 1;
+                let id = format!("tasks-{n}");
+                run_stored(&runtime, &**store, &machine, &input, &options, &tasks, id)
+            })
+        });
+    }
     group.bench_function("task-completions/memory", |b| {
         b.iter(|| runtime.block_on(run(&machine, input.clone(), &options, &tasks)))
     });
