@@ -158,6 +158,9 @@ fn history_mode(options: &RunOptions, observed: bool) -> HistoryMode {
     }
 }
 
+/// How often a long stretch of pure states (no task, no timer) is checkpointed.
+const PURE_PROGRESS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Where checkpoints go, if anywhere.
 #[derive(Clone, Copy)]
 struct Durable<'a> {
@@ -293,11 +296,20 @@ async fn drive_execution(
     let mut first = true;
     // Events already in the store (a resumed execution's earlier events are there, not here).
     let mut saved = exec.history().events().len();
+    let mut last_save = std::time::Instant::now();
     loop {
         if let (Some(store), false) = (durable.store, first) {
-            // Every interpreter call ends here: its commands become durable before they run.
-            store.save(&exec.checkpoint(), &exec.history().events()[saved..])?;
-            saved = exec.history().events().len();
+            // Every interpreter call ends here: its commands become durable before they run,
+            // and so does every task result. A call that only used up its step budget on pure
+            // states has no effect to protect: those states would recompute identically, so
+            // such progress is saved only now and then, to bound the work a crash repeats.
+            let pure_progress =
+                commands.is_empty() && exec.has_ready_runs() && *exec.status() == Status::Running;
+            if !pure_progress || last_save.elapsed() >= PURE_PROGRESS_SAVE_INTERVAL {
+                store.save(&exec.checkpoint(), &exec.history().events()[saved..])?;
+                saved = exec.history().events().len();
+                last_save = std::time::Instant::now();
+            }
         }
         first = false;
         forward_events(&mut exec, &mut seen, &mut notify);
