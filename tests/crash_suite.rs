@@ -184,27 +184,27 @@ fn scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Finished, usize
             }
         }
     };
-    let describe = stepstone()
-        .args([
-            "describe",
-            "crash",
-            "--store",
-            &store.display().to_string(),
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let described: Value = serde_json::from_slice(&describe.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&describe.stderr)));
+    let described = query(&store, "describe");
     if let Some(text) = finished_output {
         let v: Value = serde_json::from_str(text.lines().next().unwrap())
             .unwrap_or_else(|e| panic!("{e}: {text:?}"));
         assert_eq!(v["status"], "SUCCEEDED", "{text}");
     }
     assert_eq!(described["status"], "SUCCEEDED", "{described}");
-    let history = stepstone()
+    let history = query(&store, "history");
+    let finished = Finished {
+        output: described["output"].clone(),
+        history: history["events"].as_array().unwrap().clone(),
+        ledger: std::fs::read_to_string(dir.join("ledger")).unwrap_or_default(),
+    };
+    (finished, kills)
+}
+
+/// `stepstone <command> crash --json` on the store, parsed.
+fn query(store: &Path, command: &str) -> Value {
+    let out = stepstone()
         .args([
-            "history",
+            command,
             "crash",
             "--store",
             &store.display().to_string(),
@@ -212,14 +212,8 @@ fn scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Finished, usize
         ])
         .output()
         .unwrap();
-    let history: Value = serde_json::from_slice(&history.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&history.stderr)));
-    let finished = Finished {
-        output: described["output"].clone(),
-        history: history["events"].as_array().unwrap().clone(),
-        ledger: std::fs::read_to_string(dir.join("ledger")).unwrap_or_default(),
-    };
-    (finished, kills)
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{command}: {e}: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
 fn execution_exists(store: &Path) -> bool {

@@ -1,4 +1,5 @@
-//! Where checkpoints live: a small trait, an in-memory store for tests, and sled on disk.
+//! Where checkpoints live: a small trait, an in-memory store for tests, and sled and redb on
+//! disk (one key layout, `keyed.rs`, over both).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -8,6 +9,7 @@ use crate::checkpoint::Checkpoint;
 use crate::history::Event;
 use crate::interpreter::Status;
 
+mod keyed;
 mod memory;
 mod redb_store;
 mod sled_store;

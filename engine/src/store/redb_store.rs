@@ -1,5 +1,5 @@
-//! Executions on disk, in redb 4: the same keys as the sled store (see `sled_store.rs`), in one
-//! table of a single file, `<dir>/executions.redb`.
+//! Executions on disk, in redb 4: the shared key layout (`keyed.rs`) in one table of a single
+//! file, `<dir>/executions.redb`.
 //!
 //! A save is one write transaction, committed with redb's default durability: the commit is
 //! fsynced, so it survives a power cut, not only a killed process. That costs more per save
@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, TableDefinition};
 use serde_json::Value;
 
-use super::{CheckpointStore, Error, ExecutionRecord, Result, Stored, decode, encode};
-use crate::checkpoint::{Checkpoint, FORMAT_VERSION};
+use super::keyed::{self, KeyValue};
+use super::{CheckpointStore, Error, ExecutionRecord, Result, Stored};
+use crate::checkpoint::Checkpoint;
 use crate::history::Event;
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("stepstone");
@@ -36,10 +37,9 @@ fn io(e: impl std::fmt::Display) -> Error {
 fn create_whole(dir: &Path, file: &Path) -> Result<()> {
     let partial = dir.join(format!("{REDB_FILE}.{}.partial", std::process::id()));
     let _ = std::fs::remove_file(&partial);
-    RedbStore {
+    keyed::mark_format(&RedbStore {
         db: Database::create(&partial).map_err(io)?,
-    }
-    .mark_format()?;
+    })?;
     let linked = std::fs::hard_link(&partial, file);
     let _ = std::fs::remove_file(&partial);
     match linked {
@@ -93,22 +93,13 @@ impl RedbStore {
             }
         };
         let store = RedbStore { db };
-        store.mark_format()?;
+        keyed::mark_format(&store)?;
         remove_partials(dir);
         Ok(store)
     }
+}
 
-    /// Writes the format marker (a new store's first transaction).
-    fn mark_format(&self) -> Result<()> {
-        if self.get("meta/format")?.is_none() {
-            self.put(&[(
-                "meta/format".into(),
-                FORMAT_VERSION.to_string().into_bytes(),
-            )])?;
-        }
-        Ok(())
-    }
-
+impl KeyValue for RedbStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let txn = self.db.begin_read().map_err(io)?;
         let table = match txn.open_table(TABLE) {
@@ -119,19 +110,18 @@ impl RedbStore {
         Ok(table.get(key).map_err(io)?.map(|v| v.value().to_vec()))
     }
 
-    /// Writes every pair in one durable transaction.
-    fn put(&self, pairs: &[(String, Vec<u8>)]) -> Result<()> {
+    /// One write transaction, committed with redb's default durability (fsynced).
+    fn put(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<()> {
         let txn = self.db.begin_write().map_err(io)?;
         {
             let mut table = txn.open_table(TABLE).map_err(io)?;
-            for (k, v) in pairs {
+            for (k, v) in &pairs {
                 table.insert(k.as_str(), v.as_slice()).map_err(io)?;
             }
         }
         txn.commit().map_err(io)
     }
 
-    /// Values of every key starting with `prefix`, in key order.
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let txn = self.db.begin_read().map_err(io)?;
         let table = match txn.open_table(TABLE) {
@@ -149,29 +139,6 @@ impl RedbStore {
         }
         Ok(out)
     }
-
-    fn write(
-        &self,
-        first: Option<(&str, &Value)>,
-        checkpoint: &Checkpoint,
-        events: &[Event],
-    ) -> Result<()> {
-        let arn = &checkpoint.info.execution_arn;
-        let mut pairs = Vec::with_capacity(events.len() + 4);
-        if let Some((definition, launch)) = first {
-            pairs.push((format!("d/{arn}"), definition.as_bytes().to_vec()));
-            pairs.push((format!("l/{arn}"), encode(launch)?));
-        }
-        pairs.push((format!("c/{arn}"), encode(checkpoint)?));
-        pairs.push((
-            format!("e/{arn}"),
-            encode(&ExecutionRecord::of(checkpoint))?,
-        ));
-        for event in events {
-            pairs.push((format!("h/{arn}/{:020}", event.id), encode(event)?));
-        }
-        self.put(&pairs)
-    }
 }
 
 impl CheckpointStore for RedbStore {
@@ -182,45 +149,23 @@ impl CheckpointStore for RedbStore {
         checkpoint: &Checkpoint,
         events: &[Event],
     ) -> Result<()> {
-        self.write(Some((definition, launch)), checkpoint, events)
+        keyed::write(self, Some((definition, launch)), checkpoint, events)
     }
 
     fn save(&self, checkpoint: &Checkpoint, events: &[Event]) -> Result<()> {
-        self.write(None, checkpoint, events)
+        keyed::write(self, None, checkpoint, events)
     }
 
     fn load(&self, execution_arn: &str) -> Result<Option<Stored>> {
-        let Some(checkpoint) = self.get(&format!("c/{execution_arn}"))? else {
-            return Ok(None);
-        };
-        let corrupt = |reason: &str| Error::Corrupt {
-            key: execution_arn.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let definition = self
-            .get(&format!("d/{execution_arn}"))?
-            .ok_or_else(|| corrupt("a checkpoint without its definition"))?;
-        let definition = String::from_utf8(definition).map_err(|e| corrupt(&e.to_string()))?;
-        let launch = match self.get(&format!("l/{execution_arn}"))? {
-            Some(bytes) => decode(execution_arn, &bytes)?,
-            None => Value::Null,
-        };
-        Ok(Some(Stored {
-            definition,
-            launch,
-            checkpoint: decode(execution_arn, &checkpoint)?,
-        }))
+        keyed::load(self, execution_arn)
     }
 
     fn events(&self, execution_arn: &str) -> Result<Vec<Event>> {
-        self.scan(&format!("h/{execution_arn}/"))?
-            .iter()
-            .map(|(k, v)| decode(k, v))
-            .collect()
+        keyed::events(self, execution_arn)
     }
 
     fn list(&self) -> Result<Vec<ExecutionRecord>> {
-        self.scan("e/")?.iter().map(|(k, v)| decode(k, v)).collect()
+        keyed::list(self)
     }
 }
 
@@ -246,8 +191,8 @@ mod tests {
         // Reopening finds the format marker written at creation.
         let store = RedbStore::open(dir.path()).unwrap();
         assert_eq!(
-            store.get("meta/format").unwrap(),
-            Some(FORMAT_VERSION.to_string().into_bytes())
+            KeyValue::get(&store, "meta/format").unwrap(),
+            Some(crate::checkpoint::FORMAT_VERSION.to_string().into_bytes())
         );
     }
 }
