@@ -7,7 +7,10 @@
 //! - the same history: the same events in the same order, ids from 1 without gaps (timestamps
 //!   aside);
 //! - every task attempt carries a stable token: the ledger's tokens are exactly the attempts
-//!   the final history scheduled, and a delivery repeated after a crash reuses its token.
+//!   the final history scheduled, and a delivery repeated after a crash reuses its token;
+//! - no attempt runs again once its completion is durable: after each kill, the tokens of the
+//!   successes the store holds (handlers answer with their token) must not appear among the
+//!   deliveries that follow.
 //!
 //! `STEPSTONE_CRASH_SEED` picks the seed (printed on failure) and `STEPSTONE_CRASH_KILLS` the
 //! number of kills (default 200).
@@ -21,7 +24,7 @@ use serde_json::{Value, json};
 
 fn definition() -> Value {
     let task = |next: Option<&str>| {
-        let mut t = json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"step.$": "$$.State.Name", "in.$": "$"}, "ResultSelector": {"ok.$": "$.step"}});
+        let mut t = json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"step.$": "$$.State.Name", "in.$": "$"}, "ResultSelector": {"ok.$": "$.in.step"}});
         match next {
             Some(n) => t["Next"] = json!(n),
             None => t["End"] = json!(true),
@@ -55,7 +58,8 @@ fn definition() -> Value {
     }})
 }
 
-/// The handler: logs `state token attempt`, fails the first attempt of Flaky, echoes its input.
+/// The handler: logs `state token attempt`, fails the first attempt of Flaky, answers
+/// `{"token": <its token>, "in": <its input>}` (so the history shows which attempts completed).
 fn handler(dir: &Path) -> String {
     let script = dir.join("handler.sh");
     std::fs::write(
@@ -63,7 +67,7 @@ fn handler(dir: &Path) -> String {
         format!(
             "#!/bin/sh\necho \"$STEPSTONE_STATE_NAME $STEPSTONE_IDEMPOTENCY_TOKEN $STEPSTONE_ATTEMPT\" >> {ledger}\n\
              if [ \"$STEPSTONE_STATE_NAME\" = Flaky ] && [ \"$STEPSTONE_ATTEMPT\" = 0 ]; then echo '{{\"Error\": \"Flaky\", \"Cause\": \"first try\"}}'; exit 1; fi\n\
-             cat\n",
+             printf '{{\"token\": \"%s\", \"in\": ' \"$STEPSTONE_IDEMPOTENCY_TOKEN\"; cat; printf '}}\\n'\n",
             ledger = dir.join("ledger").display()
         ),
     )
@@ -90,6 +94,8 @@ fn stepstone() -> Command {
 
 struct Finished {
     output: Value,
+    /// Kills after which the store already held completed attempts (the re-run check bites).
+    kills_after_completions: usize,
     history: Vec<Value>,
     ledger: String,
 }
@@ -106,6 +112,8 @@ fn scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Finished, usize
     let input = json!({"regions": ["us-east-1", "us-west-1", "eu-west-1"]}).to_string();
     let mut kills = 0;
     let mut first = true;
+    // Per kill: how many deliveries the ledger had, and the attempts durably completed.
+    let mut after_kill: Vec<(usize, BTreeSet<String>)> = Vec::new();
     let mut delays = kill_after_ms.iter();
     let finished_output = loop {
         let mut cmd = stepstone();
@@ -151,7 +159,12 @@ fn scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Finished, usize
                     kills += 1;
                     // Killed before the execution was durably created: start it again, as a
                     // user would; otherwise resume it.
-                    first = !execution_exists(&store);
+                    // What the store holds now is what the crash left: no attempt it records as
+                    // completed may run again.
+                    let completed = completed_tokens(&store);
+                    first = completed.is_none();
+                    let delivered = ledger_lines(dir);
+                    after_kill.push((delivered, completed.unwrap_or_default()));
                     continue;
                 }
                 let out = child.wait_with_output().unwrap();
@@ -192,10 +205,21 @@ fn scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Finished, usize
     }
     assert_eq!(described["status"], "SUCCEEDED", "{described}");
     let history = query(&store, "history");
+    let ledger = std::fs::read_to_string(dir.join("ledger")).unwrap_or_default();
+    let tokens: Vec<&str> = ledger.lines().filter_map(|l| l.split(' ').nth(1)).collect();
+    for (delivered, completed) in &after_kill {
+        for token in &tokens[*delivered..] {
+            assert!(
+                !completed.contains(*token),
+                "{token} ran again after its completion was durable\n{ledger}"
+            );
+        }
+    }
     let finished = Finished {
+        kills_after_completions: after_kill.iter().filter(|(_, c)| !c.is_empty()).count(),
         output: described["output"].clone(),
         history: history["events"].as_array().unwrap().clone(),
-        ledger: std::fs::read_to_string(dir.join("ledger")).unwrap_or_default(),
+        ledger,
     };
     (finished, kills)
 }
@@ -216,26 +240,48 @@ fn query(store: &Path, command: &str) -> Value {
         .unwrap_or_else(|e| panic!("{command}: {e}: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
-fn execution_exists(store: &Path) -> bool {
+/// The attempts whose success the store holds (their tokens, from the handler's answers), or
+/// `None` if the execution was never durably created.
+fn completed_tokens(store: &Path) -> Option<BTreeSet<String>> {
     if !store.exists() {
-        return false;
+        return None;
     }
     let out = stepstone()
         .args([
-            "executions",
+            "history",
+            "crash",
             "--store",
             &store.display().to_string(),
             "--json",
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "stepstone executions: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Value>(&out.stdout)
-        .is_ok_and(|v| v["executions"].as_array().is_some_and(|e| !e.is_empty()))
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("no execution"),
+            "stepstone history: {stderr}"
+        );
+        return None;
+    }
+    let history: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tokens = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "TaskSucceeded")
+        .map(|e| {
+            let output = e["taskSucceededEventDetails"]["output"].as_str().unwrap();
+            let output: Value = serde_json::from_str(output).unwrap();
+            output["token"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    Some(tokens)
+}
+
+/// How many deliveries the ledger holds.
+fn ledger_lines(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("ledger")).map_or(0, |l| l.lines().count())
 }
 
 /// What a history must share with the uninterrupted one: types and ids, in order.
@@ -309,6 +355,7 @@ fn crash_suite(engine: &str) {
 
     let mut rng = Rng(seed);
     let mut total_kills = 0;
+    let mut kills_after_completions = 0;
     let mut scenarios = 0;
     while total_kills < wanted {
         scenarios += 1;
@@ -319,6 +366,7 @@ fn crash_suite(engine: &str) {
         let dir = root.join(format!("{engine}-run-{scenarios}"));
         let (end, kills) = scenario(&dir, &delays, engine);
         total_kills += kills;
+        kills_after_completions += end.kills_after_completions;
         let context =
             format!("{engine}, seed {seed}, scenario {scenarios}, kill delays {delays:?} ms");
         assert_eq!(end.output, reference.output, "output differs ({context})");
@@ -346,8 +394,13 @@ fn crash_suite(engine: &str) {
             "kills never land: the scenario is too fast to interrupt"
         );
     }
+    assert!(
+        kills_after_completions > 0,
+        "no kill landed after a task completed: the re-run check never applied"
+    );
     eprintln!(
-        "crash suite ({engine}): {total_kills} kills over {scenarios} scenarios, seed {seed}"
+        "crash suite ({engine}): {total_kills} kills over {scenarios} scenarios \
+         ({kills_after_completions} after completed tasks), seed {seed}"
     );
     let _ = std::fs::remove_dir_all(&root);
 }
