@@ -97,3 +97,47 @@ pub(crate) fn events(kv: &impl KeyValue, execution_arn: &str) -> Result<Vec<Even
 pub(crate) fn list(kv: &impl KeyValue) -> Result<Vec<ExecutionRecord>> {
     kv.scan("e/")?.iter().map(|(k, v)| decode(k, v)).collect()
 }
+
+/// Implements `CheckpointStore` for a [`KeyValue`] database through this layout.
+macro_rules! checkpoint_store_over_keys {
+    ($store:ty) => {
+        impl $crate::store::CheckpointStore for $store {
+            fn create(
+                &self,
+                definition: &str,
+                launch: &serde_json::Value,
+                checkpoint: &$crate::checkpoint::Checkpoint,
+                events: &[$crate::history::Event],
+            ) -> $crate::store::Result<()> {
+                $crate::store::keyed::write(self, Some((definition, launch)), checkpoint, events)
+            }
+
+            fn save(
+                &self,
+                checkpoint: &$crate::checkpoint::Checkpoint,
+                events: &[$crate::history::Event],
+            ) -> $crate::store::Result<()> {
+                $crate::store::keyed::write(self, None, checkpoint, events)
+            }
+
+            fn load(
+                &self,
+                execution_arn: &str,
+            ) -> $crate::store::Result<Option<$crate::store::Stored>> {
+                $crate::store::keyed::load(self, execution_arn)
+            }
+
+            fn events(
+                &self,
+                execution_arn: &str,
+            ) -> $crate::store::Result<Vec<$crate::history::Event>> {
+                $crate::store::keyed::events(self, execution_arn)
+            }
+
+            fn list(&self) -> $crate::store::Result<Vec<$crate::store::ExecutionRecord>> {
+                $crate::store::keyed::list(self)
+            }
+        }
+    };
+}
+pub(crate) use checkpoint_store_over_keys;

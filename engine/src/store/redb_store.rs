@@ -7,13 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, TableDefinition};
-use serde_json::Value;
-
 use super::keyed::{self, KeyValue};
-use super::{CheckpointStore, Error, ExecutionRecord, Result, Stored};
-use crate::checkpoint::Checkpoint;
-use crate::history::Event;
+use super::{Error, Result};
+use redb::{Database, ReadableDatabase, TableDefinition};
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("stepstone");
 
@@ -141,37 +137,12 @@ impl KeyValue for RedbStore {
     }
 }
 
-impl CheckpointStore for RedbStore {
-    fn create(
-        &self,
-        definition: &str,
-        launch: &Value,
-        checkpoint: &Checkpoint,
-        events: &[Event],
-    ) -> Result<()> {
-        keyed::write(self, Some((definition, launch)), checkpoint, events)
-    }
-
-    fn save(&self, checkpoint: &Checkpoint, events: &[Event]) -> Result<()> {
-        keyed::write(self, None, checkpoint, events)
-    }
-
-    fn load(&self, execution_arn: &str) -> Result<Option<Stored>> {
-        keyed::load(self, execution_arn)
-    }
-
-    fn events(&self, execution_arn: &str) -> Result<Vec<Event>> {
-        keyed::events(self, execution_arn)
-    }
-
-    fn list(&self) -> Result<Vec<ExecutionRecord>> {
-        keyed::list(self)
-    }
-}
+keyed::checkpoint_store_over_keys!(RedbStore);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::CheckpointStore;
 
     #[test]
     fn a_creation_killed_midway_leaves_no_broken_store() {

@@ -5,12 +5,8 @@
 
 use std::path::Path;
 
-use serde_json::Value;
-
 use super::keyed::{self, KeyValue};
-use super::{CheckpointStore, Error, ExecutionRecord, Result, Stored};
-use crate::checkpoint::Checkpoint;
-use crate::history::Event;
+use super::{Error, Result};
 
 /// A sled database in a directory. One process at a time: sled locks the directory.
 pub struct SledStore {
@@ -106,33 +102,7 @@ impl KeyValue for SledStore {
     }
 }
 
-impl CheckpointStore for SledStore {
-    fn create(
-        &self,
-        definition: &str,
-        launch: &Value,
-        checkpoint: &Checkpoint,
-        events: &[Event],
-    ) -> Result<()> {
-        keyed::write(self, Some((definition, launch)), checkpoint, events)
-    }
-
-    fn save(&self, checkpoint: &Checkpoint, events: &[Event]) -> Result<()> {
-        keyed::write(self, None, checkpoint, events)
-    }
-
-    fn load(&self, execution_arn: &str) -> Result<Option<Stored>> {
-        keyed::load(self, execution_arn)
-    }
-
-    fn events(&self, execution_arn: &str) -> Result<Vec<Event>> {
-        keyed::events(self, execution_arn)
-    }
-
-    fn list(&self) -> Result<Vec<ExecutionRecord>> {
-        keyed::list(self)
-    }
-}
+keyed::checkpoint_store_over_keys!(SledStore);
 
 #[cfg(test)]
 mod tests {
