@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::interpreter::RunId;
+use crate::interpreter::{Execution, RunId, Waiting};
 
 /// The child runs a Parallel or Map state waits for.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -48,6 +48,16 @@ impl Children {
         self.finished += 1;
     }
 
+    /// Every child's output, in slot order: the state's result once all are done.
+    pub(crate) fn into_outputs(self) -> Value {
+        Value::Array(
+            self.results
+                .into_iter()
+                .map(|r| r.expect("all children are done"))
+                .collect(),
+        )
+    }
+
     pub(crate) fn all_done(&self) -> bool {
         self.finished == self.results.len()
     }
@@ -69,5 +79,22 @@ impl Children {
 
     pub(crate) fn tolerates_failures(&self) -> bool {
         self.tolerated_count.is_some() || self.tolerated_percentage.is_some()
+    }
+}
+
+impl Execution<'_> {
+    /// The children a Parallel or Map run was waiting for; the run now waits for nothing.
+    pub(crate) fn take_children(&mut self, id: RunId) -> Children {
+        match std::mem::replace(&mut self.run_mut(id).waiting, Waiting::Nothing) {
+            Waiting::Children(children) => *children,
+            _ => unreachable!("a Parallel or Map run waits for its children"),
+        }
+    }
+
+    /// Ends the children still running: their state has failed.
+    pub(crate) fn stop_children(&mut self, id: RunId) {
+        for (_, sibling) in self.take_children(id).running {
+            self.remove(sibling);
+        }
     }
 }

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use stepstone::asl::Machine;
 use stepstone::asl::timestamp::Timestamp;
-use stepstone::engine::store::{CheckpointStore, ExecutionRecord};
+use stepstone::engine::store::{CheckpointStore, ExecutionRecord, Stored};
 use stepstone::engine::{
     Execution, Limits, Notice, RunOptions, Status, resume as resume_execution,
 };
@@ -14,6 +15,19 @@ use super::StoreSpec;
 use super::run::{Progress, compile, exit_code, report, router, runtime};
 
 /// Finds an execution by ARN or by name.
+/// An execution's stored state and its definition, validated again into a Machine.
+fn load(
+    store: &dyn CheckpointStore,
+    record: &ExecutionRecord,
+) -> Result<(Stored, Machine), String> {
+    let stored = store
+        .load(&record.execution_arn)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{} has no checkpoint", record.execution_arn))?;
+    let machine = compile(&stored.definition, &record.execution_arn)?;
+    Ok((stored, machine))
+}
+
 fn find(store: &dyn CheckpointStore, execution: &str) -> Result<ExecutionRecord, String> {
     let records = store.list().map_err(|e| e.to_string())?;
     let mut matching = records
@@ -70,11 +84,7 @@ pub(crate) fn resume(
                 record.execution_arn, record.status
             ));
         }
-        let stored = store
-            .load(&record.execution_arn)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{} has no checkpoint", record.execution_arn))?;
-        let machine = compile(&stored.definition, &record.execution_arn)?;
+        let (stored, machine) = load(&*store, &record)?;
         let mut tasks: Vec<String> = stored.launch["tasks"]
             .as_array()
             .into_iter()
@@ -239,11 +249,7 @@ pub(crate) fn stop(
             record.execution_arn, record.status
         ));
     }
-    let stored = store
-        .load(&record.execution_arn)
-        .map_err(|e| e.to_string())?
-        .ok_or("the execution has no checkpoint")?;
-    let machine = compile(&stored.definition, &record.execution_arn)?;
+    let (stored, machine) = load(&*store, &record)?;
     let mut exec = Execution::restore(&machine, stored.checkpoint).map_err(|e| e.to_string())?;
     let real = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -238,14 +238,7 @@ impl Execution<'_> {
                     index: slot,
                 });
                 if too_many {
-                    let Waiting::Children(children) =
-                        std::mem::replace(&mut self.run_mut(parent).waiting, Waiting::Nothing)
-                    else {
-                        unreachable!()
-                    };
-                    for (_, sibling) in children.running {
-                        self.remove(sibling);
-                    }
+                    self.stop_children(parent);
                     self.run_mut(parent).input_for_items = None;
                     self.event(parent, || EventKind::MapStateFailed);
                     return Flow::Fail(if tolerated {
@@ -272,19 +265,8 @@ impl Execution<'_> {
     }
 
     fn map_finish(&mut self, id: RunId, state: &Map) -> Flow {
-        let run = self.run_mut(id);
-        run.input_for_items = None;
-        let Waiting::Children(children) = std::mem::replace(&mut run.waiting, Waiting::Nothing)
-        else {
-            unreachable!()
-        };
-        let outputs = Value::Array(
-            children
-                .results
-                .into_iter()
-                .map(|r| r.expect("all done"))
-                .collect(),
-        );
+        self.run_mut(id).input_for_items = None;
+        let outputs = self.take_children(id).into_outputs();
         self.event(id, || EventKind::MapStateSucceeded);
         match self.finish_data_flow(id, &state.flow, outputs) {
             Ok(out) => self.exit(id, state.transition.as_ref(), out),

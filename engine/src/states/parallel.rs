@@ -66,18 +66,7 @@ impl Execution<'_> {
                 if !children.all_done() {
                     return Flow::Blocked;
                 }
-                let Waiting::Children(children) =
-                    std::mem::replace(&mut self.run_mut(parent).waiting, Waiting::Nothing)
-                else {
-                    unreachable!()
-                };
-                let outputs = Value::Array(
-                    children
-                        .results
-                        .into_iter()
-                        .map(|r| r.expect("all done"))
-                        .collect(),
-                );
+                let outputs = self.take_children(parent).into_outputs();
                 self.event(parent, || EventKind::ParallelStateSucceeded);
                 match self.finish_data_flow(parent, &state.flow, outputs) {
                     Ok(out) => self.exit(parent, state.transition.as_ref(), out),
@@ -85,14 +74,7 @@ impl Execution<'_> {
                 }
             }
             Err(failure) => {
-                let Waiting::Children(children) =
-                    std::mem::replace(&mut self.run_mut(parent).waiting, Waiting::Nothing)
-                else {
-                    unreachable!()
-                };
-                for (_, sibling) in children.running {
-                    self.remove(sibling);
-                }
+                self.stop_children(parent);
                 self.event(parent, || EventKind::ParallelStateFailed);
                 Flow::Fail(failure)
             }
