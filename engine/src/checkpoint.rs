@@ -75,6 +75,13 @@ struct RunRecord {
     waiting: Waiting,
     input_for_items: Option<Value>,
     output_from_result: Option<OutputFrom>,
+    /// Whether the current state was entered. Since v1.1; before, a run was entered unless
+    /// it waited in `ready`.
+    #[serde(default)]
+    entered: Option<bool>,
+    /// Frozen by a failure, for a redrive. Since v1.1.
+    #[serde(default)]
+    fallen: bool,
 }
 
 /// A checkpoint that does not fit the machine it is resumed with.
@@ -120,6 +127,8 @@ impl Execution<'_> {
                         waiting: r.waiting.clone(),
                         input_for_items: r.input_for_items.clone(),
                         output_from_result: r.output_from_result.clone(),
+                        entered: Some(r.entered),
+                        fallen: r.fallen,
                     }),
                 })
                 .collect(),
@@ -133,7 +142,9 @@ impl Execution<'_> {
     pub fn outstanding(&self) -> Vec<Command> {
         let mut out = Vec::new();
         for slot in &self.slots {
-            let Some(run) = &slot.run else { continue };
+            let Some(run) = slot.run.as_ref().filter(|r| !r.fallen) else {
+                continue;
+            };
             match &run.waiting {
                 Waiting::Task { request, .. } => out.push(Command::Dispatch(request.clone())),
                 Waiting::Wait { until, reason } | Waiting::Retry { until, reason } => {
@@ -182,7 +193,8 @@ impl<'m> Execution<'m> {
         exec.states_entered = checkpoint.states_entered;
         exec.free = checkpoint.free;
         exec.ready = checkpoint.ready.into_iter().collect();
-        for record in checkpoint.runs {
+        for (index, record) in checkpoint.runs.into_iter().enumerate() {
+            let id = RunId::new(index as u32, record.generation);
             let run = match record.run {
                 None => None,
                 Some(r) => {
@@ -208,6 +220,8 @@ impl<'m> Execution<'m> {
                         waiting: r.waiting,
                         input_for_items: r.input_for_items,
                         output_from_result: r.output_from_result,
+                        entered: r.entered.unwrap_or_else(|| !exec.ready.contains(&id)),
+                        fallen: r.fallen,
                     })
                 }
             };

@@ -21,6 +21,8 @@ use crate::interpreter::{
     Command, Execution, ExecutionInfo, Input, RunId, Status, TaskRequest, TimerReason,
 };
 use crate::limits::Limits;
+use crate::redrive::RedriveError;
+use crate::signal::{Inbox, Signal, Signals};
 use crate::store::{self, CheckpointStore};
 
 /// How to run one execution.
@@ -39,6 +41,9 @@ pub struct RunOptions {
     pub limits: Limits,
     /// An EXPRESS state machine's execution (its ARN and context differ).
     pub express: bool,
+    /// Where the execution registers while it runs, so that it can be stopped from outside
+    /// (default: nowhere).
+    pub signals: Option<Signals>,
 }
 
 impl Default for RunOptions {
@@ -50,6 +55,7 @@ impl Default for RunOptions {
             record_history: false,
             limits: Limits::default(),
             express: false,
+            signals: None,
         }
     }
 }
@@ -230,6 +236,35 @@ pub async fn resume(
     Ok(drive_execution(exec, commands, clock, options, tasks, observer, durable).await?)
 }
 
+/// Redrives a FAILED, ABORTED or TIMED_OUT execution (RedriveExecution): it goes on from the
+/// states that did not succeed, durably, with `events` being its history so far (from the
+/// store). The redrive is saved before anything runs, so a crash right after it leaves the
+/// execution RUNNING, for [`resume`].
+pub async fn redrive(
+    machine: &Machine,
+    checkpoint: Checkpoint,
+    events: &[Event],
+    options: &RunOptions,
+    tasks: &dyn TaskDispatcher,
+    store: &dyn CheckpointStore,
+    observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
+) -> Result<Outcome, ResumeError> {
+    let mut exec = Execution::restore(machine, checkpoint)?;
+    let real = Clock { offset_nanos: 0 }.now();
+    let clock = Clock {
+        offset_nanos: (exec.now.unix_nanos - real.unix_nanos).max(0),
+    };
+    exec.redrive(clock.now(), events)?;
+    // A restored execution holds only its events since the restore: the ExecutionRedriven one.
+    store.save(&exec.checkpoint(), exec.history().events())?;
+    let durable = Durable {
+        store: Some(store),
+        definition: "",
+        launch: &Value::Null,
+    };
+    Ok(drive_execution(exec, Vec::new(), clock, options, tasks, observer, durable).await?)
+}
+
 /// Where and how a durable execution is kept.
 #[derive(Clone, Copy)]
 pub struct Persistence<'a> {
@@ -269,6 +304,9 @@ pub enum ResumeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// The execution cannot be redriven.
+    #[error(transparent)]
+    Redrive(#[from] RedriveError),
 }
 
 async fn drive_execution(
@@ -285,7 +323,9 @@ async fn drive_execution(
             o(n);
         }
     };
-    let start = exec.info().start_time;
+    // A redriven execution's TimeoutSeconds counts from the redrive: it would otherwise be
+    // over before the redrive began.
+    let start = exec.info().redrive_time.unwrap_or(exec.info().start_time);
     let deadline = exec.timeout_seconds().map(|s| Timestamp {
         unix_nanos: start.unix_nanos + i128::from(s) * 1_000_000_000,
     });
@@ -297,7 +337,26 @@ async fn drive_execution(
     // Events already in the store (a resumed execution's earlier events are there, not here).
     let mut saved = exec.history().events().len();
     let mut last_save = std::time::Instant::now();
+    let (_registration, mut inbox) = match &options.signals {
+        Some(signals) => {
+            let (registration, inbox) = signals.register(&exec.info().execution_arn);
+            (Some(registration), inbox)
+        }
+        None => (None, Inbox(None)),
+    };
+    // Stop requests wait for their answer until the abort is durable (the save at the top of
+    // the loop), which is when the loop ends.
+    let mut replies = Vec::new();
     loop {
+        if let Some(signal) = inbox.try_next() {
+            // A signal that came while the execution never waited (a long run of pure states).
+            on_signal(&mut exec, signal, clock.now(), &mut replies);
+            if *exec.status() != Status::Running {
+                // Stopped: nothing it asked for is performed, and the stop itself is saved.
+                commands.clear();
+                first = false;
+            }
+        }
         if let (Some(store), false) = (durable.store, first) {
             // Every interpreter call ends here: its commands become durable before they run,
             // and so does every task result. A call that only used up its step budget on pure
@@ -359,24 +418,40 @@ async fn drive_execution(
             (Some(t), Some(d)) => Some(t.min(d)),
             (t, d) => t.or(d),
         };
-        if options.virtual_time && in_flight.is_empty() {
-            let Some(due) = due else { break };
-            clock.jump_to(due);
-        } else if !in_flight.is_empty() {
+        if in_flight.is_empty() && due.is_none() {
+            // Nothing can happen any more.
+            break;
+        }
+        let woken = if options.virtual_time && in_flight.is_empty() {
+            clock.jump_to(due.expect("checked above"));
+            Woken::Clock
+        } else {
             let wait = due.map(|d| {
                 Duration::from_nanos((d.unix_nanos - clock.now().unix_nanos).max(0) as u64)
             });
-            let done = match wait {
-                Some(w) => tokio::select! {
-                    done = in_flight.join_next() => done,
-                    () = tokio::time::sleep(w) => None,
-                },
-                None => in_flight.join_next().await,
+            let sleep = async {
+                match wait {
+                    Some(w) => tokio::time::sleep(w).await,
+                    None => std::future::pending().await,
+                }
             };
-            if let Some(done) = done {
+            let task = async {
+                match in_flight.join_next().await {
+                    Some(joined) => joined,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                joined = task => Woken::Task(joined),
+                () = sleep => Woken::Clock,
+                signal = inbox.next() => Woken::Signal(signal),
+            }
+        };
+        match woken {
+            Woken::Task(joined) => {
                 // Group commit: every task that has finished by now is applied before the next
                 // checkpoint, so a burst of completions costs one write, not one each.
-                let mut done = Some(done);
+                let mut done = Some(joined);
                 while let Some(joined) = done {
                     let (run, result) = joined.unwrap_or_else(|e| {
                         (
@@ -392,15 +467,11 @@ async fn drive_execution(
                 }
                 continue;
             }
-        } else {
-            let Some(due) = due else { break };
-            let now = clock.now();
-            if due > now {
-                tokio::time::sleep(Duration::from_nanos(
-                    (due.unix_nanos - now.unix_nanos) as u64,
-                ))
-                .await;
+            Woken::Signal(signal) => {
+                on_signal(&mut exec, signal, clock.now(), &mut replies);
+                continue;
             }
+            Woken::Clock => {}
         }
         let now = clock.now();
         if deadline.is_some_and(|d| d <= now) {
@@ -417,6 +488,10 @@ async fn drive_execution(
     forward_events(&mut exec, &mut seen, &mut notify);
     in_flight.abort_all();
     let stop_time = clock.now();
+    for reply in replies {
+        // The requester may have gone away; the execution has stopped regardless.
+        let _ = reply.send(stop_time);
+    }
     Ok(Outcome {
         status: exec.status().clone(),
         info: exec.info().clone(),
@@ -424,6 +499,35 @@ async fn drive_execution(
         states_entered: exec.states_entered(),
         history: exec.history().clone(),
     })
+}
+
+/// What ended a wait in the driver's loop.
+enum Woken {
+    /// A task finished (or its handler panicked).
+    Task(Result<(RunId, Result<Value, Failure>), tokio::task::JoinError>),
+    /// A timer or the deadline is due.
+    Clock,
+    /// A signal came.
+    Signal(Signal),
+}
+
+/// Applies a signal to the execution.
+fn on_signal(
+    exec: &mut Execution<'_>,
+    signal: Signal,
+    now: Timestamp,
+    replies: &mut Vec<tokio::sync::oneshot::Sender<Timestamp>>,
+) {
+    match signal {
+        Signal::Stop {
+            error,
+            cause,
+            reply,
+        } => {
+            exec.abort(&error, &cause, now);
+            replies.push(reply);
+        }
+    }
 }
 
 /// Hands the events since the last call to the observer: a full history keeps them (`seen`

@@ -41,6 +41,11 @@ pub enum EventKind {
         /// Cause.
         cause: String,
     },
+    /// The execution was redriven (RedriveExecution): it goes on from where it failed.
+    ExecutionRedriven {
+        /// How many times it has been redriven, this time included.
+        redrive_count: u32,
+    },
     /// The execution ran past its `TimeoutSeconds`.
     ExecutionTimedOut {
         /// Error name.
@@ -164,6 +169,7 @@ impl EventKind {
             EventKind::ExecutionFailed { .. } => "ExecutionFailed".into(),
             EventKind::ExecutionTimedOut { .. } => "ExecutionTimedOut".into(),
             EventKind::ExecutionAborted { .. } => "ExecutionAborted".into(),
+            EventKind::ExecutionRedriven { .. } => "ExecutionRedriven".into(),
             EventKind::StateEntered { state_type, .. } => format!("{state_type}StateEntered"),
             EventKind::StateExited { state_type, .. } => format!("{state_type}StateExited"),
             EventKind::TaskScheduled { .. } => "TaskScheduled".into(),
@@ -223,6 +229,10 @@ impl Event {
             EventKind::ExecutionAborted { error, cause } => (
                 "executionAbortedEventDetails",
                 json!({"error": error, "cause": cause}),
+            ),
+            EventKind::ExecutionRedriven { redrive_count } => (
+                "executionRedrivenEventDetails",
+                json!({"redriveCount": redrive_count}),
             ),
             EventKind::StateEntered { name, input, .. } => (
                 "stateEnteredEventDetails",

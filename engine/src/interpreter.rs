@@ -66,6 +66,9 @@ pub struct ExecutionInfo {
     pub input: Value,
     /// How many times the execution was redriven.
     pub redrive_count: u32,
+    /// When it was last redriven. Since checkpoint v1.1.
+    #[serde(default)]
+    pub redrive_time: Option<Timestamp>,
     /// An EXPRESS execution: its ARN reads `express:` and it has no RedriveCount.
     pub express: bool,
 }
@@ -104,6 +107,7 @@ impl ExecutionInfo {
             start_time,
             input,
             redrive_count: 0,
+            redrive_time: None,
             express,
         }
     }
@@ -280,6 +284,13 @@ pub(crate) struct Run<'m> {
     pub(crate) input_for_items: Option<Value>,
     /// Set when Parameters consumed the raw input: how the output follows from the result.
     pub(crate) output_from_result: Option<OutputFrom>,
+    /// Whether the current state was entered (its StateEntered event, `entered_event`, holds
+    /// its raw input); false while the run waits in `ready` to enter it.
+    pub(crate) entered: bool,
+    /// The run failed, or was stopped because its execution or a sibling failed: it stays,
+    /// frozen at its current state, so that a redrive can go on from there (see
+    /// `redrive.rs`). A fallen run never advances, and answers to it are ignored.
+    pub(crate) fallen: bool,
 }
 
 /// How a state's output follows from its result alone (its raw input having been consumed).
@@ -381,7 +392,7 @@ impl<'m> Execution<'m> {
                 }
             }
             Input::TimerFired { run } => {
-                if let Some(r) = self.get_mut(run) {
+                if let Some(r) = self.get_mut(run).filter(|r| !r.fallen) {
                     match std::mem::replace(&mut r.waiting, Waiting::Nothing) {
                         Waiting::Wait { .. } => {
                             let flow = self.wait_done(run);
@@ -402,6 +413,7 @@ impl<'m> Execution<'m> {
                 self.history
                     .push(last, now, || EventKind::ExecutionTimedOut { error, cause });
                 self.status = Status::TimedOut(failure);
+                self.fall_all();
             }
         }
         self.advance();
@@ -423,10 +435,28 @@ impl<'m> Execution<'m> {
                 cause: c,
             });
         self.status = Status::Aborted(Failure::new(error, cause));
-        for slot in &mut self.slots {
-            slot.run = None;
+        self.fall_all();
+    }
+
+    /// Freezes every run where it stands: the execution ended unsuccessfully.
+    fn fall_all(&mut self) {
+        for run in self.slots.iter_mut().filter_map(|s| s.run.as_mut()) {
+            run.fallen = true;
         }
         self.ready.clear();
+    }
+
+    /// Freezes a run that failed, with the children it still waits for.
+    pub(crate) fn fall(&mut self, id: RunId) {
+        let Some(run) = self.get_mut(id) else { return };
+        run.fallen = true;
+        let running: Vec<RunId> = match &run.waiting {
+            Waiting::Children(children) => children.running().collect(),
+            _ => Vec::new(),
+        };
+        for child in running {
+            self.fall(child);
+        }
     }
 
     /// Where the execution stands.
@@ -496,6 +526,8 @@ impl<'m> Execution<'m> {
             waiting: Waiting::Nothing,
             input_for_items: None,
             output_from_result: None,
+            entered: false,
+            fallen: false,
         };
         let id = match self.free.pop() {
             Some(index) => {
@@ -555,7 +587,7 @@ impl<'m> Execution<'m> {
         let run = slot.run.take()?;
         self.free.push(id.index);
         if let Waiting::Children(children) = &run.waiting {
-            for child in children.running() {
+            for child in children.all() {
                 self.remove(child);
             }
         }
@@ -564,7 +596,7 @@ impl<'m> Execution<'m> {
 
     fn is_waiting_task(&self, id: RunId) -> bool {
         self.get(id)
-            .is_some_and(|r| matches!(r.waiting, Waiting::Task { .. }))
+            .is_some_and(|r| !r.fallen && matches!(r.waiting, Waiting::Task { .. }))
     }
 
     /// The current state of a run.
@@ -597,7 +629,7 @@ impl<'m> Execution<'m> {
             if self.status != Status::Running {
                 return;
             }
-            if self.get(id).is_some() {
+            if self.get(id).is_some_and(|r| !r.fallen) {
                 let flow = self.enter_state(id);
                 self.follow(id, flow);
             }
@@ -634,6 +666,7 @@ impl<'m> Execution<'m> {
                     run.attempts.clear();
                     run.retry_count = 0;
                     run.output_from_result = None;
+                    run.entered = false;
                     if self.budget == 0 {
                         // Out of budget: the run enters `next` on the next call.
                         self.ready.push_front(id);
@@ -671,6 +704,7 @@ impl<'m> Execution<'m> {
         let run = self.run_mut(id);
         run.entered_event = event;
         run.entered_time = now;
+        run.entered = true;
         if let Some(limit) = self.limits.max_history_events
             && self.history.len() > limit
         {
@@ -714,6 +748,9 @@ impl<'m> Execution<'m> {
             .enumerate()
             .find(|(_, r)| failure.matches(&r.error_equals, in_task))
         {
+            // Handled (retried, or caught once the retrier is spent): the children of a failed
+            // Map or Parallel are done with either way.
+            self.discard_children(id);
             let seed = self.seed;
             let run = self.run_mut(id);
             run.attempts.resize(run.attempts.len().max(i + 1), 0);
@@ -761,6 +798,7 @@ impl<'m> Execution<'m> {
             .iter()
             .find(|c| failure.matches(&c.error_equals, in_task))
         {
+            self.discard_children(id);
             let run = self.run(id);
             let scope = run.scope;
             let next = scope.id(&catcher.next).expect("validated target");
@@ -780,7 +818,23 @@ impl<'m> Execution<'m> {
 
     /// A run ended: the execution ends, or the parent hears of it.
     fn finish(&mut self, id: RunId, result: Result<Value, Failure>) {
-        let Some(run) = self.remove(id) else { return };
+        struct Finished {
+            parent: Option<Link>,
+            last_event: u64,
+        }
+        let finished = |r: &Run<'_>| Finished {
+            parent: r.parent,
+            last_event: r.last_event,
+        };
+        let run = match &result {
+            Ok(_) => self.remove(id).as_ref().map(finished),
+            Err(_) => {
+                // Kept, frozen at the state that failed, for a redrive.
+                self.fall(id);
+                self.get(id).map(finished)
+            }
+        };
+        let Some(run) = run else { return };
         match run.parent {
             None => {
                 let last = run.last_event;
@@ -809,7 +863,7 @@ impl<'m> Execution<'m> {
                 }
             }
             Some(link) => {
-                if self.get(link.parent).is_some() {
+                if self.get(link.parent).is_some_and(|p| !p.fallen) {
                     let flow = self.child_done(link, result);
                     self.follow(link.parent, flow);
                 }

@@ -19,6 +19,8 @@ mod failure;
 pub mod history;
 mod interpreter;
 mod limits;
+mod redrive;
+mod signal;
 mod states;
 pub mod store;
 mod vars;
@@ -26,7 +28,8 @@ mod vars;
 pub use checkpoint::{Checkpoint, FORMAT_VERSION, RestoreError};
 pub use dispatch::{FnTasks, NoTasks, TaskDispatcher, TaskFuture};
 pub use driver::{
-    Notice, Outcome, Persistence, ResumeError, RunOptions, resume, run, run_durable, run_observed,
+    Notice, Outcome, Persistence, ResumeError, RunOptions, redrive, resume, run, run_durable,
+    run_observed,
 };
 pub use engine::{Engine, EngineBuilder, Error, ExecutionHandle};
 pub use failure::Failure;
@@ -35,4 +38,6 @@ pub use interpreter::{
     TimerReason,
 };
 pub use limits::Limits;
+pub use redrive::RedriveError;
+pub use signal::{Signal, Signals};
 pub use stepstone_asl as asl;

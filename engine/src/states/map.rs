@@ -101,8 +101,10 @@ impl Execution<'_> {
         let mut children = Children::new(length, concurrency);
         children.tolerated_count = tolerated_count.map(|n| n as u64);
         children.tolerated_percentage = tolerated_percentage;
+        let children = self.children_for(id, children);
+        let all_done = children.all_done();
         self.run_mut(id).waiting = Waiting::Children(Box::new(children));
-        if length == 0 {
+        if all_done {
             return Ok(self.map_finish(id, state));
         }
         self.map_start_iterations(id, state)?;
@@ -156,9 +158,22 @@ impl Execution<'_> {
             let Waiting::Children(children) = &mut self.run_mut(id).waiting else {
                 return Ok(());
             };
-            if children.running.len() >= children.concurrency
-                || children.next_item >= children.results.len()
-            {
+            if children.running.len() >= children.concurrency {
+                return Ok(());
+            }
+            if !children.to_redrive.is_empty() {
+                // Redriven: the iterations that failed or were stopped go on first, each from
+                // the state where it stopped.
+                let (index, child) = children.to_redrive.remove(0);
+                children.running.push((index, child));
+                self.event(id, || EventKind::MapIterationStarted {
+                    name: name.to_owned(),
+                    index,
+                });
+                self.wake(id, child);
+                continue;
+            }
+            if children.next_item >= children.results.len() {
                 return Ok(());
             }
             let index = children.next_item;
@@ -229,16 +244,16 @@ impl Execution<'_> {
                 });
             }
             Err(failure) => {
-                children.failed += 1;
                 let tolerated = children.tolerates_failures();
-                children.done(slot, failure.to_output());
+                children.fail(slot, failure.to_output());
                 let too_many = children.too_many_failures();
                 self.event(parent, || EventKind::MapIterationFailed {
                     name: name.to_owned(),
                     index: slot,
                 });
                 if too_many {
-                    self.stop_children(parent);
+                    // The iterations still running stop where they are (see `fall`), or are
+                    // let go if a Retry or Catch handles the failure.
                     self.run_mut(parent).input_for_items = None;
                     self.event(parent, || EventKind::MapStateFailed);
                     return Flow::Fail(if tolerated {
@@ -266,7 +281,7 @@ impl Execution<'_> {
 
     fn map_finish(&mut self, id: RunId, state: &Map) -> Flow {
         self.run_mut(id).input_for_items = None;
-        let outputs = self.take_children(id).into_outputs();
+        let outputs = self.take_outputs(id);
         self.event(id, || EventKind::MapStateSucceeded);
         match self.finish_data_flow(id, &state.flow, outputs) {
             Ok(out) => self.exit(id, state.transition.as_ref(), out),

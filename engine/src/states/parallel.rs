@@ -18,15 +18,26 @@ impl Execution<'_> {
             };
             self.event(id, || EventKind::ParallelStateStarted);
             let n = state.branches.len();
-            let mut children = Children::new(n, n);
+            let mut children = self.children_for(id, Children::new(n, n));
+            // Redriven: the branches that failed or were stopped go on from where they
+            // stopped; the ones that succeeded keep their output.
+            for (i, child) in std::mem::take(&mut children.to_redrive) {
+                children.running.push((i, child));
+                self.wake(id, child);
+            }
             let (scope, sid, vars, last) = {
                 let run = self.run(id);
                 (run.scope, run.state, run.vars.child(), run.last_event)
             };
-            for i in 0..n {
+            let fresh: Vec<usize> = (0..n)
+                .filter(|i| {
+                    children.results[*i].is_none() && children.running.iter().all(|(s, _)| s != i)
+                })
+                .collect();
+            for &i in &fresh {
                 let branch = scope.child(sid, i).expect("one graph per branch");
                 // Every branch gets its own copy; the last one gets the original.
-                let child_input = if i + 1 == n {
+                let child_input = if Some(&i) == fresh.last() {
                     std::mem::take(&mut input)
                 } else {
                     input.clone()
@@ -44,8 +55,13 @@ impl Execution<'_> {
                 );
                 children.running.push((i, child));
             }
+            let all_done = children.all_done();
             self.run_mut(id).waiting = Waiting::Children(Box::new(children));
-            Ok(Flow::Blocked)
+            Ok(if all_done {
+                self.parallel_finish(id, state)
+            } else {
+                Flow::Blocked
+            })
         };
         step().unwrap_or_else(Flow::Fail)
     }
@@ -66,18 +82,24 @@ impl Execution<'_> {
                 if !children.all_done() {
                     return Flow::Blocked;
                 }
-                let outputs = self.take_children(parent).into_outputs();
-                self.event(parent, || EventKind::ParallelStateSucceeded);
-                match self.finish_data_flow(parent, &state.flow, outputs) {
-                    Ok(out) => self.exit(parent, state.transition.as_ref(), out),
-                    Err(f) => Flow::Fail(f),
-                }
+                self.parallel_finish(parent, state)
             }
             Err(failure) => {
-                self.stop_children(parent);
+                // The other branches stop where they are (see `fall`), or are let go if a
+                // Retry or Catch handles the failure.
+                children.fail(slot, Value::Null);
                 self.event(parent, || EventKind::ParallelStateFailed);
                 Flow::Fail(failure)
             }
+        }
+    }
+
+    fn parallel_finish(&mut self, id: RunId, state: &Parallel) -> Flow {
+        let outputs = self.take_outputs(id);
+        self.event(id, || EventKind::ParallelStateSucceeded);
+        match self.finish_data_flow(id, &state.flow, outputs) {
+            Ok(out) => self.exit(id, state.transition.as_ref(), out),
+            Err(f) => Flow::Fail(f),
         }
     }
 

@@ -1,0 +1,119 @@
+//! Redrive (RedriveExecution): a FAILED, ABORTED or TIMED_OUT execution goes on from where it
+//! stopped, with the same ARN, input and definition.
+//!
+//! AWS's rules, as the Step Functions API reference gives them: the states that succeeded are
+//! not run again and their results stand; the unsuccessful state is run again; a Parallel or
+//! inline Map reruns only the branches and iterations that failed or were stopped. Stepstone
+//! applies the rule at every level: a rerun iteration goes on from the state where it stopped,
+//! not from its start.
+//!
+//! What makes it possible: a run that fails, or is stopped, is not dropped but frozen
+//! (`Run::fallen`) where it stands, with its variables, and a Map or Parallel keeps its
+//! children's results. The raw input of a frozen state is read back from its StateEntered
+//! event (the run itself may have moved it into the state's work).
+
+use serde_json::Value;
+use stepstone_asl::timestamp::Timestamp;
+
+use crate::history::{Event, EventKind};
+use crate::interpreter::{Execution, RunId, Status, Waiting};
+
+/// Why an execution cannot be redriven: AWS's ExecutionNotRedrivable, with its reasons.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedriveError {
+    /// Only FAILED, ABORTED and TIMED_OUT executions can be redriven.
+    #[error("Execution is {0} and cannot be redriven.")]
+    Status(&'static str),
+    /// Its history reached the event limit.
+    #[error("Execution history event limit exceeded.")]
+    HistoryLimit,
+    /// It was stored by a Stepstone that did not keep where it stopped.
+    #[error("the execution was stored by an older Stepstone, without where it stopped")]
+    NoRedrivePoint,
+    /// A state to run again has no StateEntered event to read its input from.
+    #[error("history event #{0} (the input of a state to run again) is missing")]
+    MissingEvent(u64),
+}
+
+impl Execution<'_> {
+    /// Whether [`Execution::redrive`] would accept this execution.
+    pub fn redrivable(&self) -> Result<(), RedriveError> {
+        if matches!(self.status, Status::Running | Status::Succeeded(_)) {
+            return Err(RedriveError::Status(self.status.as_str()));
+        }
+        if let Some(limit) = self.limits.max_history_events
+            && self.history.len() >= limit
+        {
+            return Err(RedriveError::HistoryLimit);
+        }
+        if self.root().is_none() {
+            return Err(RedriveError::NoRedrivePoint);
+        }
+        Ok(())
+    }
+
+    /// Redrives the execution at `now`: an ExecutionRedriven event, then the run that stopped
+    /// is ready to enter its state again (call [`Execution::resume`]). `events` is the
+    /// execution's history so far (a restored execution does not hold its events).
+    pub fn redrive(&mut self, now: Timestamp, events: &[Event]) -> Result<(), RedriveError> {
+        self.redrivable()?;
+        let root = self.root().ok_or(RedriveError::NoRedrivePoint)?;
+        // Every frozen run enters its state again with the input it had, and its retriers
+        // start over. A Map or Parallel keeps its children for `children_for`.
+        for slot in &mut self.slots {
+            let Some(run) = slot.run.as_mut().filter(|r| r.fallen) else {
+                continue;
+            };
+            if run.entered {
+                run.input = entered_input(events, run.entered_event)
+                    .ok_or(RedriveError::MissingEvent(run.entered_event))?;
+            }
+            run.attempts.clear();
+            run.retry_count = 0;
+            run.output_from_result = None;
+            run.input_for_items = None;
+            if !matches!(run.waiting, Waiting::Children(_)) {
+                run.waiting = Waiting::Nothing;
+            }
+        }
+        self.now = now;
+        self.status = Status::Running;
+        self.info.redrive_count += 1;
+        self.info.redrive_time = Some(now);
+        let count = self.info.redrive_count;
+        let last = self.history.len();
+        let event = self
+            .history
+            .push(last, now, || EventKind::ExecutionRedriven {
+                redrive_count: count,
+            });
+        let run = self.run_mut(root);
+        run.fallen = false;
+        run.last_event = event;
+        self.ready.push_back(root);
+        Ok(())
+    }
+
+    /// The execution's top-level run, if it is kept (it is, once the execution stopped
+    /// unsuccessfully).
+    fn root(&self) -> Option<RunId> {
+        self.slots.iter().enumerate().find_map(|(index, slot)| {
+            let run = slot.run.as_ref()?;
+            (run.parent.is_none()).then(|| RunId::new(index as u32, slot.generation))
+        })
+    }
+}
+
+/// The input recorded by StateEntered event `id`.
+fn entered_input(events: &[Event], id: u64) -> Option<Value> {
+    let index = usize::try_from(id).ok()?.checked_sub(1)?;
+    match events.get(index) {
+        Some(Event {
+            id: found,
+            kind: EventKind::StateEntered { input, .. },
+            ..
+        }) if *found == id => Some(input.clone()),
+        _ => None,
+    }
+}

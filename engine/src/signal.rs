@@ -1,0 +1,129 @@
+//! Signals: requests that reach a running execution from outside its driver (StopExecution now,
+//! task callbacks later), addressed by execution ARN.
+//!
+//! A driver given [`Signals`] registers its execution while it runs; whoever holds a clone
+//! (the embedding program, the CLI's control socket) can then signal it. An execution that is
+//! not running here is not registered: the caller falls back to the store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use stepstone_asl::timestamp::Timestamp;
+use tokio::sync::{mpsc, oneshot};
+
+/// A request for a running execution.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Signal {
+    /// StopExecution: the execution becomes ABORTED. The reply carries the stop date once the
+    /// abort is durable.
+    Stop {
+        /// The error recorded in the ExecutionAborted event.
+        error: String,
+        /// The cause recorded in the ExecutionAborted event.
+        cause: String,
+        /// Answered with the stop date.
+        reply: oneshot::Sender<Timestamp>,
+    },
+}
+
+/// The executions running in this process that accept signals. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Signals {
+    running: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Signal>>>>,
+}
+
+impl std::fmt::Debug for Signals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signals")
+            .field("running", &self.running())
+            .finish()
+    }
+}
+
+impl Signals {
+    /// The ARNs of the executions running here.
+    pub fn running(&self) -> Vec<String> {
+        let mut arns: Vec<String> = self.lock().keys().cloned().collect();
+        arns.sort();
+        arns
+    }
+
+    /// Whether `execution_arn` runs here.
+    pub fn is_running(&self, execution_arn: &str) -> bool {
+        self.lock().contains_key(execution_arn)
+    }
+
+    /// Stops `execution_arn` if it runs here: the receiver yields the stop date once the abort
+    /// is durable. `None` when it does not run here.
+    pub fn stop(
+        &self,
+        execution_arn: &str,
+        error: &str,
+        cause: &str,
+    ) -> Option<oneshot::Receiver<Timestamp>> {
+        let (reply, answer) = oneshot::channel();
+        let signal = Signal::Stop {
+            error: error.to_owned(),
+            cause: cause.to_owned(),
+            reply,
+        };
+        self.send(execution_arn, signal).then_some(answer)
+    }
+
+    /// Sends `signal` to `execution_arn`; false when it does not run here.
+    pub fn send(&self, execution_arn: &str, signal: Signal) -> bool {
+        self.lock()
+            .get(execution_arn)
+            .is_some_and(|sender| sender.send(signal).is_ok())
+    }
+
+    /// Registers a running execution; it stays registered while the guard lives.
+    pub(crate) fn register(&self, execution_arn: &str) -> (Registration, Inbox) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.lock().insert(execution_arn.to_owned(), sender);
+        let registration = Registration {
+            signals: self.clone(),
+            execution_arn: execution_arn.to_owned(),
+        };
+        (registration, Inbox(Some(receiver)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Signal>>> {
+        // The map stays consistent even if a holder panicked: every operation is one call.
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Keeps an execution registered; unregisters it when dropped.
+pub(crate) struct Registration {
+    signals: Signals,
+    execution_arn: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.signals.lock().remove(&self.execution_arn);
+    }
+}
+
+/// Where a driver receives its signals (nothing, for an execution run without [`Signals`]).
+pub(crate) struct Inbox(pub(crate) Option<mpsc::UnboundedReceiver<Signal>>);
+
+impl Inbox {
+    /// A signal already waiting, without blocking.
+    pub(crate) fn try_next(&mut self) -> Option<Signal> {
+        self.0.as_mut()?.try_recv().ok()
+    }
+
+    /// The next signal; never resolves when there is none to come.
+    pub(crate) async fn next(&mut self) -> Signal {
+        match self.0.as_mut() {
+            Some(receiver) => match receiver.recv().await {
+                Some(signal) => signal,
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+}
