@@ -309,7 +309,7 @@ async fn a_stopped_execution_redrives_the_task_it_was_waiting_for() {
     let t = FnTasks(move |req: TaskRequest| -> TaskFuture {
         let n = {
             let mut c = counter.lock().unwrap();
-            let n = c.entry(req.state_name.clone()).or_insert(0);
+            let n = c.entry(req.state_name).or_insert(0);
             *n += 1;
             *n
         };
