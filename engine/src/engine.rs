@@ -9,12 +9,15 @@ use tokio::task::JoinHandle;
 
 use crate::dispatch::{NoTasks, TaskDispatcher};
 use crate::driver::{
-    Notice, Outcome, Persistence, ResumeError, RunOptions, resume, run, run_durable, run_observed,
+    Notice, Outcome, Persistence, ResumeError, RunOptions, redrive, resume, run, run_durable,
+    run_observed,
 };
 use crate::history::Event;
 use crate::limits::Limits;
+use crate::manage::{load_stored, stop_stored};
+use crate::signal::Signals;
 use crate::store::{self, CheckpointStore};
-use stepstone_asl::{Options, validate_str};
+use stepstone_asl::timestamp::Timestamp;
 
 /// Runs state machines. Cheap to clone; share one per program.
 ///
@@ -64,6 +67,7 @@ impl Engine {
     pub fn builder() -> EngineBuilder {
         let options = RunOptions {
             record_history: true,
+            signals: Some(Signals::default()),
             ..RunOptions::default()
         };
         EngineBuilder {
@@ -117,13 +121,7 @@ impl Engine {
         };
         let mut outcomes = Vec::new();
         for record in store.list()?.into_iter().filter(|r| r.status == "RUNNING") {
-            let Some(stored) = store.load(&record.execution_arn)? else {
-                continue;
-            };
-            let validation = validate_str(&stored.definition, Options::default());
-            let machine = validation
-                .machine
-                .ok_or_else(|| Error::Definition(record.execution_arn.clone()))?;
+            let (stored, machine) = load_stored(&**store, &record.execution_arn)?;
             outcomes.push(
                 resume(
                     &machine,
@@ -137,6 +135,56 @@ impl Engine {
             );
         }
         Ok(outcomes)
+    }
+
+    /// StopExecution: the execution becomes ABORTED, with an ExecutionAborted event; returns
+    /// the stop date. One this engine runs stops at once (its in-flight tasks are abandoned);
+    /// one that only the store holds (RUNNING after a crash) is stopped in the store.
+    pub async fn stop(
+        &self,
+        execution_arn: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<Timestamp, Error> {
+        if let Some(answer) = self.signals().stop(execution_arn, error, cause)
+            && let Ok(stop_date) = answer.await
+        {
+            return Ok(stop_date);
+        }
+        // Not running here (or it ended meanwhile, without answering): the store decides.
+        match &self.store {
+            Some(store) => stop_stored(&**store, execution_arn, error, cause),
+            None => Err(Error::NotFound(execution_arn.to_owned())),
+        }
+    }
+
+    /// RedriveExecution: a FAILED, ABORTED or TIMED_OUT execution in the store goes on from
+    /// the states that did not succeed (see [`crate::RedriveError`] for what is refused), and
+    /// runs to its end.
+    pub async fn redrive(&self, execution_arn: &str) -> Result<Outcome, Error> {
+        let Some(store) = &self.store else {
+            return Err(Error::NotFound(execution_arn.to_owned()));
+        };
+        let (stored, machine) = load_stored(&**store, execution_arn)?;
+        let events = store.events(execution_arn)?;
+        Ok(redrive(
+            &machine,
+            stored.checkpoint,
+            &events,
+            &self.options,
+            &*self.tasks,
+            &**store,
+            None,
+        )
+        .await?)
+    }
+
+    /// The executions this engine runs, to signal them (stop them) from elsewhere.
+    pub fn signals(&self) -> &Signals {
+        self.options
+            .signals
+            .as_ref()
+            .expect("an engine always has signals")
     }
 
     /// Starts an execution on the tokio runtime; the handle streams its events and awaits its
@@ -218,12 +266,26 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] store::Error),
-    /// A stored checkpoint does not fit its definition.
+    /// A stored checkpoint does not fit its definition, or cannot be redriven.
     #[error(transparent)]
     Resume(#[from] ResumeError),
+    /// A stored checkpoint does not fit its definition.
+    #[error(transparent)]
+    Restore(#[from] crate::checkpoint::RestoreError),
     /// A stored definition no longer validates.
     #[error("the stored definition of {0} is invalid")]
     Definition(String),
+    /// No such execution in the store.
+    #[error("no execution {0} in the store")]
+    NotFound(String),
+    /// The execution has already ended (StopExecution on it does nothing).
+    #[error("{execution_arn} is already {status}")]
+    NotRunning {
+        /// The execution.
+        execution_arn: String,
+        /// Its status.
+        status: &'static str,
+    },
 }
 
 impl ExecutionHandle {

@@ -19,6 +19,7 @@ mod failure;
 pub mod history;
 mod interpreter;
 mod limits;
+mod manage;
 mod redrive;
 mod signal;
 mod states;
@@ -38,6 +39,7 @@ pub use interpreter::{
     TimerReason,
 };
 pub use limits::Limits;
+pub use manage::{load_stored, stop_stored};
 pub use redrive::RedriveError;
 pub use signal::{Signal, Signals};
 pub use stepstone_asl as asl;

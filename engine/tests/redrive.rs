@@ -374,3 +374,50 @@ async fn only_unsuccessful_executions_can_be_redriven() {
         "Execution is SUCCEEDED and cannot be redriven."
     );
 }
+
+#[tokio::test]
+async fn the_engine_stops_a_running_execution_and_redrives_it() {
+    use stepstone_engine::Engine;
+    let def = json!({"StartAt": "Slow", "States": {
+        "Slow": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": true}}});
+    let m = Arc::new(machine(&def));
+    let calls = Calls::default();
+    let counter = calls.clone();
+    let engine = Engine::builder()
+        .store(MemStore::new())
+        .machine_name("deploy")
+        .tasks(FnTasks(move |req: TaskRequest| -> TaskFuture {
+            let first = {
+                let mut c = counter.lock().unwrap();
+                let n = c.entry(req.state_name).or_insert(0);
+                *n += 1;
+                *n == 1
+            };
+            if first {
+                Box::pin(std::future::pending())
+            } else {
+                Box::pin(async { Ok(json!("deployed")) })
+            }
+        }))
+        .build();
+    let handle = engine.start(m, json!({}));
+    while engine.signals().running().is_empty() || calls_of(&calls, "Slow") == 0 {
+        tokio::task::yield_now().await;
+    }
+    let arn = engine.signals().running()[0].clone();
+    engine.stop(&arn, "Operator", "by hand").await.unwrap();
+    let outcome = handle.outcome().await.unwrap();
+    assert_eq!(outcome.status.as_str(), "ABORTED");
+    // Stopping it again is refused: it has ended.
+    let again = engine.stop(&arn, "", "").await.unwrap_err();
+    assert_eq!(again.to_string(), format!("{arn} is already ABORTED"));
+
+    let redriven = engine.redrive(&arn).await.unwrap();
+    assert_eq!(redriven.status, Status::Succeeded(json!("deployed")));
+    assert_eq!(redriven.info.redrive_count, 1);
+    let again = engine.redrive(&arn).await.unwrap_err();
+    assert_eq!(
+        again.to_string(),
+        "Execution is SUCCEEDED and cannot be redriven."
+    );
+}
