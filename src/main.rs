@@ -74,6 +74,11 @@ enum Command {
         /// Keep nothing on disk: the execution cannot be resumed after a crash.
         #[arg(long)]
         ephemeral: bool,
+        /// Run in the background: print the execution's ARN once it is stored, and return.
+        /// Its progress goes to <store>/logs/<name>.log; `stepstone describe`, `history` and
+        /// `stop` reach it while it runs.
+        #[arg(long, conflicts_with = "ephemeral")]
+        detach: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -92,6 +97,32 @@ enum Command {
         #[arg(long = "task", value_name = "RESOURCE=COMMAND")]
         tasks: Vec<String>,
         /// Print each result as one JSON line.
+        #[arg(long)]
+        json: bool,
+        /// No progress on standard error.
+        #[arg(long, short)]
+        quiet: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Go on with a FAILED, ABORTED or TIMED_OUT execution from where it stopped
+    /// (RedriveExecution), and run it to its end.
+    ///
+    /// The states that succeeded are not run again; the state that failed is entered again
+    /// with the input it had; a Map or Parallel reruns only the iterations and branches that
+    /// failed or were stopped, each from where it stopped. The history goes on after an
+    /// ExecutionRedriven event, and $$.Execution.RedriveCount counts the redrives. The task
+    /// routes and clock the execution was started with are used again.
+    #[command(
+        after_help = "Examples:\n  stepstone redrive deploy-2026-11-27          # by name\n  stepstone redrive arn:aws:states:us-east-1:123456789012:execution:deploy:deploy-2026-11-27 \\\n      --task arn:aws:states:::lambda:invoke=./fixed-handler.sh"
+    )]
+    Redrive {
+        /// The execution's ARN or name.
+        execution: String,
+        /// More task routes, added to the ones the execution was started with.
+        #[arg(long = "task", value_name = "RESOURCE=COMMAND")]
+        tasks: Vec<String>,
+        /// Print the result as one JSON line.
         #[arg(long)]
         json: bool,
         /// No progress on standard error.
@@ -133,7 +164,10 @@ enum Command {
     },
     /// Stop a RUNNING execution: it becomes ABORTED (StopExecution).
     ///
-    /// Works on the store directly, so no engine may be running on it at the same time.
+    /// The engine running it (a `run`, `resume` or `redrive` on the same store, detached or
+    /// not) stops it at once, through the store's control socket; an execution that no engine
+    /// runs (left RUNNING by a crash) is stopped in the store. `stepstone redrive` can take it
+    /// up again later.
     Stop {
         /// The execution's ARN or name.
         execution: String,
@@ -232,6 +266,13 @@ fn main() -> ExitCode {
             quiet,
             store,
         } => cli::executions::resume(&store.spec(), &executions, &tasks, json, quiet),
+        Command::Redrive {
+            execution,
+            tasks,
+            json,
+            quiet,
+            store,
+        } => cli::executions::redrive_one(&store.spec(), &execution, &tasks, json, quiet),
         Command::Executions {
             status,
             json,
@@ -273,8 +314,10 @@ fn main() -> ExitCode {
             name,
             quiet,
             ephemeral,
+            detach,
             store,
         } => cli::run::run(cli::run::RunArgs {
+            detach,
             store: (!ephemeral).then(|| store.spec()),
             definition,
             input,

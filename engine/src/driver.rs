@@ -404,6 +404,9 @@ async fn drive_execution(
             break;
         }
         if exec.has_ready_runs() {
+            // A long stretch of pure states: let other tasks on this runtime (the control
+            // socket, task handlers) run between budgets.
+            tokio::task::yield_now().await;
             let now = clock.now();
             if deadline.is_some_and(|d| d <= now) {
                 commands = exec.on_input(Input::TimedOut, now);

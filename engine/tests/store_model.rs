@@ -97,10 +97,17 @@ fn check(
     for op in ops {
         match op {
             Op::Create(e) => {
+                let first = [event(1)];
                 if model.contains_key(&e) {
+                    // Names are unique: a second create is refused and changes nothing.
+                    let again =
+                        store.create("{}", &json!(null), &checkpoint(&machine, e, false), &first);
+                    prop_assert!(matches!(
+                        again,
+                        Err(stepstone_engine::store::Error::AlreadyExists(_))
+                    ));
                     continue;
                 }
-                let first = [event(1)];
                 store
                     .create(
                         "{\"StartAt\": \"S\"}",

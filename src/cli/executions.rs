@@ -1,33 +1,24 @@
-//! `stepstone resume`, `executions`, `describe`, `history`: the executions in a store.
+//! `stepstone resume`, `redrive`, `executions`, `describe`, `history`, `stop`: the executions
+//! in a store.
+//!
+//! The reading commands and `stop` are requests (`answer`), answered with the AWS API's
+//! response shapes: by the engine that owns the store while one runs (through the control
+//! socket), otherwise from the store directly.
 
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde_json::{Value, json};
-use stepstone::asl::Machine;
-use stepstone::asl::timestamp::Timestamp;
 use stepstone::engine::store::{CheckpointStore, ExecutionRecord, Stored};
 use stepstone::engine::{
-    Execution, Limits, Notice, RunOptions, Status, resume as resume_execution,
+    Limits, Notice, Outcome, ResumeError, RunOptions, Signals, Status, load_stored, redrive,
+    resume as resume_execution, stop_stored,
 };
 
-use super::StoreSpec;
-use super::run::{Progress, compile, exit_code, report, router, runtime};
+use super::run::{Progress, exit_code, report, router, runtime};
+use super::{StoreSpec, control};
 
 /// Finds an execution by ARN or by name.
-/// An execution's stored state and its definition, validated again into a Machine.
-fn load(
-    store: &dyn CheckpointStore,
-    record: &ExecutionRecord,
-) -> Result<(Stored, Machine), String> {
-    let stored = store
-        .load(&record.execution_arn)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{} has no checkpoint", record.execution_arn))?;
-    let machine = compile(&stored.definition, &record.execution_arn)?;
-    Ok((stored, machine))
-}
-
 fn find(store: &dyn CheckpointStore, execution: &str) -> Result<ExecutionRecord, String> {
     let records = store.list().map_err(|e| e.to_string())?;
     let mut matching = records
@@ -42,6 +33,224 @@ fn find(store: &dyn CheckpointStore, execution: &str) -> Result<ExecutionRecord,
         ));
     }
     Ok(first)
+}
+
+/// Answers one request against `store`, stopping through `signals` the executions that run in
+/// this process. Requests: `ping`, `list` (`status`), `describe`, `history` and `stop`
+/// (`execution`, and `error`, `cause` for stop).
+pub(crate) async fn answer(
+    store: &dyn CheckpointStore,
+    signals: &Signals,
+    request: &Value,
+) -> Result<Value, String> {
+    let execution = || {
+        request["execution"]
+            .as_str()
+            .ok_or("the request names no execution")
+    };
+    match request["op"].as_str().unwrap_or_default() {
+        "ping" => Ok(json!({"pid": std::process::id(), "running": signals.running()})),
+        "list" => list_executions(store, request["status"].as_str()),
+        "describe" => describe_execution(store, &find(store, execution()?)?),
+        "history" => {
+            let record = find(store, execution()?)?;
+            let events = store
+                .events(&record.execution_arn)
+                .map_err(|e| e.to_string())?;
+            let events: Vec<Value> = events.iter().map(|e| e.to_json()).collect();
+            Ok(json!({"events": events}))
+        }
+        "stop" => {
+            let arn = find(store, execution()?)?.execution_arn;
+            let error = request["error"].as_str().unwrap_or_default();
+            let cause = request["cause"].as_str().unwrap_or_default();
+            let running_here = match signals.stop(&arn, error, cause) {
+                Some(answer) => answer.await.ok(),
+                None => None,
+            };
+            let stop_date = match running_here {
+                Some(date) => date,
+                None => stop_stored(store, &arn, error, cause).map_err(|e| e.to_string())?,
+            };
+            Ok(json!({"stopDate": stop_date.to_string()}))
+        }
+        other => Err(format!("unknown request '{other}'")),
+    }
+}
+
+fn state_machine_arn(record: &ExecutionRecord) -> String {
+    format!(
+        "arn:aws:states:us-east-1:123456789012:stateMachine:{}",
+        record.state_machine_name
+    )
+}
+
+/// ListExecutions' response, newest first.
+fn list_executions(store: &dyn CheckpointStore, status: Option<&str>) -> Result<Value, String> {
+    let mut records = store.list().map_err(|e| e.to_string())?;
+    records.retain(|r| status.is_none_or(|s| r.status.eq_ignore_ascii_case(s)));
+    records.sort_by_key(|r| std::cmp::Reverse(r.start_date));
+    let executions: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let mut v = json!({"executionArn": r.execution_arn, "stateMachineArn": state_machine_arn(r), "name": r.name, "status": r.status, "startDate": r.start_date.to_string()});
+            if let Some(stop) = r.stop_date {
+                v["stopDate"] = json!(stop.to_string());
+            }
+            v
+        })
+        .collect();
+    Ok(json!({"executions": executions}))
+}
+
+/// DescribeExecution's response.
+fn describe_execution(
+    store: &dyn CheckpointStore,
+    record: &ExecutionRecord,
+) -> Result<Value, String> {
+    let stored = store
+        .load(&record.execution_arn)
+        .map_err(|e| e.to_string())?
+        .ok_or("the execution has no checkpoint")?;
+    let info = &stored.checkpoint.info;
+    let mut v = json!({
+        "executionArn": info.execution_arn,
+        "stateMachineArn": info.state_machine_arn,
+        "name": info.name,
+        "status": record.status,
+        "startDate": info.start_time.to_string(),
+        "input": info.input,
+        "redriveCount": info.redrive_count,
+    });
+    if let Some(stop) = record.stop_date {
+        v["stopDate"] = json!(stop.to_string());
+    }
+    if let Some(redriven) = info.redrive_time {
+        v["redriveDate"] = json!(redriven.to_string());
+    }
+    match &stored.checkpoint.status {
+        Status::Succeeded(output) => v["output"] = output.clone(),
+        Status::Failed(f) | Status::TimedOut(f) | Status::Aborted(f) => {
+            v["error"] = json!(f.error);
+            v["cause"] = json!(f.cause);
+        }
+        Status::Running => {}
+    }
+    match &stored.checkpoint.status {
+        Status::Failed(_) | Status::TimedOut(_) | Status::Aborted(_) => {
+            v["redriveStatus"] = json!("REDRIVABLE");
+        }
+        other => {
+            v["redriveStatus"] = json!("NOT_REDRIVABLE");
+            v["redriveStatusReason"] = json!(format!(
+                "Execution is {} and cannot be redriven.",
+                other.as_str()
+            ));
+        }
+    }
+    Ok(v)
+}
+
+/// Answers `request` through the engine that owns the store, or from the store when none runs.
+fn query(dir: &StoreSpec, request: Value) -> Result<Value, String> {
+    if let Some(answered) = control::request(&dir.dir, &request) {
+        return answered;
+    }
+    let store = dir.open_existing()?;
+    runtime()?.block_on(answer(&*store, &Signals::default(), &request))
+}
+
+/// `stepstone executions [--status S]`: ListExecutions.
+pub(crate) fn list(
+    dir: &StoreSpec,
+    status: Option<&str>,
+    as_json: bool,
+) -> Result<ExitCode, String> {
+    let listed = if dir.exists() {
+        query(dir, json!({"op": "list", "status": status}))?
+    } else {
+        // Nothing was ever run here.
+        json!({"executions": []})
+    };
+    if as_json {
+        println!("{listed}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in listed["executions"].as_array().into_iter().flatten() {
+        let text = |key: &str| e[key].as_str().unwrap_or("-").to_owned();
+        println!(
+            "{:<10} {}  {}  {}",
+            text("status"),
+            text("startDate"),
+            text("stopDate"),
+            text("executionArn")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stepstone describe EXECUTION`: DescribeExecution.
+pub(crate) fn describe(
+    dir: &StoreSpec,
+    execution: &str,
+    as_json: bool,
+) -> Result<ExitCode, String> {
+    let described = query(dir, json!({"op": "describe", "execution": execution}))?;
+    if as_json {
+        println!("{described}");
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&described).unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stepstone history EXECUTION`: GetExecutionHistory.
+pub(crate) fn history(dir: &StoreSpec, execution: &str, as_json: bool) -> Result<ExitCode, String> {
+    let history = query(dir, json!({"op": "history", "execution": execution}))?;
+    if as_json {
+        println!("{history}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in history["events"].as_array().into_iter().flatten() {
+        println!(
+            "{:>5}  {}  {}",
+            e["id"],
+            e["timestamp"].as_str().unwrap_or_default(),
+            e["type"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stepstone stop EXECUTION [--error E --cause C]`: StopExecution. The execution becomes
+/// ABORTED with an ExecutionAborted event; its in-flight tasks are abandoned.
+pub(crate) fn stop(
+    dir: &StoreSpec,
+    execution: &str,
+    error: Option<&str>,
+    cause: Option<&str>,
+    as_json: bool,
+) -> Result<ExitCode, String> {
+    let stopped = query(
+        dir,
+        json!({"op": "stop", "execution": execution, "error": error, "cause": cause}),
+    )?;
+    if as_json {
+        println!("{stopped}");
+    } else {
+        println!("ABORTED {execution}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `resume` and `redrive` do with one stored execution.
+#[derive(Clone, Copy)]
+enum Restart {
+    Resume,
+    Redrive,
 }
 
 /// `stepstone resume [EXECUTION...]`: finishes RUNNING executions (all of them by default),
@@ -75,31 +284,73 @@ pub(crate) fn resume(
         eprintln!("stepstone: nothing to resume in {}", dir.display());
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(r) = records.iter().find(|r| r.status != "RUNNING") {
+        return Err(format!(
+            "{} is {}, not RUNNING (see `stepstone redrive` for failed executions)",
+            r.execution_arn, r.status
+        ));
+    }
+    restart(
+        dir,
+        store,
+        &records,
+        extra_tasks,
+        as_json,
+        quiet,
+        Restart::Resume,
+    )
+}
+
+/// `stepstone redrive EXECUTION`: RedriveExecution, then runs it to its end.
+pub(crate) fn redrive_one(
+    dir: &StoreSpec,
+    execution: &str,
+    extra_tasks: &[String],
+    as_json: bool,
+    quiet: bool,
+) -> Result<ExitCode, String> {
+    let store = dir.open_existing()?;
+    let record = find(&*store, execution)?;
+    restart(
+        dir,
+        store,
+        &[record],
+        extra_tasks,
+        as_json,
+        quiet,
+        Restart::Redrive,
+    )
+}
+
+/// Drives stored executions one after the other, with the task routes and clock they were
+/// started with (their launch record) plus `extra_tasks`, answering on the control socket
+/// meanwhile.
+fn restart(
+    dir: &StoreSpec,
+    store: Box<dyn CheckpointStore>,
+    records: &[ExecutionRecord],
+    extra_tasks: &[String],
+    as_json: bool,
+    quiet: bool,
+    how: Restart,
+) -> Result<ExitCode, String> {
+    let store: std::sync::Arc<dyn CheckpointStore> = store.into();
     let runtime = runtime()?;
+    let signals = Signals::default();
+    let server =
+        runtime.block_on(async { control::serve(&dir.dir, store.clone(), signals.clone()) });
     let mut code = ExitCode::SUCCESS;
     for record in records {
-        if record.status != "RUNNING" {
-            return Err(format!(
-                "{} is {}, not RUNNING (see `stepstone redrive` for failed executions)",
-                record.execution_arn, record.status
-            ));
-        }
-        let (stored, machine) = load(&*store, &record)?;
-        let mut tasks: Vec<String> = stored.launch["tasks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.as_str().map(str::to_owned))
-            .collect();
-        tasks.extend(extra_tasks.iter().cloned());
-        let router = router(&tasks)?;
-        let mut options = RunOptions::default();
-        options.virtual_time = stored.launch["virtual_time"].as_bool().unwrap_or(false);
-        options.record_history = true;
-        let limit = stored.launch["history_limit"].as_u64().unwrap_or(25_000);
-        options.limits = Limits::default().with_max_history_events((limit > 0).then_some(limit));
+        let arn = &record.execution_arn;
+        let (stored, machine) = load_stored(&*store, arn).map_err(|e| e.to_string())?;
+        let (routes, mut options) = launch_options(&stored, extra_tasks)?;
+        options.signals = Some(signals.clone());
         if !quiet {
-            eprintln!("resuming {}", record.execution_arn);
+            let verb = match how {
+                Restart::Resume => "resuming",
+                Restart::Redrive => "redriving",
+            };
+            eprintln!("{verb} {arn}");
         }
         let mut progress = Progress::new(!quiet, options.virtual_time);
         let started = Instant::now();
@@ -108,16 +359,41 @@ pub(crate) fn resume(
         } else {
             Some(&mut |n| progress.notice(n))
         };
-        let outcome = runtime
-            .block_on(resume_execution(
-                &machine,
-                stored.checkpoint,
-                &options,
-                &router,
-                &*store,
-                observer,
-            ))
-            .map_err(|e| format!("cannot resume {}: {e}", record.execution_arn))?;
+        let outcome: Result<Outcome, ResumeError> = runtime.block_on(async {
+            match how {
+                Restart::Resume => {
+                    resume_execution(
+                        &machine,
+                        stored.checkpoint,
+                        &options,
+                        &routes,
+                        &*store,
+                        observer,
+                    )
+                    .await
+                }
+                Restart::Redrive => {
+                    let events = store.events(arn)?;
+                    redrive(
+                        &machine,
+                        stored.checkpoint,
+                        &events,
+                        &options,
+                        &routes,
+                        &*store,
+                        observer,
+                    )
+                    .await
+                }
+            }
+        });
+        let outcome = outcome.map_err(|e| match how {
+            Restart::Resume => format!("cannot resume {arn}: {e}"),
+            Restart::Redrive => format!("cannot redrive {arn}: {e}"),
+        })?;
+        if let Some(server) = &server {
+            runtime.block_on(server.drain());
+        }
         progress.finish(&outcome, started.elapsed().as_secs_f64());
         report(&outcome, as_json, false);
         if !matches!(outcome.status, Status::Succeeded(_)) {
@@ -127,145 +403,24 @@ pub(crate) fn resume(
     Ok(code)
 }
 
-fn state_machine_arn(record: &ExecutionRecord) -> String {
-    format!(
-        "arn:aws:states:us-east-1:123456789012:stateMachine:{}",
-        record.state_machine_name
-    )
-}
-
-/// `stepstone executions [--status S]`: ListExecutions.
-pub(crate) fn list(
-    dir: &StoreSpec,
-    status: Option<&str>,
-    as_json: bool,
-) -> Result<ExitCode, String> {
-    let mut records = if dir.exists() {
-        dir.open()?.list().map_err(|e| e.to_string())?
-    } else {
-        Vec::new()
-    };
-    records.retain(|r| status.is_none_or(|s| r.status.eq_ignore_ascii_case(s)));
-    records.sort_by_key(|r| std::cmp::Reverse(r.start_date));
-    if as_json {
-        let executions: Vec<Value> = records
-            .iter()
-            .map(|r| {
-                let mut v = json!({"executionArn": r.execution_arn, "stateMachineArn": state_machine_arn(r), "name": r.name, "status": r.status, "startDate": r.start_date.to_string()});
-                if let Some(stop) = r.stop_date {
-                    v["stopDate"] = json!(stop.to_string());
-                }
-                v
-            })
-            .collect();
-        println!("{}", json!({"executions": executions}));
-    } else {
-        for r in &records {
-            let stop = r
-                .stop_date
-                .map_or_else(|| "-".to_owned(), |t| t.to_string());
-            println!(
-                "{:<10} {}  {}  {}",
-                r.status, r.start_date, stop, r.execution_arn
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `stepstone describe EXECUTION`: DescribeExecution.
-pub(crate) fn describe(
-    dir: &StoreSpec,
-    execution: &str,
-    as_json: bool,
-) -> Result<ExitCode, String> {
-    let store = dir.open_existing()?;
-    let record = find(&*store, execution)?;
-    let stored = store
-        .load(&record.execution_arn)
-        .map_err(|e| e.to_string())?
-        .ok_or("the execution has no checkpoint")?;
-    let info = &stored.checkpoint.info;
-    let mut v = json!({
-        "executionArn": info.execution_arn,
-        "stateMachineArn": info.state_machine_arn,
-        "name": info.name,
-        "status": record.status,
-        "startDate": info.start_time.to_string(),
-        "input": info.input,
-        "redriveCount": info.redrive_count,
-    });
-    if let Some(stop) = record.stop_date {
-        v["stopDate"] = json!(stop.to_string());
-    }
-    match &stored.checkpoint.status {
-        Status::Succeeded(output) => v["output"] = output.clone(),
-        Status::Failed(f) | Status::TimedOut(f) | Status::Aborted(f) => {
-            v["error"] = json!(f.error);
-            v["cause"] = json!(f.cause);
-        }
-        Status::Running => {}
-    }
-    if as_json {
-        println!("{v}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `stepstone history EXECUTION`: GetExecutionHistory.
-pub(crate) fn history(dir: &StoreSpec, execution: &str, as_json: bool) -> Result<ExitCode, String> {
-    let store = dir.open_existing()?;
-    let record = find(&*store, execution)?;
-    let events = store
-        .events(&record.execution_arn)
-        .map_err(|e| e.to_string())?;
-    if as_json {
-        let events: Vec<Value> = events.iter().map(|e| e.to_json()).collect();
-        println!("{}", json!({"events": events}));
-    } else {
-        for e in &events {
-            println!("{:>5}  {}  {}", e.id, e.timestamp, e.kind.type_name());
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `stepstone stop EXECUTION [--error E --cause C]`: StopExecution. The execution becomes
-/// ABORTED with an ExecutionAborted event; its in-flight tasks are abandoned.
-pub(crate) fn stop(
-    dir: &StoreSpec,
-    execution: &str,
-    error: Option<&str>,
-    cause: Option<&str>,
-    as_json: bool,
-) -> Result<ExitCode, String> {
-    let store = dir.open_existing()?;
-    let record = find(&*store, execution)?;
-    if record.status != "RUNNING" {
-        return Err(format!(
-            "{} is already {}",
-            record.execution_arn, record.status
-        ));
-    }
-    let (stored, machine) = load(&*store, &record)?;
-    let mut exec = Execution::restore(&machine, stored.checkpoint).map_err(|e| e.to_string())?;
-    let real = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
-    // On a virtual clock the execution may be ahead of the real one; time never runs backwards.
-    let now = Timestamp {
-        unix_nanos: real.max(exec.checkpoint().now.unix_nanos),
-    };
-    exec.abort(error.unwrap_or(""), cause.unwrap_or(""), now);
-    store
-        .save(&exec.checkpoint(), exec.history().events())
-        .map_err(|e| e.to_string())?;
-    if as_json {
-        println!("{}", json!({"stopDate": now.to_string()}));
-    } else {
-        println!("ABORTED {}", record.execution_arn);
-    }
-    Ok(ExitCode::SUCCESS)
+/// The task routes and options an execution was launched with (kept in its launch record),
+/// plus the routes given now.
+fn launch_options(
+    stored: &Stored,
+    extra_tasks: &[String],
+) -> Result<(stepstone::tasks::Router, RunOptions), String> {
+    let mut tasks: Vec<String> = stored.launch["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    tasks.extend(extra_tasks.iter().cloned());
+    let routes = router(&tasks)?;
+    let mut options = RunOptions::default();
+    options.virtual_time = stored.launch["virtual_time"].as_bool().unwrap_or(false);
+    options.record_history = true;
+    let limit = stored.launch["history_limit"].as_u64().unwrap_or(25_000);
+    options.limits = Limits::default().with_max_history_events((limit > 0).then_some(limit));
+    Ok((routes, options))
 }

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use stepstone::engine::store::{CheckpointStore, REDB_FILE, RedbStore, SledStore};
 
+pub(crate) mod control;
+pub(crate) mod detach;
 pub(crate) mod executions;
 pub(crate) mod graph;
 pub(crate) mod run;
@@ -20,6 +22,30 @@ pub(crate) fn read_definition(file: &Path) -> Result<String, String> {
         return Ok(text);
     }
     std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))
+}
+
+impl StoreSpec {
+    /// Why the store cannot be opened while another engine owns it, naming what that engine runs.
+    fn in_use(&self) -> String {
+        let running = control::request(&self.dir, &serde_json::json!({"op": "ping"}))
+            .and_then(Result::ok)
+            .map(|pong| {
+                let arns: Vec<&str> = pong["running"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str())
+                    .collect();
+                format!(" (pid {}, running {})", pong["pid"], arns.join(", "))
+            })
+            .unwrap_or_default();
+        format!(
+            "the store {} is in use by another Stepstone engine{running}. `stepstone describe`, \
+             `history`, `executions` and `stop` reach it; `run`, `resume` and `redrive` need the \
+             store to themselves: wait for it to finish, or use another --store",
+            self.dir.display()
+        )
+    }
 }
 
 /// The database a store directory holds.
@@ -47,6 +73,21 @@ impl StoreSpec {
         self.dir.join(REDB_FILE).exists() || self.dir.join("conf").exists()
     }
 
+    /// Creates the store's directory, owner-only, unless it exists.
+    pub(crate) fn ensure_dir(&self) -> Result<(), String> {
+        let dir = &self.dir;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create the store {}: {e}", dir.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+            }
+        }
+        Ok(())
+    }
+
     /// Opens a store that must already exist: reading commands never create one (an empty
     /// sled store made by `executions` would later refuse `run --store-engine redb`).
     pub(crate) fn open_existing(&self) -> Result<Box<dyn CheckpointStore>, String> {
@@ -63,15 +104,7 @@ impl StoreSpec {
     /// engine, an existing store's own engine is used, sled for a new one.
     pub(crate) fn open(&self) -> Result<Box<dyn CheckpointStore>, String> {
         let dir = &self.dir;
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create the store {}: {e}", dir.display()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-            }
-        }
+        self.ensure_dir()?;
         let is_redb = dir.join(REDB_FILE).exists();
         let is_sled = dir.join("conf").exists();
         let engine = match (self.engine, is_redb, is_sled) {
@@ -99,6 +132,9 @@ impl StoreSpec {
                 RedbStore::open(dir).map(|s| Box::new(s) as Box<dyn CheckpointStore>)
             }
         };
-        opened.map_err(|e| format!("cannot open the store {}: {e}", dir.display()))
+        opened.map_err(|e| match e {
+            stepstone::engine::store::Error::Locked(_) => self.in_use(),
+            e => format!("cannot open the store {}: {e}", dir.display()),
+        })
     }
 }

@@ -3,13 +3,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
 use stepstone::asl::{Machine, Options, validate_str};
 use stepstone::engine::history::EventKind;
+use stepstone::engine::store::{CheckpointStore, Error as StoreError};
 use stepstone::engine::{
-    Limits, Notice, Outcome, Persistence, RunOptions, Status, TimerReason, run_durable,
+    Limits, Notice, Outcome, Persistence, RunOptions, Signals, Status, TimerReason, run_durable,
     run_observed,
 };
 use stepstone::tasks::{CommandTask, Router};
@@ -29,18 +31,17 @@ pub(crate) struct RunArgs {
     pub(crate) quiet: bool,
     /// `None` with `--ephemeral`.
     pub(crate) store: Option<super::StoreSpec>,
+    /// Start in a background process and return once the execution is stored.
+    pub(crate) detach: bool,
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
+    if args.detach {
+        return super::detach::start(&args);
+    }
     let text = super::read_definition(&args.definition)?;
     let machine = compile(&text, &args.definition.display().to_string())?;
-    let input = match (&args.input, &args.input_file) {
-        (Some(text), _) => parse_input(text, "--input")?,
-        (None, Some(file)) => {
-            parse_input(&super::read_definition(file)?, &file.display().to_string())?
-        }
-        (None, None) => json!({}),
-    };
+    let input = read_input(&args)?;
     for spec in &args.tasks {
         if let Some((resource, _)) = spec.split_once('=')
             && !resource.is_empty()
@@ -66,14 +67,19 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
         Some(spec) => {
             // A durable run keeps its whole history, in the store: `stepstone history` reads it.
             options.record_history = true;
-            let store = spec.open()?;
+            let store: Arc<dyn CheckpointStore> = spec.open()?.into();
+            let signals = Signals::default();
+            options.signals = Some(signals.clone());
+            // Answers `describe`, `history` and `stop` from other processes while this runs.
+            let control = runtime
+                .block_on(async { super::control::serve(&spec.dir, store.clone(), signals) });
             let launch = json!({"tasks": args.tasks, "virtual_time": args.virtual_time, "history_limit": args.history_limit});
             let observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)> = if args.quiet {
                 None
             } else {
                 Some(&mut |n| progress.notice(n))
             };
-            runtime
+            let outcome = runtime
                 .block_on(run_durable(
                     &machine,
                     input,
@@ -86,7 +92,14 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
                     },
                     observer,
                 ))
-                .map_err(|e| format!("the execution could not be checkpointed: {e}"))?
+                .map_err(|e| match e {
+                    StoreError::AlreadyExists(_) => e.to_string(),
+                    e => format!("the execution could not be checkpointed: {e}"),
+                })?;
+            if let Some(control) = &control {
+                runtime.block_on(control.drain());
+            }
+            outcome
         }
         None => {
             options.record_history = args.history;
@@ -110,6 +123,17 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
         );
     }
     Ok(exit_code(&outcome))
+}
+
+/// The execution's input: `--input`, `--input-file`, or `{}`.
+pub(crate) fn read_input(args: &RunArgs) -> Result<Value, String> {
+    Ok(match (&args.input, &args.input_file) {
+        (Some(text), _) => parse_input(text, "--input")?,
+        (None, Some(file)) => {
+            parse_input(&super::read_definition(file)?, &file.display().to_string())?
+        }
+        (None, None) => json!({}),
+    })
 }
 
 /// Validates definition text for running; the diagnostics go to stderr when it is invalid.

@@ -47,6 +47,9 @@ pub(crate) fn write(
     let arn = &checkpoint.info.execution_arn;
     let mut pairs = Vec::with_capacity(events.len() + 4);
     if let Some((definition, launch)) = first {
+        if kv.get(&format!("c/{arn}"))?.is_some() {
+            return Err(Error::AlreadyExists(arn.clone()));
+        }
         pairs.push((format!("d/{arn}"), definition.as_bytes().to_vec()));
         pairs.push((format!("l/{arn}"), encode(launch)?));
     }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use super::{CheckpointStore, ExecutionRecord, Result, Stored, decode, encode};
+use super::{CheckpointStore, Error, ExecutionRecord, Result, Stored, decode, encode};
 use crate::checkpoint::Checkpoint;
 use crate::history::Event;
 
@@ -40,6 +40,11 @@ impl CheckpointStore for MemStore {
         checkpoint: &Checkpoint,
         events: &[Event],
     ) -> Result<()> {
+        let arn = &checkpoint.info.execution_arn;
+        let mut executions = self.executions.lock().expect("not poisoned");
+        if executions.contains_key(arn) {
+            return Err(Error::AlreadyExists(arn.clone()));
+        }
         let entry = Entry {
             definition: definition.to_owned(),
             launch: launch.clone(),
@@ -47,10 +52,7 @@ impl CheckpointStore for MemStore {
             record: ExecutionRecord::of(checkpoint),
             events: events.to_vec(),
         };
-        self.executions
-            .lock()
-            .expect("not poisoned")
-            .insert(checkpoint.info.execution_arn.clone(), entry);
+        executions.insert(arn.clone(), entry);
         Ok(())
     }
 

@@ -25,6 +25,12 @@ pub enum Error {
     /// The disk or the database failed.
     #[error("store I/O failed: {0}")]
     Io(String),
+    /// `create` was given an execution the store already has (AWS: ExecutionAlreadyExists;
+    /// execution names are unique per state machine).
+    #[error(
+        "ExecutionAlreadyExists: {0} is already in the store (give the execution another name)"
+    )]
+    AlreadyExists(String),
     /// Another process holds the store.
     #[error("the store at {0} is in use by another Stepstone process")]
     Locked(String),
@@ -86,7 +92,8 @@ pub struct Stored {
 /// durable when it returns: a crash after it returns finds what it wrote.
 pub trait CheckpointStore: Send + Sync {
     /// Records a new execution: its definition text, launch options, first checkpoint and
-    /// first events.
+    /// first events. Fails with [`Error::AlreadyExists`], writing nothing, when the store has
+    /// an execution with that ARN.
     fn create(
         &self,
         definition: &str,

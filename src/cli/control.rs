@@ -1,0 +1,187 @@
+//! The control socket: how `describe`, `history`, `executions` and `stop` reach the engine that
+//! owns a store while it runs (only one process may open a store).
+//!
+//! The engine listens on `<store>/control.sock` (a Unix socket, owner-only). A request is one
+//! JSON line, `{"op": "describe", "execution": "..."}`; the answer is one JSON line,
+//! `{"ok": <AWS-shaped response>}` or `{"error": "..."}`. When nobody listens (no engine runs,
+//! or one crashed and left the socket file behind), commands open the store themselves.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+use stepstone::engine::Signals;
+use stepstone::engine::store::CheckpointStore;
+
+/// The socket's file name in the store directory.
+pub(crate) const SOCKET: &str = "control.sock";
+
+/// Asks the engine that owns the store at `dir`. `None` when no engine listens there.
+#[cfg(unix)]
+pub(crate) fn request(dir: &Path, request: &Value) -> Option<Result<Value, String>> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    let mut stream = UnixStream::connect(dir.join(SOCKET)).ok()?;
+    let mut exchange = || -> std::io::Result<String> {
+        // A stop answers once the abort is durable: well within this, unless the disk hangs.
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.write_all(format!("{request}\n").as_bytes())?;
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line)?;
+        Ok(line)
+    };
+    let answer = match exchange() {
+        Ok(line) => serde_json::from_str::<Value>(&line)
+            .map_err(|e| format!("the engine's answer is not JSON ({e}): {line}")),
+        Err(e) => Err(format!(
+            "the engine at {} did not answer: {e}",
+            dir.join(SOCKET).display()
+        )),
+    };
+    Some(answer.and_then(|mut v| match v.get_mut("ok") {
+        Some(ok) => Ok(ok.take()),
+        None => Err(v["error"].as_str().unwrap_or("unknown error").to_owned()),
+    }))
+}
+
+#[cfg(not(unix))]
+pub(crate) fn request(_dir: &Path, _request: &Value) -> Option<Result<Value, String>> {
+    None
+}
+
+/// Listens on the store's control socket while the engine runs; the socket file is removed
+/// when this is dropped.
+pub(crate) struct Server {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+    /// How many requests are being answered.
+    busy: Arc<AtomicUsize>,
+}
+
+impl Server {
+    /// Lets the requests being answered finish (a `stop` is answered as its execution ends,
+    /// just before this process exits), for at most a second.
+    pub(crate) async fn drain(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        while self.busy.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Starts answering on `<dir>/control.sock`, on the current tokio runtime. The caller owns
+/// the store (it is open), so a socket file left there belongs to an engine that died.
+/// Without a socket (too long a path, a file system without them), the engine still runs: a
+/// warning says the commands cannot reach it.
+#[cfg(unix)]
+pub(crate) fn serve(
+    dir: &Path,
+    store: Arc<dyn CheckpointStore>,
+    signals: Signals,
+) -> Option<Server> {
+    match bind(dir) {
+        Ok(listener) => {
+            let busy = Arc::new(AtomicUsize::new(0));
+            let task = tokio::spawn(accept(listener, store, signals, busy.clone()));
+            Some(Server {
+                path: dir.join(SOCKET),
+                task,
+                busy,
+            })
+        }
+        Err(e) => {
+            eprintln!(
+                "stepstone: warning: no control socket at {} ({e}): `stepstone describe`, \
+                 `history` and `stop` cannot reach this engine while it runs",
+                dir.join(SOCKET).display()
+            );
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+pub(crate) fn serve(
+    _dir: &Path,
+    _store: Arc<dyn CheckpointStore>,
+    _signals: Signals,
+) -> Option<Server> {
+    None
+}
+
+/// Binds the socket owner-only with no moment where it is open to others: it is made in a
+/// private directory (mode 0700), restricted to 0600, then renamed into place.
+#[cfg(unix)]
+fn bind(dir: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let private = dir.join(format!(".control-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let bound = (|| {
+        let staged = private.join(SOCKET);
+        let listener = tokio::net::UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&staged, dir.join(SOCKET))?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    bound
+}
+
+#[cfg(unix)]
+async fn accept(
+    listener: tokio::net::UnixListener,
+    store: Arc<dyn CheckpointStore>,
+    signals: Signals,
+    busy: Arc<AtomicUsize>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (store, signals, busy) = (store.clone(), signals.clone(), busy.clone());
+        busy.fetch_add(1, Ordering::AcqRel);
+        tokio::spawn(async move {
+            // A client that goes away mid-request loses its answer; nothing else is affected.
+            let _ = answer_one(stream, &*store, &signals).await;
+            busy.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+/// The longest request line accepted.
+#[cfg(unix)]
+const MAX_REQUEST: u64 = 1 << 20;
+
+#[cfg(unix)]
+async fn answer_one(
+    stream: tokio::net::UnixStream,
+    store: &dyn CheckpointStore,
+    signals: &Signals,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read.take(MAX_REQUEST))
+        .read_line(&mut line)
+        .await?;
+    let reply = match serde_json::from_str::<Value>(&line) {
+        Ok(request) => match super::executions::answer(store, signals, &request).await {
+            Ok(value) => json!({"ok": value}),
+            Err(e) => json!({"error": e}),
+        },
+        Err(e) => json!({"error": format!("the request is not JSON: {e}")}),
+    };
+    write.write_all(format!("{reply}\n").as_bytes()).await?;
+    write.shutdown().await
+}

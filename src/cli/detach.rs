@@ -1,0 +1,113 @@
+//! `stepstone run --detach`: the same run, in a background process that outlives the command.
+//!
+//! The command checks what it can first (definition, input), then starts itself again without
+//! `--detach`, its output going to `<store>/logs/<name>.log`, and waits until the execution is
+//! in the store: the ARN it prints names an execution that exists, and that `resume` can finish
+//! if the background process dies.
+
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use super::control;
+use super::run::{RunArgs, compile, read_input};
+
+/// How long the background run may take to store its execution.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) fn start(args: &RunArgs) -> Result<ExitCode, String> {
+    let spec = args
+        .store
+        .as_ref()
+        .ok_or("--detach keeps the execution in a store: it cannot be --ephemeral")?;
+    // Refuse a bad definition or input here, where the user sees it.
+    let text = super::read_definition(&args.definition)?;
+    compile(&text, &args.definition.display().to_string())?;
+    read_input(args)?;
+    if args.definition.as_os_str() == "-" || args.input_file.as_deref() == Some("-".as_ref()) {
+        return Err("--detach cannot read the definition or input from standard input".into());
+    }
+    let name = args.name.clone().unwrap_or_else(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("run-{nanos:x}")
+    });
+    spec.ensure_dir()?;
+    let logs = spec.dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
+    let log_path = logs.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os()
+        .skip(1)
+        .filter(|a| a != "--detach")
+        .collect();
+    if args.name.is_none() {
+        argv.extend(["--name".into(), name.clone().into()]);
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mut command = Command::new(exe);
+    command
+        .args(&argv)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    #[cfg(unix)]
+    {
+        // Its own process group: Ctrl-C in this terminal does not reach it.
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start the background run: {e}"))?;
+
+    let describe = json!({"op": "describe", "execution": name});
+    let started = Instant::now();
+    let arn = loop {
+        if let Some(Ok(described)) = control::request(&spec.dir, &describe) {
+            break described["executionArn"].as_str().map(str::to_owned);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // Ended already (a short execution), or could not start: the store tells which.
+            let stored = spec.open_existing().ok().and_then(|store| {
+                let records = store.list().ok()?;
+                records
+                    .into_iter()
+                    .find(|r| r.name == name)
+                    .map(|r| r.execution_arn)
+            });
+            if stored.is_some() {
+                break stored;
+            }
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(format!(
+                "the background run stopped before storing its execution ({status}):\n{}",
+                log.trim_end()
+            ));
+        }
+        if started.elapsed() > START_TIMEOUT {
+            return Err(format!(
+                "the background run (pid {}) did not store its execution within {} s; see {}",
+                child.id(),
+                START_TIMEOUT.as_secs(),
+                log_path.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let arn = arn.ok_or("the engine described the execution without its ARN")?;
+    println!("{arn}");
+    eprintln!(
+        "started in the background (pid {}); progress: {}\n  stepstone describe {name}    stepstone stop {name}",
+        child.id(),
+        log_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
