@@ -558,3 +558,147 @@ fn a_killed_run_resumes_where_it_stopped() {
     let _ = std::fs::remove_dir_all(&store);
     let _ = std::fs::remove_dir_all(&work);
 }
+
+fn json_out(o: &Output) -> Value {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+#[test]
+fn a_detached_run_is_reached_through_its_control_socket_stopped_and_redriven() {
+    let store = store_dir("detach");
+    // A long Wait holds the execution RUNNING in its background engine.
+    let file = run_file(
+        "held.asl.json",
+        serde_json::json!({"StartAt": "Hold", "States": {
+            "Hold": {"Type": "Wait", "Seconds": 3600, "Next": "Done"},
+            "Done": {"Type": "Pass", "Result": "done", "End": true}}}),
+    );
+    let o = stepstone(&[
+        "run", &file, "--store", &store, "--name", "held", "--detach",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let arn = stdout(&o).trim().to_owned();
+    assert_eq!(
+        arn,
+        "arn:aws:states:us-east-1:123456789012:execution:held:held"
+    );
+
+    // The socket is the owner's alone.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let meta = std::fs::metadata(format!("{store}/control.sock")).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    // The engine owns the store: the reading commands go through it.
+    let v = json_out(&stepstone(&[
+        "describe", "held", "--store", &store, "--json",
+    ]));
+    assert_eq!(v["status"], "RUNNING");
+    assert_eq!(v["redriveStatus"], "NOT_REDRIVABLE");
+    let v = json_out(&stepstone(&[
+        "history", "held", "--store", &store, "--json",
+    ]));
+    assert_eq!(v["events"][1]["type"], "WaitStateEntered");
+    let v = json_out(&stepstone(&["executions", "--store", &store, "--json"]));
+    assert_eq!(v["executions"][0]["executionArn"], arn.as_str());
+    // A second engine on the same store is refused, and told who holds it.
+    let o = stepstone(&[
+        "run", &file, "--store", &store, "--name", "other", "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("in use by another Stepstone engine") && err.contains(&arn),
+        "{err}"
+    );
+
+    // Stop reaches the running engine, which ends: ABORTED, durably, before it answers.
+    let v = json_out(&stepstone(&[
+        "stop", "held", "--store", &store, "--error", "Operator", "--cause", "by hand", "--json",
+    ]));
+    assert!(v["stopDate"].is_string(), "{v}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::path::Path::new(&format!("{store}/control.sock")).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the engine did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let v = json_out(&stepstone(&[
+        "describe", "held", "--store", &store, "--json",
+    ]));
+    assert_eq!(v["status"], "ABORTED");
+    assert_eq!(v["error"], "Operator");
+    assert_eq!(v["cause"], "by hand");
+    assert_eq!(v["redriveStatus"], "REDRIVABLE");
+    let log = std::fs::read_to_string(format!("{store}/logs/held.log")).unwrap();
+    assert!(log.contains("-> Hold (Wait)"), "{log}");
+
+    // A name is taken once.
+    let o = stepstone(&["run", &file, "--store", &store, "--name", "held", "--quiet"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ExecutionAlreadyExists"));
+
+    // Redrive: the Wait is entered again, in a new engine; stop it once more.
+    let redrive = Command::new(env!("CARGO_BIN_EXE_stepstone"))
+        .args(["redrive", "held", "--store", &store, "--quiet", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let o = stepstone(&["describe", "held", "--store", &store, "--json"]);
+        if o.status.success() {
+            let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+            if v["status"] == "RUNNING" {
+                assert_eq!(v["redriveCount"], 1);
+                assert!(v["redriveDate"].is_string());
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the redrive did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let v = json_out(&stepstone(&[
+        "history", "held", "--store", &store, "--json",
+    ]));
+    let types: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "ExecutionStarted",
+            "WaitStateEntered",
+            "ExecutionAborted",
+            "ExecutionRedriven",
+            "WaitStateEntered"
+        ]
+    );
+    json_out(&stepstone(&["stop", "held", "--store", &store, "--json"]));
+    let out = redrive.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "ABORTED exits 1");
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["status"], "ABORTED");
+    let _ = std::fs::remove_dir_all(&store);
+}
