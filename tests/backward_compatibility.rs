@@ -1,7 +1,12 @@
-//! A store written by Stepstone 0.1 (checkpoint format v1), holding an execution killed while
-//! its second task was in flight, is checked in under `tests/fixtures/store-v1`. Every later
-//! version must still resume it: change the checkpoint format only in ways that keep this test
-//! passing (and add a fixture for each new format version).
+//! Stores written by earlier versions are checked in under `tests/fixtures/`, and every later
+//! version must still finish what they hold: change the checkpoint format only in ways that keep
+//! these tests passing, and add a fixture for each new format version.
+//!
+//! - `store-v1` (checkpoint format v1): an execution killed while its second task was in
+//!   flight; it must resume.
+//! - `store-v2` (format v2, which keeps failed runs for redrive): an execution whose Map failed
+//!   on its second of three items; a redrive must rerun that item and start the third, and
+//!   not rerun the first.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,12 +26,20 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[test]
-fn a_v1_store_still_resumes() {
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1");
-    let store = std::env::temp_dir().join(format!("stepstone-fixture-{}", std::process::id()));
+/// A private copy of fixture `name` (a store is written to as it is used).
+fn fixture(name: &str) -> PathBuf {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let store = std::env::temp_dir().join(format!("stepstone-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&store);
     copy_dir(&fixture, &store);
+    store
+}
+
+#[test]
+fn a_v1_store_still_resumes() {
+    let store = fixture("store-v1");
     let stepstone = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_stepstone"))
             .args(args)
@@ -59,5 +72,48 @@ fn a_v1_store_still_resumes() {
     let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
     assert_eq!(events.last().unwrap()["type"], "ExecutionSucceeded");
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+#[test]
+fn a_v2_store_still_redrives() {
+    let store = fixture("store-v2");
+    let ledger = store.join("ledger");
+    let stepstone = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stepstone"))
+            .args(args)
+            .arg("--store")
+            .arg(&store)
+            // The fixture's task command fails eu-west-1 unless this is set, and records the
+            // items it deploys in the ledger.
+            .env("STEPSTONE_FIXTURE_REDRIVE", "1")
+            .env("STEPSTONE_FIXTURE_LEDGER", &ledger)
+            .output()
+            .unwrap()
+    };
+    let listed: Value =
+        serde_json::from_slice(&stepstone(&["executions", "--json"]).stdout).unwrap();
+    assert_eq!(listed["executions"][0]["status"], "FAILED");
+    let o = stepstone(&["redrive", "fixture-v2", "--json", "--quiet"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let result: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(result["status"], "SUCCEEDED");
+    assert_eq!(
+        result["output"]["deployed"],
+        json!(["us-east-1", "eu-west-1", "ap-south-1"])
+    );
+    let deployed = std::fs::read_to_string(&ledger).unwrap();
+    assert_eq!(
+        deployed, "\"eu-west-1\"\n\"ap-south-1\"\n",
+        "us-east-1 is not rerun"
+    );
+    let described: Value =
+        serde_json::from_slice(&stepstone(&["describe", "fixture-v2", "--json"]).stdout).unwrap();
+    assert_eq!(described["redriveCount"], 1);
     let _ = std::fs::remove_dir_all(&store);
 }

@@ -24,7 +24,7 @@ use crate::limits::Limits;
 use crate::vars::Vars;
 
 /// The checkpoint format this version writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// An execution's state, as stored.
 #[derive(Serialize, Deserialize)]
@@ -75,11 +75,11 @@ struct RunRecord {
     waiting: Waiting,
     input_for_items: Option<Value>,
     output_from_result: Option<OutputFrom>,
-    /// Whether the current state was entered. Since v1.1; before, a run was entered unless
-    /// it waited in `ready`.
+    /// Whether the current state was entered. Since v2; in v1, a run was entered unless it
+    /// waited in `ready`.
     #[serde(default)]
     entered: Option<bool>,
-    /// Frozen by a failure, for a redrive. Since v1.1.
+    /// Frozen by a failure, for a redrive. Since v2.
     #[serde(default)]
     fallen: bool,
 }

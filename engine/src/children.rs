@@ -11,11 +11,11 @@ pub(crate) struct Children {
     pub(crate) results: Vec<Option<Value>>,
     /// Children running now, by slot.
     pub(crate) running: Vec<(usize, RunId)>,
-    /// Children that failed (a Map may tolerate some), kept frozen for a redrive. Since v1.1.
+    /// Children that failed (a Map may tolerate some), kept frozen for a redrive. Since v2.
     #[serde(default)]
     pub(crate) fallen: Vec<(usize, RunId)>,
     /// While a redrive goes on: the failed or stopped children of the previous attempt, to wake
-    /// at the state where they stopped (before any new item starts). Since v1.1.
+    /// at the state where they stopped (before any new item starts). Since v2.
     #[serde(default)]
     pub(crate) to_redrive: Vec<(usize, RunId)>,
     /// The next Map item to start; items stay in the Map's input until their iteration starts,

@@ -66,7 +66,7 @@ pub struct ExecutionInfo {
     pub input: Value,
     /// How many times the execution was redriven.
     pub redrive_count: u32,
-    /// When it was last redriven. Since checkpoint v1.1.
+    /// When it was last redriven. Since checkpoint v2.
     #[serde(default)]
     pub redrive_time: Option<Timestamp>,
     /// An EXPRESS execution: its ARN reads `express:` and it has no RedriveCount.
