@@ -421,3 +421,37 @@ async fn the_engine_stops_a_running_execution_and_redrives_it() {
         "Execution is SUCCEEDED and cannot be redriven."
     );
 }
+
+#[tokio::test]
+async fn a_timed_out_execution_gets_its_timeout_again_from_the_redrive() {
+    let def = json!({"TimeoutSeconds": 5, "StartAt": "Hold", "States": {
+        "Hold": {"Type": "Wait", "Seconds": 10, "End": true}}});
+    let m = machine(&def);
+    let store = MemStore::new();
+    let t = tasks(Calls::default(), &[]);
+    let first = first_run(&m, &def, json!({}), &store, &t).await;
+    assert_eq!(first.status.as_str(), "TIMED_OUT");
+    let second = redrive_stored(&m, &first.info.execution_arn, &store, &t)
+        .await
+        .unwrap();
+    assert_eq!(second.status.as_str(), "TIMED_OUT");
+    let redriven = second.info.redrive_time.expect("redriven");
+    // Five seconds from the redrive (plus the little real time that passed meanwhile), not
+    // at once: the first start is long past its deadline.
+    let after = second.stop_time.unix_nanos - redriven.unix_nanos;
+    assert!(
+        (5_000_000_000..5_500_000_000).contains(&after),
+        "TimeoutSeconds counts from the redrive: {after} ns"
+    );
+    assert_eq!(
+        types(&store, &first.info.execution_arn),
+        [
+            "ExecutionStarted",
+            "WaitStateEntered",
+            "ExecutionTimedOut",
+            "ExecutionRedriven",
+            "WaitStateEntered",
+            "ExecutionTimedOut"
+        ]
+    );
+}
