@@ -80,6 +80,8 @@ enum Command {
         #[arg(long, conflicts_with = "ephemeral")]
         detach: bool,
         #[command(flatten)]
+        aws: cli::run::AwsArgs,
+        #[command(flatten)]
         store: StoreArgs,
     },
     /// Finish executions that a crash or a kill left RUNNING, from their last checkpoint.
@@ -102,6 +104,9 @@ enum Command {
         /// No progress on standard error.
         #[arg(long, short)]
         quiet: bool,
+        /// AWS settings replacing the ones the execution was started with.
+        #[command(flatten)]
+        aws: cli::run::AwsArgs,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -128,6 +133,9 @@ enum Command {
         /// No progress on standard error.
         #[arg(long, short)]
         quiet: bool,
+        /// AWS settings replacing the ones the execution was started with.
+        #[command(flatten)]
+        aws: cli::run::AwsArgs,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -264,15 +272,35 @@ fn main() -> ExitCode {
             tasks,
             json,
             quiet,
+            aws,
             store,
-        } => cli::executions::resume(&store.spec(), &executions, &tasks, json, quiet),
+        } => cli::executions::resume(
+            &store.spec(),
+            &executions,
+            &cli::executions::RestartArgs {
+                tasks,
+                aws,
+                json,
+                quiet,
+            },
+        ),
         Command::Redrive {
             execution,
             tasks,
             json,
             quiet,
+            aws,
             store,
-        } => cli::executions::redrive_one(&store.spec(), &execution, &tasks, json, quiet),
+        } => cli::executions::redrive_one(
+            &store.spec(),
+            &execution,
+            &cli::executions::RestartArgs {
+                tasks,
+                aws,
+                json,
+                quiet,
+            },
+        ),
         Command::Executions {
             status,
             json,
@@ -315,9 +343,11 @@ fn main() -> ExitCode {
             quiet,
             ephemeral,
             detach,
+            aws,
             store,
         } => cli::run::run(cli::run::RunArgs {
             detach,
+            aws,
             store: (!ephemeral).then(|| store.spec()),
             definition,
             input,

@@ -15,7 +15,7 @@ use stepstone::engine::{
     resume as resume_execution, stop_stored,
 };
 
-use super::run::{Progress, exit_code, report, router, runtime};
+use super::run::{AwsArgs, Progress, exit_code, report, router, runtime};
 use super::{StoreSpec, control};
 
 /// Finds an execution by ARN or by name.
@@ -258,9 +258,7 @@ enum Restart {
 pub(crate) fn resume(
     dir: &StoreSpec,
     executions: &[String],
-    extra_tasks: &[String],
-    as_json: bool,
-    quiet: bool,
+    args: &RestartArgs,
 ) -> Result<ExitCode, String> {
     if executions.is_empty() && !dir.exists() {
         // Nothing was ever started here, so nothing is left to finish.
@@ -290,36 +288,30 @@ pub(crate) fn resume(
             r.execution_arn, r.status
         ));
     }
-    restart(
-        dir,
-        store,
-        &records,
-        extra_tasks,
-        as_json,
-        quiet,
-        Restart::Resume,
-    )
+    restart(dir, store, &records, args, Restart::Resume)
 }
 
 /// `stepstone redrive EXECUTION`: RedriveExecution, then runs it to its end.
 pub(crate) fn redrive_one(
     dir: &StoreSpec,
     execution: &str,
-    extra_tasks: &[String],
-    as_json: bool,
-    quiet: bool,
+    args: &RestartArgs,
 ) -> Result<ExitCode, String> {
     let store = dir.open_existing()?;
     let record = find(&*store, execution)?;
-    restart(
-        dir,
-        store,
-        &[record],
-        extra_tasks,
-        as_json,
-        quiet,
-        Restart::Redrive,
-    )
+    restart(dir, store, &[record], args, Restart::Redrive)
+}
+
+/// What `resume` and `redrive` were asked, besides which executions.
+pub(crate) struct RestartArgs {
+    /// Task routes added to the ones the executions were started with.
+    pub(crate) tasks: Vec<String>,
+    /// AWS settings replacing the ones they were started with.
+    pub(crate) aws: AwsArgs,
+    /// Each result as one JSON line.
+    pub(crate) json: bool,
+    /// No progress.
+    pub(crate) quiet: bool,
 }
 
 /// Drives stored executions one after the other, with the task routes and clock they were
@@ -329,11 +321,10 @@ fn restart(
     dir: &StoreSpec,
     store: Box<dyn CheckpointStore>,
     records: &[ExecutionRecord],
-    extra_tasks: &[String],
-    as_json: bool,
-    quiet: bool,
+    args: &RestartArgs,
     how: Restart,
 ) -> Result<ExitCode, String> {
+    let quiet = args.quiet;
     let store: std::sync::Arc<dyn CheckpointStore> = store.into();
     let runtime = runtime()?;
     let signals = Signals::default();
@@ -343,7 +334,7 @@ fn restart(
     for record in records {
         let arn = &record.execution_arn;
         let (stored, machine) = load_stored(&*store, arn).map_err(|e| e.to_string())?;
-        let (routes, mut options) = launch_options(&stored, extra_tasks)?;
+        let (routes, mut options) = launch_options(&stored, &args.tasks, &args.aws)?;
         options.signals = Some(signals.clone());
         if !quiet {
             let verb = match how {
@@ -395,7 +386,7 @@ fn restart(
             runtime.block_on(server.drain());
         }
         progress.finish(&outcome, started.elapsed().as_secs_f64());
-        report(&outcome, as_json, false);
+        report(&outcome, args.json, false);
         if !matches!(outcome.status, Status::Succeeded(_)) {
             code = exit_code(&outcome);
         }
@@ -408,6 +399,7 @@ fn restart(
 fn launch_options(
     stored: &Stored,
     extra_tasks: &[String],
+    aws: &AwsArgs,
 ) -> Result<(stepstone::tasks::Router, RunOptions), String> {
     let mut tasks: Vec<String> = stored.launch["tasks"]
         .as_array()
@@ -416,7 +408,13 @@ fn launch_options(
         .filter_map(|t| t.as_str().map(str::to_owned))
         .collect();
     tasks.extend(extra_tasks.iter().cloned());
-    let routes = router(&tasks)?;
+    // AWS settings given now replace the launch's.
+    let launched = AwsArgs::from_json(&stored.launch["aws"]);
+    let aws_now = AwsArgs {
+        region: aws.region.clone().or(launched.region),
+        endpoint_url: aws.endpoint_url.clone().or(launched.endpoint_url),
+    };
+    let routes = router(&tasks, &aws_now)?;
     let mut options = RunOptions::default();
     options.virtual_time = stored.launch["virtual_time"].as_bool().unwrap_or(false);
     options.record_history = true;

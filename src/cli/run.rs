@@ -14,7 +14,36 @@ use stepstone::engine::{
     Limits, Notice, Outcome, Persistence, RunOptions, Signals, Status, TimerReason, run_durable,
     run_observed,
 };
-use stepstone::tasks::{CommandTask, Router};
+use stepstone::tasks::{AwsOptions, AwsTasks, CommandTask, Router};
+
+/// Where AWS tasks go, when not to the standard AWS configuration's defaults.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct AwsArgs {
+    /// The AWS region for tasks that name none (default: AWS_REGION, the profile's, or
+    /// us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub(crate) region: Option<String>,
+    /// Send AWS calls to this endpoint, such as a local emulator: http://127.0.0.1:4566
+    /// (default: AWS_ENDPOINT_URL, or AWS itself).
+    #[arg(long, value_name = "URL")]
+    pub(crate) endpoint_url: Option<String>,
+}
+
+impl AwsArgs {
+    /// As kept in an execution's launch record.
+    pub(crate) fn to_json(&self) -> Value {
+        json!({"region": self.region, "endpoint_url": self.endpoint_url})
+    }
+
+    /// From a launch record (absent: the defaults).
+    pub(crate) fn from_json(v: &Value) -> AwsArgs {
+        let text = |k: &str| v[k].as_str().map(str::to_owned);
+        AwsArgs {
+            region: text("region"),
+            endpoint_url: text("endpoint_url"),
+        }
+    }
+}
 
 /// What `stepstone run` was asked to do.
 pub(crate) struct RunArgs {
@@ -33,6 +62,8 @@ pub(crate) struct RunArgs {
     pub(crate) store: Option<super::StoreSpec>,
     /// Start in a background process and return once the execution is stored.
     pub(crate) detach: bool,
+    /// Where AWS tasks go.
+    pub(crate) aws: AwsArgs,
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
@@ -53,7 +84,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
             );
         }
     }
-    let router = router(&args.tasks)?;
+    let router = router(&args.tasks, &args.aws)?;
     let mut options = RunOptions::default();
     options.virtual_time = args.virtual_time;
     options.name = args.name.clone();
@@ -73,7 +104,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
             // Answers `describe`, `history` and `stop` from other processes while this runs.
             let control = runtime
                 .block_on(async { super::control::serve(&spec.dir, store.clone(), signals) });
-            let launch = json!({"tasks": args.tasks, "virtual_time": args.virtual_time, "history_limit": args.history_limit});
+            let launch = json!({"tasks": args.tasks, "virtual_time": args.virtual_time, "history_limit": args.history_limit, "aws": args.aws.to_json()});
             let observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)> = if args.quiet {
                 None
             } else {
@@ -147,9 +178,17 @@ pub(crate) fn compile(text: &str, what: &str) -> Result<Machine, String> {
     })
 }
 
-/// Task routes from `RESOURCE=COMMAND` specs.
-pub(crate) fn router(specs: &[String]) -> Result<Router, String> {
-    let mut router = Router::new();
+/// Task routes from `RESOURCE=COMMAND` specs; every other task goes to AWS (Lambda and
+/// CloudFormation through the SDK, configured by `aws`).
+pub(crate) fn router(specs: &[String], aws: &AwsArgs) -> Result<Router, String> {
+    let mut options = AwsOptions::default();
+    if let Some(region) = &aws.region {
+        options = options.region(region);
+    }
+    if let Some(url) = &aws.endpoint_url {
+        options = options.endpoint_url(url);
+    }
+    let mut router = Router::new().fallback(AwsTasks::new(options));
     for spec in specs {
         let (resource, command) = spec
             .split_once('=')

@@ -4,14 +4,16 @@
 //! resource, else to a fallback (by default, a clear failure naming the resource). Handlers so
 //! far: [`CommandTask`], a local command (the CLI's `--task RESOURCE=COMMAND`), and any
 //! [`stepstone_engine::TaskDispatcher`], such as a Rust closure in [`stepstone_engine::FnTasks`].
-//! AWS Lambda and CloudFormation through the AWS SDK, and Step Functions Local mock files, come
-//! with the AWS issue.
+//! [`AwsTasks`] sends Lambda and CloudFormation tasks to AWS (or an emulator) through the AWS
+//! SDK. Step Functions Local mock files come next.
 
 #![warn(missing_docs)]
 
+mod aws;
 mod command;
 mod router;
 
+pub use aws::{AwsOptions, AwsTasks, client_request_token};
 pub use command::CommandTask;
 pub use router::Router;
 pub use stepstone_engine as engine;
