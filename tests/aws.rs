@@ -1,0 +1,406 @@
+//! Tasks on a real AWS API: MiniStack, an AWS emulator, on 127.0.0.1:4566 (or
+//! `STEPSTONE_TEST_AWS_ENDPOINT`). `.ci/run` installs and starts it; locally, start it as the
+//! README's Development section says. These tests never skip: without the emulator they fail,
+//! saying how to start it.
+//!
+//! Each test drives the `stepstone` binary as a user would (`--endpoint-url`, `--region`), with
+//! its own stack and function names, so reruns against the same emulator do not collide.
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+
+fn endpoint() -> String {
+    std::env::var("STEPSTONE_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+/// Fails the test, loudly, when the emulator is not there.
+fn require_emulator() {
+    let url = endpoint();
+    let address = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(&address)
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| {
+            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok()
+        });
+    assert!(
+        reachable,
+        "no AWS emulator at {url}: these tests need MiniStack. Start it with\n  \
+         python3 -m venv .venv-aws && .venv-aws/bin/pip install ministack\n  \
+         GATEWAY_PORT=4566 BIND_HOST=127.0.0.1 .venv-aws/bin/ministack -d\n\
+         (or point STEPSTONE_TEST_AWS_ENDPOINT elsewhere)"
+    );
+}
+
+/// A name no other test run has used.
+fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{:x}-{}",
+        std::process::id(),
+        nanos & 0xffff_ffff,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn temp_file(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("stepstone-aws-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// `stepstone run` against the emulator, in `region`.
+fn stepstone_run(definition: &Value, input: &Value, region: &str) -> Output {
+    let file = temp_file(
+        &format!("{}.asl.json", unique("def")),
+        &definition.to_string(),
+    );
+    Command::new(env!("CARGO_BIN_EXE_stepstone"))
+        .args([
+            "run",
+            &file,
+            "--ephemeral",
+            "--quiet",
+            "--json",
+            "--virtual-time",
+        ])
+        .args(["--input", &input.to_string()])
+        .args(["--endpoint-url", &endpoint(), "--region", region])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("the binary runs")
+}
+
+/// The `--json` result line of a run.
+fn result(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+/// One CloudFormation action as a one-state machine; its output, or its `{error, cause}`.
+fn cloudformation(
+    action: &str,
+    parameters: Value,
+    region: &str,
+) -> Result<Value, (String, String)> {
+    let def = json!({"StartAt": "Call", "States": {"Call": {"Type": "Task",
+        "Resource": format!("arn:aws:states:::aws-sdk:cloudformation:{action}"),
+        "Parameters": parameters, "End": true}}});
+    let r = result(&stepstone_run(&def, &json!({}), region));
+    match r["status"].as_str() {
+        Some("SUCCEEDED") => Ok(r["output"].clone()),
+        _ => Err((
+            r["error"].as_str().unwrap_or_default().to_owned(),
+            r["cause"].as_str().unwrap_or_default().to_owned(),
+        )),
+    }
+}
+
+const TOPIC_TEMPLATE: &str = r#"{"Parameters": {"Env": {"Type": "String", "Default": "dev"}},
+  "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+  "Outputs": {"TopicArn": {"Value": {"Ref": "Topic"}, "Export": {"Name": {"Fn::Sub": "${AWS::StackName}-topic"}}}}}"#;
+
+#[test]
+fn every_cloudformation_action_maps_requests_results_and_errors() {
+    require_emulator();
+    let region = "eu-west-1";
+    let stack = unique("stack");
+
+    let v = cloudformation(
+        "validateTemplate",
+        json!({"TemplateBody": TOPIC_TEMPLATE}),
+        region,
+    )
+    .unwrap();
+    assert_eq!(v["Parameters"][0]["ParameterKey"], "Env");
+    assert_eq!(v["Parameters"][0]["DefaultValue"], "dev");
+
+    let created = cloudformation(
+        "createStack",
+        json!({"StackName": stack, "TemplateBody": TOPIC_TEMPLATE,
+               "Parameters": [{"ParameterKey": "Env", "ParameterValue": "prod"}],
+               "Tags": [{"Key": "team", "Value": "platform"}]}),
+        region,
+    )
+    .unwrap();
+    let stack_id = created["StackId"].as_str().unwrap().to_owned();
+    assert!(
+        stack_id.starts_with(&format!("arn:aws:cloudformation:{region}:")),
+        "{stack_id}"
+    );
+    // The stack is in the region asked for, not elsewhere.
+    let (error, _) =
+        cloudformation("describeStacks", json!({"StackName": stack}), "us-east-1").unwrap_err();
+    assert_eq!(error, "CloudFormation.CloudFormationException");
+
+    let (error, cause) = cloudformation(
+        "createStack",
+        json!({"StackName": stack, "TemplateBody": TOPIC_TEMPLATE}),
+        region,
+    )
+    .unwrap_err();
+    assert_eq!(error, "CloudFormation.AlreadyExistsException");
+    assert!(
+        cause.contains("(Service: CloudFormation, Status Code: 400"),
+        "{cause}"
+    );
+
+    let d = cloudformation("describeStacks", json!({"StackName": stack}), region).unwrap();
+    let s = &d["Stacks"][0];
+    assert_eq!(s["StackId"], stack_id.as_str());
+    assert_eq!(s["StackStatus"], "CREATE_COMPLETE");
+    assert_eq!(
+        s["Parameters"],
+        json!([{"ParameterKey": "Env", "ParameterValue": "prod"}])
+    );
+    assert_eq!(s["Tags"], json!([{"Key": "team", "Value": "platform"}]));
+    assert_eq!(s["Outputs"][0]["OutputKey"], "TopicArn");
+    assert_eq!(s["Outputs"][0]["ExportName"], format!("{stack}-topic"));
+    let created_at = s["CreationTime"].as_str().unwrap();
+    assert!(
+        created_at.ends_with('Z') && created_at.contains('T'),
+        "{created_at}"
+    );
+
+    let e = cloudformation("describeStackEvents", json!({"StackName": stack}), region).unwrap();
+    assert!(
+        e["StackEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["ResourceStatus"] == "CREATE_COMPLETE")
+    );
+    let r = cloudformation(
+        "describeStackResources",
+        json!({"StackName": stack}),
+        region,
+    )
+    .unwrap();
+    assert_eq!(r["StackResources"][0]["LogicalResourceId"], "Topic");
+    assert_eq!(r["StackResources"][0]["ResourceType"], "AWS::SNS::Topic");
+    let l = cloudformation(
+        "listStacks",
+        json!({"StackStatusFilter": ["CREATE_COMPLETE"]}),
+        region,
+    )
+    .unwrap();
+    assert!(
+        l["StackSummaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["StackName"] == stack.as_str())
+    );
+    let t = cloudformation("getTemplate", json!({"StackName": stack}), region).unwrap();
+    assert!(
+        t["TemplateBody"]
+            .as_str()
+            .unwrap()
+            .contains("AWS::SNS::Topic")
+    );
+    let x = cloudformation("listExports", json!({}), region).unwrap();
+    assert!(
+        x["Exports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["Name"] == format!("{stack}-topic"))
+    );
+
+    let u = cloudformation(
+        "updateStack",
+        json!({"StackName": stack, "UsePreviousTemplate": true,
+               "Parameters": [{"ParameterKey": "Env", "ParameterValue": "qa"}]}),
+        region,
+    )
+    .unwrap();
+    assert_eq!(u["StackId"], stack_id.as_str());
+
+    let cs = cloudformation(
+        "createChangeSet",
+        // A change set with no change cannot be executed (as on AWS): add a resource.
+        json!({"StackName": stack, "ChangeSetName": "to-staging",
+               "TemplateBody": TOPIC_TEMPLATE.replace(
+                   r#""Resources": {"#,
+                   r#""Resources": {"Queue": {"Type": "AWS::SQS::Queue"}, "#),
+               "Parameters": [{"ParameterKey": "Env", "ParameterValue": "staging"}]}),
+        region,
+    )
+    .unwrap();
+    assert!(
+        cs["Id"].is_string() && cs["StackId"] == stack_id.as_str(),
+        "{cs}"
+    );
+    let dcs = cloudformation(
+        "describeChangeSet",
+        json!({"StackName": stack, "ChangeSetName": "to-staging"}),
+        region,
+    )
+    .unwrap();
+    assert_eq!(dcs["ChangeSetName"], "to-staging");
+    assert!(
+        dcs["Changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["Type"] == "Resource"
+                && c["ResourceChange"]["LogicalResourceId"] == "Queue"
+                && c["ResourceChange"]["Action"] == "Add"),
+        "{dcs}"
+    );
+    assert!(dcs["Status"].is_string(), "{dcs}");
+    assert_eq!(
+        cloudformation(
+            "executeChangeSet",
+            json!({"StackName": stack, "ChangeSetName": "to-staging"}),
+            region
+        )
+        .unwrap(),
+        json!({})
+    );
+    cloudformation(
+        "createChangeSet",
+        json!({"StackName": stack, "ChangeSetName": "abandoned", "UsePreviousTemplate": true}),
+        region,
+    )
+    .unwrap();
+    assert_eq!(
+        cloudformation(
+            "deleteChangeSet",
+            json!({"StackName": stack, "ChangeSetName": "abandoned"}),
+            region
+        )
+        .unwrap(),
+        json!({})
+    );
+    let (error, _) = cloudformation(
+        "describeChangeSet",
+        json!({"StackName": stack, "ChangeSetName": "abandoned"}),
+        region,
+    )
+    .unwrap_err();
+    assert_eq!(error, "CloudFormation.ChangeSetNotFoundException");
+
+    assert_eq!(
+        cloudformation("deleteStack", json!({"StackName": stack}), region).unwrap(),
+        json!({})
+    );
+    match cloudformation("describeStacks", json!({"StackName": stack_id}), region) {
+        Ok(d) => assert_eq!(d["Stacks"][0]["StackStatus"], "DELETE_COMPLETE"),
+        Err((error, _)) => assert_eq!(error, "CloudFormation.CloudFormationException"),
+    }
+}
+
+#[test]
+fn signal_resource_releases_a_stack_held_by_a_wait_condition() {
+    require_emulator();
+    let region = "us-west-2";
+    let stack = unique("held");
+    let template = r#"{"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"},
+        "Wait": {"Type": "AWS::CloudFormation::WaitCondition",
+                 "Properties": {"Handle": {"Ref": "Handle"}, "Timeout": "600", "Count": 1}}}}"#;
+    cloudformation(
+        "createStack",
+        json!({"StackName": stack, "TemplateBody": template}),
+        region,
+    )
+    .unwrap();
+    let status = |stack: &str| {
+        cloudformation("describeStacks", json!({"StackName": stack}), region).unwrap()["Stacks"][0]
+            ["StackStatus"]
+            .clone()
+    };
+    assert_eq!(status(&stack), "CREATE_IN_PROGRESS");
+    assert_eq!(
+        cloudformation(
+            "signalResource",
+            json!({"StackName": stack, "LogicalResourceId": "Wait", "UniqueId": "deployer", "Status": "SUCCESS"}),
+            region
+        )
+        .unwrap(),
+        json!({})
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while status(&stack) != "CREATE_COMPLETE" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stack stayed held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn lambda_functions_run_in_both_forms_and_their_errors_reach_catch() {
+    require_emulator();
+    let region = "ap-south-1";
+    let function = unique("prepare");
+    // The function is created the way a user would: a CloudFormation stack with inline code.
+    let code = "import json\ndef handler(event, context):\n    if event.get('fail'):\n        raise ValueError('refused: ' + event['fail'])\n    return {'prepared': event}\n";
+    let template = json!({"Resources": {"Fn": {"Type": "AWS::Lambda::Function", "Properties": {
+        "FunctionName": function, "Runtime": "python3.12", "Handler": "index.handler",
+        "Role": "arn:aws:iam::000000000000:role/lambda", "Code": {"ZipFile": code}}}}});
+    cloudformation(
+        "createStack",
+        json!({"StackName": unique("fn"), "TemplateBody": template.to_string()}),
+        region,
+    )
+    .unwrap();
+    let arn = format!("arn:aws:lambda:{region}:000000000000:function:{function}");
+    let def = json!({"StartAt": "Invoke", "States": {
+        "Invoke": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                   "Parameters": {"FunctionName": function, "Payload.$": "$"},
+                   "ResultSelector": {"payload.$": "$.Payload", "status.$": "$.StatusCode"},
+                   "ResultPath": "$.invoked", "Next": "Bare",
+                   "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}]},
+        "Bare": {"Type": "Task", "Resource": arn, "InputPath": "$.invoked.payload", "End": true},
+        "Caught": {"Type": "Pass", "End": true}}});
+    let ok = result(&stepstone_run(&def, &json!({"region": region}), region));
+    assert_eq!(ok["status"], "SUCCEEDED", "{ok}");
+    assert_eq!(
+        ok["output"],
+        json!({"prepared": {"prepared": {"region": region}}})
+    );
+
+    let caught = result(&stepstone_run(&def, &json!({"fail": "no quota"}), region));
+    assert_eq!(caught["status"], "SUCCEEDED", "{caught}");
+    let error = &caught["output"]["error"];
+    // MiniStack names every raised exception Runtime.HandlerError (AWS would say ValueError);
+    // the cause is the function's error payload either way.
+    assert!(error["Error"].is_string());
+    let payload: Value = serde_json::from_str(error["Cause"].as_str().unwrap()).unwrap();
+    assert!(
+        payload["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("refused: no quota"),
+        "{payload}"
+    );
+
+    let missing = json!({"StartAt": "Invoke", "States": {"Invoke": {"Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": unique("absent")}, "End": true}}});
+    let failed = result(&stepstone_run(&missing, &json!({}), region));
+    assert_eq!(
+        failed["error"], "Lambda.ResourceNotFoundException",
+        "{failed}"
+    );
+}
