@@ -82,6 +82,12 @@ enum Command {
         #[command(flatten)]
         aws: cli::run::AwsArgs,
         #[command(flatten)]
+        mocks: cli::run::MockArgs,
+        /// The state machine's name, in ARNs and the MockConfigFile (default: the definition
+        /// file's stem: `deploy.asl.json` is `deploy`).
+        #[arg(long, value_name = "NAME")]
+        state_machine_name: Option<String>,
+        #[command(flatten)]
         store: StoreArgs,
     },
     /// Finish executions that a crash or a kill left RUNNING, from their last checkpoint.
@@ -344,10 +350,14 @@ fn main() -> ExitCode {
             ephemeral,
             detach,
             aws,
+            mocks,
+            state_machine_name,
             store,
         } => cli::run::run(cli::run::RunArgs {
             detach,
             aws,
+            mocks,
+            state_machine_name,
             store: (!ephemeral).then(|| store.spec()),
             definition,
             input,

@@ -404,3 +404,239 @@ fn lambda_functions_run_in_both_forms_and_their_errors_reach_catch() {
         "{failed}"
     );
 }
+
+// ---- the multi-region example (examples/multi-region-deploy), unchanged, on the emulator
+
+fn example_file(name: &str) -> String {
+    format!(
+        "{}/examples/multi-region-deploy/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn example_definition() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(example_file("deploy.asl.json")).unwrap())
+        .unwrap()
+}
+
+/// The example's preparation function, created in `region` the way its README says.
+fn create_prepare_function(region: &str, function: &str) {
+    let code = std::fs::read_to_string(example_file("handlers/prepare_region.py")).unwrap();
+    let template = json!({"Resources": {"Fn": {"Type": "AWS::Lambda::Function", "Properties": {
+        "FunctionName": function, "Runtime": "python3.12", "Handler": "index.handler",
+        "Role": "arn:aws:iam::000000000000:role/lambda", "Code": {"ZipFile": code}}}}});
+    cloudformation(
+        "createStack",
+        json!({"StackName": unique("prepare"), "TemplateBody": template.to_string()}),
+        region,
+    )
+    .unwrap();
+}
+
+/// The example's input, for these regions, stack, function and template.
+fn example_input(
+    stack: &str,
+    function: &str,
+    regions: &[(&str, &str)],
+    template: Option<&str>,
+    poll: u64,
+) -> Value {
+    let mut input: Value =
+        serde_json::from_str(&std::fs::read_to_string(example_file("input.json")).unwrap())
+            .unwrap();
+    input["stackName"] = json!(stack);
+    input["regions"] = regions
+        .iter()
+        .map(|(name, role)| json!({"name": name, "role": role}))
+        .collect();
+    input["settings"] = json!({"prepareFunction": function, "pollSeconds": poll});
+    if let Some(t) = template {
+        input["templateBody"] = json!(t);
+    }
+    input
+}
+
+#[test]
+fn the_example_deploys_a_stack_in_two_regions() {
+    require_emulator();
+    let function = unique("prepare-region");
+    let regions = [("us-east-2", "primary"), ("eu-central-1", "secondary")];
+    for (region, _) in regions {
+        create_prepare_function(region, &function);
+    }
+    let stack = unique("orders");
+    let run = stepstone_run(
+        &example_definition(),
+        &example_input(&stack, &function, &regions, None, 15),
+        "us-east-1",
+    );
+    let r = result(&run);
+    assert_eq!(
+        r["status"],
+        "SUCCEEDED",
+        "{r}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let deployed = r["output"]["regions"].as_array().unwrap();
+    assert_eq!(deployed.len(), 2, "{r}");
+    for ((region, role), d) in regions.iter().zip(deployed) {
+        assert_eq!(d["region"], *region);
+        assert_eq!(d["role"], *role);
+        assert_eq!(d["status"], "CREATE_COMPLETE");
+        let outputs = d["outputs"].as_array().unwrap();
+        assert!(
+            outputs
+                .iter()
+                .any(|o| o["OutputKey"] == "DeployedRegion" && o["OutputValue"] == *region),
+            "{d}"
+        );
+        // The stack is really there, in its own region, with the parameters the region's own
+        // Lambda function prepared.
+        let s = cloudformation("describeStacks", json!({"StackName": stack}), region).unwrap();
+        let params = &s["Stacks"][0]["Parameters"];
+        assert!(
+            params
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["ParameterKey"] == "RegionRole" && p["ParameterValue"] == *role),
+            "{params}"
+        );
+    }
+}
+
+#[test]
+fn a_template_error_is_reported_for_each_region() {
+    require_emulator();
+    let function = unique("prepare-region");
+    let regions = [("us-east-2", "primary"), ("eu-central-1", "secondary")];
+    for (region, _) in regions {
+        create_prepare_function(region, &function);
+    }
+    // A resource type CloudFormation does not know: createStack refuses the template.
+    let template = r#"{"Parameters": {"Environment": {"Type": "String"}, "DeployRegion": {"Type": "String"}, "RegionRole": {"Type": "String"}},
+        "Resources": {"Nope": {"Type": "AWS::Nothing::Here"}}}"#;
+    let r = result(&stepstone_run(
+        &example_definition(),
+        &example_input(&unique("broken"), &function, &regions, Some(template), 15),
+        "us-east-1",
+    ));
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    for d in r["output"]["regions"].as_array().unwrap() {
+        assert_eq!(d["status"], "FAILED", "{d}");
+        assert_eq!(d["error"], "CloudFormation.CloudFormationException", "{d}");
+        assert!(
+            d["reason"].as_str().unwrap().contains("AWS::Nothing::Here"),
+            "{d}"
+        );
+    }
+}
+
+/// A template whose stack stays CREATE_IN_PROGRESS until its WaitCondition is signalled.
+const HELD_TEMPLATE: &str = r#"{"Parameters": {"Environment": {"Type": "String"}, "DeployRegion": {"Type": "String"}, "RegionRole": {"Type": "String"}},
+    "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"},
+                  "Wait": {"Type": "AWS::CloudFormation::WaitCondition", "Properties": {"Handle": {"Ref": "Handle"}, "Timeout": "600", "Count": 1}}},
+    "Outputs": {"DeployedRegion": {"Value": {"Ref": "DeployRegion"}}}}"#;
+
+/// Runs the example in one region on `HELD_TEMPLATE`, polling every second in real time; once
+/// the stack is held and polled a few times, signals its WaitCondition with `signal`. Returns
+/// the run's result and history.
+fn run_held(region: &str, signal: &str) -> (Value, Value, String) {
+    let function = unique("prepare-region");
+    create_prepare_function(region, &function);
+    let stack = unique("held");
+    let input = example_input(
+        &stack,
+        &function,
+        &[(region, "primary")],
+        Some(HELD_TEMPLATE),
+        1,
+    );
+    let file = temp_file(
+        &format!("{}.asl.json", unique("def")),
+        &example_definition().to_string(),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_stepstone"))
+        .args([
+            "run",
+            &file,
+            "--ephemeral",
+            "--quiet",
+            "--json",
+            "--history",
+        ])
+        .args(["--input", &input.to_string()])
+        .args(["--endpoint-url", &endpoint()])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(s) = cloudformation("describeStacks", json!({"StackName": stack}), region) {
+            assert_eq!(s["Stacks"][0]["StackStatus"], "CREATE_IN_PROGRESS");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stack was never created"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Let the loop poll a few times while the stack is held, then release it.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    cloudformation(
+        "signalResource",
+        json!({"StackName": stack, "LogicalResourceId": "Wait", "UniqueId": "test", "Status": signal}),
+        region,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut lines = out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    let r: Value = serde_json::from_slice(lines.next().unwrap()).unwrap();
+    let history: Value = serde_json::from_slice(lines.next().unwrap()).unwrap();
+    (r, history, stack)
+}
+
+fn entered(history: &Value, state: &str) -> usize {
+    history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["stateEnteredEventDetails"]["name"] == state)
+        .count()
+}
+
+#[test]
+fn a_stack_that_fails_is_rolled_back_and_reported() {
+    require_emulator();
+    let region = "ca-central-1";
+    let (r, history, stack) = run_held(region, "FAILURE");
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    let d = &r["output"]["regions"][0];
+    assert_eq!(d["status"], "ROLLED_BACK", "{d}");
+    assert!(
+        d["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the stack ended in "),
+        "{d}"
+    );
+    assert_eq!(entered(&history, "RollBack"), 1);
+    // The Catch path deleted the stack.
+    match cloudformation("describeStacks", json!({"StackName": stack}), region) {
+        Ok(s) => assert_eq!(s["Stacks"][0]["StackStatus"], "DELETE_COMPLETE", "{s}"),
+        Err((error, _)) => assert_eq!(error, "CloudFormation.CloudFormationException"),
+    }
+}
+
+#[test]
+fn the_polling_loop_follows_a_stack_held_in_progress() {
+    require_emulator();
+    let (r, history, _) = run_held("us-west-1", "SUCCESS");
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(r["output"]["regions"][0]["status"], "CREATE_COMPLETE");
+    let polls = entered(&history, "DescribeStack");
+    assert!(polls >= 3, "the loop polled {polls} times");
+}

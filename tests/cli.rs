@@ -240,7 +240,7 @@ fn run_tasks_through_commands() {
     let file = run_file(
         "task.asl.json",
         serde_json::json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
-            "Parameters": {"Payload.$": "$"}, "ResultSelector": {"got.$": "$.Payload", "state.$": "$.state"}, "End": true}}}),
+            "Parameters": {"FunctionName": "echo", "Payload.$": "$"}, "ResultSelector": {"got.$": "$.Payload", "state.$": "$.state"}, "End": true}}}),
     );
     let handler = "arn:aws:states:::lambda:invoke=python3 -c 'import json,os,sys; print(json.dumps({\"Payload\": json.load(sys.stdin)[\"Payload\"], \"state\": os.environ[\"STEPSTONE_STATE_NAME\"]}))'";
     let o = stepstone(&[
@@ -265,15 +265,36 @@ fn run_tasks_through_commands() {
         v["output"],
         serde_json::json!({"got": {"x": 1}, "state": "T"})
     );
-    // Without a route, the task fails naming its resource.
-    let o = stepstone(&["run", "--ephemeral", &file, "--json", "--quiet"]);
+    // Without a route, lambda:invoke goes to AWS: here an endpoint where nothing listens, so
+    // the SDK cannot reach it.
+    let o = stepstone(&[
+        "run",
+        "--ephemeral",
+        &file,
+        "--json",
+        "--quiet",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["error"], "Lambda.SdkClientException", "{v}");
+    // A resource Stepstone cannot call fails naming it.
+    let other = run_file(
+        "sqs.asl.json",
+        serde_json::json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
+            "Parameters": {"QueueUrl": "q", "MessageBody": "m"}, "End": true}}}),
+    );
+    let o = stepstone(&["run", "--ephemeral", &other, "--json", "--quiet"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["error"], "States.Runtime");
     assert!(
         v["cause"]
             .as_str()
             .unwrap()
-            .contains("arn:aws:states:::lambda:invoke")
+            .contains("No route for the task resource 'arn:aws:states:::sqs:sendMessage'"),
+        "{v}"
     );
 }
 
@@ -701,4 +722,122 @@ fn a_detached_run_is_reached_through_its_control_socket_stopped_and_redriven() {
     let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(v["status"], "ABORTED");
     let _ = std::fs::remove_dir_all(&store);
+}
+
+fn example_path(name: &str) -> String {
+    format!(
+        "{}/examples/multi-region-deploy/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// The multi-region example on its mocks: `--mock-config` with each test case.
+fn run_example_on_mocks(test_case: &str) -> (Value, String) {
+    let o = stepstone(&[
+        "run",
+        &example_path("deploy.asl.json"),
+        "--input-file",
+        &example_path("input.json"),
+        "--mock-config",
+        &example_path("mock-config.json"),
+        "--test-case",
+        test_case,
+        "--virtual-time",
+        "--ephemeral",
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (
+        serde_json::from_str(&stdout(&o)).unwrap(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_example_runs_on_its_mocks() {
+    let (v, progress) = run_example_on_mocks("HappyPath");
+    assert_eq!(v["status"], "SUCCEEDED");
+    let regions = v["output"]["regions"].as_array().unwrap();
+    let names: Vec<&str> = regions
+        .iter()
+        .map(|r| r["region"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["us-east-1", "eu-west-1", "ap-southeast-2"]);
+    assert!(regions.iter().all(|r| r["status"] == "CREATE_COMPLETE"));
+    // The primary region settles (its second poll) before any secondary is prepared.
+    let primary_done = progress.find("invoke in us-east-1").unwrap();
+    let secondary_start = progress.find("invoke in eu-west-1").unwrap();
+    assert!(primary_done < secondary_start, "{progress}");
+    let polls_before_secondaries = progress[..secondary_start]
+        .matches("describeStacks in us-east-1")
+        .count();
+    assert_eq!(polls_before_secondaries, 2, "{progress}");
+
+    let (v, progress) = run_example_on_mocks("ThrottledPath");
+    assert_eq!(v["status"], "SUCCEEDED");
+    assert!(
+        progress.contains("retry 1 of 3 after CloudFormation.LimitExceededException"),
+        "{progress}"
+    );
+
+    let (v, _) = run_example_on_mocks("RollbackPath");
+    let statuses: Vec<&str> = v["output"]["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["CREATE_COMPLETE", "ROLLED_BACK", "CREATE_COMPLETE"]
+    );
+    assert_eq!(
+        v["output"]["regions"][1]["reason"],
+        "the stack ended in ROLLBACK_COMPLETE"
+    );
+}
+
+#[test]
+fn the_example_input_carries_the_template_file() {
+    let input: Value =
+        serde_json::from_str(&std::fs::read_to_string(example_path("input.json")).unwrap())
+            .unwrap();
+    let template: Value =
+        serde_json::from_str(&std::fs::read_to_string(example_path("template.json")).unwrap())
+            .unwrap();
+    let carried: Value = serde_json::from_str(input["templateBody"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        carried, template,
+        "input.json's templateBody is template.json"
+    );
+}
+
+#[test]
+fn a_mock_config_mistake_is_reported_with_its_location() {
+    let config = temp_file(
+        "mocks.json",
+        r#"{"StateMachines": {"deploy": {"TestCases": {"HappyPath": {"CreateStack": "Nope"}}}}, "MockedResponses": {}}"#,
+    );
+    let o = stepstone(&[
+        "run",
+        &example_path("deploy.asl.json"),
+        "--input-file",
+        &example_path("input.json"),
+        "--mock-config",
+        &config,
+        "--test-case",
+        "HappyPath",
+        "--ephemeral",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("/StateMachines/deploy/TestCases/HappyPath/CreateStack: no mocked response 'Nope' in /MockedResponses"),
+        "{err}"
+    );
 }

@@ -15,7 +15,7 @@ use stepstone::engine::{
     resume as resume_execution, stop_stored,
 };
 
-use super::run::{AwsArgs, Progress, exit_code, report, router, runtime};
+use super::run::{AwsArgs, MockArgs, Progress, exit_code, report, router, runtime};
 use super::{StoreSpec, control};
 
 /// Finds an execution by ARN or by name.
@@ -414,7 +414,9 @@ fn launch_options(
         region: aws.region.clone().or(launched.region),
         endpoint_url: aws.endpoint_url.clone().or(launched.endpoint_url),
     };
-    let routes = router(&tasks, &aws_now)?;
+    let mocks = MockArgs::from_json(&stored.launch["mocks"])
+        .load(&stored.checkpoint.info.state_machine_name)?;
+    let routes = router(&tasks, &aws_now, mocks)?;
     let mut options = RunOptions::default();
     options.virtual_time = stored.launch["virtual_time"].as_bool().unwrap_or(false);
     options.record_history = true;

@@ -14,7 +14,51 @@ use stepstone::engine::{
     Limits, Notice, Outcome, Persistence, RunOptions, Signals, Status, TimerReason, run_durable,
     run_observed,
 };
-use stepstone::tasks::{AwsOptions, AwsTasks, CommandTask, Router};
+use stepstone::tasks::{AwsOptions, AwsTasks, CommandTask, MockCase, MockTasks, Router};
+
+/// Mocked task results: a Step Functions Local MockConfigFile and one of its test cases.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct MockArgs {
+    /// Answer Task states from this MockConfigFile (Step Functions Local's format); states the
+    /// test case does not mock still go to their real target.
+    #[arg(long, value_name = "FILE", requires = "test_case")]
+    pub(crate) mock_config: Option<PathBuf>,
+    /// The test case of the MockConfigFile to use.
+    #[arg(long, value_name = "NAME", requires = "mock_config")]
+    pub(crate) test_case: Option<String>,
+}
+
+impl MockArgs {
+    /// The test case for state machine `machine`, if mocks were asked for.
+    pub(crate) fn load(&self, machine: &str) -> Result<Option<MockCase>, String> {
+        let (Some(file), Some(case)) = (&self.mock_config, &self.test_case) else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        MockCase::load(&text, machine, case)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", file.display()))
+    }
+
+    /// As kept in an execution's launch record (the file by absolute path: `resume` may run
+    /// elsewhere).
+    pub(crate) fn to_json(&self) -> Value {
+        let file = self
+            .mock_config
+            .as_ref()
+            .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()));
+        json!({"config": file, "test_case": self.test_case})
+    }
+
+    /// From a launch record.
+    pub(crate) fn from_json(v: &Value) -> MockArgs {
+        MockArgs {
+            mock_config: v["config"].as_str().map(PathBuf::from),
+            test_case: v["test_case"].as_str().map(str::to_owned),
+        }
+    }
+}
 
 /// Where AWS tasks go, when not to the standard AWS configuration's defaults.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -64,6 +108,10 @@ pub(crate) struct RunArgs {
     pub(crate) detach: bool,
     /// Where AWS tasks go.
     pub(crate) aws: AwsArgs,
+    /// Mocked task results.
+    pub(crate) mocks: MockArgs,
+    /// The state machine's name (default: the definition file's stem).
+    pub(crate) state_machine_name: Option<String>,
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
@@ -84,11 +132,15 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
             );
         }
     }
-    let router = router(&args.tasks, &args.aws)?;
+    let name = args
+        .state_machine_name
+        .clone()
+        .unwrap_or_else(|| machine_name(&args.definition));
+    let router = router(&args.tasks, &args.aws, args.mocks.load(&name)?)?;
     let mut options = RunOptions::default();
     options.virtual_time = args.virtual_time;
     options.name = args.name.clone();
-    options.machine_name = machine_name(&args.definition);
+    options.machine_name = name;
     options.limits = Limits::default()
         .with_max_history_events((args.history_limit > 0).then_some(args.history_limit));
     let runtime = runtime()?;
@@ -104,7 +156,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
             // Answers `describe`, `history` and `stop` from other processes while this runs.
             let control = runtime
                 .block_on(async { super::control::serve(&spec.dir, store.clone(), signals) });
-            let launch = json!({"tasks": args.tasks, "virtual_time": args.virtual_time, "history_limit": args.history_limit, "aws": args.aws.to_json()});
+            let launch = json!({"tasks": args.tasks, "virtual_time": args.virtual_time, "history_limit": args.history_limit, "aws": args.aws.to_json(), "mocks": args.mocks.to_json()});
             let observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)> = if args.quiet {
                 None
             } else {
@@ -178,9 +230,14 @@ pub(crate) fn compile(text: &str, what: &str) -> Result<Machine, String> {
     })
 }
 
-/// Task routes from `RESOURCE=COMMAND` specs; every other task goes to AWS (Lambda and
-/// CloudFormation through the SDK, configured by `aws`).
-pub(crate) fn router(specs: &[String], aws: &AwsArgs) -> Result<Router, String> {
+/// Where tasks go, first match first (as ../shared/DESIGN.md orders it): the `RESOURCE=COMMAND`
+/// specs; the states the mock test case mocks; AWS (Lambda and CloudFormation through the SDK,
+/// configured by `aws`).
+pub(crate) fn router(
+    specs: &[String],
+    aws: &AwsArgs,
+    mocks: Option<MockCase>,
+) -> Result<Router, String> {
     let mut options = AwsOptions::default();
     if let Some(region) = &aws.region {
         options = options.region(region);
@@ -188,7 +245,11 @@ pub(crate) fn router(specs: &[String], aws: &AwsArgs) -> Result<Router, String> 
     if let Some(url) = &aws.endpoint_url {
         options = options.endpoint_url(url);
     }
-    let mut router = Router::new().fallback(AwsTasks::new(options));
+    let aws = AwsTasks::new(options);
+    let mut router = match mocks {
+        Some(case) => Router::new().fallback(MockTasks::new(case, aws)),
+        None => Router::new().fallback(aws),
+    };
     for spec in specs {
         let (resource, command) = spec
             .split_once('=')

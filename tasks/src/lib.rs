@@ -5,15 +5,18 @@
 //! far: [`CommandTask`], a local command (the CLI's `--task RESOURCE=COMMAND`), and any
 //! [`stepstone_engine::TaskDispatcher`], such as a Rust closure in [`stepstone_engine::FnTasks`].
 //! [`AwsTasks`] sends Lambda and CloudFormation tasks to AWS (or an emulator) through the AWS
-//! SDK. Step Functions Local mock files come next.
+//! SDK. [`MockTasks`] answers the states a Step Functions Local MockConfigFile test case
+//! mocks.
 
 #![warn(missing_docs)]
 
 mod aws;
 mod command;
+mod mock;
 mod router;
 
 pub use aws::{AwsOptions, AwsTasks, client_request_token};
 pub use command::CommandTask;
+pub use mock::{MockCase, MockError, MockTasks};
 pub use router::Router;
 pub use stepstone_engine as engine;
