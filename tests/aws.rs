@@ -640,3 +640,97 @@ fn the_polling_loop_follows_a_stack_held_in_progress() {
     let polls = entered(&history, "DescribeStack");
     assert!(polls >= 3, "the loop polled {polls} times");
 }
+
+#[test]
+fn a_create_stack_sent_again_with_its_token_answers_the_stack_it_created() {
+    require_emulator();
+    let region = "sa-east-1";
+    let stack = unique("again");
+    let create = |token: &str| {
+        cloudformation(
+            "createStack",
+            json!({"StackName": stack, "TemplateBody": TOPIC_TEMPLATE, "ClientRequestToken": token}),
+            region,
+        )
+    };
+    let first = create("attempt-1").unwrap();
+    // The same request again (what a resume sends): the same stack, not AlreadyExists.
+    assert_eq!(create("attempt-1").unwrap(), first);
+    // Another request for the same name is refused, as on AWS.
+    let (error, _) = create("attempt-2").unwrap_err();
+    assert_eq!(error, "CloudFormation.AlreadyExistsException");
+}
+
+#[test]
+fn a_run_killed_while_its_stack_is_created_resumes_and_finishes_that_stack() {
+    require_emulator();
+    let region = "eu-north-1";
+    let function = unique("prepare-region");
+    create_prepare_function(region, &function);
+    let stack = unique("killed");
+    let input = example_input(
+        &stack,
+        &function,
+        &[(region, "primary")],
+        Some(HELD_TEMPLATE),
+        1,
+    );
+    let file = temp_file(
+        &format!("{}.asl.json", unique("def")),
+        &example_definition().to_string(),
+    );
+    let store = std::env::temp_dir().join(unique("store"));
+    let stepstone = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stepstone"));
+        c.env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test");
+        c
+    };
+    let mut run = stepstone()
+        .args(["run", &file, "--quiet", "--store"])
+        .arg(&store)
+        .args(["--input", &input.to_string(), "--endpoint-url", &endpoint()])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while cloudformation("describeStacks", json!({"StackName": stack}), region).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stack was never created"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Killed as the stack is being created (held by its WaitCondition).
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let resume = stepstone()
+        .args(["resume", "--json", "--quiet", "--store"])
+        .arg(&store)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    cloudformation(
+        "signalResource",
+        json!({"StackName": stack, "LogicalResourceId": "Wait", "UniqueId": "test", "Status": "SUCCESS"}),
+        region,
+    )
+    .unwrap();
+    let out = resume.wait_with_output().unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(
+        r["output"]["regions"][0]["status"], "CREATE_COMPLETE",
+        "{r}"
+    );
+    // One stack of that name, the one the first process started.
+    let listed = cloudformation("listStacks", json!({}), region).unwrap();
+    let named: Vec<&Value> = listed["StackSummaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["StackName"] == stack.as_str())
+        .collect();
+    assert_eq!(named.len(), 1, "{named:?}");
+    let _ = std::fs::remove_dir_all(&store);
+}

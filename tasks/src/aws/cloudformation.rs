@@ -51,9 +51,11 @@ pub(crate) async fn call(
     let token = || client_request_token(idempotency_token);
     let result = match action {
         "createStack" => {
+            let stack_name = f.required_str("StackName")?;
+            let request_token = f.optional_str("ClientRequestToken")?.unwrap_or_else(token);
             let call = client
                 .create_stack()
-                .stack_name(f.required_str("StackName")?)
+                .stack_name(&stack_name)
                 .set_template_body(f.optional_str("TemplateBody")?)
                 .set_template_url(f.optional_str("TemplateURL")?)
                 .set_parameters(Some(parameters(&mut f)?))
@@ -70,12 +72,27 @@ pub(crate) async fn call(
                 .set_stack_policy_body(f.optional_str("StackPolicyBody")?)
                 .set_stack_policy_url(f.optional_str("StackPolicyURL")?)
                 .set_tags(Some(tags(&mut f)?))
-                .client_request_token(f.optional_str("ClientRequestToken")?.unwrap_or_else(token))
+                .client_request_token(&request_token)
                 .set_enable_termination_protection(f.optional_bool("EnableTerminationProtection")?)
                 .set_retain_except_on_create(f.optional_bool("RetainExceptOnCreate")?);
             f.finish()?;
-            let out = call.send().await.map_err(failed)?;
-            object([("StackId", opt_str(out.stack_id()))])
+            match call.send().await {
+                Ok(out) => object([("StackId", opt_str(out.stack_id()))]),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_already_exists_exception()) =>
+                {
+                    // Sent again (after a crash, on resume) with the same token: the stack this
+                    // very request created is the answer, as for the first send. CloudFormation
+                    // recognises a repeated token itself; an emulator may not, so the stack's own
+                    // creation event, which records the token, decides.
+                    match created_by(client, &stack_name, &request_token).await {
+                        Some(stack_id) => object([("StackId", json!(stack_id))]),
+                        None => return Err(failed(e)),
+                    }
+                }
+                Err(e) => return Err(failed(e)),
+            }
         }
         "updateStack" => {
             let call = client
@@ -367,6 +384,35 @@ where
     R: std::fmt::Debug,
 {
     sdk_failure("CloudFormation", &error)
+}
+
+/// The id of stack `stack_name` if the request with ClientRequestToken `token` created it: its
+/// `CREATE_IN_PROGRESS` event carries that token. Events come newest first; a stack with a long
+/// history is searched over at most 20 pages.
+async fn created_by(client: &Client, stack_name: &str, token: &str) -> Option<String> {
+    let mut next = None;
+    for _ in 0..20 {
+        let page = client
+            .describe_stack_events()
+            .stack_name(stack_name)
+            .set_next_token(next)
+            .send()
+            .await
+            .ok()?;
+        let creation = page.stack_events().iter().find(|e| {
+            e.resource_type() == Some("AWS::CloudFormation::Stack")
+                && e.logical_resource_id() == Some(stack_name)
+                && e.resource_status().map(|s| s.as_str()) == Some("CREATE_IN_PROGRESS")
+        });
+        if let Some(event) = creation {
+            return (event.client_request_token() == Some(token))
+                .then(|| event.stack_id().map(str::to_owned))
+                .flatten();
+        }
+        next = page.next_token().map(str::to_owned);
+        next.as_ref()?;
+    }
+    None
 }
 
 // ---- requests
