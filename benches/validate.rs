@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| validate(std::hint::black_box(&big), Options::default()))
     });
 
-    let example = include_str!("../examples/multi-region-deploy.asl.json");
+    let example = include_str!("../examples/multi-region-deploy/deploy.asl.json");
     c.bench_function("validate multi-region example", |b| {
         b.iter(|| validate_str(std::hint::black_box(example), Options::default()))
     });

@@ -17,11 +17,12 @@ struct Args {
 
 const EXAMPLES: &str = "\
 Examples:
-  stepstone validate examples/multi-region-deploy.asl.json
+  stepstone validate examples/multi-region-deploy/deploy.asl.json
   stepstone validate deploy.asl.json --json          # ValidateStateMachineDefinition's response
-  stepstone graph examples/multi-region-deploy.asl.json --format dot | dot -Tsvg > deploy.svg
-  stepstone run examples/multi-region-deploy.asl.json --virtual-time \\
-      --input-file examples/multi-region-deploy.input.json
+  stepstone graph examples/multi-region-deploy/deploy.asl.json --format dot | dot -Tsvg > deploy.svg
+  stepstone run examples/multi-region-deploy/deploy.asl.json --virtual-time \\
+      --input-file examples/multi-region-deploy/input.json \\
+      --mock-config examples/multi-region-deploy/mock-config.json --test-case HappyPath
 
 Exit status (validate, graph): 0 valid, 1 invalid, 2 unreadable file or bad usage.
 Exit status (run): 0 SUCCEEDED, 1 FAILED or TIMED_OUT, 2 invalid definition, input or usage.";

@@ -14,7 +14,7 @@ fn stepstone(args: &[&str]) -> Output {
 
 fn example() -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/multi-region-deploy.asl.json")
+        .join("examples/multi-region-deploy/deploy.asl.json")
         .display()
         .to_string()
 }
@@ -131,7 +131,8 @@ fn graph_draws_both_formats() {
     let mermaid = stdout(&o);
     assert!(mermaid.starts_with("flowchart TD"));
     assert!(
-        mermaid.contains("subgraph c0 [\"DeployRegions: item processor\"]"),
+        mermaid.contains("subgraph c0 [\"DeployWaves: item processor\"]")
+            && mermaid.contains("subgraph c1 [\"DeployRegions: item processor\"]"),
         "{mermaid}"
     );
     assert!(
@@ -367,64 +368,6 @@ fn run_refuses_bad_definitions_and_inputs() {
             .code(),
         Some(2)
     );
-}
-
-#[test]
-fn run_the_multi_region_example_locally() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let state = std::env::temp_dir().join(format!("stepstone-example-{}", std::process::id()));
-    let cfn = format!(
-        "python3 {}",
-        root.join("examples/handlers/cloudformation.py").display()
-    );
-    let o = Command::new(env!("CARGO_BIN_EXE_stepstone"))
-        .env("STEPSTONE_EXAMPLE_STATE", &state)
-        .args([
-            "run",
-            "--ephemeral",
-            &example(),
-            "--input-file",
-            &root
-                .join("examples/multi-region-deploy.input.json")
-                .display()
-                .to_string(),
-            "--virtual-time",
-            "--json",
-            "--task",
-            &format!(
-                "arn:aws:states:::lambda:invoke=python3 {}",
-                root.join("examples/handlers/prepare_region.py").display()
-            ),
-            "--task",
-            &format!("arn:aws:states:::aws-sdk:cloudformation:createStack={cfn} createStack"),
-            "--task",
-            &format!("arn:aws:states:::aws-sdk:cloudformation:updateStack={cfn} updateStack"),
-            "--task",
-            &format!("arn:aws:states:::aws-sdk:cloudformation:describeStacks={cfn} describeStacks"),
-            "--task",
-            &format!("arn:aws:states:::aws-sdk:cloudformation:deleteStack={cfn} deleteStack"),
-        ])
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&state);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
-    assert_eq!(
-        v["output"]["regions"],
-        serde_json::json!([
-            {"region": "us-east-1", "role": "primary", "status": "CREATE_COMPLETE"},
-            {"region": "us-west-1", "role": "secondary", "status": "CREATE_COMPLETE"}
-        ])
-    );
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    let primary = stderr.find("createStack in us-east-1").unwrap();
-    let secondary = stderr.find("createStack in us-west-1").unwrap();
-    assert!(primary < secondary, "primary before secondary");
 }
 
 /// A store of its own per test: sled lets one process at a time use a store.
