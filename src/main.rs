@@ -146,6 +146,44 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Complete a task that waits for its token (.waitForTaskToken) with its result
+    /// (SendTaskSuccess).
+    ///
+    /// The token is the task's $$.Task.Token (a --task command finds it in
+    /// STEPSTONE_TASK_TOKEN). The engine running the execution takes it at once; when none runs,
+    /// the result is kept in the store and `stepstone resume` goes on from it.
+    #[command(
+        after_help = "Examples:\n  stepstone send-task-success \"$TOKEN\" '{\"approved\": true}'"
+    )]
+    SendTaskSuccess {
+        /// The task token.
+        token: String,
+        /// The task's result, as JSON text.
+        output: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Fail a task that waits for its token (SendTaskFailure).
+    SendTaskFailure {
+        /// The task token.
+        token: String,
+        /// The error, for Retry and Catch.
+        #[arg(long)]
+        error: Option<String>,
+        /// The cause.
+        #[arg(long)]
+        cause: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Tell a task that waits for its token that it is still being worked on
+    /// (SendTaskHeartbeat): its HeartbeatSeconds start again.
+    SendTaskHeartbeat {
+        /// The task token.
+        token: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// List the executions in the store, newest first (ListExecutions).
     Executions {
         /// Only these: RUNNING, SUCCEEDED, FAILED, TIMED_OUT.
@@ -307,6 +345,30 @@ fn main() -> ExitCode {
                 json,
                 quiet,
             },
+        ),
+        Command::SendTaskSuccess {
+            token,
+            output,
+            store,
+        } => match serde_json::from_str::<serde_json::Value>(&output) {
+            Ok(output) => cli::executions::send_task(
+                &store.spec(),
+                serde_json::json!({"op": "task-success", "token": token, "output": output}),
+            ),
+            Err(e) => Err(format!("OUTPUT is not JSON: {e}")),
+        },
+        Command::SendTaskFailure {
+            token,
+            error,
+            cause,
+            store,
+        } => cli::executions::send_task(
+            &store.spec(),
+            serde_json::json!({"op": "task-failure", "token": token, "error": error, "cause": cause}),
+        ),
+        Command::SendTaskHeartbeat { token, store } => cli::executions::send_task(
+            &store.spec(),
+            serde_json::json!({"op": "task-heartbeat", "token": token}),
         ),
         Command::Executions {
             status,

@@ -734,3 +734,94 @@ fn a_run_killed_while_its_stack_is_created_resumes_and_finishes_that_stack() {
     assert_eq!(named.len(), 1, "{named:?}");
     let _ = std::fs::remove_dir_all(&store);
 }
+
+#[test]
+fn a_lambda_task_waiting_for_its_token_is_completed_from_a_second_process() {
+    require_emulator();
+    let region = "eu-west-2";
+    let function = unique("approver");
+    let code = "def handler(event, context):\n    return {'received': event['token'][:8]}\n";
+    let template = json!({"Resources": {"Fn": {"Type": "AWS::Lambda::Function", "Properties": {
+        "FunctionName": function, "Runtime": "python3.12", "Handler": "index.handler",
+        "Role": "arn:aws:iam::000000000000:role/lambda", "Code": {"ZipFile": code}}}}});
+    cloudformation(
+        "createStack",
+        json!({"StackName": unique("fn"), "TemplateBody": template.to_string()}),
+        region,
+    )
+    .unwrap();
+    let def = json!({"StartAt": "Approve", "States": {"Approve": {"Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {"FunctionName": function, "Payload": {"token.$": "$$.Task.Token"}},
+        "HeartbeatSeconds": 60, "ResultPath": "$.approval", "End": true}}});
+    let file = temp_file(&format!("{}.asl.json", unique("def")), &def.to_string());
+    let store = std::env::temp_dir().join(unique("store"));
+    let stepstone = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stepstone"))
+            .args(args)
+            .arg("--store")
+            .arg(&store)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .output()
+            .unwrap()
+    };
+    let o = stepstone(&[
+        "run",
+        &file,
+        "--name",
+        "approval",
+        "--detach",
+        "--region",
+        region,
+        "--endpoint-url",
+        &endpoint(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // An operator finds the token in the history (the task's parameters), and answers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let token = loop {
+        let history: Value =
+            serde_json::from_slice(&stepstone(&["history", "approval", "--json"]).stdout)
+                .unwrap_or(Value::Null);
+        let scheduled = history["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["type"] == "TaskScheduled");
+        if let Some(e) = scheduled {
+            let parameters: Value = serde_json::from_str(
+                e["taskScheduledEventDetails"]["parameters"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+            break parameters["Payload"]["token"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task was never scheduled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // The function ran and returned; the task still waits for its token.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let d: Value =
+        serde_json::from_slice(&stepstone(&["describe", "approval", "--json"]).stdout).unwrap();
+    assert_eq!(d["status"], "RUNNING");
+    let o = stepstone(&["send-task-success", &token, r#"{"approved": true}"#]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let d: Value =
+            serde_json::from_slice(&stepstone(&["describe", "approval", "--json"]).stdout)
+                .unwrap_or(Value::Null);
+        if d["status"] == "SUCCEEDED" {
+            assert_eq!(d["output"]["approval"], json!({"approved": true}));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{d}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&store);
+}

@@ -784,3 +784,143 @@ fn a_mock_config_mistake_is_reported_with_its_location() {
         "{err}"
     );
 }
+
+#[test]
+fn a_task_waiting_for_its_token_is_completed_from_another_process() {
+    let store = store_dir("callback");
+    let work = std::env::temp_dir().join(format!("stepstone-callback-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let file = run_file(
+        "approve.asl.json",
+        serde_json::json!({"StartAt": "Approve", "States": {
+            "Approve": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "approver", "Payload": {"token.$": "$$.Task.Token"}},
+                "ResultPath": "$.approval", "Next": "Apply"},
+            "Apply": {"Type": "Pass", "Result": "applied", "ResultPath": "$.applied", "End": true}}}),
+    );
+    // The "approver" writes down the token it was given; a person answers later.
+    let token_file = |name: &str| work.join(name);
+    let route = |name: &str| {
+        format!(
+            "arn:aws:states:::lambda:invoke.waitForTaskToken=echo \"$STEPSTONE_TASK_TOKEN\" > {}; cat",
+            token_file(name).display()
+        )
+    };
+    let read_token = |name: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(t) = std::fs::read_to_string(token_file(name))
+                && !t.trim().is_empty()
+            {
+                return t.trim().to_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "no token delivered");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+
+    // 1. The engine runs (detached): the answer reaches it through the control socket.
+    let o = stepstone(&[
+        "run",
+        &file,
+        "--store",
+        &store,
+        "--name",
+        "live",
+        "--detach",
+        "--task",
+        &route("live"),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let token = read_token("live");
+    let o = stepstone(&["send-task-heartbeat", &token, "--store", &store]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = stepstone(&[
+        "send-task-success",
+        &token,
+        r#"{"by": "ops"}"#,
+        "--store",
+        &store,
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let described = loop {
+        let v: Value = serde_json::from_str(
+            stdout(&stepstone(&[
+                "describe", "live", "--store", &store, "--json",
+            ]))
+            .trim(),
+        )
+        .unwrap_or(Value::Null);
+        if v["status"] == "SUCCEEDED" {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(
+        described["output"],
+        serde_json::json!({"approval": {"by": "ops"}, "applied": "applied"})
+    );
+    // A finished task's token is refused.
+    let o = stepstone(&["send-task-success", &token, "{}", "--store", &store]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("TaskDoesNotExist"));
+    while std::path::Path::new(&format!("{store}/control.sock")).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // 2. No engine runs (it was killed while the task waited): the store takes the answer and
+    //    `resume` goes on from it, without delivering the request again.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stepstone"))
+        .args([
+            "run", &file, "--store", &store, "--name", "killed", "--quiet", "--task",
+        ])
+        .arg(route("killed"))
+        .spawn()
+        .unwrap();
+    let token = read_token("killed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_file(token_file("killed")).unwrap();
+    let o = stepstone(&[
+        "send-task-failure",
+        &token,
+        "--error",
+        "Change.Rejected",
+        "--cause",
+        "not today",
+        "--store",
+        &store,
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json_out(&stepstone(&[
+        "describe", "killed", "--store", &store, "--json",
+    ]));
+    assert_eq!(v["status"], "FAILED");
+    assert_eq!(v["error"], "Change.Rejected");
+    assert!(!token_file("killed").exists(), "not delivered again");
+    let _ = std::fs::remove_dir_all(&store);
+    let _ = std::fs::remove_dir_all(&work);
+}

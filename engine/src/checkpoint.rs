@@ -146,7 +146,7 @@ impl Execution<'_> {
                 continue;
             };
             match &run.waiting {
-                Waiting::Task { request, .. } => out.push(Command::Dispatch(request.clone())),
+                Waiting::Task { request, .. } => out.push(Command::Dispatch((**request).clone())),
                 Waiting::Wait { until, reason } | Waiting::Retry { until, reason } => {
                     let id = run_id(&self.slots, run);
                     out.push(Command::Timer {

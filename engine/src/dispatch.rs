@@ -19,6 +19,14 @@ pub trait TaskDispatcher: Send + Sync {
     /// a function's own `errorType`...). Called again for each retry, with the same idempotency
     /// token shape and a higher attempt.
     fn dispatch(&self, request: TaskRequest) -> TaskFuture;
+
+    /// For a task that waits for its token (`request.task_token` is set): whether this
+    /// dispatcher's answer is the task's result (a mock, a closure), rather than only the
+    /// delivery of the request, the result coming back later with the token. Default: the
+    /// latter, as on Step Functions.
+    fn answers_callbacks(&self, _request: &TaskRequest) -> bool {
+        false
+    }
 }
 
 /// Refuses every task, naming its resource: what an engine without task routes does.
@@ -45,5 +53,10 @@ where
 {
     fn dispatch(&self, request: TaskRequest) -> TaskFuture {
         Box::pin((self.0)(request))
+    }
+
+    /// A closure's answer is the task's result, even for a task that waits for its token.
+    fn answers_callbacks(&self, _request: &TaskRequest) -> bool {
+        true
     }
 }

@@ -5,7 +5,7 @@
 //! timestamp moves as if the time had passed. Tasks themselves always run in real time.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -22,7 +22,7 @@ use crate::interpreter::{
 };
 use crate::limits::Limits;
 use crate::redrive::RedriveError;
-use crate::signal::{Inbox, Signal, Signals};
+use crate::signal::{Callback, CallbackError, Inbox, Signal, Signals};
 use crate::store::{self, CheckpointStore};
 
 /// How to run one execution.
@@ -347,10 +347,12 @@ async fn drive_execution(
     // Stop requests wait for their answer until the abort is durable (the save at the top of
     // the loop), which is when the loop ends.
     let mut replies = Vec::new();
+    // The tasks waiting for their token, by token.
+    let mut callbacks: HashMap<String, CallbackSender> = HashMap::new();
     loop {
         if let Some(signal) = inbox.try_next() {
             // A signal that came while the execution never waited (a long run of pure states).
-            on_signal(&mut exec, signal, clock.now(), &mut replies);
+            on_signal(&mut exec, signal, clock.now(), &mut replies, &mut callbacks);
             if *exec.status() != Status::Running {
                 // Stopped: nothing it asked for is performed, and the stop itself is saved.
                 commands.clear();
@@ -387,7 +389,23 @@ async fn drive_execution(
                     let run = request.run;
                     let timeout = request.timeout_seconds;
                     let state = request.state_name.clone();
-                    let future = tasks.dispatch(request);
+                    let waits_for_token = (!tasks.answers_callbacks(&request))
+                        .then(|| request.task_token.clone())
+                        .flatten();
+                    let heartbeat = request.heartbeat_seconds;
+                    let mut future = tasks.dispatch(request);
+                    if let Some(token) = waits_for_token {
+                        // The dispatch only delivers the request: the result comes back with
+                        // the token, as a signal.
+                        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+                        callbacks.insert(token, sender);
+                        future = Box::pin(wait_for_callback(
+                            future,
+                            receiver,
+                            heartbeat,
+                            state.clone(),
+                        ));
+                    }
                     in_flight.spawn(async move {
                         let result = match timeout {
                             Some(s) => tokio::time::timeout(Duration::from_secs(s), future).await.unwrap_or_else(|_| {
@@ -471,7 +489,7 @@ async fn drive_execution(
                 continue;
             }
             Woken::Signal(signal) => {
-                on_signal(&mut exec, signal, clock.now(), &mut replies);
+                on_signal(&mut exec, signal, clock.now(), &mut replies, &mut callbacks);
                 continue;
             }
             Woken::Clock => {}
@@ -504,6 +522,38 @@ async fn drive_execution(
     })
 }
 
+/// A task that waits for its token: first its request is delivered (`delivery`; a failure
+/// there fails the task), then it waits for the callback. With `heartbeat`, more than that many
+/// seconds without a heartbeat fail it with States.HeartbeatTimeout.
+async fn wait_for_callback(
+    delivery: crate::dispatch::TaskFuture,
+    mut callbacks: tokio::sync::mpsc::UnboundedReceiver<Callback>,
+    heartbeat: Option<u64>,
+    state: String,
+) -> Result<Value, Failure> {
+    delivery.await?;
+    loop {
+        let next = match heartbeat {
+            Some(s) => tokio::time::timeout(Duration::from_secs(s), callbacks.recv())
+                .await
+                .map_err(|_| {
+                    Failure::new(
+                        "States.HeartbeatTimeout",
+                        format!("The task of state '{state}' sent no heartbeat within its HeartbeatSeconds ({s} s)."),
+                    )
+                })?,
+            None => callbacks.recv().await,
+        };
+        match next {
+            Some(Callback::Success(output)) => return Ok(output),
+            Some(Callback::Failure { error, cause }) => return Err(Failure::new(error, cause)),
+            Some(Callback::Heartbeat) => {}
+            // The driver went away; the execution no longer waits.
+            None => return std::future::pending().await,
+        }
+    }
+}
+
 /// What ended a wait in the driver's loop.
 enum Woken {
     /// A task finished (or its handler panicked).
@@ -514,14 +564,35 @@ enum Woken {
     Signal(Signal),
 }
 
+/// Where a task waiting for its token hears of it.
+type CallbackSender = tokio::sync::mpsc::UnboundedSender<Callback>;
+
 /// Applies a signal to the execution.
 fn on_signal(
     exec: &mut Execution<'_>,
     signal: Signal,
     now: Timestamp,
     replies: &mut Vec<tokio::sync::oneshot::Sender<Timestamp>>,
+    callbacks: &mut HashMap<String, CallbackSender>,
 ) {
     match signal {
+        Signal::Callback {
+            token,
+            callback,
+            reply,
+        } => {
+            // Tasks that have ended dropped their receivers.
+            callbacks.retain(|_, sender| !sender.is_closed());
+            let delivered = match callbacks.get(&token) {
+                Some(sender) if *exec.status() == Status::Running => sender.send(callback).is_ok(),
+                _ => false,
+            };
+            let _ = reply.send(if delivered {
+                Ok(())
+            } else {
+                Err(CallbackError::TaskDoesNotExist)
+            });
+        }
         Signal::Stop {
             error,
             cause,

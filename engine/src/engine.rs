@@ -14,8 +14,8 @@ use crate::driver::{
 };
 use crate::history::Event;
 use crate::limits::Limits;
-use crate::manage::{load_stored, stop_stored};
-use crate::signal::Signals;
+use crate::manage::{callback_stored, load_stored, stop_stored};
+use crate::signal::{Callback, Signals};
 use crate::store::{self, CheckpointStore};
 use stepstone_asl::timestamp::Timestamp;
 
@@ -179,6 +179,20 @@ impl Engine {
         .await?)
     }
 
+    /// SendTaskSuccess, SendTaskFailure or SendTaskHeartbeat: hands `callback` to the task that
+    /// waits for `token`, in an execution this engine runs or, failing that, in the store.
+    pub async fn send_task_callback(&self, token: &str, callback: Callback) -> Result<(), Error> {
+        if let Some(answer) = self.signals().callback(token, callback.clone())
+            && let Ok(delivered) = answer.await
+        {
+            return Ok(delivered?);
+        }
+        match &self.store {
+            Some(store) => callback_stored(&**store, token, callback),
+            None => Err(crate::signal::CallbackError::TaskDoesNotExist.into()),
+        }
+    }
+
     /// The executions this engine runs, to signal them (stop them) from elsewhere.
     pub fn signals(&self) -> &Signals {
         self.options
@@ -275,6 +289,9 @@ pub enum Error {
     /// A stored definition no longer validates.
     #[error("the stored definition of {0} is invalid")]
     Definition(String),
+    /// A task callback was refused.
+    #[error(transparent)]
+    Callback(#[from] crate::signal::CallbackError),
     /// No such execution in the store.
     #[error("no execution {0} in the store")]
     NotFound(String),

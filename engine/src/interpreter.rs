@@ -134,6 +134,15 @@ pub struct TaskRequest {
     pub region: Option<String>,
     /// `TimeoutSeconds`, when set.
     pub timeout_seconds: Option<u64>,
+    /// For a `.waitForTaskToken` task: its token (`$$.Task.Token`). The dispatch only delivers
+    /// the request; the result comes back with the token (see [`crate::Signals`]). Since
+    /// checkpoint v2.
+    #[serde(default)]
+    pub task_token: Option<String>,
+    /// `HeartbeatSeconds`: for a task waiting for its token, the longest time between two
+    /// heartbeats. Since checkpoint v2.
+    #[serde(default)]
+    pub heartbeat_seconds: Option<u64>,
 }
 
 /// What the driver must do.
@@ -239,7 +248,7 @@ pub(crate) enum Waiting {
     /// A task: the request (re-sent as it is after a crash) and the names its history events
     /// carry.
     Task {
-        request: TaskRequest,
+        request: Box<TaskRequest>,
         resource_type: String,
         resource: String,
     },
@@ -594,6 +603,19 @@ impl<'m> Execution<'m> {
         Some(run)
     }
 
+    /// The run whose task waits for `token`, if one does.
+    pub(crate) fn waiting_for_token(&self, token: &str) -> Option<RunId> {
+        self.slots.iter().enumerate().find_map(|(index, slot)| {
+            let run = slot.run.as_ref().filter(|r| !r.fallen)?;
+            match &run.waiting {
+                Waiting::Task { request, .. } if request.task_token.as_deref() == Some(token) => {
+                    Some(RunId::new(index as u32, slot.generation))
+                }
+                _ => None,
+            }
+        })
+    }
+
     fn is_waiting_task(&self, id: RunId) -> bool {
         self.get(id)
             .is_some_and(|r| !r.fallen && matches!(r.waiting, Waiting::Task { .. }))
@@ -889,6 +911,7 @@ impl<'m> Execution<'m> {
             StateKind::Task(_) | StateKind::Parallel(_) | StateKind::Map(_)
         );
         let context = LazyContext {
+            task_token: self.task_token(id),
             info: &self.info,
             state_name: name,
             entered: run.entered_time,
@@ -1188,6 +1211,8 @@ pub(crate) fn is_root(path: &stepstone_asl::Path) -> bool {
 
 /// The context object, built on first use.
 struct LazyContext<'a> {
+    /// `$$.Task.Token`, in a `.waitForTaskToken` Task.
+    task_token: Option<String>,
     info: &'a ExecutionInfo,
     state_name: &'a str,
     entered: Timestamp,
@@ -1200,7 +1225,7 @@ struct LazyContext<'a> {
 impl Context for LazyContext<'_> {
     fn value(&self) -> &Value {
         self.cell.get_or_init(|| {
-            // AWS's key order; Task appears only with a task token, which needs callbacks.
+            // AWS's key order; Task appears only in a Task that waits for its token.
             let mut execution = json!({
                 "Id": self.info.execution_arn,
                 "Input": self.info.input,
@@ -1222,6 +1247,9 @@ impl Context for LazyContext<'_> {
             });
             if let Some((index, value)) = self.item {
                 ctx["Map"] = json!({"Item": {"Index": index, "Value": value}});
+            }
+            if let Some(token) = &self.task_token {
+                ctx["Task"] = json!({"Token": token});
             }
             ctx
         })

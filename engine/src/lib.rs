@@ -39,7 +39,7 @@ pub use interpreter::{
     TimerReason,
 };
 pub use limits::Limits;
-pub use manage::{load_stored, stop_stored};
+pub use manage::{callback_stored, load_stored, stop_stored};
 pub use redrive::RedriveError;
-pub use signal::{Signal, Signals};
+pub use signal::{Callback, CallbackError, Signal, Signals, token_names, token_of};
 pub use stepstone_asl as asl;

@@ -7,7 +7,8 @@ use stepstone_asl::timestamp::Timestamp;
 use stepstone_asl::{Machine, Options, validate_str};
 
 use crate::engine::Error;
-use crate::interpreter::{Execution, Status};
+use crate::interpreter::{Execution, Input, Status};
+use crate::signal::{Callback, CallbackError, token_names, token_of};
 use crate::store::{CheckpointStore, Stored};
 
 /// An execution's stored state, and its stored definition compiled again.
@@ -49,4 +50,44 @@ pub fn stop_stored(
     exec.abort(error, cause, now);
     store.save(&exec.checkpoint(), exec.history().events())?;
     Ok(now)
+}
+
+/// SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat for a task of an execution that no
+/// driver runs: the result is applied in the store, and the states it leads to are worked out
+/// up to their next effects, which `resume` then performs. A heartbeat only checks that the
+/// task waits (its deadline is not stored: a resumed task waits a full HeartbeatSeconds again).
+pub fn callback_stored(
+    store: &dyn CheckpointStore,
+    token: &str,
+    callback: Callback,
+) -> Result<(), Error> {
+    if token_names(token).is_none() {
+        return Err(CallbackError::InvalidToken.into());
+    }
+    let record = store
+        .list()?
+        .into_iter()
+        .find(|r| token_of(token, &r.execution_arn))
+        .ok_or(CallbackError::TaskDoesNotExist)?;
+    let (stored, machine) = load_stored(store, &record.execution_arn)?;
+    let mut exec = Execution::restore(&machine, stored.checkpoint)?;
+    let run = exec
+        .waiting_for_token(token)
+        .filter(|_| *exec.status() == Status::Running)
+        .ok_or(CallbackError::TaskDoesNotExist)?;
+    let result = match callback {
+        Callback::Success(output) => Ok(output),
+        Callback::Failure { error, cause } => Err(crate::Failure::new(error, cause)),
+        Callback::Heartbeat => return Ok(()),
+    };
+    let real = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    let now = Timestamp {
+        unix_nanos: real.max(exec.checkpoint().now.unix_nanos),
+    };
+    // The commands this yields are recorded in the runs that wait for them: `resume` sends them.
+    exec.on_input(Input::TaskDone { run, result }, now);
+    store.save(&exec.checkpoint(), exec.history().events())?;
+    Ok(())
 }

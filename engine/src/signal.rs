@@ -25,6 +25,67 @@ pub enum Signal {
         /// Answered with the stop date.
         reply: oneshot::Sender<Timestamp>,
     },
+    /// SendTaskSuccess, SendTaskFailure or SendTaskHeartbeat for a task waiting for its token.
+    Callback {
+        /// The task's token (`$$.Task.Token`).
+        token: String,
+        /// What it says.
+        callback: Callback,
+        /// Answered once delivered, or with why not.
+        reply: oneshot::Sender<Result<(), CallbackError>>,
+    },
+}
+
+/// What a task's token is sent back with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Callback {
+    /// SendTaskSuccess: the task's result.
+    Success(serde_json::Value),
+    /// SendTaskFailure: the task fails with this error and cause.
+    Failure {
+        /// Error name.
+        error: String,
+        /// Cause.
+        cause: String,
+    },
+    /// SendTaskHeartbeat: the task is still being worked on.
+    Heartbeat,
+}
+
+/// Why a callback was refused (AWS's errors for SendTask*).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallbackError {
+    /// The token is not one Stepstone made.
+    #[error("InvalidToken: the task token is not valid")]
+    InvalidToken,
+    /// No task waits for this token (any more): it finished, timed out, or its execution ended.
+    #[error(
+        "TaskDoesNotExist: no task waits for this token (it finished, timed out, or its execution ended)"
+    )]
+    TaskDoesNotExist,
+}
+
+/// The idempotency token a task token encodes (`<execution ARN>/<state>/<event>/<attempt>`), or
+/// `None` if it is not a Stepstone task token.
+pub fn token_names(token: &str) -> Option<String> {
+    if !token.len().is_multiple_of(2) || token.is_empty() {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// Whether `token` is a task token of execution `execution_arn`.
+pub fn token_of(token: &str, execution_arn: &str) -> bool {
+    token_names(token).is_some_and(|names| {
+        names
+            .strip_prefix(execution_arn)
+            .is_some_and(|rest| rest.starts_with('/'))
+    })
 }
 
 /// The executions running in this process that accept signals. Cheap to clone.
@@ -69,6 +130,26 @@ impl Signals {
             reply,
         };
         self.send(execution_arn, signal).then_some(answer)
+    }
+
+    /// Sends a callback for `token` to the execution it belongs to, if that runs here: the
+    /// receiver says whether a task took it. `None` when its execution does not run here.
+    pub fn callback(
+        &self,
+        token: &str,
+        callback: Callback,
+    ) -> Option<oneshot::Receiver<Result<(), CallbackError>>> {
+        let arn = self
+            .running()
+            .into_iter()
+            .find(|arn| token_of(token, arn))?;
+        let (reply, answer) = oneshot::channel();
+        let signal = Signal::Callback {
+            token: token.to_owned(),
+            callback,
+            reply,
+        };
+        self.send(&arn, signal).then_some(answer)
     }
 
     /// Sends `signal` to `execution_arn`; false when it does not run here.

@@ -11,8 +11,8 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use stepstone::engine::store::{CheckpointStore, ExecutionRecord, Stored};
 use stepstone::engine::{
-    Limits, Notice, Outcome, ResumeError, RunOptions, Signals, Status, load_stored, redrive,
-    resume as resume_execution, stop_stored,
+    Callback, Limits, Notice, Outcome, ResumeError, RunOptions, Signals, Status, callback_stored,
+    load_stored, redrive, resume as resume_execution, stop_stored,
 };
 
 use super::run::{AwsArgs, MockArgs, Progress, exit_code, report, router, runtime};
@@ -73,6 +73,29 @@ pub(crate) async fn answer(
                 None => stop_stored(store, &arn, error, cause).map_err(|e| e.to_string())?,
             };
             Ok(json!({"stopDate": stop_date.to_string()}))
+        }
+        op @ ("task-success" | "task-failure" | "task-heartbeat") => {
+            let token = request["token"]
+                .as_str()
+                .ok_or("the request carries no task token")?;
+            let text = |k: &str| request[k].as_str().unwrap_or_default().to_owned();
+            let callback = match op {
+                "task-success" => Callback::Success(request["output"].clone()),
+                "task-failure" => Callback::Failure {
+                    error: text("error"),
+                    cause: text("cause"),
+                },
+                _ => Callback::Heartbeat,
+            };
+            // The engine running the task takes it; otherwise the store does.
+            if let Some(answer) = signals.callback(token, callback.clone())
+                && let Ok(delivered) = answer.await
+            {
+                delivered.map_err(|e| e.to_string())?;
+            } else {
+                callback_stored(store, token, callback).map_err(|e| e.to_string())?;
+            }
+            Ok(json!({}))
         }
         other => Err(format!("unknown request '{other}'")),
     }
@@ -243,6 +266,13 @@ pub(crate) fn stop(
     } else {
         println!("ABORTED {execution}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stepstone send-task-success TOKEN OUTPUT`, `send-task-failure TOKEN`,
+/// `send-task-heartbeat TOKEN`: SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat.
+pub(crate) fn send_task(dir: &StoreSpec, request: Value) -> Result<ExitCode, String> {
+    query(dir, request)?;
     Ok(ExitCode::SUCCESS)
 }
 

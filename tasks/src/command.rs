@@ -14,7 +14,10 @@ use tokio::process::Command;
 ///
 /// The environment carries `STEPSTONE_EXECUTION_ARN`, `STEPSTONE_STATE_NAME`,
 /// `STEPSTONE_ATTEMPT` (0 for the first try) and `STEPSTONE_IDEMPOTENCY_TOKEN` (the same for
-/// every delivery of one attempt), and `STEPSTONE_REGION` when the state names a region.
+/// every delivery of one attempt), and `STEPSTONE_REGION` when the state names a region. For a
+/// task that waits for its token (`.waitForTaskToken`), `STEPSTONE_TASK_TOKEN` holds it: the
+/// command's output only says the request was delivered, and the task's result comes with
+/// `stepstone send-task-success TOKEN OUTPUT` (or `send-task-failure`).
 #[derive(Debug, Clone)]
 pub struct CommandTask {
     command: String,
@@ -46,6 +49,10 @@ async fn run(command: &str, request: &TaskRequest) -> Result<Value, Failure> {
         .env("STEPSTONE_ATTEMPT", request.attempt.to_string())
         .env("STEPSTONE_IDEMPOTENCY_TOKEN", &request.idempotency_token)
         .env("STEPSTONE_REGION", request.region.as_deref().unwrap_or(""))
+        .env(
+            "STEPSTONE_TASK_TOKEN",
+            request.task_token.as_deref().unwrap_or(""),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -118,6 +125,8 @@ mod tests {
             idempotency_token: "tok-1".into(),
             region: None,
             timeout_seconds: None,
+            task_token: None,
+            heartbeat_seconds: None,
         }
     }
 

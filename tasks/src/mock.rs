@@ -223,6 +223,12 @@ impl MockTasks {
 }
 
 impl TaskDispatcher for MockTasks {
+    /// A mocked state's answer is its result, also for a task that waits for its token (as in
+    /// Step Functions Local).
+    fn answers_callbacks(&self, request: &TaskRequest) -> bool {
+        self.case.mocks(&request.state_name) || self.next.answers_callbacks(request)
+    }
+
     fn dispatch(&self, request: TaskRequest) -> TaskFuture {
         let Some((name, response)) = self.case.states.get(&request.state_name) else {
             return self.next.dispatch(request);
@@ -283,6 +289,8 @@ mod tests {
             idempotency_token: String::new(),
             region: None,
             timeout_seconds: None,
+            task_token: None,
+            heartbeat_seconds: None,
         }
     }
 

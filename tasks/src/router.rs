@@ -50,11 +50,18 @@ impl Router {
     }
 }
 
+impl Router {
+    fn handler(&self, request: &TaskRequest) -> &Arc<dyn TaskDispatcher> {
+        self.routes.get(&request.resource).unwrap_or(&self.fallback)
+    }
+}
+
 impl TaskDispatcher for Router {
     fn dispatch(&self, request: TaskRequest) -> TaskFuture {
-        match self.routes.get(&request.resource) {
-            Some(handler) => handler.dispatch(request),
-            None => self.fallback.dispatch(request),
-        }
+        self.handler(&request).clone().dispatch(request)
+    }
+
+    fn answers_callbacks(&self, request: &TaskRequest) -> bool {
+        self.handler(request).answers_callbacks(request)
     }
 }

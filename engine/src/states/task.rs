@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use stepstone_asl::eval;
-use stepstone_asl::states::{NumberOrExpr, Resource, Task};
+use stepstone_asl::states::{IntegrationPattern, NumberOrExpr, Resource, Task};
 
 use crate::Failure;
 use crate::history::EventKind;
@@ -65,6 +65,22 @@ impl Execution<'_> {
                 None => None,
             },
         };
+        let heartbeat_seconds = match &state.heartbeat_seconds {
+            Some(NumberOrExpr::Value(s)) => Some(*s as u64),
+            _ => match &state.heartbeat_seconds_path {
+                Some(p) => match self.with_env(id, &effective, None, |env| env.read(p)) {
+                    Some(Value::Number(n)) if n.as_u64().is_some_and(|s| s > 0) => n.as_u64(),
+                    other => {
+                        return Err(self.state_failure(
+                            id,
+                            eval::Error::runtime(format!("The HeartbeatSecondsPath parameter does not reference a positive integer: {} == {}", p.as_str(), other.map_or("null".into(), |v| v.to_string()))),
+                        ));
+                    }
+                },
+                None => None,
+            },
+        };
+        let task_token = self.task_token(id);
         let (name, _) = self.current(id);
         let resource_arn = state.resource_arn.clone();
         let (resource_type, resource) = resource_names(state, &resource_arn);
@@ -106,14 +122,39 @@ impl Execution<'_> {
             idempotency_token: token,
             region,
             timeout_seconds,
+            heartbeat_seconds: task_token.as_ref().and(heartbeat_seconds),
+            task_token,
         };
         self.run_mut(id).waiting = Waiting::Task {
-            request: request.clone(),
+            request: Box::new(request.clone()),
             resource_type,
             resource,
         };
         self.commands.push(Command::Dispatch(request));
         Ok(Flow::Blocked)
+    }
+
+    /// `$$.Task.Token` for run `id`, if its current state is a Task that waits for its token:
+    /// the attempt's idempotency token, hex-encoded. It names the execution (see
+    /// [`crate::signal::token_names`]) and is the same after a resume.
+    pub(crate) fn task_token(&self, id: RunId) -> Option<String> {
+        let (name, state) = self.current(id);
+        let stepstone_asl::StateKind::Task(task) = &state.kind else {
+            return None;
+        };
+        let Some(Resource::Service {
+            pattern: IntegrationPattern::WaitForTaskToken,
+            ..
+        }) = &task.resource
+        else {
+            return None;
+        };
+        let run = self.run(id);
+        let idempotency = format!(
+            "{}/{}/{}/{}",
+            self.info.execution_arn, name, run.entered_event, run.retry_count
+        );
+        Some(idempotency.bytes().map(|b| format!("{b:02x}")).collect())
     }
 
     /// The task finished: record it, then ResultSelector, ResultPath, OutputPath and Assign.
@@ -152,7 +193,7 @@ impl Execution<'_> {
             }
             Err(failure) => {
                 let (error, cause) = (failure.error.clone(), failure.cause.clone());
-                if failure.error == "States.Timeout" {
+                if failure.error == "States.Timeout" || failure.error == "States.HeartbeatTimeout" {
                     self.event(id, || EventKind::TaskTimedOut {
                         resource_type,
                         resource,

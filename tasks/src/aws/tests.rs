@@ -4,7 +4,9 @@
 
 use aws_sdk_cloudformation::error::ErrorMetadata;
 use aws_sdk_cloudformation::operation::create_stack::{CreateStackError, CreateStackOutput};
+use aws_sdk_cloudformation::operation::describe_stack_events::DescribeStackEventsOutput;
 use aws_sdk_cloudformation::types::error::AlreadyExistsException;
+use aws_sdk_cloudformation::types::{ResourceStatus, StackEvent};
 use aws_sdk_lambda::operation::invoke::{InvokeError, InvokeOutput};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::error::ResourceNotFoundException;
@@ -26,6 +28,8 @@ fn request(resource: &str, input: Value) -> TaskRequest {
             "arn:aws:states:us-east-1:123456789012:execution:deploy:run-1/Create/2/0".into(),
         region: None,
         timeout_seconds: None,
+        task_token: None,
+        heartbeat_seconds: None,
     }
 }
 
@@ -186,12 +190,29 @@ async fn create_stack_maps_pascal_case_and_defaults_the_client_request_token() {
                 .build(),
         )
     });
+    // On AlreadyExists, the stack's creation event is checked: another request made it.
+    let events = mock!(aws_sdk_cloudformation::Client::describe_stack_events).then_output(|| {
+        DescribeStackEventsOutput::builder()
+            .stack_events(
+                StackEvent::builder()
+                    .stack_id("arn:aws:cloudformation:us-east-1:123456789012:stack/orders/0")
+                    .stack_name("orders")
+                    .logical_resource_id("orders")
+                    .resource_type("AWS::CloudFormation::Stack")
+                    .resource_status(ResourceStatus::CreateInProgress)
+                    .client_request_token("someone-else")
+                    .event_id("e1")
+                    .timestamp(aws_sdk_cloudformation::primitives::DateTime::from_secs(0))
+                    .build(),
+            )
+            .build()
+    });
     let t = tasks(
         no_lambda(),
         mock_client!(
             aws_sdk_cloudformation,
             aws_smithy_mocks::RuleMode::Sequential,
-            [&rule, &exists]
+            [&rule, &exists, &events]
         ),
     );
     let input = json!({"StackName": "orders", "TemplateBody": "{}",
