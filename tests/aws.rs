@@ -825,3 +825,90 @@ fn a_lambda_task_waiting_for_its_token_is_completed_from_a_second_process() {
     }
     let _ = std::fs::remove_dir_all(&store);
 }
+
+#[test]
+fn every_cloudformation_action_maps_its_errors() {
+    require_emulator();
+    let region = "ap-northeast-1";
+    let missing = unique("missing");
+    let cases = [
+        (
+            "updateStack",
+            json!({"StackName": missing, "UsePreviousTemplate": true}),
+            "CloudFormation.CloudFormationException",
+        ),
+        (
+            "describeStacks",
+            json!({"StackName": missing}),
+            "CloudFormation.CloudFormationException",
+        ),
+        (
+            "describeStackEvents",
+            json!({"StackName": missing}),
+            "CloudFormation.CloudFormationException",
+        ),
+        (
+            "describeStackResources",
+            json!({"StackName": missing}),
+            "CloudFormation.CloudFormationException",
+        ),
+        (
+            "listStacks",
+            json!({"NextToken": "not-a-token"}),
+            "CloudFormation.CloudFormationException",
+        ),
+        (
+            "getTemplate",
+            json!({"StackName": missing}),
+            "CloudFormation.CloudFormationException",
+        ),
+        (
+            "validateTemplate",
+            json!({"TemplateBody": "not a template"}),
+            "CloudFormation.CloudFormationException",
+        ),
+        (
+            "createChangeSet",
+            json!({"StackName": missing, "ChangeSetName": "c", "UsePreviousTemplate": true}),
+            "CloudFormation.CloudFormationException",
+        ),
+        (
+            "describeChangeSet",
+            json!({"StackName": missing, "ChangeSetName": "c"}),
+            "CloudFormation.ChangeSetNotFoundException",
+        ),
+        (
+            "executeChangeSet",
+            json!({"StackName": missing, "ChangeSetName": "c"}),
+            "CloudFormation.ChangeSetNotFoundException",
+        ),
+        (
+            "deleteChangeSet",
+            json!({"StackName": missing, "ChangeSetName": "c"}),
+            "CloudFormation.CloudFormationException",
+        ),
+        (
+            "signalResource",
+            json!({"StackName": missing, "LogicalResourceId": "W", "UniqueId": "u", "Status": "SUCCESS"}),
+            "CloudFormation.CloudFormationException",
+        ),
+        (
+            "listExports",
+            json!({"NextToken": "not-a-token"}),
+            "CloudFormation.CloudFormationException",
+        ),
+    ];
+    for (action, parameters, expected) in cases {
+        let (error, cause) = cloudformation(action, parameters, region).unwrap_err();
+        assert_eq!(error, expected, "{action}: {cause}");
+        assert!(
+            cause.contains("(Service: CloudFormation, Status Code: "),
+            "{action}: {cause}"
+        );
+    }
+    // Deleting a stack that does not exist succeeds, as on AWS.
+    assert_eq!(
+        cloudformation("deleteStack", json!({"StackName": missing}), region).unwrap(),
+        json!({})
+    );
+}
