@@ -102,18 +102,8 @@ enum Command {
     Resume {
         /// Executions to resume (ARN or name); all RUNNING ones when none is given.
         executions: Vec<String>,
-        /// More task routes, added to the ones the executions were started with.
-        #[arg(long = "task", value_name = "RESOURCE=COMMAND")]
-        tasks: Vec<String>,
-        /// Print each result as one JSON line.
-        #[arg(long)]
-        json: bool,
-        /// No progress on standard error.
-        #[arg(long, short)]
-        quiet: bool,
-        /// AWS settings replacing the ones the execution was started with.
         #[command(flatten)]
-        aws: cli::run::AwsArgs,
+        restart: cli::executions::RestartArgs,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -131,18 +121,8 @@ enum Command {
     Redrive {
         /// The execution's ARN or name.
         execution: String,
-        /// More task routes, added to the ones the execution was started with.
-        #[arg(long = "task", value_name = "RESOURCE=COMMAND")]
-        tasks: Vec<String>,
-        /// Print the result as one JSON line.
-        #[arg(long)]
-        json: bool,
-        /// No progress on standard error.
-        #[arg(long, short)]
-        quiet: bool,
-        /// AWS settings replacing the ones the execution was started with.
         #[command(flatten)]
-        aws: cli::run::AwsArgs,
+        restart: cli::executions::RestartArgs,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -314,38 +294,14 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Resume {
             executions,
-            tasks,
-            json,
-            quiet,
-            aws,
+            restart,
             store,
-        } => cli::executions::resume(
-            &store.spec(),
-            &executions,
-            &cli::executions::RestartArgs {
-                tasks,
-                aws,
-                json,
-                quiet,
-            },
-        ),
+        } => cli::executions::resume(&store.spec(), &executions, &restart),
         Command::Redrive {
             execution,
-            tasks,
-            json,
-            quiet,
-            aws,
+            restart,
             store,
-        } => cli::executions::redrive_one(
-            &store.spec(),
-            &execution,
-            &cli::executions::RestartArgs {
-                tasks,
-                aws,
-                json,
-                quiet,
-            },
-        ),
+        } => cli::executions::redrive_one(&store.spec(), &execution, &restart),
         Command::SendTaskSuccess {
             token,
             output,

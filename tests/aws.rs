@@ -353,17 +353,11 @@ fn lambda_functions_run_in_both_forms_and_their_errors_reach_catch() {
     require_emulator();
     let region = "ap-south-1";
     let function = unique("prepare");
-    // The function is created the way a user would: a CloudFormation stack with inline code.
-    let code = "import json\ndef handler(event, context):\n    if event.get('fail'):\n        raise ValueError('refused: ' + event['fail'])\n    return {'prepared': event}\n";
-    let template = json!({"Resources": {"Fn": {"Type": "AWS::Lambda::Function", "Properties": {
-        "FunctionName": function, "Runtime": "python3.12", "Handler": "index.handler",
-        "Role": "arn:aws:iam::000000000000:role/lambda", "Code": {"ZipFile": code}}}}});
-    cloudformation(
-        "createStack",
-        json!({"StackName": unique("fn"), "TemplateBody": template.to_string()}),
+    create_function(
         region,
-    )
-    .unwrap();
+        &function,
+        "import json\ndef handler(event, context):\n    if event.get('fail'):\n        raise ValueError('refused: ' + event['fail'])\n    return {'prepared': event}\n",
+    );
     let arn = format!("arn:aws:lambda:{region}:000000000000:function:{function}");
     let def = json!({"StartAt": "Invoke", "States": {
         "Invoke": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
@@ -419,18 +413,24 @@ fn example_definition() -> Value {
         .unwrap()
 }
 
-/// The example's preparation function, created in `region` the way its README says.
-fn create_prepare_function(region: &str, function: &str) {
-    let code = std::fs::read_to_string(example_file("handlers/prepare_region.py")).unwrap();
+/// A Python Lambda function `function` in `region` running `code`, created the way a user
+/// would: a CloudFormation stack with the code inline.
+fn create_function(region: &str, function: &str, code: &str) {
     let template = json!({"Resources": {"Fn": {"Type": "AWS::Lambda::Function", "Properties": {
         "FunctionName": function, "Runtime": "python3.12", "Handler": "index.handler",
         "Role": "arn:aws:iam::000000000000:role/lambda", "Code": {"ZipFile": code}}}}});
     cloudformation(
         "createStack",
-        json!({"StackName": unique("prepare"), "TemplateBody": template.to_string()}),
+        json!({"StackName": unique("fn"), "TemplateBody": template.to_string()}),
         region,
     )
     .unwrap();
+}
+
+/// The example's preparation function, created in `region` the way its README says.
+fn create_prepare_function(region: &str, function: &str) {
+    let code = std::fs::read_to_string(example_file("handlers/prepare_region.py")).unwrap();
+    create_function(region, function, &code);
 }
 
 /// The example's input, for these regions, stack, function and template.
@@ -740,16 +740,11 @@ fn a_lambda_task_waiting_for_its_token_is_completed_from_a_second_process() {
     require_emulator();
     let region = "eu-west-2";
     let function = unique("approver");
-    let code = "def handler(event, context):\n    return {'received': event['token'][:8]}\n";
-    let template = json!({"Resources": {"Fn": {"Type": "AWS::Lambda::Function", "Properties": {
-        "FunctionName": function, "Runtime": "python3.12", "Handler": "index.handler",
-        "Role": "arn:aws:iam::000000000000:role/lambda", "Code": {"ZipFile": code}}}}});
-    cloudformation(
-        "createStack",
-        json!({"StackName": unique("fn"), "TemplateBody": template.to_string()}),
+    create_function(
         region,
-    )
-    .unwrap();
+        &function,
+        "def handler(event, context):\n    return {'received': event['token'][:8]}\n",
+    );
     let def = json!({"StartAt": "Approve", "States": {"Approve": {"Type": "Task",
         "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
         "Parameters": {"FunctionName": function, "Payload": {"token.$": "$$.Task.Token"}},

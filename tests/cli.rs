@@ -40,7 +40,7 @@ fn validate_accepts_the_example() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(String::from_utf8_lossy(&o.stderr).contains("OK (0 errors, 5 warnings)"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("OK (0 errors, 6 warnings)"));
 }
 
 #[test]

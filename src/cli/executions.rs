@@ -333,14 +333,19 @@ pub(crate) fn redrive_one(
 }
 
 /// What `resume` and `redrive` were asked, besides which executions.
+#[derive(clap::Args)]
 pub(crate) struct RestartArgs {
-    /// Task routes added to the ones the executions were started with.
+    /// More task routes, added to the ones the execution was started with.
+    #[arg(long = "task", value_name = "RESOURCE=COMMAND")]
     pub(crate) tasks: Vec<String>,
-    /// AWS settings replacing the ones they were started with.
+    /// AWS settings replacing the ones the execution was started with.
+    #[command(flatten)]
     pub(crate) aws: AwsArgs,
-    /// Each result as one JSON line.
+    /// Print each result as one JSON line.
+    #[arg(long)]
     pub(crate) json: bool,
-    /// No progress.
+    /// No progress on standard error.
+    #[arg(long, short)]
     pub(crate) quiet: bool,
 }
 

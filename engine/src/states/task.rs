@@ -50,36 +50,20 @@ impl Execution<'_> {
                 _ => None,
             },
         };
-        let timeout_seconds = match &state.timeout_seconds {
-            Some(NumberOrExpr::Value(s)) => Some(*s as u64),
-            _ => match &state.timeout_seconds_path {
-                Some(p) => match self.with_env(id, &effective, None, |env| env.read(p)) {
-                    Some(Value::Number(n)) if n.as_u64().is_some_and(|s| s > 0) => n.as_u64(),
-                    other => {
-                        return Err(self.state_failure(
-                            id,
-                            eval::Error::runtime(format!("The TimeoutSecondsPath parameter does not reference a positive integer: {} == {}", p.as_str(), other.map_or("null".into(), |v| v.to_string()))),
-                        ));
-                    }
-                },
-                None => None,
-            },
-        };
-        let heartbeat_seconds = match &state.heartbeat_seconds {
-            Some(NumberOrExpr::Value(s)) => Some(*s as u64),
-            _ => match &state.heartbeat_seconds_path {
-                Some(p) => match self.with_env(id, &effective, None, |env| env.read(p)) {
-                    Some(Value::Number(n)) if n.as_u64().is_some_and(|s| s > 0) => n.as_u64(),
-                    other => {
-                        return Err(self.state_failure(
-                            id,
-                            eval::Error::runtime(format!("The HeartbeatSecondsPath parameter does not reference a positive integer: {} == {}", p.as_str(), other.map_or("null".into(), |v| v.to_string()))),
-                        ));
-                    }
-                },
-                None => None,
-            },
-        };
+        let timeout_seconds = self.task_seconds(
+            id,
+            &effective,
+            state.timeout_seconds.as_ref(),
+            state.timeout_seconds_path.as_ref(),
+            "TimeoutSecondsPath",
+        )?;
+        let heartbeat_seconds = self.task_seconds(
+            id,
+            &effective,
+            state.heartbeat_seconds.as_ref(),
+            state.heartbeat_seconds_path.as_ref(),
+            "HeartbeatSecondsPath",
+        )?;
         let task_token = self.task_token(id);
         let (name, _) = self.current(id);
         let resource_arn = state.resource_arn.clone();
@@ -132,6 +116,33 @@ impl Execution<'_> {
         };
         self.commands.push(Command::Dispatch(request));
         Ok(Flow::Blocked)
+    }
+
+    /// `TimeoutSeconds` or `HeartbeatSeconds`: the value, or what its `*Path` reads from the
+    /// effective input (a positive integer, else AWS's message naming `path_field`).
+    fn task_seconds(
+        &self,
+        id: RunId,
+        effective: &Value,
+        value: Option<&NumberOrExpr<i64>>,
+        path: Option<&stepstone_asl::Path>,
+        path_field: &str,
+    ) -> Result<Option<u64>, Failure> {
+        if let Some(NumberOrExpr::Value(s)) = value {
+            return Ok(Some(*s as u64));
+        }
+        let Some(p) = path else { return Ok(None) };
+        match self.with_env(id, effective, None, |env| env.read(p)) {
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|s| s > 0) => Ok(n.as_u64()),
+            other => Err(self.state_failure(
+                id,
+                eval::Error::runtime(format!(
+                    "The {path_field} parameter does not reference a positive integer: {} == {}",
+                    p.as_str(),
+                    other.map_or("null".into(), |v| v.to_string())
+                )),
+            )),
+        }
     }
 
     /// `$$.Task.Token` for run `id`, if its current state is a Task that waits for its token:
