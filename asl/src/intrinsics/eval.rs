@@ -299,7 +299,7 @@ fn merge(into: &mut Map<String, Value>, from: &Map<String, Value>, deep: bool) {
     }
 }
 
-fn hash(algorithm: &str, data: &[u8]) -> Option<String> {
+pub(crate) fn hash(algorithm: &str, data: &[u8]) -> Option<String> {
     use sha2::Digest as _;
     let bytes: Vec<u8> = match algorithm {
         "MD5" => md5::Md5::digest(data).to_vec(),
@@ -321,7 +321,7 @@ pub fn splitmix64(seed: u64) -> u64 {
 }
 
 /// A version-4 UUID from 128 random bits.
-fn uuid_v4(hi: u64, lo: u64) -> String {
+pub(crate) fn uuid_v4(hi: u64, lo: u64) -> String {
     let hi = (hi & 0xFFFF_FFFF_FFFF_0FFF) | 0x0000_0000_0000_4000;
     let lo = (lo & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
     format!(

@@ -15,6 +15,7 @@ use crate::path::Path;
 mod eval;
 
 pub use eval::{ARRAY_RANGE_MAX, splitmix64};
+pub(crate) use eval::{hash, uuid_v4};
 
 /// An intrinsic function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -2,10 +2,15 @@
 //!
 //! In a state whose QueryLanguage is JSONata, `Arguments`, `Output`, `Assign`, `Items` and the
 //! like are JSON values in which a string written `{% expression %}` is a JSONata expression.
-//! Here they are checked for that shape and kept; compiling and evaluating the expressions is
-//! the engine's JSONata work, which is not part of this crate yet.
+//! Here they are checked for that shape and kept; [`Compiled`] parses and evaluates one
+//! expression as Step Functions does (`eval.rs`). Running JSONata states in the engine comes
+//! with the JSONata issue.
 
 use serde_json::Value;
+
+mod eval;
+
+pub use eval::{Compiled, QueryError, Scope};
 
 use crate::parse::Loader;
 

@@ -1,0 +1,276 @@
+//! Evaluating JSONata expressions as Step Functions does (jsonata-core underneath).
+//!
+//! An expression sees `$states` (`input`, `result`, `errorOutput`, `context`, as the state
+//! provides them) and the workflow's variables in scope, and nothing at the top level (`$` is
+//! undefined). Step Functions adds six functions and removes one, as its developer guide lists:
+//!
+//! - `$partition(array, size)`: the array in chunks of `size` (the last may be shorter);
+//! - `$range(start, end, step)`: numbers from `start` to `end` inclusive, by `step`;
+//! - `$hash(text, algorithm)`: hex digest; MD5, SHA-1, SHA-256, SHA-384 or SHA-512;
+//! - `$random([seed])`: a number in [0, 1); the same seed gives the same number;
+//! - `$uuid()`: a version 4 UUID;
+//! - `$parse(text)`: JSON text to a value;
+//! - `$eval` is not available.
+//!
+//! Randomness without a seed comes from the scope's seed, so a state recomputed after a crash
+//! draws the same values (the durability contract).
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use jsonata_core::evaluator::{Context, Evaluator, EvaluatorError};
+use jsonata_core::value::JValue;
+use serde_json::Value;
+
+use crate::intrinsics::{hash, splitmix64, uuid_v4};
+
+/// A JSONata expression, parsed once.
+pub struct Compiled {
+    text: String,
+    ast: jsonata_core::ast::AstNode,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Compiled").field(&self.text).finish()
+    }
+}
+
+/// What an expression sees when it runs, converted once for all the expressions of a state
+/// (the conversion of `$states` costs more than a simple evaluation).
+pub struct Scope {
+    /// `$states`: `{"input", "result"?, "errorOutput"?, "context"}`.
+    states: JValue,
+    /// The workflow variables visible here.
+    variables: Vec<(String, JValue)>,
+    /// Where `$random()` and `$uuid()` draw from.
+    seed: u64,
+}
+
+impl Scope {
+    /// A scope with `$states`, the variables visible (innermost last: it wins), and the seed
+    /// of `$random()` and `$uuid()`.
+    pub fn new<'a>(
+        states: &Value,
+        variables: impl IntoIterator<Item = (&'a str, &'a Value)>,
+        seed: u64,
+    ) -> Scope {
+        Scope {
+            states: JValue::from(states.clone()),
+            variables: variables
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), JValue::from(value.clone())))
+                .collect(),
+            seed,
+        }
+    }
+}
+
+/// Why an expression could not be parsed or evaluated: the message Step Functions reports in
+/// States.QueryEvaluationError's cause, after its own prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QueryError(pub String);
+
+impl Compiled {
+    /// Parses `text`, the expression without its `{% %}`.
+    pub fn compile(text: &str) -> Result<Compiled, QueryError> {
+        let ast = jsonata_core::parser::parse(text).map_err(|e| QueryError(e.to_string()))?;
+        Ok(Compiled {
+            text: text.to_owned(),
+            ast,
+        })
+    }
+
+    /// The expression as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Evaluates the expression in `scope`; `None` when its value is undefined (no match).
+    pub fn evaluate(&self, scope: &Scope) -> Result<Option<Value>, QueryError> {
+        let mut context = Context::new();
+        for (name, value) in &scope.variables {
+            context.bind(name.clone(), value.clone());
+        }
+        context.bind("states".to_owned(), scope.states.clone());
+        let mut evaluator = Evaluator::with_context(context);
+        register_functions(&mut evaluator, scope.seed).map_err(query_error)?;
+        let result = evaluator
+            .evaluate(&self.ast, &JValue::Undefined)
+            .map_err(query_error)?;
+        match result {
+            JValue::Undefined => Ok(None),
+            JValue::Lambda(_) | JValue::Builtin { .. } | JValue::Regex { .. } => Err(QueryError(
+                "The expression returned a function, which is not a JSON value".into(),
+            )),
+            value => serde_json::to_value(&value)
+                .map(Some)
+                .map_err(|e| QueryError(e.to_string())),
+        }
+    }
+}
+
+fn query_error(e: EvaluatorError) -> QueryError {
+    QueryError(e.to_string())
+}
+
+fn fail(message: impl Into<String>) -> EvaluatorError {
+    EvaluatorError::EvaluationError(message.into())
+}
+
+fn number(v: Option<&JValue>, function: &str, what: &str) -> Result<f64, EvaluatorError> {
+    match v {
+        Some(JValue::Number(n)) => Ok(*n),
+        _ => Err(fail(format!("{function}: {what} must be a number"))),
+    }
+}
+
+/// Step Functions' functions, and `$eval` taken away.
+fn register_functions(evaluator: &mut Evaluator, seed: u64) -> Result<(), EvaluatorError> {
+    evaluator.register_fn("partition", |args: &[JValue]| {
+        let Some(JValue::Array(items)) = args.first() else {
+            return Err(fail("$partition: the first argument must be an array"));
+        };
+        let size = number(args.get(1), "$partition", "the chunk size")?;
+        if size < 1.0 || size.fract() != 0.0 {
+            return Err(fail(
+                "$partition: the chunk size must be a positive integer",
+            ));
+        }
+        let items: Vec<JValue> = items.iter().cloned().collect();
+        let chunks: Vec<JValue> = items
+            .chunks(size as usize)
+            .map(|c| JValue::from(c.to_vec()))
+            .collect();
+        Ok(JValue::from(chunks))
+    })?;
+    evaluator.register_fn("range", |args: &[JValue]| {
+        let start = number(args.first(), "$range", "the start")?;
+        let end = number(args.get(1), "$range", "the end")?;
+        let step = number(args.get(2), "$range", "the step")?;
+        if step == 0.0 {
+            return Err(fail("$range: the step cannot be 0"));
+        }
+        let count = ((end - start) / step).floor();
+        if count > 1_000.0 {
+            return Err(fail("$range: the range has more than 1000 items"));
+        }
+        let values: Vec<JValue> = (0..=(count.max(-1.0) as i64))
+            .map(|i| JValue::Number(start + step * i as f64))
+            .collect();
+        Ok(JValue::from(values))
+    })?;
+    evaluator.register_fn("hash", |args: &[JValue]| {
+        let Some(JValue::String(text)) = args.first() else {
+            return Err(fail("$hash: the first argument must be a string"));
+        };
+        let Some(JValue::String(algorithm)) = args.get(1) else {
+            return Err(fail("$hash: the algorithm must be a string"));
+        };
+        hash(algorithm, text.as_bytes())
+            .map(|h| JValue::String(Rc::from(h.as_str())))
+            .ok_or_else(|| {
+                fail(format!(
+                    "$hash: the algorithm '{algorithm}' is not one of MD5, SHA-1, SHA-256, SHA-384, SHA-512"
+                ))
+            })
+    })?;
+    evaluator.register_fn("parse", |args: &[JValue]| {
+        let Some(JValue::String(text)) = args.first() else {
+            return Err(fail("$parse: the argument must be a string"));
+        };
+        serde_json::from_str::<Value>(text)
+            .map(JValue::from)
+            .map_err(|e| fail(format!("$parse: not JSON: {e}")))
+    })?;
+    // Draws for `$random()` and `$uuid()`: a sequence from the scope's seed.
+    let draws = Rc::new(Cell::new(seed));
+    let next = move |cell: &Cell<u64>| {
+        let value = splitmix64(cell.get());
+        cell.set(value);
+        value
+    };
+    let (random_draws, uuid_draws) = (draws.clone(), draws);
+    evaluator.register_fn("uuid", move |_: &[JValue]| {
+        let (hi, lo) = (next(&uuid_draws), next(&uuid_draws));
+        Ok(JValue::String(Rc::from(uuid_v4(hi, lo).as_str())))
+    })?;
+    evaluator.register_fn_override("random", move |args: &[JValue]| {
+        let bits = match args.first() {
+            None => next(&random_draws),
+            Some(JValue::Number(seed)) => splitmix64(*seed as i64 as u64),
+            Some(_) => return Err(fail("$random: the seed must be a number")),
+        };
+        Ok(JValue::Number((bits >> 11) as f64 / (1u64 << 53) as f64))
+    })?;
+    evaluator.register_fn_override("eval", |_: &[JValue]| {
+        Err(fail("$eval is not supported by Step Functions: use $parse"))
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn eval(text: &str, states: Value) -> Result<Option<Value>, QueryError> {
+        let vars = json!({"limit": 3});
+        Compiled::compile(text)?.evaluate(&Scope::new(&states, [("limit", &vars["limit"])], 7))
+    }
+
+    fn value(text: &str) -> Value {
+        eval(text, json!({"input": {"n": [1, 2, 3, 4, 5]}}))
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .unwrap_or_else(|| panic!("{text}: undefined"))
+    }
+
+    #[test]
+    fn states_and_variables_are_in_scope() {
+        assert_eq!(value("$states.input.n[1]"), json!(2));
+        assert_eq!(value("$count($states.input.n[$ > $limit])"), json!(2));
+        assert_eq!(value("$sum($states.input.n) & ' total'"), json!("15 total"));
+        assert_eq!(
+            eval("$states.input.missing", json!({"input": {}})).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn step_functions_functions() {
+        assert_eq!(
+            value("$partition([1,2,3,4,5], 2)"),
+            json!([[1, 2], [3, 4], [5]])
+        );
+        assert_eq!(value("$range(0, 10, 2)"), json!([0, 2, 4, 6, 8, 10]));
+        assert_eq!(value("$range(5, 1, -2)"), json!([5, 3, 1]));
+        assert_eq!(
+            value("$hash('abc', 'SHA-256')"),
+            json!("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+        assert_eq!(value("$length($hash('abc', 'MD5'))"), json!(32));
+        assert_eq!(value("$parse('{\"a\": [1]}')"), json!({"a": [1]}));
+        let uuid = value("$uuid()");
+        assert_eq!(uuid.as_str().unwrap().len(), 36);
+        assert_eq!(uuid.as_str().unwrap().as_bytes()[14], b'4');
+        let r = value("$random()").as_f64().unwrap();
+        assert!((0.0..1.0).contains(&r));
+        assert_eq!(value("$random(42)"), value("$random(42)"));
+        assert_ne!(value("$random(42)"), value("$random(43)"));
+        // The same scope seed draws the same values: recomputing after a crash agrees.
+        assert_eq!(value("$uuid()"), value("$uuid()"));
+    }
+
+    #[test]
+    fn errors_say_what_went_wrong() {
+        let err = |text: &str| eval(text, json!({"input": {}})).unwrap_err().0;
+        assert!(err("$eval('1 + 1')").contains("$eval is not supported"));
+        assert!(err("$hash('a', 'CRC32')").contains("not one of MD5"));
+        assert!(err("$partition([1], 0)").contains("positive integer"));
+        assert!(err("$range(1, 2, 0)").contains("cannot be 0"));
+        assert!(err("$parse('{')").contains("not JSON"));
+        assert!(Compiled::compile("$states.input.(").is_err());
+    }
+}
