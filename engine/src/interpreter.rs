@@ -826,6 +826,22 @@ impl<'m> Execution<'m> {
             let next = scope.id(&catcher.next).expect("validated target");
             let input = std::mem::take(&mut self.run_mut(id).input);
             let error_output = failure.to_output();
+            if self.is_jsonata(id) {
+                // Output (default: the error output) and Assign over $states.errorOutput.
+                let jsonata_scope = self.jsonata_scope(id, &input, None, Some(&error_output), None);
+                let assigned = match &catcher.assign {
+                    Some(a) => Some(self.jsonata_assign(id, a, &jsonata_scope)?),
+                    None => None,
+                };
+                let output = match &catcher.output {
+                    Some(o) => self.jsonata_value(id, "Output", o, &jsonata_scope)?,
+                    None => error_output,
+                };
+                if let Some(values) = assigned {
+                    self.run_mut(id).vars.assign(values);
+                }
+                return Ok(Flow::Next(next, output));
+            }
             if let Some(assign) = &catcher.assign
                 && let Err(e) = self.assign(id, assign, &error_output)
             {
@@ -955,8 +971,10 @@ impl<'m> Execution<'m> {
     /// copied, when nothing needs it later: a ResultPath of `$` replaces it, and there is no
     /// Retry (which starts the state over) or Catch (which writes the error into it).
     pub(crate) fn effective_input(&mut self, id: RunId, flow: &DataFlow) -> Result<Value, Failure> {
-        let raw_needed_later =
-            self.handles_errors(id) || !flow.result_path.as_ref().is_some_and(is_root);
+        // A JSONata state's Output and Assign read `$states.input`: it stays.
+        let raw_needed_later = self.handles_errors(id)
+            || self.is_jsonata(id)
+            || !flow.result_path.as_ref().is_some_and(is_root);
         let run = self.run_mut(id);
         let raw = if raw_needed_later {
             run.input.clone()
@@ -1026,6 +1044,9 @@ impl<'m> Execution<'m> {
         flow: &DataFlow,
         result: Value,
     ) -> Result<Value, Failure> {
+        if self.is_jsonata(id) {
+            return self.jsonata_finish(id, flow.output.as_ref(), flow.assign.as_ref(), result);
+        }
         // The result is not needed after ResultSelector: its subtrees move, not copy.
         let result = match &flow.result_selector {
             Some(t) => self

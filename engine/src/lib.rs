@@ -18,6 +18,7 @@ mod engine;
 mod failure;
 pub mod history;
 mod interpreter;
+mod jsonata;
 mod limits;
 mod manage;
 mod redrive;

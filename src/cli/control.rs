@@ -17,7 +17,9 @@ use stepstone::engine::store::CheckpointStore;
 /// The socket's file name in the store directory.
 pub(crate) const SOCKET: &str = "control.sock";
 
-/// Asks the engine that owns the store at `dir`. `None` when no engine listens there.
+/// Asks the engine that owns the store at `dir`. `None` when no engine answers there: none
+/// listens, or the one that did went away before answering (killed, or ended just then); the
+/// caller then reads the store itself, once the engine's lock is released.
 #[cfg(unix)]
 pub(crate) fn request(dir: &Path, request: &Value) -> Option<Result<Value, String>> {
     use std::io::{BufRead, BufReader, Write};
@@ -34,8 +36,20 @@ pub(crate) fn request(dir: &Path, request: &Value) -> Option<Result<Value, Strin
         Ok(line)
     };
     let answer = match exchange() {
+        // Closed without a word: the engine is gone.
+        Ok(line) if line.is_empty() => return None,
         Ok(line) => serde_json::from_str::<Value>(&line)
             .map_err(|e| format!("the engine's answer is not JSON ({e}): {line}")),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            return None;
+        }
         Err(e) => Err(format!(
             "the engine at {} did not answer: {e}",
             dir.join(SOCKET).display()

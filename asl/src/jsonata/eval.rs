@@ -156,9 +156,13 @@ fn register_functions(evaluator: &mut Evaluator, seed: u64) -> Result<(), Evalua
         if count > 1_000.0 {
             return Err(fail("$range: the range has more than 1000 items"));
         }
-        let values: Vec<JValue> = (0..=(count.max(-1.0) as i64))
+        let mut values: Vec<JValue> = (0..=(count.max(-1.0) as i64))
             .map(|i| JValue::Number(start + step * i as f64))
             .collect();
+        // A JSONata sequence of one value is that value: AWS answers $range(1, 9, 9) with 1.
+        if values.len() == 1 {
+            return Ok(values.remove(0));
+        }
         Ok(JValue::from(values))
     })?;
     evaluator.register_fn("hash", |args: &[JValue]| {
@@ -246,6 +250,7 @@ mod tests {
         );
         assert_eq!(value("$range(0, 10, 2)"), json!([0, 2, 4, 6, 8, 10]));
         assert_eq!(value("$range(5, 1, -2)"), json!([5, 3, 1]));
+        assert_eq!(value("$range(1, 9, 9)"), json!(1));
         assert_eq!(
             value("$hash('abc', 'SHA-256')"),
             json!("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")

@@ -14,25 +14,187 @@ pub use eval::{Compiled, QueryError, Scope};
 
 use crate::parse::Loader;
 
-/// A JSONata-mode value: JSON whose `{% ... %}` strings are expressions.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JsonataValue(pub Value);
+/// A JSONata-mode value: JSON whose `{% ... %}` strings are expressions (`.0` as written).
+/// Its expressions are compiled once, on first use.
+#[derive(Debug, Clone)]
+pub struct JsonataValue(pub Value, Cache<Node>);
 
-/// The text of one `{% ... %}` expression, without the delimiters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expression(pub String);
+impl PartialEq for JsonataValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+/// The text of one `{% ... %}` expression, without the delimiters (`.0`); compiled once, on
+/// first use.
+#[derive(Debug, Clone)]
+pub struct Expression(pub String, Cache<Result<Compiled, QueryError>>);
+
+impl PartialEq for Expression {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Expression {}
+
+/// A value computed once and shared by the clones of what holds it (a Machine's states are
+/// compiled once per definition).
+#[derive(Debug, Default)]
+struct Cache<T>(std::sync::Arc<std::sync::OnceLock<T>>);
+
+impl<T> Clone for Cache<T> {
+    fn clone(&self) -> Self {
+        Cache(self.0.clone())
+    }
+}
+
+impl<T> Cache<T> {
+    fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(f)
+    }
+}
+
+impl Expression {
+    /// The expression `text` (without `{% %}`).
+    pub fn new(text: impl Into<String>) -> Expression {
+        Expression(text.into(), Cache(Default::default()))
+    }
+
+    /// Evaluates the expression; `None` when its value is undefined.
+    pub fn evaluate(&self, scope: &Scope) -> Result<Option<Value>, QueryError> {
+        self.1
+            .get_or_init(|| Compiled::compile(&self.0))
+            .as_ref()
+            .map_err(Clone::clone)?
+            .evaluate(scope)
+    }
+}
 
 /// The expression inside `{% ... %}`, or `None` when the text is not wrapped that way.
 pub fn expression(text: &str) -> Option<Expression> {
     let inner = text.trim().strip_prefix("{%")?.strip_suffix("%}")?;
-    Some(Expression(inner.trim().to_owned()))
+    Some(Expression::new(inner.trim()))
+}
+
+/// A JSONata value with its expressions compiled.
+#[derive(Debug)]
+enum Node {
+    Literal(Value),
+    Expr(Expression),
+    Object(Vec<(String, Node)>),
+    Array(Vec<Node>),
+}
+
+impl Node {
+    fn of(value: &Value) -> Node {
+        match value {
+            Value::String(s) => match expression(s) {
+                Some(e) => Node::Expr(e),
+                None => Node::Literal(value.clone()),
+            },
+            Value::Object(map) => {
+                Node::Object(map.iter().map(|(k, v)| (k.clone(), Node::of(v))).collect())
+            }
+            Value::Array(items) => Node::Array(items.iter().map(Node::of).collect()),
+            other => Node::Literal(other.clone()),
+        }
+    }
+
+    /// The value. An expression whose value is undefined is an error, as on Step Functions.
+    fn evaluate(&self, scope: &Scope, at: &mut Vec<String>) -> Result<Value, FieldError> {
+        Ok(match self {
+            Node::Literal(v) => v.clone(),
+            Node::Expr(e) => match e.evaluate(scope) {
+                Ok(Some(v)) => v,
+                Ok(None) => return Err(FieldError::new(at, e, Problem::Undefined)),
+                Err(q) => return Err(FieldError::new(at, e, Problem::Failed(q.0))),
+            },
+            Node::Object(fields) => {
+                let mut out = serde_json::Map::new();
+                for (k, node) in fields {
+                    at.push(k.clone());
+                    let v = node.evaluate(scope, at)?;
+                    at.pop();
+                    out.insert(k.clone(), v);
+                }
+                Value::Object(out)
+            }
+            Node::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, node) in items.iter().enumerate() {
+                    at.push(i.to_string());
+                    out.push(node.evaluate(scope, at)?);
+                    at.pop();
+                }
+                Value::Array(out)
+            }
+        })
+    }
+}
+
+/// An expression in a JSONata value that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Where in the value, as `/`-separated steps (empty for the value itself).
+    pub path: String,
+    /// The expression's text.
+    pub expression: String,
+    /// What went wrong.
+    pub problem: Problem,
+}
+
+/// What went wrong with an expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Its value is undefined.
+    Undefined,
+    /// It failed to evaluate, with this message.
+    Failed(String),
+}
+
+impl FieldError {
+    fn new(at: &[String], e: &Expression, problem: Problem) -> FieldError {
+        FieldError {
+            path: at.join("/"),
+            expression: e.0.clone(),
+            problem,
+        }
+    }
+
+    /// AWS's description, for the field named `field` (`Output`, `Assign`...): "The JSONata
+    /// expression '...' specified for the field 'Assign/result' returned nothing (undefined)."
+    pub fn describe(&self, field: &str) -> String {
+        let field = if self.path.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{field}/{}", self.path)
+        };
+        match &self.problem {
+            Problem::Undefined => format!(
+                "The JSONata expression '{}' specified for the field '{field}' returned nothing (undefined).",
+                self.expression
+            ),
+            Problem::Failed(message) => format!(
+                "The JSONata expression '{}' specified for the field '{field}' threw an error during evaluation: {message}",
+                self.expression
+            ),
+        }
+    }
 }
 
 impl JsonataValue {
     /// Checks every string that opens with `{%` is a whole expression, reporting at `at`.
     pub(crate) fn load(l: &mut Loader, value: &Value, at: &str) -> JsonataValue {
         check(l, value, at);
-        JsonataValue(value.clone())
+        JsonataValue(value.clone(), Cache(Default::default()))
+    }
+
+    /// The value with its expressions evaluated.
+    pub fn evaluate(&self, scope: &Scope) -> Result<Value, FieldError> {
+        self.1
+            .get_or_init(|| Node::of(&self.0))
+            .evaluate(scope, &mut Vec::new())
     }
 }
 
@@ -64,9 +226,9 @@ mod tests {
     fn expressions_are_delimited() {
         assert_eq!(
             expression("{% $states.input %}"),
-            Some(Expression("$states.input".into()))
+            Some(Expression::new("$states.input"))
         );
-        assert_eq!(expression(" {%1+2%} "), Some(Expression("1+2".into())));
+        assert_eq!(expression(" {%1+2%} "), Some(Expression::new("1+2")));
         assert_eq!(expression("{% x"), None);
         assert_eq!(expression("plain"), None);
     }

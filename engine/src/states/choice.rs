@@ -2,7 +2,10 @@
 //! States.NoChoiceMatched. The matched rule's `Assign` applies, or the state's own when `Default`
 //! is taken (checked against the conformance corpus).
 
-use stepstone_asl::states::Choice;
+use serde_json::Value;
+use stepstone_asl::states::{Choice, Rule};
+
+use crate::states::fail::json_type;
 
 use crate::Failure;
 use crate::history::EventKind;
@@ -13,23 +16,49 @@ impl Execution<'_> {
         let mut step = || -> Result<Flow, Failure> {
             let effective = self.effective_input(id, &state.flow)?;
             let mut chosen = None;
+            let jsonata = self
+                .is_jsonata(id)
+                .then(|| self.jsonata_scope(id, &effective, None, None, None));
             for (i, rule) in state.choices.iter().enumerate() {
-                let holds = self
-                    .with_env(id, &effective, None, |env| rule.rule.evaluate(env))
-                    .map_err(|e| self.state_failure(id, e))?;
+                let holds = match (&rule.rule, &jsonata) {
+                    (Rule::Constant(b), _) => *b,
+                    (Rule::Condition(e), Some(scope)) => {
+                        match self.jsonata_expression(id, "Condition", e, scope)? {
+                            Value::Bool(b) => b,
+                            other => {
+                                return Err(self.state_failure(
+                                    id,
+                                    crate::jsonata::query_error(format!(
+                                        "The JSONata expression '{}' specified for the field 'Condition' returned an unexpected result type. Expected 'boolean', but was '{}' for value: {other}",
+                                        e.0,
+                                        json_type(&other)
+                                    )),
+                                ));
+                            }
+                        }
+                    }
+                    _ => self
+                        .with_env(id, &effective, None, |env| rule.rule.evaluate(env))
+                        .map_err(|e| self.state_failure(id, e))?,
+                };
                 if holds {
                     chosen = Some(i);
                     break;
                 }
             }
             let scope = self.run(id).scope;
-            let (next, assign) = match chosen {
+            let (next, assign, jsonata_output) = match chosen {
                 Some(i) => (
                     scope.id(&state.choices[i].next),
                     state.choices[i].assign.as_ref(),
+                    state.choices[i].output.as_ref(),
                 ),
                 None => match &state.default {
-                    Some(default) => (scope.id(default), state.flow.assign.as_ref()),
+                    Some(default) => (
+                        scope.id(default),
+                        state.flow.assign.as_ref(),
+                        state.flow.output.as_ref(),
+                    ),
                     None => {
                         let (name, _) = self.current(id);
                         let event = self.run(id).entered_event;
@@ -42,14 +71,32 @@ impl Execution<'_> {
                     }
                 },
             };
-            let assigned = match assign {
-                Some(a) => Some(
-                    self.evaluate_assign(id, a, &effective)
-                        .map_err(|e| self.state_failure(id, e))?,
-                ),
-                None => None,
+            let (assigned, output) = match &jsonata {
+                Some(scope) => {
+                    let assigned = match assign {
+                        Some(a) => Some(self.jsonata_assign(id, a, scope)?),
+                        None => None,
+                    };
+                    let output = match jsonata_output.or(state.flow.output.as_ref()) {
+                        Some(o) => self.jsonata_value(id, "Output", o, scope)?,
+                        None => effective,
+                    };
+                    (assigned, output)
+                }
+                None => {
+                    let assigned = match assign {
+                        Some(a) => Some(
+                            self.evaluate_assign(id, a, &effective)
+                                .map_err(|e| self.state_failure(id, e))?,
+                        ),
+                        None => None,
+                    };
+                    (
+                        assigned,
+                        self.select(id, effective, state.flow.output_path.as_ref())?,
+                    )
+                }
             };
-            let output = self.select(id, effective, state.flow.output_path.as_ref())?;
             if let Some(values) = assigned {
                 self.run_mut(id).vars.assign(values);
             }

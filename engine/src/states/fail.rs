@@ -28,10 +28,21 @@ impl Execution<'_> {
                         )),
                     }
                 }
-                Some(FailText::Expr(_)) => Err(self.state_failure(
-                    id,
-                    eval::Error::runtime("JSONata expressions are not evaluated yet"),
-                )),
+                Some(FailText::Expr(e)) => {
+                    let scope = self.jsonata_scope(id, &input, None, None, None);
+                    let field = field.trim_end_matches("Path");
+                    match self.jsonata_expression(id, field, e, &scope)? {
+                        Value::String(s) => Ok(s),
+                        other => Err(self.state_failure(
+                            id,
+                            crate::jsonata::query_error(format!(
+                                "The JSONata expression '{}' specified for the field '{field}' returned an unexpected result type. Expected 'string', but was '{}' for value: {other}",
+                                e.0,
+                                json_type(&other)
+                            )),
+                        )),
+                    }
+                }
             }
         };
         let error = match text(&state.error, "ErrorPath") {
@@ -43,5 +54,17 @@ impl Execution<'_> {
             Err(f) => return Flow::Fail(f),
         };
         Flow::Fail(Failure::new(error, cause))
+    }
+}
+
+/// A JSON value's type, as AWS names it in its messages.
+pub(crate) fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
     }
 }

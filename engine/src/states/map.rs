@@ -20,12 +20,7 @@ impl Execution<'_> {
     }
 
     fn map_start(&mut self, id: RunId, state: &Map) -> Result<Flow, Failure> {
-        if state.items.is_some() {
-            return Err(self.state_failure(
-                id,
-                eval::Error::runtime("JSONata Items are not evaluated yet"),
-            ));
-        }
+        let jsonata = self.is_jsonata(id);
         // A distributed Map's ItemReader and ResultWriter read and write S3: running without
         // them would give different items or a different output, so refuse clearly.
         for (given, field) in [
@@ -43,7 +38,39 @@ impl Execution<'_> {
         }
         // The raw input stays in place for ResultPath; the effective input is a copy only when
         // InputPath selects part of it.
-        let owned = self.effective_copy(id, &state.flow)?;
+        let owned = if jsonata {
+            // Items (default: the state's input) must give an array.
+            let input = self.run(id).input.clone();
+            let items = match &state.items {
+                Some(items) => {
+                    let scope = self.jsonata_scope(id, &input, None, None, None);
+                    let v = self.jsonata_value(id, "Items", items, &scope)?;
+                    if !v.is_array() {
+                        return Err(self.state_failure(
+                            id,
+                            crate::jsonata::query_error(format!(
+                                "The JSONata expression '{}' specified for the field 'Items' returned an unexpected result type. Expected 'array', but was '{}' for value: {v}",
+                                items.0.as_str().map_or("", |s| s.trim().trim_start_matches("{%").trim_end_matches("%}").trim()),
+                                super::fail::json_type(&v)
+                            )),
+                        ));
+                    }
+                    v
+                }
+                None if input.is_array() => input,
+                None => {
+                    return Err(self.state_failure(
+                        id,
+                        crate::jsonata::query_error(format!(
+                            "Map state input must be an array but was: {input}"
+                        )),
+                    ));
+                }
+            };
+            Some(items)
+        } else {
+            self.effective_copy(id, &state.flow)?
+        };
         self.run_mut(id).input_for_items = owned;
         let length = self.with_items(id, state, |items| match items {
             Some(Value::Array(items)) => Ok(items.len()),
@@ -188,7 +215,19 @@ impl Execution<'_> {
                 .item_selector
                 .as_ref()
                 .or(state.flow.parameters.as_ref());
+            let jsonata_selector = state.item_selector_jsonata.as_ref();
             let input = match selector {
+                None if jsonata_selector.is_some() => {
+                    let run = self.run(id);
+                    let input = run.input.clone();
+                    let scope = self.jsonata_scope(id, &input, None, None, Some((index, &item)));
+                    self.jsonata_value(
+                        id,
+                        "ItemSelector",
+                        jsonata_selector.expect("checked"),
+                        &scope,
+                    )?
+                }
                 Some(t) => {
                     let run = self.run(id);
                     let effective = run.input_for_items.as_ref().unwrap_or(&run.input);

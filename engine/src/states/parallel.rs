@@ -12,9 +12,14 @@ use crate::interpreter::{Execution, Flow, Link, RunId, Waiting};
 impl Execution<'_> {
     pub(crate) fn parallel(&mut self, id: RunId, state: &Parallel) -> Flow {
         let mut step = || -> Result<Flow, Failure> {
-            let mut input = match &state.flow.parameters {
-                Some(t) => self.parameters(id, &state.flow, t)?,
-                None => self.effective_input(id, &state.flow)?,
+            let mut input = match (&state.flow.parameters, &state.flow.arguments) {
+                (Some(t), _) => self.parameters(id, &state.flow, t)?,
+                (None, Some(arguments)) => {
+                    let effective = self.effective_input(id, &state.flow)?;
+                    let scope = self.jsonata_scope(id, &effective, None, None, None);
+                    self.jsonata_value(id, "Arguments", arguments, &scope)?
+                }
+                (None, None) => self.effective_input(id, &state.flow)?,
             };
             self.event(id, || EventKind::ParallelStateStarted);
             let n = state.branches.len();

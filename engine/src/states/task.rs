@@ -16,8 +16,12 @@ impl Execution<'_> {
     fn task_dispatch(&mut self, id: RunId, state: &Task) -> Result<Flow, Failure> {
         let flow = &state.flow;
         let effective = self.effective_input(id, flow)?;
-        let input = match &flow.parameters {
-            Some(t) => self
+        let input = match (&flow.parameters, &flow.arguments) {
+            (None, Some(arguments)) => {
+                let scope = self.jsonata_scope(id, &effective, None, None, None);
+                self.jsonata_value(id, "Arguments", arguments, &scope)?
+            }
+            (Some(t), _) => self
                 .with_env(id, &effective, None, |env| env.template(t))
                 .map_err(|mut e| {
                     // In a Task, a `.$` path that reads nothing is AWS's States.ParameterPathFailure.
@@ -26,7 +30,7 @@ impl Execution<'_> {
                     }
                     self.state_failure(id, e)
                 })?,
-            None => effective.clone(),
+            (None, None) => effective.clone(),
         };
         self.check_size(id, &input, "the task's input")?;
         let region = match (&state.region, &state.region_path) {

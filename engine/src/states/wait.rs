@@ -67,8 +67,38 @@ impl Execution<'_> {
                         }
                     }
                 }
-                WaitFor::Seconds(NumberOrExpr::Expr(_)) | WaitFor::TimestampExpr(_) => {
-                    return Err(runtime("JSONata expressions are not evaluated yet".into()));
+                WaitFor::Seconds(NumberOrExpr::Expr(e)) => {
+                    let scope = self.jsonata_scope(id, &effective, None, None, None);
+                    let v = self.jsonata_expression(id, "Seconds", e, &scope)?;
+                    match v.as_f64().filter(|s| *s >= 0.0 && s.fract() == 0.0) {
+                        Some(s) => now + (s as i128) * 1_000_000_000,
+                        None => {
+                            return Err(self.state_failure(
+                                id,
+                                crate::jsonata::query_error(format!(
+                                    "The JSONata expression '{}' specified for the field 'Seconds' returned an unexpected result type. Expected 'integer', but was '{}' for value: {v}",
+                                    e.0,
+                                    super::fail::json_type(&v)
+                                )),
+                            ));
+                        }
+                    }
+                }
+                WaitFor::TimestampExpr(e) => {
+                    let scope = self.jsonata_scope(id, &effective, None, None, None);
+                    let v = self.jsonata_expression(id, "Timestamp", e, &scope)?;
+                    match v.as_str().and_then(|s| Timestamp::parse(s).ok()) {
+                        Some(t) => t.unix_nanos,
+                        None => {
+                            return Err(self.state_failure(
+                                id,
+                                crate::jsonata::query_error(format!(
+                                    "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {}",
+                                    raw(&v)
+                                )),
+                            ));
+                        }
+                    }
                 }
             };
             if until > LAST_WAIT_SECOND * 1_000_000_000 {
@@ -102,6 +132,16 @@ impl Execution<'_> {
             unreachable!("waiting in a Wait state")
         };
         let mut step = || -> Result<Flow, Failure> {
+            if self.is_jsonata(id) {
+                let input = self.run(id).input.clone();
+                let output = self.jsonata_finish(
+                    id,
+                    wait.flow.output.as_ref(),
+                    wait.flow.assign.as_ref(),
+                    input,
+                )?;
+                return Ok(self.exit(id, wait.transition.as_ref(), output));
+            }
             let effective = std::mem::take(&mut self.run_mut(id).input);
             let assigned = match &wait.flow.assign {
                 Some(a) => Some(

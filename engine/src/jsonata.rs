@@ -1,0 +1,147 @@
+//! JSONata states: what their expressions see, and how their failures read.
+//!
+//! In a JSONata state an expression sees `$states.input` (the state's input), `$states.context`
+//! (the context object), `$states.result` (in Output and Assign, once there is a result) and
+//! `$states.errorOutput` (in a Catch), and the variables in scope. Every field of a state reads
+//! the values from before the state: Assign and Output are evaluated against the same scope,
+//! and the assignments apply afterwards. A failing or undefined expression fails the state with
+//! States.QueryEvaluationError, AWS's cause naming the expression and the field.
+
+use serde_json::{Map, Value};
+use stepstone_asl::QueryLanguage;
+use stepstone_asl::eval;
+use stepstone_asl::jsonata::{Expression, FieldError, JsonataValue, Problem, Scope};
+use stepstone_asl::states::Assign;
+
+use crate::Failure;
+use crate::interpreter::{Execution, RunId};
+
+/// The error every JSONata evaluation failure is.
+pub(crate) const QUERY_EVALUATION_ERROR: &str = "States.QueryEvaluationError";
+
+impl Execution<'_> {
+    /// Whether run `id`'s current state is in JSONata.
+    pub(crate) fn is_jsonata(&self, id: RunId) -> bool {
+        let (_, state) = self.current(id);
+        state.query_language == QueryLanguage::Jsonata
+    }
+
+    /// The scope of run `id`'s current state: `$states` with `input`, and `result` and
+    /// `errorOutput` when given; the run's variables; the state's seed for `$random()`.
+    pub(crate) fn jsonata_scope(
+        &self,
+        id: RunId,
+        input: &Value,
+        result: Option<&Value>,
+        error_output: Option<&Value>,
+        item: Option<(usize, &Value)>,
+    ) -> Scope {
+        let context = self.with_env(id, input, item, |env| env.context.value().clone());
+        let mut states = Map::new();
+        states.insert("input".into(), input.clone());
+        if let Some(r) = result {
+            states.insert("result".into(), r.clone());
+        }
+        if let Some(e) = error_output {
+            states.insert("errorOutput".into(), e.clone());
+        }
+        states.insert("context".into(), context);
+        let run = self.run(id);
+        let frames = run.vars.frames();
+        let seed = self.seed
+            ^ run.entered_event.wrapping_mul(0x9E37_79B9)
+            ^ u64::from(run.retry_count) << 40;
+        let variables = frames
+            .iter()
+            .flat_map(|frame| frame.iter().map(|(k, v)| (k.as_str(), v)));
+        Scope::new(&Value::Object(states), variables, seed)
+    }
+
+    /// The failure for a JSONata field `field` of run `id`'s state.
+    pub(crate) fn jsonata_failure(&self, id: RunId, field: &str, e: &FieldError) -> Failure {
+        self.state_failure(id, query_error(e.describe(field)))
+    }
+
+    /// `value` evaluated in `scope`, as the state's field `field`.
+    pub(crate) fn jsonata_value(
+        &self,
+        id: RunId,
+        field: &str,
+        value: &JsonataValue,
+        scope: &Scope,
+    ) -> Result<Value, Failure> {
+        value
+            .evaluate(scope)
+            .map_err(|e| self.jsonata_failure(id, field, &e))
+    }
+
+    /// One expression (Condition, Seconds, Error...) evaluated in `scope`, as field `field`.
+    pub(crate) fn jsonata_expression(
+        &self,
+        id: RunId,
+        field: &str,
+        expression: &Expression,
+        scope: &Scope,
+    ) -> Result<Value, Failure> {
+        let problem = match expression.evaluate(scope) {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => Problem::Undefined,
+            Err(q) => Problem::Failed(q.0),
+        };
+        let e = FieldError {
+            path: String::new(),
+            expression: expression.0.clone(),
+            problem,
+        };
+        Err(self.jsonata_failure(id, field, &e))
+    }
+
+    /// A JSONata Assign evaluated in `scope` (applied by the caller, after the state's other
+    /// fields, which see the variables from before it).
+    pub(crate) fn jsonata_assign(
+        &self,
+        id: RunId,
+        assign: &Assign,
+        scope: &Scope,
+    ) -> Result<Map<String, Value>, Failure> {
+        let Assign::Jsonata(value) = assign else {
+            unreachable!("a JSONata state's Assign is JSONata")
+        };
+        match self.jsonata_value(id, "Assign", value, scope)? {
+            Value::Object(values) => Ok(values),
+            _ => unreachable!("Assign is validated to be an object"),
+        }
+    }
+
+    /// A JSONata state's end of data flow: Assign and Output (default: `result`) over
+    /// `$states.input` and `$states.result`.
+    pub(crate) fn jsonata_finish(
+        &mut self,
+        id: RunId,
+        output: Option<&JsonataValue>,
+        assign: Option<&Assign>,
+        result: Value,
+    ) -> Result<Value, Failure> {
+        let input = std::mem::take(&mut self.run_mut(id).input);
+        let scope = self.jsonata_scope(id, &input, Some(&result), None, None);
+        let assigned = match assign {
+            Some(a) => Some(self.jsonata_assign(id, a, &scope)?),
+            None => None,
+        };
+        let out = match output {
+            Some(o) => self.jsonata_value(id, "Output", o, &scope)?,
+            None => result,
+        };
+        if let Some(values) = assigned {
+            self.run_mut(id).vars.assign(values);
+        }
+        Ok(out)
+    }
+}
+
+/// An evaluation error named States.QueryEvaluationError.
+pub(crate) fn query_error(message: String) -> eval::Error {
+    let mut e = eval::Error::runtime(message);
+    e.error = QUERY_EVALUATION_ERROR;
+    e
+}
