@@ -349,6 +349,8 @@ async fn drive_execution(
     let mut replies = Vec::new();
     // The tasks waiting for their token, by token.
     let mut callbacks: HashMap<String, CallbackSender> = HashMap::new();
+    // Which run each task in flight answers, to fail the right one if its handler panics.
+    let mut task_runs: HashMap<tokio::task::Id, RunId> = HashMap::new();
     loop {
         if let Some(signal) = inbox.try_next() {
             // A signal that came while the execution never waited (a long run of pure states).
@@ -406,7 +408,7 @@ async fn drive_execution(
                             state.clone(),
                         ));
                     }
-                    in_flight.spawn(async move {
+                    let spawned = in_flight.spawn(async move {
                         let result = match timeout {
                             Some(s) => tokio::time::timeout(Duration::from_secs(s), future).await.unwrap_or_else(|_| {
                                 Err(Failure::new("States.Timeout", format!("The task of state '{state}' did not finish within its TimeoutSeconds ({s} s).")))
@@ -415,6 +417,7 @@ async fn drive_execution(
                         };
                         (run, result)
                     });
+                    task_runs.insert(spawned.id(), run);
                 }
             }
         }
@@ -457,7 +460,7 @@ async fn drive_execution(
                 }
             };
             let task = async {
-                match in_flight.join_next().await {
+                match in_flight.join_next_with_id().await {
                     Some(joined) => joined,
                     None => std::future::pending().await,
                 }
@@ -474,17 +477,23 @@ async fn drive_execution(
                 // checkpoint, so a burst of completions costs one write, not one each.
                 let mut done = Some(joined);
                 while let Some(joined) = done {
-                    let (run, result) = joined.unwrap_or_else(|e| {
-                        (
-                            RunId::detached(),
+                    let (run, result) = match joined {
+                        Ok((task, answer)) => {
+                            task_runs.remove(&task);
+                            answer
+                        }
+                        // The handler panicked: its task fails (Catch sees States.TaskFailed),
+                        // the execution goes on.
+                        Err(e) => (
+                            task_runs.remove(&e.id()).unwrap_or_else(RunId::detached),
                             Err(Failure::new(
-                                "States.Runtime",
-                                format!("a task handler panicked: {e}"),
+                                "States.TaskFailed",
+                                format!("The task handler panicked: {e}"),
                             )),
-                        )
-                    });
+                        ),
+                    };
                     commands.extend(exec.on_input(Input::TaskDone { run, result }, clock.now()));
-                    done = in_flight.try_join_next();
+                    done = in_flight.try_join_next_with_id();
                 }
                 continue;
             }
@@ -554,10 +563,13 @@ async fn wait_for_callback(
     }
 }
 
+/// A task's answer, for the run that waits for it.
+type TaskAnswer = (RunId, Result<Value, Failure>);
+
 /// What ended a wait in the driver's loop.
 enum Woken {
     /// A task finished (or its handler panicked).
-    Task(Result<(RunId, Result<Value, Failure>), tokio::task::JoinError>),
+    Task(Result<(tokio::task::Id, TaskAnswer), tokio::task::JoinError>),
     /// A timer or the deadline is due.
     Clock,
     /// A signal came.

@@ -96,6 +96,34 @@ impl Execution<'_> {
         Err(self.jsonata_failure(id, field, &e))
     }
 
+    /// A number field given as an expression (`TimeoutSeconds`, `MaxConcurrency`...), over
+    /// `$states.input` = `input`; `integer` requires a whole number.
+    pub(crate) fn jsonata_number(
+        &self,
+        id: RunId,
+        field: &str,
+        expression: &Expression,
+        input: &Value,
+        integer: bool,
+    ) -> Result<f64, Failure> {
+        let scope = self.jsonata_scope(id, input, None, None, None);
+        let v = self.jsonata_expression(id, field, expression, &scope)?;
+        match v.as_f64().filter(|n| !integer || n.fract() == 0.0) {
+            Some(n) => Ok(n),
+            None => {
+                let expected = if integer { "integer" } else { "number" };
+                Err(self.state_failure(
+                    id,
+                    query_error(format!(
+                        "The JSONata expression '{}' specified for the field '{field}' returned an unexpected result type. Expected '{expected}', but was '{}' for value: {v}",
+                        expression.0,
+                        crate::states::json_type(&v)
+                    )),
+                ))
+            }
+        }
+    }
+
     /// A JSONata Assign evaluated in `scope` (applied by the caller, after the state's other
     /// fields, which see the variables from before it).
     pub(crate) fn jsonata_assign(

@@ -574,3 +574,28 @@ async fn item_reader_is_refused_clearly() {
     };
     assert!(f.cause.contains("ItemReader"), "{}", f.cause);
 }
+
+#[tokio::test]
+async fn a_panicking_handler_fails_its_task_and_catch_sees_it() {
+    let m = machine(json!({"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": true,
+              "Catch": [{"ErrorEquals": ["States.TaskFailed"], "Next": "Caught"}]},
+        "Caught": {"Type": "Pass", "End": true}}}));
+    let tasks = FnTasks(|_: TaskRequest| async move {
+        if true {
+            panic!("the handler has a bug");
+        }
+        Ok(json!(null))
+    });
+    let out = run(&m, json!({}), &options(), &tasks).await;
+    let Status::Succeeded(output) = out.status else {
+        panic!("{:?}", out.status)
+    };
+    assert_eq!(output["Error"], "States.TaskFailed");
+    assert!(
+        output["Cause"]
+            .as_str()
+            .unwrap()
+            .starts_with("The task handler panicked")
+    );
+}

@@ -5,8 +5,6 @@
 use serde_json::Value;
 use stepstone_asl::states::{Choice, Rule};
 
-use crate::states::fail::json_type;
-
 use crate::Failure;
 use crate::history::EventKind;
 use crate::interpreter::{Execution, Flow, RunId};
@@ -31,7 +29,7 @@ impl Execution<'_> {
                                     crate::jsonata::query_error(format!(
                                         "The JSONata expression '{}' specified for the field 'Condition' returned an unexpected result type. Expected 'boolean', but was '{}' for value: {other}",
                                         e.0,
-                                        json_type(&other)
+                                        super::json_type(&other)
                                     )),
                                 ));
                             }

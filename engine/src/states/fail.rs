@@ -38,7 +38,7 @@ impl Execution<'_> {
                             crate::jsonata::query_error(format!(
                                 "The JSONata expression '{}' specified for the field '{field}' returned an unexpected result type. Expected 'string', but was '{}' for value: {other}",
                                 e.0,
-                                json_type(&other)
+                                super::json_type(&other)
                             )),
                         )),
                     }
@@ -54,17 +54,5 @@ impl Execution<'_> {
             Err(f) => return Flow::Fail(f),
         };
         Flow::Fail(Failure::new(error, cause))
-    }
-}
-
-/// A JSON value's type, as AWS names it in its messages.
-pub(crate) fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }

@@ -51,7 +51,7 @@ impl Execution<'_> {
                             crate::jsonata::query_error(format!(
                                 "The JSONata expression '{}' specified for the field 'Items' returned an unexpected result type. Expected 'array', but was '{}' for value: {v}",
                                 items.0.as_str().map_or("", |s| s.trim().trim_start_matches("{%").trim_end_matches("%}").trim()),
-                                super::fail::json_type(&v)
+                                super::json_type(&v)
                             )),
                         ));
                     }
@@ -83,6 +83,10 @@ impl Execution<'_> {
         let length = length.map_err(|m| self.state_failure(id, eval::Error::runtime(m)))?;
         let max_concurrency = match (&state.max_concurrency, &state.max_concurrency_path) {
             (Some(NumberOrExpr::Value(n)), _) => *n,
+            (Some(NumberOrExpr::Expr(e)), _) => {
+                let input = self.run(id).input.clone();
+                self.jsonata_number(id, "MaxConcurrency", e, &input, true)? as i64
+            }
             (_, Some(p)) => self.map_number(id, p, "MaxConcurrencyPath", "integer", integer)?,
             _ => 0,
         };
@@ -91,6 +95,10 @@ impl Execution<'_> {
             &state.tolerated_failure_count_path,
         ) {
             (Some(NumberOrExpr::Value(n)), _) => Some(*n),
+            (Some(NumberOrExpr::Expr(e)), _) => {
+                let input = self.run(id).input.clone();
+                Some(self.jsonata_number(id, "ToleratedFailureCount", e, &input, true)? as i64)
+            }
             (_, Some(p)) => {
                 Some(self.map_number(id, p, "ToleratedFailureCountPath", "integer", integer)?)
             }
@@ -107,6 +115,10 @@ impl Execution<'_> {
             &state.tolerated_failure_percentage_path,
         ) {
             (Some(NumberOrExpr::Value(x)), _) => Some(*x),
+            (Some(NumberOrExpr::Expr(e)), _) => {
+                let input = self.run(id).input.clone();
+                Some(self.jsonata_number(id, "ToleratedFailurePercentage", e, &input, false)?)
+            }
             (_, Some(p)) => {
                 Some(self.map_number(id, p, "ToleratedFailurePercentagePath", "float", float)?)
             }

@@ -132,8 +132,23 @@ impl Execution<'_> {
         path: Option<&stepstone_asl::Path>,
         path_field: &str,
     ) -> Result<Option<u64>, Failure> {
-        if let Some(NumberOrExpr::Value(s)) = value {
-            return Ok(Some(*s as u64));
+        match value {
+            Some(NumberOrExpr::Value(s)) => return Ok(Some(*s as u64)),
+            Some(NumberOrExpr::Expr(e)) => {
+                let field = path_field.trim_end_matches("Path");
+                let n = self.jsonata_number(id, field, e, effective, true)?;
+                if n < 1.0 {
+                    return Err(self.state_failure(
+                        id,
+                        crate::jsonata::query_error(format!(
+                            "The JSONata expression '{}' specified for the field '{field}' returned a value that is not a positive integer: {n}",
+                            e.0
+                        )),
+                    ));
+                }
+                return Ok(Some(n as u64));
+            }
+            None => {}
         }
         let Some(p) = path else { return Ok(None) };
         match self.with_env(id, effective, None, |env| env.read(p)) {

@@ -78,7 +78,7 @@ impl Execution<'_> {
                                 crate::jsonata::query_error(format!(
                                     "The JSONata expression '{}' specified for the field 'Seconds' returned an unexpected result type. Expected 'integer', but was '{}' for value: {v}",
                                     e.0,
-                                    super::fail::json_type(&v)
+                                    super::json_type(&v)
                                 )),
                             ));
                         }
