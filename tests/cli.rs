@@ -27,6 +27,16 @@ fn temp_file(name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
+/// The event types of GetExecutionHistory's response `history`, in order.
+fn event_types(history: &Value) -> Vec<&str> {
+    history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -319,12 +329,7 @@ fn run_virtual_time_history_and_stats() {
     let mut lines = out.lines();
     let result: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     let history: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-    let types: Vec<&str> = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let types = event_types(&history);
     assert_eq!(
         types,
         [
@@ -403,12 +408,7 @@ fn durable_runs_are_listed_described_and_have_histories() {
     assert_eq!(v["input"], serde_json::json!({}));
     let o = stepstone(&["history", "first", "--store", &store, "--json"]);
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let types: Vec<&str> = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let types = event_types(&v);
     assert_eq!(
         types,
         [
@@ -643,12 +643,7 @@ fn a_detached_run_is_reached_through_its_control_socket_stopped_and_redriven() {
     let v = json_out(&stepstone(&[
         "history", "held", "--store", &store, "--json",
     ]));
-    let types: Vec<&str> = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let types = event_types(&v);
     assert_eq!(
         types,
         [
