@@ -132,6 +132,13 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
             );
         }
     }
+    if args.store.is_none() && text.contains(".waitForTaskToken") {
+        // Callbacks reach an execution through its store's control socket.
+        eprintln!(
+            "stepstone: warning: with --ephemeral, nothing can answer a task that waits for its \
+             token (send-task-success needs a store): only mocked or in-process answers complete it"
+        );
+    }
     let name = args
         .state_machine_name
         .clone()
