@@ -112,16 +112,28 @@ impl Execution<'_> {
             Some(n) => Ok(n),
             None => {
                 let expected = if integer { "integer" } else { "number" };
-                Err(self.state_failure(
-                    id,
-                    query_error(format!(
-                        "The JSONata expression '{}' specified for the field '{field}' returned an unexpected result type. Expected '{expected}', but was '{}' for value: {v}",
-                        expression.0,
-                        crate::states::json_type(&v)
-                    )),
-                ))
+                Err(self.jsonata_type_failure(id, field, &expression.0, expected, &v))
             }
         }
+    }
+
+    /// AWS's failure for an expression of field `field` whose value is not of the `expected`
+    /// type (`boolean`, `array`, `integer`...).
+    pub(crate) fn jsonata_type_failure(
+        &self,
+        id: RunId,
+        field: &str,
+        expression: &str,
+        expected: &str,
+        value: &Value,
+    ) -> Failure {
+        self.state_failure(
+            id,
+            query_error(format!(
+                "The JSONata expression '{expression}' specified for the field '{field}' returned an unexpected result type. Expected '{expected}', but was '{}' for value: {value}",
+                crate::states::json_type(value)
+            )),
+        )
     }
 
     /// A JSONata Assign evaluated in `scope` (applied by the caller, after the state's other

@@ -24,13 +24,12 @@ impl Execution<'_> {
                         match self.jsonata_expression(id, "Condition", e, scope)? {
                             Value::Bool(b) => b,
                             other => {
-                                return Err(self.state_failure(
+                                return Err(self.jsonata_type_failure(
                                     id,
-                                    crate::jsonata::query_error(format!(
-                                        "The JSONata expression '{}' specified for the field 'Condition' returned an unexpected result type. Expected 'boolean', but was '{}' for value: {other}",
-                                        e.0,
-                                        super::json_type(&other)
-                                    )),
+                                    "Condition",
+                                    &e.0,
+                                    "boolean",
+                                    &other,
                                 ));
                             }
                         }

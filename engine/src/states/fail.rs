@@ -33,14 +33,7 @@ impl Execution<'_> {
                     let field = field.trim_end_matches("Path");
                     match self.jsonata_expression(id, field, e, &scope)? {
                         Value::String(s) => Ok(s),
-                        other => Err(self.state_failure(
-                            id,
-                            crate::jsonata::query_error(format!(
-                                "The JSONata expression '{}' specified for the field '{field}' returned an unexpected result type. Expected 'string', but was '{}' for value: {other}",
-                                e.0,
-                                super::json_type(&other)
-                            )),
-                        )),
+                        other => Err(self.jsonata_type_failure(id, field, &e.0, "string", &other)),
                     }
                 }
             }

@@ -46,14 +46,12 @@ impl Execution<'_> {
                     let scope = self.jsonata_scope(id, &input, None, None, None);
                     let v = self.jsonata_value(id, "Items", items, &scope)?;
                     if !v.is_array() {
-                        return Err(self.state_failure(
-                            id,
-                            crate::jsonata::query_error(format!(
-                                "The JSONata expression '{}' specified for the field 'Items' returned an unexpected result type. Expected 'array', but was '{}' for value: {v}",
-                                items.0.as_str().map_or("", |s| s.trim().trim_start_matches("{%").trim_end_matches("%}").trim()),
-                                super::json_type(&v)
-                            )),
-                        ));
+                        let text = items
+                            .0
+                            .as_str()
+                            .and_then(stepstone_asl::jsonata::expression);
+                        let text = text.as_ref().map_or("", |e| e.0.as_str());
+                        return Err(self.jsonata_type_failure(id, "Items", text, "array", &v));
                     }
                     v
                 }

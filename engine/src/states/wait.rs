@@ -68,21 +68,17 @@ impl Execution<'_> {
                     }
                 }
                 WaitFor::Seconds(NumberOrExpr::Expr(e)) => {
-                    let scope = self.jsonata_scope(id, &effective, None, None, None);
-                    let v = self.jsonata_expression(id, "Seconds", e, &scope)?;
-                    match v.as_f64().filter(|s| *s >= 0.0 && s.fract() == 0.0) {
-                        Some(s) => now + (s as i128) * 1_000_000_000,
-                        None => {
-                            return Err(self.state_failure(
-                                id,
-                                crate::jsonata::query_error(format!(
-                                    "The JSONata expression '{}' specified for the field 'Seconds' returned an unexpected result type. Expected 'integer', but was '{}' for value: {v}",
-                                    e.0,
-                                    super::json_type(&v)
-                                )),
-                            ));
-                        }
+                    let seconds = self.jsonata_number(id, "Seconds", e, &effective, true)?;
+                    if seconds < 0.0 {
+                        return Err(self.jsonata_type_failure(
+                            id,
+                            "Seconds",
+                            &e.0,
+                            "integer",
+                            &serde_json::json!(seconds as i64),
+                        ));
                     }
+                    now + (seconds as i128) * 1_000_000_000
                 }
                 WaitFor::TimestampExpr(e) => {
                     let scope = self.jsonata_scope(id, &effective, None, None, None);
