@@ -603,6 +603,27 @@ impl<'m> Execution<'m> {
         Some(run)
     }
 
+    /// Run `id` waits until `until`, for a Wait state or a retry's delay (as `reason` says): the
+    /// run records it (a checkpoint re-arms it) and the driver is asked for a timer.
+    pub(crate) fn wait_until(&mut self, id: RunId, until: Timestamp, reason: TimerReason) {
+        let waiting = match reason {
+            TimerReason::Wait { .. } => Waiting::Wait {
+                until,
+                reason: reason.clone(),
+            },
+            TimerReason::Retry { .. } => Waiting::Retry {
+                until,
+                reason: reason.clone(),
+            },
+        };
+        self.run_mut(id).waiting = waiting;
+        self.commands.push(Command::Timer {
+            run: id,
+            until,
+            reason,
+        });
+    }
+
     /// The run whose task waits for `token`, if one does.
     pub(crate) fn waiting_for_token(&self, token: &str) -> Option<RunId> {
         self.slots.iter().enumerate().find_map(|(index, slot)| {
@@ -802,15 +823,7 @@ impl<'m> Execution<'m> {
                     attempt,
                     max_attempts: retrier.max_attempts,
                 };
-                self.run_mut(id).waiting = Waiting::Retry {
-                    until,
-                    reason: reason.clone(),
-                };
-                self.commands.push(Command::Timer {
-                    run: id,
-                    until,
-                    reason,
-                });
+                self.wait_until(id, until, reason);
                 return Ok(Flow::Blocked);
             }
             // The first matching retrier decides; when it is spent, Catch gets the error.

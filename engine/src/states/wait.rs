@@ -7,7 +7,7 @@ use stepstone_asl::states::{NumberOrExpr, Wait, WaitFor};
 use stepstone_asl::timestamp::Timestamp;
 
 use crate::Failure;
-use crate::interpreter::{Command, Execution, Flow, RunId, TimerReason, Waiting};
+use crate::interpreter::{Execution, Flow, RunId, TimerReason};
 
 /// AWS refuses to wait past 2038-01-19T03:14:07Z, the last second a signed 32-bit count of
 /// seconds since 1970 can hold (the corpus's "boundary 24856": days since the epoch).
@@ -105,17 +105,8 @@ impl Execution<'_> {
                 Timestamp { unix_nanos: until },
                 TimerReason::Wait { state: state_name },
             );
-            let run = self.run_mut(id);
-            run.input = effective;
-            run.waiting = Waiting::Wait {
-                until,
-                reason: reason.clone(),
-            };
-            self.commands.push(Command::Timer {
-                run: id,
-                until,
-                reason,
-            });
+            self.run_mut(id).input = effective;
+            self.wait_until(id, until, reason);
             Ok(Flow::Blocked)
         };
         step().unwrap_or_else(Flow::Fail)
