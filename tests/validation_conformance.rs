@@ -144,17 +144,7 @@ fn validation_corpus() {
         "validation corpus: {passed}/{total} match AWS ({} listed as expected failures)",
         listed.len()
     );
-    assert!(
-        failures.is_empty(),
-        "{} unexpected failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    assert!(
-        fixed.is_empty(),
-        "these cases pass now; remove them from validation_expected_failures.txt:\n{}",
-        fixed.join("\n")
-    );
+    common::assert_list_discipline("validation_expected_failures.txt", &failures, &fixed);
     assert!(
         passed * 100 >= total * 95,
         "only {passed}/{total} cases match (95% required)"

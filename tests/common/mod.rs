@@ -59,3 +59,20 @@ pub fn expected_failures(file: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// The list discipline of a corpus runner: every case not listed in `list` passed (`failures`
+/// holds the ones that did not), and every listed case still fails (`fixed` holds the listed
+/// ones that pass now, to be taken off the list).
+pub fn assert_list_discipline(list: &str, failures: &[String], fixed: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} unexpected failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        fixed.is_empty(),
+        "these cases pass now; remove them from {list}:\n{}",
+        fixed.join("\n")
+    );
+}
