@@ -37,60 +37,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  stepstone run flow.asl.json --input '{\"n\": 1}'\n  stepstone run deploy.asl.json --input-file in.json --virtual-time \\\n      --task arn:aws:states:::lambda:invoke='./prepare.sh'\n  stepstone run loop.asl.json --json --stats --history-limit 0\n\nA --task command reads the task's input as JSON on stdin and prints its result as JSON on\nstdout; a non-zero exit fails the task with the {\"Error\", \"Cause\"} it printed, or\nStates.TaskFailed. It finds STEPSTONE_EXECUTION_ARN, STEPSTONE_STATE_NAME,\nSTEPSTONE_ATTEMPT and STEPSTONE_IDEMPOTENCY_TOKEN in its environment."
     )]
-    Run {
-        /// The definition (Amazon States Language JSON).
-        definition: PathBuf,
-        /// The execution's input, as JSON text (default `{}`).
-        #[arg(long, conflicts_with = "input_file")]
-        input: Option<String>,
-        /// Read the execution's input from a file.
-        #[arg(long, value_name = "FILE")]
-        input_file: Option<PathBuf>,
-        /// Run Waits, retry backoff and timeouts on a virtual clock: they finish at once, while
-        /// timestamps advance as if the time had passed.
-        #[arg(long)]
-        virtual_time: bool,
-        /// Print the result as one JSON line: executionArn, name, status, output, error, cause,
-        /// startDate, stopDate.
-        #[arg(long)]
-        json: bool,
-        /// Also print the history, as GetExecutionHistory's {"events": [...]}, after the result.
-        #[arg(long)]
-        history: bool,
-        /// Print {"states_entered": N, "elapsed_ms": T} on standard error at the end.
-        #[arg(long)]
-        stats: bool,
-        /// The most history events an execution may have (AWS: 25000); 0 lifts the limit.
-        #[arg(long, value_name = "N", default_value_t = 25_000)]
-        history_limit: u64,
-        /// Handle the Tasks whose Resource is RESOURCE with a local command; repeatable.
-        #[arg(long = "task", value_name = "RESOURCE=COMMAND")]
-        tasks: Vec<String>,
-        /// The execution's name (default: generated).
-        #[arg(long)]
-        name: Option<String>,
-        /// No progress on standard error.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Keep nothing on disk: the execution cannot be resumed after a crash.
-        #[arg(long)]
-        ephemeral: bool,
-        /// Run in the background: print the execution's ARN once it is stored, and return.
-        /// Its progress goes to <store>/logs/<name>.log; `stepstone describe`, `history` and
-        /// `stop` reach it while it runs.
-        #[arg(long, conflicts_with = "ephemeral")]
-        detach: bool,
-        #[command(flatten)]
-        aws: cli::run::AwsArgs,
-        #[command(flatten)]
-        mocks: cli::run::MockArgs,
-        /// The state machine's name, in ARNs and the MockConfigFile (default: the definition
-        /// file's stem: `deploy.asl.json` is `deploy`).
-        #[arg(long, value_name = "NAME")]
-        state_machine_name: Option<String>,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
+    Run(cli::run::RunArgs),
     /// Finish executions that a crash or a kill left RUNNING, from their last checkpoint.
     ///
     /// Tasks that were in flight are dispatched again with the same idempotency token
@@ -253,7 +200,7 @@ enum Command {
 
 /// Where executions are kept.
 #[derive(clap::Args)]
-struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// The store: a directory of checkpoints and histories, used by one process at a time.
     #[arg(
         long,
@@ -261,17 +208,17 @@ struct StoreArgs {
         default_value = ".stepstone",
         value_name = "DIR"
     )]
-    store: PathBuf,
+    pub(crate) store: PathBuf,
     /// The store's database: sled (the default for a new store) or redb (fsynced commits).
     /// An existing store is opened with its own.
     #[arg(long, value_enum)]
-    store_engine: Option<cli::StoreEngine>,
+    pub(crate) store_engine: Option<cli::StoreEngine>,
 }
 
 impl StoreArgs {
-    fn spec(self) -> cli::StoreSpec {
+    pub(crate) fn spec(&self) -> cli::StoreSpec {
         cli::StoreSpec {
-            dir: self.store,
+            dir: self.store.clone(),
             engine: self.store_engine,
         }
     }
@@ -354,42 +301,7 @@ fn main() -> ExitCode {
             json,
             store,
         } => cli::executions::history(&store.spec(), &execution, json),
-        Command::Run {
-            definition,
-            input,
-            input_file,
-            virtual_time,
-            json,
-            history,
-            stats,
-            history_limit,
-            tasks,
-            name,
-            quiet,
-            ephemeral,
-            detach,
-            aws,
-            mocks,
-            state_machine_name,
-            store,
-        } => cli::run::run(cli::run::RunArgs {
-            detach,
-            aws,
-            mocks,
-            state_machine_name,
-            store: (!ephemeral).then(|| store.spec()),
-            definition,
-            input,
-            input_file,
-            virtual_time,
-            json,
-            history,
-            stats,
-            history_limit,
-            tasks,
-            name,
-            quiet,
-        }),
+        Command::Run(args) => cli::run::run(args),
         Command::Validate {
             file,
             json,

@@ -17,9 +17,8 @@ use super::run::{RunArgs, compile, read_input};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) fn start(args: &RunArgs) -> Result<ExitCode, String> {
-    let spec = args
-        .store
-        .as_ref()
+    let spec = &args
+        .store()
         .ok_or("--detach keeps the execution in a store: it cannot be --ephemeral")?;
     // Refuse a bad definition or input here, where the user sees it.
     let text = super::read_definition(&args.definition)?;

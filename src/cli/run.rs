@@ -90,28 +90,67 @@ impl AwsArgs {
 }
 
 /// What `stepstone run` was asked to do.
+#[derive(clap::Args)]
 pub(crate) struct RunArgs {
+    /// The definition (Amazon States Language JSON).
     pub(crate) definition: PathBuf,
+    /// The execution's input, as JSON text (default `{}`).
+    #[arg(long, conflicts_with = "input_file")]
     pub(crate) input: Option<String>,
+    /// Read the execution's input from a file.
+    #[arg(long, value_name = "FILE")]
     pub(crate) input_file: Option<PathBuf>,
+    /// Run Waits, retry backoff and timeouts on a virtual clock: they finish at once, while
+    /// timestamps advance as if the time had passed.
+    #[arg(long)]
     pub(crate) virtual_time: bool,
+    /// Print the result as one JSON line: executionArn, name, status, output, error, cause,
+    /// startDate, stopDate.
+    #[arg(long)]
     pub(crate) json: bool,
+    /// Also print the history, as GetExecutionHistory's {"events": [...]}, after the result.
+    #[arg(long)]
     pub(crate) history: bool,
+    /// Print {"states_entered": N, "elapsed_ms": T} on standard error at the end.
+    #[arg(long)]
     pub(crate) stats: bool,
+    /// The most history events an execution may have (AWS: 25000); 0 lifts the limit.
+    #[arg(long, value_name = "N", default_value_t = 25_000)]
     pub(crate) history_limit: u64,
+    /// Handle the Tasks whose Resource is RESOURCE with a local command; repeatable.
+    #[arg(long = "task", value_name = "RESOURCE=COMMAND")]
     pub(crate) tasks: Vec<String>,
+    /// The execution's name (default: generated).
+    #[arg(long)]
     pub(crate) name: Option<String>,
+    /// No progress on standard error.
+    #[arg(long, short)]
     pub(crate) quiet: bool,
-    /// `None` with `--ephemeral`.
-    pub(crate) store: Option<super::StoreSpec>,
-    /// Start in a background process and return once the execution is stored.
+    /// Keep nothing on disk: the execution cannot be resumed after a crash.
+    #[arg(long)]
+    pub(crate) ephemeral: bool,
+    /// Run in the background: print the execution's ARN once it is stored, and return.
+    /// Its progress goes to <store>/logs/<name>.log; `stepstone describe`, `history` and
+    /// `stop` reach it while it runs.
+    #[arg(long, conflicts_with = "ephemeral")]
     pub(crate) detach: bool,
-    /// Where AWS tasks go.
+    #[command(flatten)]
     pub(crate) aws: AwsArgs,
-    /// Mocked task results.
+    #[command(flatten)]
     pub(crate) mocks: MockArgs,
-    /// The state machine's name (default: the definition file's stem).
+    /// The state machine's name, in ARNs and the MockConfigFile (default: the definition
+    /// file's stem: `deploy.asl.json` is `deploy`).
+    #[arg(long, value_name = "NAME")]
     pub(crate) state_machine_name: Option<String>,
+    #[command(flatten)]
+    pub(crate) store: crate::StoreArgs,
+}
+
+impl RunArgs {
+    /// Where the execution is kept: `None` with `--ephemeral`.
+    pub(crate) fn store(&self) -> Option<super::StoreSpec> {
+        (!self.ephemeral).then(|| self.store.spec())
+    }
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
@@ -132,7 +171,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
             );
         }
     }
-    if args.store.is_none() && text.contains(".waitForTaskToken") {
+    if args.ephemeral && text.contains(".waitForTaskToken") {
         // Callbacks reach an execution through its store's control socket.
         eprintln!(
             "stepstone: warning: with --ephemeral, nothing can answer a task that waits for its \
@@ -153,7 +192,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
     let runtime = runtime()?;
     let mut progress = Progress::new(!args.quiet, args.virtual_time);
     let started = Instant::now();
-    let outcome = match &args.store {
+    let outcome = match &args.store() {
         Some(spec) => {
             // A durable run keeps its whole history, in the store: `stepstone history` reads it.
             options.record_history = true;
