@@ -44,12 +44,7 @@ fn stdout(o: &Output) -> String {
 #[test]
 fn validate_accepts_the_example() {
     let o = stepstone(&["validate", &example()]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     assert!(String::from_utf8_lossy(&o.stderr).contains("OK (0 errors, 6 warnings)"));
 }
 
@@ -192,12 +187,7 @@ fn run_prints_status_and_output() {
         "--input",
         r#"{"a": 2, "b": 40}"#,
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     assert_eq!(stdout(&o), "SUCCEEDED\n{\n  \"sum\": 42\n}\n");
     assert!(String::from_utf8_lossy(&o.stderr).contains("-> Add (Pass)"));
 }
@@ -265,12 +255,7 @@ fn run_tasks_through_commands() {
         "--json",
         "--quiet",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(
         v["output"],
@@ -392,12 +377,7 @@ fn durable_runs_are_listed_described_and_have_histories() {
     let o = stepstone(&[
         "run", &file, "--store", &store, "--name", "first", "--quiet",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let o = stepstone(&["executions", "--store", &store, "--json"]);
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["executions"][0]["name"], "first");
@@ -480,12 +460,7 @@ fn a_killed_run_resumes_where_it_stopped() {
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["executions"][0]["status"], "RUNNING");
     let o = stepstone(&["resume", "--store", &store, "--json", "--quiet"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let v: Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
     assert_eq!(v["status"], "SUCCEEDED");
     assert_eq!(
@@ -523,13 +498,18 @@ fn a_killed_run_resumes_where_it_stopped() {
     let _ = std::fs::remove_dir_all(&work);
 }
 
-fn json_out(o: &Output) -> Value {
+/// Asserts the command exited 0, showing its stderr otherwise.
+fn assert_ok(o: &Output) {
     assert_eq!(
         o.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+fn json_out(o: &Output) -> Value {
+    assert_ok(o);
     serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
 }
 
@@ -546,12 +526,7 @@ fn a_detached_run_is_reached_through_its_control_socket_stopped_and_redriven() {
     let o = stepstone(&[
         "run", &file, "--store", &store, "--name", "held", "--detach",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let arn = stdout(&o).trim().to_owned();
     assert_eq!(
         arn,
@@ -684,12 +659,7 @@ fn run_example_on_mocks(test_case: &str) -> (Value, String) {
         "--ephemeral",
         "--json",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     (
         serde_json::from_str(&stdout(&o)).unwrap(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -827,20 +797,10 @@ fn a_task_waiting_for_its_token_is_completed_from_another_process() {
         "--task",
         &route("live"),
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let token = read_token("live");
     let o = stepstone(&["send-task-heartbeat", &token, "--store", &store]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let o = stepstone(&[
         "send-task-success",
         &token,
@@ -848,12 +808,7 @@ fn a_task_waiting_for_its_token_is_completed_from_another_process() {
         "--store",
         &store,
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let described = loop {
         let v: Value = serde_json::from_str(
@@ -904,12 +859,7 @@ fn a_task_waiting_for_its_token_is_completed_from_another_process() {
         "--store",
         &store,
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o);
     let v = json_out(&stepstone(&[
         "describe", "killed", "--store", &store, "--json",
     ]));
