@@ -73,7 +73,9 @@ impl Expression {
 
 /// The expression inside `{% ... %}`, or `None` when the text is not wrapped that way.
 pub fn expression(text: &str) -> Option<Expression> {
-    let inner = text.trim().strip_prefix("{%")?.strip_suffix("%}")?;
+    // Exactly `{%` first and `%}` last: AWS takes `" {% x %} "` as a plain string (recorded in
+    // the TestState corpus).
+    let inner = text.strip_prefix("{%")?.strip_suffix("%}")?;
     Some(Expression::new(inner.trim()))
 }
 
@@ -200,7 +202,7 @@ impl JsonataValue {
 
 fn check(l: &mut Loader, value: &Value, at: &str) {
     match value {
-        Value::String(s) if s.trim_start().starts_with("{%") => match expression(s) {
+        Value::String(s) if s.starts_with("{%") => match expression(s) {
             Some(e) if !e.0.is_empty() => {}
             _ => l.error(
                 at,
@@ -228,7 +230,9 @@ mod tests {
             expression("{% $states.input %}"),
             Some(Expression::new("$states.input"))
         );
-        assert_eq!(expression(" {%1+2%} "), Some(Expression::new("1+2")));
+        assert_eq!(expression("{%1+2%}"), Some(Expression::new("1+2")));
+        // Outside the delimiters nothing may stand, not even a space: AWS reads a plain string.
+        assert_eq!(expression(" {%1+2%} "), None);
         assert_eq!(expression("{% x"), None);
         assert_eq!(expression("plain"), None);
     }
