@@ -25,7 +25,8 @@ Examples:
       --mock-config examples/multi-region-deploy/mock-config.json --test-case HappyPath
 
 Exit status (validate, graph): 0 valid, 1 invalid, 2 unreadable file or bad usage.
-Exit status (run): 0 SUCCEEDED, 1 FAILED or TIMED_OUT, 2 invalid definition, input or usage.";
+Exit status (run): 0 SUCCEEDED, 1 FAILED or TIMED_OUT, 2 invalid definition, input or usage.
+Exit status (test-state): 0 SUCCEEDED, RETRIABLE or CAUGHT_ERROR, 1 FAILED, 2 as for run.";
 
 #[derive(Subcommand)]
 enum Command {
@@ -38,6 +39,20 @@ enum Command {
         after_help = "Examples:\n  stepstone run flow.asl.json --input '{\"n\": 1}'\n  stepstone run deploy.asl.json --input-file in.json --virtual-time \\\n      --task arn:aws:states:::lambda:invoke='./prepare.sh'\n  stepstone run loop.asl.json --json --stats --history-limit 0\n\nA --task command reads the task's input as JSON on stdin and prints its result as JSON on\nstdout; a non-zero exit fails the task with the {\"Error\", \"Cause\"} it printed, or\nStates.TaskFailed. It finds STEPSTONE_EXECUTION_ARN, STEPSTONE_STATE_NAME,\nSTEPSTONE_ATTEMPT and STEPSTONE_IDEMPOTENCY_TOKEN in its environment."
     )]
     Run(cli::run::RunArgs),
+    /// Run one state on its own, as Step Functions' TestState API does: see its output, where it
+    /// would go next, and (with --inspection-level DEBUG) each step of its data flow.
+    ///
+    /// The definition is one state or a whole state machine (pick the state with --state). A
+    /// mock (--mock-result, or --mock-error and --mock-cause) replaces the state's work: no task
+    /// is called, and a Map or Parallel runs no iteration or branch. Retry and Catch are
+    /// decided, not performed: an error a retrier matches gives RETRIABLE, one a catcher takes
+    /// gives CAUGHT_ERROR with the catcher's output and next state. Unmocked tasks go to their
+    /// --task command or to AWS; Waits do not wait. Exit status: 0 SUCCEEDED, RETRIABLE or
+    /// CAUGHT_ERROR, 1 FAILED, 2 for an invalid definition, input or usage.
+    #[command(
+        after_help = "Examples:\n  stepstone test-state deploy.asl.json --state CreateStack --input '{\"region\": \"eu-west-1\"}' \\\n      --mock-result '{\"StackId\": \"arn:aws:cloudformation:eu-west-1:123456789012:stack/app/1\"}' \\\n      --inspection-level DEBUG\n  stepstone test-state task.json --mock-error Lambda.TooManyRequestsException --retrier-retry-count 2\n  stepstone test-state map.json --mock-result '[1, 1, 0]' --map-iteration-failure-count 1 --json"
+    )]
+    TestState(cli::test_state::TestStateArgs),
     /// Finish executions that a crash or a kill left RUNNING, from their last checkpoint.
     ///
     /// Tasks that were in flight are dispatched again with the same idempotency token
@@ -302,6 +317,7 @@ fn main() -> ExitCode {
             store,
         } => cli::executions::history(&store.spec(), &execution, json),
         Command::Run(args) => cli::run::run(args),
+        Command::TestState(args) => cli::test_state::run(args),
         Command::Validate {
             file,
             json,

@@ -43,7 +43,8 @@ pub mod timestamp;
 pub use definition::{Definition, Loaded, MAX_STATE_NAME_CHARS, Scope};
 pub use diagnostic::{Code, Diagnostic, Severity};
 pub use machine::{
-    Graph, Machine, Node, Options, ScopeRef, StateId, Validation, validate, validate_str,
+    Graph, Machine, Node, Options, SINGLE_STATE_NAME, ScopeRef, StateId, Validation, validate,
+    validate_state, validate_str,
 };
 pub use parse::{Dynamic, MachineType};
 pub use path::Path;

@@ -338,3 +338,39 @@ fn reachable(graph: &Graph) -> Vec<bool> {
     }
     reached
 }
+
+/// The name TestState gives a state tested on its own (AWS reports its problems, and
+/// `$$.State.Name` shows it, under this name).
+pub const SINGLE_STATE_NAME: &str = "StateName";
+
+/// Validates one state on its own, as TestState takes it: the state becomes the only state of
+/// a machine, named `name`, and every state it names as a transition (`Next`, a Choice rule's
+/// `Next`, `Default`, a catcher's `Next`) stands in as a Succeed state, so that a state lifted
+/// out of its machine validates (TestState reports where it would go, and never goes there).
+pub fn validate_state(state: &Value, name: &str, options: Options) -> Validation {
+    let mut states = serde_json::Map::new();
+    let targets = state
+        .get("Choices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(
+            state
+                .get("Catch")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        )
+        .filter_map(|rule| rule.get("Next"))
+        .chain(state.get("Next"))
+        .chain(state.get("Default"))
+        .filter_map(Value::as_str);
+    for target in targets {
+        if target != name {
+            states.insert(target.to_owned(), serde_json::json!({"Type": "Succeed"}));
+        }
+    }
+    states.insert(name.to_owned(), state.clone());
+    let machine = serde_json::json!({"StartAt": name, "States": states});
+    validate(&machine, options)
+}

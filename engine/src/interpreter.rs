@@ -20,6 +20,7 @@ use stepstone_asl::{Machine, ScopeRef, State, StateId};
 use crate::failure::Failure;
 use crate::history::{EventKind, History, HistoryMode};
 use crate::limits::Limits;
+use crate::test_state::step;
 use crate::vars::Vars;
 
 /// How many states one call into the interpreter may enter before it yields to the driver.
@@ -332,6 +333,8 @@ pub struct Execution<'m> {
     pub(crate) states_entered: u64,
     /// States this call may still enter (see `advance`).
     budget: u32,
+    /// Set in a TestState: watches and steers the tested state (see `test_state.rs`).
+    pub(crate) probe: Option<Box<crate::test_state::Probe>>,
 }
 
 impl<'m> Execution<'m> {
@@ -363,11 +366,19 @@ impl<'m> Execution<'m> {
             seed,
             states_entered: 0,
             budget: 0,
+            probe: None,
         }
     }
 
     /// Starts the execution at `now`; returns the first commands.
     pub fn start(&mut self, now: Timestamp) -> Vec<Command> {
+        let root = self.machine.root();
+        self.start_at(root.start(), Vars::default(), now)
+    }
+
+    /// Starts the execution at top-level state `state`, with `vars` in scope (TestState tests
+    /// one state of a machine).
+    pub(crate) fn start_at(&mut self, state: StateId, vars: Vars, now: Timestamp) -> Vec<Command> {
         self.now = now;
         let (input, role) = (&self.info.input, &self.info.role_arn);
         let id = self.history.push(0, now, || EventKind::ExecutionStarted {
@@ -375,14 +386,10 @@ impl<'m> Execution<'m> {
             role_arn: role.clone(),
         });
         let root = self.machine.root();
-        self.spawn(
-            root,
-            root.start(),
-            self.info.input.clone(),
-            Vars::default(),
-            None,
-            id,
-        );
+        let run = self.spawn(root, state, self.info.input.clone(), vars, None, id);
+        if let Some(probe) = &mut self.probe {
+            probe.root = Some(run);
+        }
         self.advance();
         std::mem::take(&mut self.commands)
     }
@@ -703,6 +710,10 @@ impl<'m> Execution<'m> {
             }
             flow = match flow {
                 Flow::Next(next, input) => {
+                    let (next_name, _, _) = self.run(id).scope.state(next);
+                    if self.probe_stops_before(id, next_name) {
+                        return self.finish(id, Ok(input));
+                    }
                     let run = self.run_mut(id);
                     run.state = next;
                     run.input = input;
@@ -791,49 +802,30 @@ impl<'m> Execution<'m> {
             .enumerate()
             .find(|(_, r)| failure.matches(&r.error_equals, in_task))
         {
-            // Handled (retried, or caught once the retrier is spent): the children of a failed
-            // Map or Parallel are done with either way.
-            self.discard_children(id);
-            let seed = self.seed;
-            let run = self.run_mut(id);
-            run.attempts.resize(run.attempts.len().max(i + 1), 0);
-            let used = run.attempts[i];
-            if u64::from(used) < retrier.max_attempts {
-                run.attempts[i] += 1;
-                run.retry_count += 1;
-                let mut delay =
-                    retrier.interval_seconds as f64 * retrier.backoff_rate.powi(used as i32);
-                if let Some(max) = retrier.max_delay_seconds {
-                    delay = delay.min(max as f64);
+            if self.probed(id) {
+                // TestState: the answer is RETRIABLE (no retry happens), or, with the
+                // retrier spent, whatever Catch makes of the error.
+                let probe = self.probe.as_mut().expect("probed");
+                if probe.retriable(i, retrier) {
+                    return Err(failure);
                 }
-                if retrier.full_jitter {
-                    // Seeded from the execution and the attempt: a rerun draws the same delays.
-                    let draw =
-                        splitmix64(seed ^ (run.entered_event << 16) ^ u64::from(run.retry_count));
-                    delay *= (draw >> 11) as f64 / (1u64 << 53) as f64;
-                }
-                let attempt = run.attempts[i];
-                let until = Timestamp {
-                    unix_nanos: self.now.unix_nanos + (delay * 1e9) as i128,
-                };
-                let (name, _) = self.current(id);
-                let reason = TimerReason::Retry {
-                    state: name.to_owned(),
-                    error: failure.error.clone(),
-                    attempt,
-                    max_attempts: retrier.max_attempts,
-                };
-                self.wait_until(id, until, reason);
+            } else if self.schedule_retry(id, i, retrier, &failure) {
                 return Ok(Flow::Blocked);
             }
             // The first matching retrier decides; when it is spent, Catch gets the error.
         }
-        if let Some(catcher) = errors
+        if let Some((index, catcher)) = errors
             .catch
             .iter()
-            .find(|c| failure.matches(&c.error_equals, in_task))
+            .enumerate()
+            .find(|(_, c)| failure.matches(&c.error_equals, in_task))
         {
             self.discard_children(id);
+            if self.probed(id)
+                && let Some(probe) = &mut self.probe
+            {
+                probe.caught = Some((index, failure.clone()));
+            }
             let run = self.run(id);
             let scope = run.scope;
             let next = scope.id(&catcher.next).expect("validated target");
@@ -867,8 +859,50 @@ impl<'m> Execution<'m> {
         Err(failure)
     }
 
+    /// Retrier `i` of the current state matched `failure`: unless it is spent, the run waits
+    /// for the retry's delay (true). Handled either way (retried, or caught once the retrier is
+    /// spent), the children of a failed Map or Parallel are done with.
+    fn schedule_retry(
+        &mut self,
+        id: RunId,
+        i: usize,
+        retrier: &stepstone_asl::states::Retrier,
+        failure: &Failure,
+    ) -> bool {
+        self.discard_children(id);
+        let seed = self.seed;
+        let run = self.run_mut(id);
+        run.attempts.resize(run.attempts.len().max(i + 1), 0);
+        let used = run.attempts[i];
+        if u64::from(used) >= retrier.max_attempts {
+            return false;
+        }
+        run.attempts[i] += 1;
+        run.retry_count += 1;
+        let mut delay = retrier.interval_after(used);
+        if retrier.full_jitter {
+            // Seeded from the execution and the attempt: a rerun draws the same delays.
+            let draw = splitmix64(seed ^ (run.entered_event << 16) ^ u64::from(run.retry_count));
+            delay *= (draw >> 11) as f64 / (1u64 << 53) as f64;
+        }
+        let attempt = run.attempts[i];
+        let until = Timestamp {
+            unix_nanos: self.now.unix_nanos + (delay * 1e9) as i128,
+        };
+        let (name, _) = self.current(id);
+        let reason = TimerReason::Retry {
+            state: name.to_owned(),
+            error: failure.error.clone(),
+            attempt,
+            max_attempts: retrier.max_attempts,
+        };
+        self.wait_until(id, until, reason);
+        true
+    }
+
     /// A run ended: the execution ends, or the parent hears of it.
     fn finish(&mut self, id: RunId, result: Result<Value, Failure>) {
+        self.probe_keep_variables(id);
         struct Finished {
             parent: Option<Link>,
             last_event: u64,
@@ -958,9 +992,14 @@ impl<'m> Execution<'m> {
             counter.set(next);
             next
         };
+        // TestState may give the context object whole.
+        let given = self.probe.as_ref().and_then(|p| p.context.as_ref());
         let env = Env {
             input,
-            context: &context,
+            context: match given {
+                Some(c) => c,
+                None => &context,
+            },
             variables: &run.vars,
             random: &random,
         };
@@ -994,7 +1033,9 @@ impl<'m> Execution<'m> {
         } else {
             std::mem::take(&mut run.input)
         };
-        self.select(id, raw, flow.input_path.as_ref())
+        let effective = self.select(id, raw, flow.input_path.as_ref())?;
+        self.inspect(id, step::AFTER_INPUT_PATH, || effective.clone());
+        Ok(effective)
     }
 
     /// Evaluates `f` with `$` = the current state's effective input, reading the raw input in
@@ -1018,6 +1059,17 @@ impl<'m> Execution<'m> {
         id: RunId,
         flow: &DataFlow,
     ) -> Result<Option<Value>, Failure> {
+        if self.probed(id) {
+            let raw = &self.run(id).input;
+            self.inspect(id, step::AFTER_INPUT_PATH, || {
+                match flow.input_path.as_ref() {
+                    Some(p) => self
+                        .with_env(id, raw, None, |env| env.read(p))
+                        .unwrap_or_default(),
+                    None => Value::Object(Map::new()),
+                }
+            });
+        }
         match flow.input_path.as_ref() {
             Some(p) if is_root(p) => Ok(None),
             None => Ok(Some(Value::Object(Map::new()))),
@@ -1076,6 +1128,7 @@ impl<'m> Execution<'m> {
             ),
             None => None,
         };
+        self.inspect(id, step::AFTER_RESULT_SELECTOR, || result.clone());
         let output = match self.run_mut(id).output_from_result.take() {
             // The raw input was consumed by Parameters: the output follows from the result.
             Some(OutputFrom::Result) => self.select(id, result, flow.output_path.as_ref())?,
@@ -1086,6 +1139,7 @@ impl<'m> Execution<'m> {
                 let input = std::mem::take(&mut self.run_mut(id).input);
                 let merged = eval::merge_result(input, flow.result_path.as_ref(), result)
                     .map_err(|e| self.state_failure(id, e))?;
+                self.inspect(id, step::AFTER_RESULT_PATH, || merged.clone());
                 self.select(id, merged, flow.output_path.as_ref())?
             }
         };
@@ -1166,7 +1220,11 @@ impl<'m> Execution<'m> {
     }
 
     /// True when the current state has Retry or Catch.
+    /// (In a TestState, the tested state keeps its raw input too: each step is inspected.)
     fn handles_errors(&self, id: RunId) -> bool {
+        if self.probed(id) {
+            return true;
+        }
         let (_, state) = self.current(id);
         match &state.kind {
             StateKind::Task(t) => !t.errors.retry.is_empty() || !t.errors.catch.is_empty(),
@@ -1202,6 +1260,21 @@ impl<'m> Execution<'m> {
         let values = self.evaluate_assign(id, assign, input)?;
         self.run_mut(id).vars.assign(values);
         Ok(())
+    }
+
+    /// A state's work gave `result`: the rest of its data flow, then on to the next state (or
+    /// its failure).
+    pub(crate) fn complete(
+        &mut self,
+        id: RunId,
+        flow: &DataFlow,
+        transition: Option<&Transition>,
+        result: Value,
+    ) -> Flow {
+        match self.finish_data_flow(id, flow, result) {
+            Ok(out) => self.exit(id, transition, out),
+            Err(f) => Flow::Fail(f),
+        }
     }
 
     /// Records the exited event and goes on to the next state or ends the run.

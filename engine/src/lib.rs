@@ -25,6 +25,7 @@ mod redrive;
 mod signal;
 mod states;
 pub mod store;
+mod test_state;
 mod vars;
 
 pub use checkpoint::{Checkpoint, FORMAT_VERSION, RestoreError};
@@ -44,3 +45,7 @@ pub use manage::{callback_stored, load_stored, stop_stored};
 pub use redrive::RedriveError;
 pub use signal::{Callback, CallbackError, Signal, Signals, token_names, token_of};
 pub use stepstone_asl as asl;
+pub use test_state::{
+    InspectionLevel, Mock, StateConfiguration, TestState, TestStateError, TestStateResponse,
+    TestStatus, test_state,
+};

@@ -10,6 +10,7 @@ pub(crate) mod detach;
 pub(crate) mod executions;
 pub(crate) mod graph;
 pub(crate) mod run;
+pub(crate) mod test_state;
 pub(crate) mod validate;
 
 /// Reads a definition file, or standard input for `-`.

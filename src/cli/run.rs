@@ -256,7 +256,12 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
 
 /// The execution's input: `--input`, `--input-file`, or `{}`.
 pub(crate) fn read_input(args: &RunArgs) -> Result<Value, String> {
-    Ok(match (&args.input, &args.input_file) {
+    input_from(args.input.as_deref(), args.input_file.as_deref())
+}
+
+/// An input given as JSON text (`--input`) or in a file (`--input-file`); `{}` when neither is.
+pub(crate) fn input_from(text: Option<&str>, file: Option<&Path>) -> Result<Value, String> {
+    Ok(match (text, file) {
         (Some(text), _) => parse_input(text, "--input")?,
         (None, Some(file)) => {
             parse_input(&super::read_definition(file)?, &file.display().to_string())?
@@ -267,7 +272,14 @@ pub(crate) fn read_input(args: &RunArgs) -> Result<Value, String> {
 
 /// Validates definition text for running; the diagnostics go to stderr when it is invalid.
 pub(crate) fn compile(text: &str, what: &str) -> Result<Machine, String> {
-    let validation = validate_str(text, Options::default());
+    machine_or_report(validate_str(text, Options::default()), what)
+}
+
+/// The validated machine; otherwise its errors go to stderr.
+pub(crate) fn machine_or_report(
+    validation: stepstone::asl::Validation,
+    what: &str,
+) -> Result<Machine, String> {
     validation.machine.ok_or_else(|| {
         for d in validation.diagnostics.iter().filter(|d| d.is_error()) {
             eprintln!("{d}");
@@ -335,7 +347,7 @@ pub(crate) fn exit_code(outcome: &Outcome) -> ExitCode {
     }
 }
 
-fn parse_input(text: &str, what: &str) -> Result<Value, String> {
+pub(crate) fn parse_input(text: &str, what: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| format!("{what} is not JSON: {e}"))
 }
 

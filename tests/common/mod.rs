@@ -76,3 +76,89 @@ pub fn assert_list_discipline(list: &str, failures: &[String], fixed: &[String])
         fixed.join("\n")
     );
 }
+
+/// Steps of a placeholder path like `$.expected.output.a.b[0]`, below `expected`.
+fn steps(path: &str) -> Vec<String> {
+    let rest = path.trim_start_matches("$.expected");
+    rest.replace('[', ".")
+        .replace(']', "")
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn at<'v>(v: &'v mut Value, steps: &[String]) -> Option<&'v mut Value> {
+    let mut cur = v;
+    for s in steps {
+        cur = match cur {
+            Value::Object(m) => m.get_mut(s)?,
+            Value::Array(a) => a.get_mut(s.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// Applies placeholders: where the expected value stands for "any value" or holds tokens that
+/// stand for any text, an actual value that fits is replaced by the expected one.
+pub fn normalize(case: &Value, expected: &mut Value, actual: &mut Value) {
+    let Some(placeholders) = case["placeholders"].as_array() else {
+        return;
+    };
+    for p in placeholders {
+        let steps = steps(p["path"].as_str().unwrap_or(""));
+        let Some(want) = at(expected, &steps).cloned() else {
+            continue;
+        };
+        let Some(got) = at(actual, &steps) else {
+            continue;
+        };
+        let fits = match p["match"].as_str() {
+            Some("exact") => true,
+            Some("substring") => match (&want, &*got) {
+                (Value::String(w), Value::String(g)) => {
+                    let tokens: Vec<&str> = p["tokens"]
+                        .as_array()
+                        .map(|t| t.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    wildcard_match(w, &tokens, g)
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if fits {
+            *got = want;
+        }
+    }
+}
+
+/// Whether `text` equals `pattern` with each token standing for any text.
+pub fn wildcard_match(pattern: &str, tokens: &[&str], text: &str) -> bool {
+    // Split the pattern at its tokens into literal pieces that must appear in order.
+    let mut pieces = vec![pattern.to_owned()];
+    for token in tokens {
+        pieces = pieces
+            .iter()
+            .flat_map(|p| p.split(token).map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+    }
+    let mut rest = text;
+    for (i, piece) in pieces.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(piece.as_str()) else {
+                return false;
+            };
+            rest = r;
+        } else if i == pieces.len() - 1 {
+            return rest.ends_with(piece.as_str());
+        } else {
+            let Some(at) = rest.find(piece.as_str()) else {
+                return false;
+            };
+            rest = &rest[at + piece.len()..];
+        }
+    }
+    pieces.len() == 1 && rest.is_empty()
+}

@@ -383,6 +383,18 @@ pub struct Retrier {
     pub full_jitter: bool,
 }
 
+impl Retrier {
+    /// The delay before the retry that follows `used` retries, in seconds, before jitter:
+    /// IntervalSeconds × BackoffRate^used, at most MaxDelaySeconds.
+    pub fn interval_after(&self, used: u32) -> f64 {
+        let delay = self.interval_seconds as f64 * self.backoff_rate.powi(used as i32);
+        match self.max_delay_seconds {
+            Some(max) => delay.min(max as f64),
+            None => delay,
+        }
+    }
+}
+
 /// A `Catch` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Catcher {

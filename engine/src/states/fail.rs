@@ -6,10 +6,13 @@ use stepstone_asl::states::{Fail, FailText};
 
 use crate::Failure;
 use crate::interpreter::{Execution, Flow, RunId};
+use crate::test_state::step;
 
 impl Execution<'_> {
     pub(crate) fn fail(&mut self, id: RunId, state: &Fail) -> Flow {
         let input = std::mem::take(&mut self.run_mut(id).input);
+        // A Fail state has no InputPath: TestState shows its input as the step's result.
+        self.inspect(id, step::AFTER_INPUT_PATH, || input.clone());
         let text = |t: &Option<FailText>, field: &str| -> Result<String, Failure> {
             match t {
                 None => Ok(String::new()),

@@ -13,6 +13,7 @@ use crate::Failure;
 use crate::children::Children;
 use crate::history::EventKind;
 use crate::interpreter::{Execution, Flow, Link, RunId, Waiting};
+use crate::test_state::step;
 
 impl Execution<'_> {
     pub(crate) fn map(&mut self, id: RunId, state: &Map) -> Flow {
@@ -21,13 +22,15 @@ impl Execution<'_> {
 
     fn map_start(&mut self, id: RunId, state: &Map) -> Result<Flow, Failure> {
         let jsonata = self.is_jsonata(id);
+        // In a TestState, a mock stands for every iteration.
+        let mocked = self.probe_mock(id);
         // A distributed Map's ItemReader and ResultWriter read and write S3: running without
         // them would give different items or a different output, so refuse clearly.
         for (given, field) in [
             (state.item_reader.is_some(), "ItemReader"),
             (state.result_writer.is_some(), "ResultWriter"),
         ] {
-            if given {
+            if given && mocked.is_none() {
                 return Err(self.state_failure(
                     id,
                     eval::Error::runtime(format!(
@@ -36,49 +39,13 @@ impl Execution<'_> {
                 ));
             }
         }
-        // The raw input stays in place for ResultPath; the effective input is a copy only when
-        // InputPath selects part of it.
-        let owned = if jsonata {
-            // Items (default: the state's input) must give an array.
-            let input = self.run(id).input.clone();
-            let items = match &state.items {
-                Some(items) => {
-                    let scope = self.jsonata_scope(id, &input, None, None, None);
-                    let v = self.jsonata_value(id, "Items", items, &scope)?;
-                    if !v.is_array() {
-                        let text = items
-                            .0
-                            .as_str()
-                            .and_then(stepstone_asl::jsonata::expression);
-                        let text = text.as_ref().map_or("", |e| e.0.as_str());
-                        return Err(self.jsonata_type_failure(id, "Items", text, "array", &v));
-                    }
-                    v
-                }
-                None if input.is_array() => input,
-                None => {
-                    return Err(self.state_failure(
-                        id,
-                        crate::jsonata::query_error(format!(
-                            "Map state input must be an array but was: {input}"
-                        )),
-                    ));
-                }
-            };
-            Some(items)
+        let length = if state.item_reader.is_some() {
+            // Mocked (refused above otherwise): the items are what the test says the reader read.
+            let items = self.probe_reader_items();
+            items.as_ref().and_then(Value::as_array).map_or(0, Vec::len)
         } else {
-            self.effective_copy(id, &state.flow)?
+            self.map_items(id, state, jsonata)?
         };
-        self.run_mut(id).input_for_items = owned;
-        let length = self.with_items(id, state, |items| match items {
-            Some(Value::Array(items)) => Ok(items.len()),
-            other => Err(format!(
-                "Items at '{}' must be a JSON array, but found {}",
-                state.items_path.as_ref().map_or("$", |p| p.as_str()),
-                other.map_or("nothing".into(), Value::to_string)
-            )),
-        });
-        let length = length.map_err(|m| self.state_failure(id, eval::Error::runtime(m)))?;
         let max_concurrency = match (&state.max_concurrency, &state.max_concurrency_path) {
             (Some(NumberOrExpr::Value(n)), _) => *n,
             (Some(NumberOrExpr::Expr(e)), _) => {
@@ -128,6 +95,31 @@ impl Execution<'_> {
                 eval::Error::runtime("ToleratedFailurePercentage must be between 0 and 100."),
             ));
         }
+        self.inspect(id, step::MAX_CONCURRENCY, || max_concurrency.into());
+        if let Some(n) = tolerated_count {
+            self.inspect(id, step::TOLERATED_FAILURE_COUNT, || n.into());
+        }
+        if let Some(x) = tolerated_percentage {
+            self.inspect(id, step::TOLERATED_FAILURE_PERCENTAGE, || x.into());
+        }
+        if let Some(mocked) = mocked {
+            // TestState: the mock is the iterations' results, or the error one of them failed
+            // with; `mapIterationFailureCount` of them failed.
+            self.run_mut(id).input_for_items = None;
+            return Ok(match mocked {
+                Ok(_)
+                    if self.probe_exceeds_tolerance(
+                        length,
+                        tolerated_count,
+                        tolerated_percentage,
+                    ) =>
+                {
+                    Flow::Fail(threshold_exceeded())
+                }
+                Ok(results) => self.complete(id, &state.flow, state.transition.as_ref(), results),
+                Err(f) => Flow::Fail(f),
+            });
+        }
         self.event(id, || EventKind::MapStateStarted { length });
         let cap = self.limits.max_map_concurrency;
         let concurrency = if max_concurrency <= 0 {
@@ -146,6 +138,59 @@ impl Execution<'_> {
         }
         self.map_start_iterations(id, state)?;
         Ok(Flow::Blocked)
+    }
+
+    /// The number of items, from `Items` (JSONata) or InputPath and ItemsPath (JSONPath); the
+    /// items stay in the run (`input_for_items`, or the input itself) until their iteration
+    /// starts.
+    fn map_items(&mut self, id: RunId, state: &Map, jsonata: bool) -> Result<usize, Failure> {
+        // The raw input stays in place for ResultPath; the effective input is a copy only when
+        // InputPath selects part of it.
+        let owned = if jsonata {
+            // Items (default: the state's input) must give an array.
+            let input = self.run(id).input.clone();
+            let items = match &state.items {
+                Some(items) => {
+                    let scope = self.jsonata_scope(id, &input, None, None, None);
+                    let v = self.jsonata_value(id, "Items", items, &scope)?;
+                    if !v.is_array() {
+                        let text = items
+                            .0
+                            .as_str()
+                            .and_then(stepstone_asl::jsonata::expression);
+                        let text = text.as_ref().map_or("", |e| e.0.as_str());
+                        return Err(self.jsonata_type_failure(id, "Items", text, "array", &v));
+                    }
+                    v
+                }
+                None if input.is_array() => input,
+                None => {
+                    return Err(self.state_failure(
+                        id,
+                        crate::jsonata::query_error(format!(
+                            "Map state input must be an array but was: {input}"
+                        )),
+                    ));
+                }
+            };
+            Some(items)
+        } else {
+            self.effective_copy(id, &state.flow)?
+        };
+        self.run_mut(id).input_for_items = owned;
+        let length = self.with_items(id, state, |items| match items {
+            Some(Value::Array(items)) => Ok(items.len()),
+            other => Err(format!(
+                "Items at '{}' must be a JSON array, but found {}",
+                state.items_path.as_ref().map_or("$", |p| p.as_str()),
+                other.map_or("nothing".into(), Value::to_string)
+            )),
+        });
+        let length = length.map_err(|m| self.state_failure(id, eval::Error::runtime(m)))?;
+        self.inspect(id, step::AFTER_ITEMS_PATH, || {
+            self.with_items(id, state, |items| items.cloned().unwrap_or_default())
+        });
+        Ok(length)
     }
 
     /// Calls `f` with the items array (by reference) as ItemsPath reads it.
@@ -306,10 +351,7 @@ impl Execution<'_> {
                     self.run_mut(parent).input_for_items = None;
                     self.event(parent, || EventKind::MapStateFailed);
                     return Flow::Fail(if tolerated {
-                        Failure::new(
-                            "States.ExceedToleratedFailureThreshold",
-                            "The specified tolerated failure threshold was exceeded",
-                        )
+                        threshold_exceeded()
                     } else {
                         failure
                     });
@@ -332,11 +374,16 @@ impl Execution<'_> {
         self.run_mut(id).input_for_items = None;
         let outputs = self.take_outputs(id);
         self.event(id, || EventKind::MapStateSucceeded);
-        match self.finish_data_flow(id, &state.flow, outputs) {
-            Ok(out) => self.exit(id, state.transition.as_ref(), out),
-            Err(f) => Flow::Fail(f),
-        }
+        self.complete(id, &state.flow, state.transition.as_ref(), outputs)
     }
+}
+
+/// A Map failed because more iterations failed than it tolerates.
+fn threshold_exceeded() -> Failure {
+    Failure::new(
+        "States.ExceedToleratedFailureThreshold",
+        "The specified tolerated failure threshold was exceeded",
+    )
 }
 
 /// An integer, or a string holding one (AWS accepts `"1"` from a path).

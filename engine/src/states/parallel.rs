@@ -21,6 +21,15 @@ impl Execution<'_> {
                 }
                 (None, None) => self.effective_input(id, &state.flow)?,
             };
+            if let Some(mocked) = self.probe_mock(id) {
+                // TestState: the mock stands for every branch.
+                return Ok(match mocked {
+                    Ok(outputs) => {
+                        self.complete(id, &state.flow, state.transition.as_ref(), outputs)
+                    }
+                    Err(f) => Flow::Fail(f),
+                });
+            }
             self.event(id, || EventKind::ParallelStateStarted);
             let n = state.branches.len();
             let mut children = self.children_for(id, Children::new(n, n));
@@ -102,10 +111,7 @@ impl Execution<'_> {
     fn parallel_finish(&mut self, id: RunId, state: &Parallel) -> Flow {
         let outputs = self.take_outputs(id);
         self.event(id, || EventKind::ParallelStateSucceeded);
-        match self.finish_data_flow(id, &state.flow, outputs) {
-            Ok(out) => self.exit(id, state.transition.as_ref(), out),
-            Err(f) => Flow::Fail(f),
-        }
+        self.complete(id, &state.flow, state.transition.as_ref(), outputs)
     }
 
     /// A child run ended: hand it to its parent's state.

@@ -7,6 +7,7 @@ use stepstone_asl::states::{IntegrationPattern, NumberOrExpr, Resource, Task};
 use crate::Failure;
 use crate::history::EventKind;
 use crate::interpreter::{Command, Execution, Flow, RunId, TaskRequest, Waiting};
+use crate::test_state::step;
 
 impl Execution<'_> {
     pub(crate) fn task(&mut self, id: RunId, state: &Task) -> Flow {
@@ -32,6 +33,12 @@ impl Execution<'_> {
                 })?,
             (None, None) => effective.clone(),
         };
+        let step = if flow.arguments.is_some() {
+            step::AFTER_ARGUMENTS
+        } else {
+            step::AFTER_PARAMETERS
+        };
+        self.inspect(id, step, || input.clone());
         self.check_size(id, &input, "the task's input")?;
         let region = match (&state.region, &state.region_path) {
             (Some(r), _) => Some(r.clone()),
@@ -206,6 +213,7 @@ impl Execution<'_> {
                 if let Err(f) = self.check_size(id, &output, "the task's result") {
                     return Flow::Fail(f);
                 }
+                self.inspect(id, step::RESULT, || output.clone());
                 let recorded = if self.history.recording() {
                     output.clone()
                 } else {
@@ -216,10 +224,7 @@ impl Execution<'_> {
                     resource,
                     output: recorded,
                 });
-                match self.finish_data_flow(id, &task.flow, output) {
-                    Ok(out) => self.exit(id, task.transition.as_ref(), out),
-                    Err(f) => Flow::Fail(f),
-                }
+                self.complete(id, &task.flow, task.transition.as_ref(), output)
             }
             Err(failure) => {
                 let (error, cause) = (failure.error.clone(), failure.cause.clone());
