@@ -4,6 +4,9 @@
 //!
 //! Cases that do not pass yet are listed in `conformance_expected_failures.txt` with a reason; a
 //! listed case that passes fails the test, so the list only shrinks.
+//!
+//! Where the corpus recorded the history's event types, they are compared too (list:
+//! `conformance_history_expected_failures.txt`).
 
 mod common;
 
@@ -11,7 +14,7 @@ use serde_json::Value;
 use stepstone::asl::{MachineType, Options, validate};
 use stepstone::engine::{NoTasks, RunOptions, Status, run};
 
-/// What the execution gave, in the corpus's `expected` shape.
+/// What the execution gave, in the corpus's `expected` shape, with `history`: its event types.
 fn actual(case: &Value) -> Value {
     let mut options = Options::default();
     if case["state_machine_type"] == "EXPRESS" {
@@ -29,8 +32,15 @@ fn actual(case: &Value) -> Value {
     run_options.virtual_time = true;
     run_options.machine_name = "conformance-machine".into();
     run_options.express = case["state_machine_type"] == "EXPRESS";
+    run_options.record_history = true;
     let outcome = runtime.block_on(run(&machine, case["input"].clone(), &run_options, &NoTasks));
-    match outcome.status {
+    let history: Vec<String> = outcome
+        .history
+        .events()
+        .iter()
+        .map(|e| e.kind.type_name())
+        .collect();
+    let mut result = match outcome.status {
         Status::Succeeded(output) => serde_json::json!({"status": "SUCCEEDED", "output": output}),
         Status::Failed(f) => {
             serde_json::json!({"status": "FAILED", "error": f.error, "cause": f.cause})
@@ -42,7 +52,9 @@ fn actual(case: &Value) -> Value {
             serde_json::json!({"status": "TIMED_OUT", "error": f.error, "cause": f.cause})
         }
         Status::Running => serde_json::json!({"status": "RUNNING"}),
-    }
+    };
+    result["history"] = serde_json::json!(history);
+    result
 }
 
 fn is_jsonata(case: &Value) -> bool {
@@ -117,6 +129,35 @@ fn check(cases: &[(String, Value)], list: &str, thresholds: bool) {
         by_error * 100 >= total * 99,
         "only {by_error}/{total} pass on status and error (99% required)"
     );
+}
+
+/// The history's event types, where the corpus recorded them.
+#[test]
+fn history_event_types() {
+    let list = "conformance_history_expected_failures.txt";
+    let listed = common::expected_failures(list);
+    let (mut same, mut total, mut fixed, mut failures) = (0, 0, Vec::new(), Vec::new());
+    for (name, case) in common::load_cases("cases") {
+        let Some(want) = case.get("history_event_types").filter(|h| h.is_array()) else {
+            continue;
+        };
+        total += 1;
+        let got = actual(&case)["history"].clone();
+        let ok = &got == want;
+        same += usize::from(ok);
+        match (ok, listed.iter().any(|(n, _)| *n == name)) {
+            (true, true) => fixed.push(name),
+            (false, false) => {
+                failures.push(format!("{name}\n    expected {want}\n    got      {got}"))
+            }
+            _ => {}
+        }
+    }
+    eprintln!(
+        "history event types: {same}/{total} as recorded ({} listed)",
+        listed.len()
+    );
+    common::assert_list_discipline(list, &failures, &fixed);
 }
 
 #[test]

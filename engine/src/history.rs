@@ -122,6 +122,18 @@ pub enum EventKind {
         /// Cause.
         cause: String,
     },
+    /// A JSONata expression of a state failed (States.QueryEvaluationError), before the state
+    /// failed with it. Since checkpoint v2 (older stores have none).
+    EvaluationFailed {
+        /// The state's name.
+        state: String,
+        /// The field whose expression failed (`Items`, `Assign/result`...), when known.
+        location: Option<String>,
+        /// Error name.
+        error: String,
+        /// Cause.
+        cause: String,
+    },
     /// A Parallel state started its branches.
     ParallelStateStarted,
     /// Every branch succeeded.
@@ -177,6 +189,7 @@ impl EventKind {
             EventKind::TaskSucceeded { .. } => "TaskSucceeded".into(),
             EventKind::TaskFailed { .. } => "TaskFailed".into(),
             EventKind::TaskTimedOut { .. } => "TaskTimedOut".into(),
+            EventKind::EvaluationFailed { .. } => "EvaluationFailed".into(),
             EventKind::ParallelStateStarted => "ParallelStateStarted".into(),
             EventKind::ParallelStateSucceeded => "ParallelStateSucceeded".into(),
             EventKind::ParallelStateFailed => "ParallelStateFailed".into(),
@@ -288,6 +301,18 @@ impl Event {
                 "taskTimedOutEventDetails",
                 json!({"resourceType": resource_type, "resource": resource, "error": error, "cause": cause}),
             ),
+            EventKind::EvaluationFailed {
+                state,
+                location,
+                error,
+                cause,
+            } => {
+                let mut d = json!({"error": error, "cause": cause, "state": state});
+                if let Some(l) = location {
+                    d["location"] = json!(l);
+                }
+                ("evaluationFailedEventDetails", d)
+            }
             EventKind::MapStateStarted { length } => {
                 ("mapStateStartedEventDetails", json!({"length": length}))
             }

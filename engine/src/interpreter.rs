@@ -333,6 +333,10 @@ pub struct Execution<'m> {
     pub(crate) states_entered: u64,
     /// States this call may still enter (see `advance`).
     budget: u32,
+    /// The run whose state just raised a JSONata evaluation failure, and the field: its
+    /// EvaluationFailed event is recorded when the failure reaches the run (see
+    /// `record_evaluation_failure`). Failures are built through `&self`, hence the cell.
+    pub(crate) evaluation_failed: std::cell::RefCell<Option<(RunId, Option<String>)>>,
     /// Set in a TestState: watches and steers the tested state (see `test_state.rs`).
     pub(crate) probe: Option<Box<crate::test_state::Probe>>,
 }
@@ -366,6 +370,7 @@ impl<'m> Execution<'m> {
             seed,
             states_entered: 0,
             budget: 0,
+            evaluation_failed: Default::default(),
             probe: None,
         }
     }
@@ -729,10 +734,13 @@ impl<'m> Execution<'m> {
                     self.enter_state(id)
                 }
                 Flow::End(output) => return self.finish(id, Ok(output)),
-                Flow::Fail(failure) => match self.handle_error(id, failure) {
-                    Ok(flow) => flow,
-                    Err(failure) => return self.finish(id, Err(failure)),
-                },
+                Flow::Fail(failure) => {
+                    self.record_evaluation_failure(id, &failure);
+                    match self.handle_error(id, failure) {
+                        Ok(flow) => flow,
+                        Err(failure) => return self.finish(id, Err(failure)),
+                    }
+                }
                 Flow::Blocked => return,
             };
         }
@@ -796,6 +804,13 @@ impl<'m> Execution<'m> {
             StateKind::Map(m) => (&m.errors, false),
             _ => return Err(failure),
         };
+        // A Map or Parallel that failed because of its children records …StateFailed, unless
+        // it is retried: AWS records it once, for the attempt that fails for good.
+        let failed_event = match (&self.run(id).waiting, &state.kind) {
+            (Waiting::Children(_), StateKind::Map(_)) => Some(EventKind::MapStateFailed),
+            (Waiting::Children(_), StateKind::Parallel(_)) => Some(EventKind::ParallelStateFailed),
+            _ => None,
+        };
         if let Some((i, retrier)) = errors
             .retry
             .iter()
@@ -820,18 +835,18 @@ impl<'m> Execution<'m> {
             .enumerate()
             .find(|(_, c)| failure.matches(&c.error_equals, in_task))
         {
+            if let Some(kind) = failed_event {
+                self.event(id, || kind);
+            }
             self.discard_children(id);
             if self.probed(id)
                 && let Some(probe) = &mut self.probe
             {
                 probe.caught = Some((index, failure.clone()));
             }
-            let run = self.run(id);
-            let scope = run.scope;
-            let next = scope.id(&catcher.next).expect("validated target");
             let input = std::mem::take(&mut self.run_mut(id).input);
             let error_output = failure.to_output();
-            if self.is_jsonata(id) {
+            let output = if self.is_jsonata(id) {
                 // Output (default: the error output) and Assign over $states.errorOutput.
                 let jsonata_scope = self.jsonata_scope(id, &input, None, Some(&error_output), None);
                 let assigned = match &catcher.assign {
@@ -845,16 +860,23 @@ impl<'m> Execution<'m> {
                 if let Some(values) = assigned {
                     self.run_mut(id).vars.assign(values);
                 }
-                return Ok(Flow::Next(next, output));
-            }
-            if let Some(assign) = &catcher.assign
-                && let Err(e) = self.assign(id, assign, &error_output)
-            {
-                return Err(self.state_failure(id, e));
-            }
-            let output = eval::merge_result(input, catcher.result_path.as_ref(), error_output)
-                .map_err(|e| self.state_failure(id, e))?;
-            return Ok(Flow::Next(next, output));
+                output
+            } else {
+                if let Some(assign) = &catcher.assign
+                    && let Err(e) = self.assign(id, assign, &error_output)
+                {
+                    return Err(self.state_failure(id, e));
+                }
+                eval::merge_result(input, catcher.result_path.as_ref(), error_output)
+                    .map_err(|e| self.state_failure(id, e))?
+            };
+            // The state exits through its catcher, as AWS records it (…StateFailed, then
+            // …StateExited, then the catcher's Next).
+            let next = Transition::Next(catcher.next.clone());
+            return Ok(self.exit(id, Some(&next), output));
+        }
+        if let Some(kind) = failed_event {
+            self.event(id, || kind);
         }
         Err(failure)
     }
@@ -1008,6 +1030,9 @@ impl<'m> Execution<'m> {
 
     /// Prefixes an evaluation error with the state and its entered event, as AWS does.
     pub(crate) fn state_failure(&self, id: RunId, e: eval::Error) -> Failure {
+        if e.error == crate::jsonata::QUERY_EVALUATION_ERROR {
+            self.evaluation_failed.replace(Some((id, None)));
+        }
         let (name, _) = self.current(id);
         let event = self.run(id).entered_event;
         Failure::new(

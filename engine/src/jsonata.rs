@@ -14,6 +14,7 @@ use stepstone_asl::jsonata::{Expression, FieldError, JsonataValue, Problem, Scop
 use stepstone_asl::states::Assign;
 
 use crate::Failure;
+use crate::history::EventKind;
 use crate::interpreter::{Execution, RunId};
 
 /// The error every JSONata evaluation failure is.
@@ -59,7 +60,32 @@ impl Execution<'_> {
 
     /// The failure for a JSONata field `field` of run `id`'s state.
     pub(crate) fn jsonata_failure(&self, id: RunId, field: &str, e: &FieldError) -> Failure {
-        self.state_failure(id, query_error(e.describe(field)))
+        let failure = self.state_failure(id, query_error(e.describe(field)));
+        self.evaluation_failed
+            .replace(Some((id, Some(field.to_owned()))));
+        failure
+    }
+
+    /// Records the EvaluationFailed event of run `id`, when `failure` is the JSONata
+    /// evaluation failure its state just raised (see `state_failure`). Once per failure: true
+    /// when it recorded one.
+    pub(crate) fn record_evaluation_failure(&mut self, id: RunId, failure: &Failure) -> bool {
+        let marked = self.evaluation_failed.take();
+        let Some((run, location)) = marked.filter(|(run, _)| *run == id) else {
+            return false;
+        };
+        if failure.error != QUERY_EVALUATION_ERROR {
+            return false;
+        }
+        let (state, _) = self.current(run);
+        let (error, cause) = (failure.error.clone(), failure.cause.clone());
+        self.event(run, || EventKind::EvaluationFailed {
+            state: state.to_owned(),
+            location,
+            error,
+            cause,
+        });
+        true
     }
 
     /// `value` evaluated in `scope`, as the state's field `field`.
@@ -127,13 +153,16 @@ impl Execution<'_> {
         expected: &str,
         value: &Value,
     ) -> Failure {
-        self.state_failure(
+        let failure = self.state_failure(
             id,
             query_error(format!(
                 "The JSONata expression '{expression}' specified for the field '{field}' returned an unexpected result type. Expected '{expected}', but was '{}' for value: {value}",
                 crate::states::json_type(value)
             )),
-        )
+        );
+        self.evaluation_failed
+            .replace(Some((id, Some(field.to_owned()))));
+        failure
     }
 
     /// A JSONata Assign evaluated in `scope` (applied by the caller, after the state's other

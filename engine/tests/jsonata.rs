@@ -84,3 +84,51 @@ async fn a_failing_expression_is_a_query_evaluation_error_naming_its_field() {
         "An error occurred while executing the state 'Wait' (entered at the event id #2). The JSONata expression '$states.input.delay' specified for the field 'Seconds' returned an unexpected result type. Expected 'integer', but was 'string' for value: \"soon\""
     );
 }
+
+#[tokio::test]
+async fn a_failing_expression_is_recorded_in_an_evaluation_failed_event() {
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "Fan", "States": {
+        "Fan": {"Type": "Map", "Items": "{% $states.input.regions %}",
+            "ItemProcessor": {"StartAt": "Up", "States": {"Up": {"Type": "Pass", "End": true}}},
+            "Catch": [{"ErrorEquals": ["States.QueryEvaluationError"], "Next": "Bad"}],
+            "End": true},
+        "Bad": {"Type": "Pass", "Output": "{% $undefinedVariable %}", "End": true}}});
+    let mut o = options();
+    o.record_history = true;
+    let out = run(
+        &machine(&def),
+        json!({"regions": "eu-west-1"}),
+        &o,
+        &stepstone_engine::NoTasks,
+    )
+    .await;
+    let events: Vec<Value> = out.history.events().iter().map(|e| e.to_json()).collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    // As AWS records it: the evaluation failure, then the Map's failure; caught, the Map
+    // exits, and the next state's own evaluation failure ends the execution.
+    assert_eq!(
+        types,
+        [
+            "ExecutionStarted",
+            "MapStateEntered",
+            "EvaluationFailed",
+            "MapStateFailed",
+            "MapStateExited",
+            "PassStateEntered",
+            "EvaluationFailed",
+            "ExecutionFailed"
+        ]
+    );
+    let details = &events[2]["evaluationFailedEventDetails"];
+    assert_eq!(details["state"], "Fan");
+    assert_eq!(details["location"], "Items");
+    assert_eq!(details["error"], "States.QueryEvaluationError");
+    assert_eq!(
+        events[6]["evaluationFailedEventDetails"]["location"],
+        "Output"
+    );
+    assert_eq!(
+        events[6]["evaluationFailedEventDetails"]["cause"],
+        events[7]["executionFailedEventDetails"]["cause"]
+    );
+}

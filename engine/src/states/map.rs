@@ -17,7 +17,14 @@ use crate::test_state::step;
 
 impl Execution<'_> {
     pub(crate) fn map(&mut self, id: RunId, state: &Map) -> Flow {
-        self.map_start(id, state).unwrap_or_else(Flow::Fail)
+        self.map_start(id, state).unwrap_or_else(|failure| {
+            // An expression of the Map (Items, MaxConcurrency...) failed: AWS records the
+            // evaluation failure, then the Map's failure.
+            if self.record_evaluation_failure(id, &failure) {
+                self.event(id, || EventKind::MapStateFailed);
+            }
+            Flow::Fail(failure)
+        })
     }
 
     fn map_start(&mut self, id: RunId, state: &Map) -> Result<Flow, Failure> {
@@ -55,6 +62,9 @@ impl Execution<'_> {
             (_, Some(p)) => self.map_number(id, p, "MaxConcurrencyPath", "integer", integer)?,
             _ => 0,
         };
+        // AWS records the start before it reads the tolerated failure threshold (a bad
+        // ToleratedFailure*Path fails a started Map), after MaxConcurrency.
+        self.event(id, || EventKind::MapStateStarted { length });
         let tolerated_count = match (
             &state.tolerated_failure_count,
             &state.tolerated_failure_count_path,
@@ -120,7 +130,6 @@ impl Execution<'_> {
                 Err(f) => Flow::Fail(f),
             });
         }
-        self.event(id, || EventKind::MapStateStarted { length });
         let cap = self.limits.max_map_concurrency;
         let concurrency = if max_concurrency <= 0 {
             cap
@@ -349,7 +358,6 @@ impl Execution<'_> {
                     // The iterations still running stop where they are (see `fall`), or are
                     // let go if a Retry or Catch handles the failure.
                     self.run_mut(parent).input_for_items = None;
-                    self.event(parent, || EventKind::MapStateFailed);
                     return Flow::Fail(if tolerated {
                         threshold_exceeded()
                     } else {

@@ -102,7 +102,6 @@ impl Execution<'_> {
                 // The other branches stop where they are (see `fall`), or are let go if a
                 // Retry or Catch handles the failure.
                 children.fail(slot, Value::Null);
-                self.event(parent, || EventKind::ParallelStateFailed);
                 Flow::Fail(failure)
             }
         }
