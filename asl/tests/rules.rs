@@ -569,6 +569,56 @@ fn query_languages() {
 }
 
 #[test]
+fn jsonata_syntax_errors_are_definition_errors() {
+    let jsonata = |states: Value| {
+        let mut m = machine(states);
+        m["QueryLanguage"] = json!("JSONata");
+        m
+    };
+    errors(
+        jsonata(
+            json!({"A": {"Type": "Pass", "Output": {"n": "{% $states.input.( %}"}, "End": true}}),
+        ),
+        &[(SVF, "/States/A/Output/n")],
+    );
+    errors(
+        jsonata(json!({"A": {"Type": "Pass", "Assign": {"x": ["{% 1 + %}"]}, "End": true}})),
+        &[(SVF, "/States/A/Assign/x/0")],
+    );
+    errors(
+        jsonata(
+            json!({"C": {"Type": "Choice", "Choices": [{"Condition": "{% $states.input.x >>> 1 %}", "Next": "D"}], "Default": "D"}, "D": {"Type": "Succeed"}}),
+        ),
+        &[(SVF, "/States/C/Choices/0/Condition")],
+    );
+    errors(
+        jsonata(json!({"W": {"Type": "Wait", "Seconds": "{% ) %}", "End": true}})),
+        &[(SVF, "/States/W/Seconds")],
+    );
+    errors(
+        jsonata(json!({"F": {"Type": "Fail", "Error": "{% 'a' & %}"}})),
+        &[(SVF, "/States/F/Error")],
+    );
+    errors(
+        jsonata(
+            json!({"M": {"Type": "Map", "MaxConcurrency": "{% [ %}", "ToleratedFailurePercentage": "{% { %}",
+            "ItemProcessor": {"StartAt": "X", "States": {"X": {"Type": "Succeed"}}}, "End": true}}),
+        ),
+        &[
+            (SVF, "/States/M/MaxConcurrency"),
+            (SVF, "/States/M/ToleratedFailurePercentage"),
+        ],
+    );
+    // A valid expression, for contrast, and text that only looks like one.
+    errors(
+        jsonata(
+            json!({"A": {"Type": "Pass", "Output": {"n": "{% $count($states.input.items) %}", "s": " {% not( %} "}, "End": true}}),
+        ),
+        &[],
+    );
+}
+
+#[test]
 fn state_names() {
     let long = "n".repeat(81);
     errors(

@@ -61,10 +61,14 @@ impl Expression {
         Expression(text.into(), Cache(Default::default()))
     }
 
+    /// The expression parsed (once: the result is kept).
+    pub fn compiled(&self) -> &Result<Compiled, QueryError> {
+        self.1.get_or_init(|| Compiled::compile(&self.0))
+    }
+
     /// Evaluates the expression; `None` when its value is undefined.
     pub fn evaluate(&self, scope: &Scope) -> Result<Option<Value>, QueryError> {
-        self.1
-            .get_or_init(|| Compiled::compile(&self.0))
+        self.compiled()
             .as_ref()
             .map_err(Clone::clone)?
             .evaluate(scope)
@@ -77,6 +81,24 @@ pub fn expression(text: &str) -> Option<Expression> {
     // the TestState corpus).
     let inner = text.strip_prefix("{%")?.strip_suffix("%}")?;
     Some(Expression::new(inner.trim()))
+}
+
+/// The expression of `text` (`{% ... %}`; `None` when `text` is not one), parsed now: a syntax
+/// error is a definition error at `at`, as for any other malformed field, rather than a
+/// States.QueryEvaluationError when the state runs. The parsed expression is kept for the runs.
+pub(crate) fn parsed(l: &mut Loader, at: &str, text: &str) -> Option<Expression> {
+    let e = expression(text)?;
+    check_syntax(l, at, &e);
+    Some(e)
+}
+
+fn check_syntax(l: &mut Loader, at: &str, e: &Expression) {
+    if let Err(error) = e.compiled() {
+        l.error(
+            at,
+            format!("The JSONata expression '{}' is not valid: {}", e.0, error.0),
+        );
+    }
 }
 
 /// A JSONata value with its expressions compiled.
@@ -203,7 +225,7 @@ impl JsonataValue {
 fn check(l: &mut Loader, value: &Value, at: &str) {
     match value {
         Value::String(s) if s.starts_with("{%") => match expression(s) {
-            Some(e) if !e.0.is_empty() => {}
+            Some(e) if !e.0.is_empty() => check_syntax(l, at, &e),
             _ => l.error(
                 at,
                 format!("The JSONata expression '{s}' must be written as {{% expression %}}"),

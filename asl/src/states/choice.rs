@@ -266,7 +266,7 @@ fn rule(f: &mut Fields, l: &mut Loader, lang: QueryLanguage) -> Option<Rule> {
         return match condition {
             Value::Bool(b) => Some(Rule::Constant(*b)),
             Value::String(text) if jsonata::expression(text).is_some() => {
-                jsonata::expression(text).map(Rule::Condition)
+                jsonata::parsed(l, &f.pointer("Condition"), text).map(Rule::Condition)
             }
             _ => {
                 l.error(

@@ -59,7 +59,7 @@ fn text(
     }
     let literal = literal?;
     if cx.lang == QueryLanguage::Jsonata {
-        if let Some(e) = jsonata::expression(literal) {
+        if let Some(e) = jsonata::parsed(l, &f.pointer(key), literal) {
             return Some(FailText::Expr(e));
         }
     } else if looks_dynamic(literal) {

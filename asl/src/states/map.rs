@@ -199,7 +199,7 @@ impl Map {
                 let v = f.take("ToleratedFailurePercentage")?;
                 let at = f.pointer("ToleratedFailurePercentage");
                 match (v, lang) {
-                    (Value::String(s), Jsonata) => match jsonata::expression(s) {
+                    (Value::String(s), Jsonata) => match jsonata::parsed(l, &at, s) {
                         Some(e) => Some(NumberOrExpr::Expr(e)),
                         None => {
                             l.error(at, "The field 'ToleratedFailurePercentage' must be a number or a JSONata expression {% ... %}");

@@ -330,7 +330,7 @@ pub(crate) fn int_or_expr(
     let v = f.take(key)?;
     let at = f.pointer(key);
     if let (Value::String(s), QueryLanguage::Jsonata) = (v, lang) {
-        return match jsonata::expression(s) {
+        return match jsonata::parsed(l, &at, s) {
             Some(e) => Some(NumberOrExpr::Expr(e)),
             None => {
                 l.error(

@@ -73,7 +73,7 @@ impl Wait {
             let at = f.pointer("Timestamp");
             wait = match (v, cx.lang) {
                 (Value::String(s), QueryLanguage::Jsonata) if jsonata::expression(s).is_some() => {
-                    jsonata::expression(s).map(WaitFor::TimestampExpr)
+                    jsonata::parsed(l, &at, s).map(WaitFor::TimestampExpr)
                 }
                 (Value::String(s), _) => match Timestamp::parse(s) {
                     Ok(t) => Some(WaitFor::Timestamp(t)),
