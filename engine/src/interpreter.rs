@@ -23,6 +23,9 @@ use crate::limits::Limits;
 use crate::test_state::step;
 use crate::vars::Vars;
 
+/// The error of a payload or a variable over its size limit.
+pub(crate) const DATA_LIMIT_EXCEEDED: &str = "States.DataLimitExceeded";
+
 /// How many states one call into the interpreter may enter before it yields to the driver.
 pub const STATES_PER_CALL: u32 = 4096;
 
@@ -1268,11 +1271,36 @@ impl<'m> Execution<'m> {
     ) -> Result<Map<String, Value>, eval::Error> {
         match assign {
             Assign::JsonPath(t) => match self.with_env(id, input, None, |env| env.template(t))? {
-                Value::Object(values) => Ok(values),
+                Value::Object(values) => {
+                    crate::vars::check_sizes(&values, self.limits.max_payload_bytes).map_err(
+                        |m| eval::Error {
+                            error: DATA_LIMIT_EXCEEDED,
+                            message: m,
+                        },
+                    )?;
+                    Ok(values)
+                }
                 _ => unreachable!("Assign is validated to be an object"),
             },
             Assign::Jsonata(_) => Err(eval::Error::runtime("JSONata Assign is not evaluated yet")),
         }
+    }
+
+    /// States.DataLimitExceeded when what a state assigns is over AWS's variable limits.
+    pub(crate) fn check_assign_sizes(
+        &self,
+        id: RunId,
+        values: &Map<String, Value>,
+    ) -> Result<(), Failure> {
+        crate::vars::check_sizes(values, self.limits.max_payload_bytes).map_err(|m| {
+            self.state_failure(
+                id,
+                eval::Error {
+                    error: DATA_LIMIT_EXCEEDED,
+                    message: m,
+                },
+            )
+        })
     }
 
     /// Evaluates and applies an Assign.

@@ -177,7 +177,10 @@ impl Execution<'_> {
             unreachable!("a JSONata state's Assign is JSONata")
         };
         match self.jsonata_value(id, "Assign", value, scope)? {
-            Value::Object(values) => Ok(values),
+            Value::Object(values) => {
+                self.check_assign_sizes(id, &values)?;
+                Ok(values)
+            }
             _ => unreachable!("Assign is validated to be an object"),
         }
     }

@@ -23,6 +23,24 @@ impl Default for Limits {
     }
 }
 
+/// The size of `value` as compact JSON text, in bytes, counted without building the text.
+pub(crate) fn json_size(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 impl Limits {
     /// Sets the history-event limit (`None` lifts it).
     pub fn with_max_history_events(mut self, limit: Option<u64>) -> Limits {

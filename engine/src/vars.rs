@@ -40,6 +40,29 @@ impl Vars {
     }
 }
 
+/// AWS's limits on what one state assigns (the developer guide's "variable size limits"): each
+/// variable at most `limit` bytes (256 KiB), and all the variables of one Assign together at
+/// most as much. Past them the state fails with States.DataLimitExceeded, as for an oversized
+/// payload.
+pub(crate) fn check_sizes(values: &Map<String, Value>, limit: usize) -> Result<(), String> {
+    let mut total = 0;
+    for (name, value) in values {
+        let size = crate::limits::json_size(value);
+        if size > limit {
+            return Err(format!(
+                "The variable '{name}' is {size} bytes; a variable may hold at most {limit} bytes."
+            ));
+        }
+        total += size;
+    }
+    if total > limit {
+        return Err(format!(
+            "The variables assigned by the state are {total} bytes together; one Assign may hold at most {limit} bytes."
+        ));
+    }
+    Ok(())
+}
+
 impl Vars {
     /// The frames, outermost first: how a checkpoint stores them.
     pub(crate) fn frames(&self) -> Vec<Map<String, Value>> {

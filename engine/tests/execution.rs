@@ -401,6 +401,46 @@ async fn variables_flow_into_children_but_not_out() {
     );
 }
 
+#[tokio::test]
+async fn variables_are_held_to_aws_size_limits() {
+    let big = "x".repeat(200 * 1024);
+    // Each variable fits, but not both in one Assign (256 KiB), in either language.
+    for lang in ["JSONPath", "JSONata"] {
+        let def = json!({"QueryLanguage": lang, "StartAt": "Set", "States": {
+            "Set": {"Type": "Pass", "Assign": {"a": big, "b": big}, "End": true}}});
+        let out = go(def, json!({}), &NoTasks).await;
+        let Status::Failed(f) = out.status else {
+            panic!("{lang}: {:?}", out.status)
+        };
+        assert_eq!(f.error, "States.DataLimitExceeded", "{lang}");
+        assert!(
+            f.cause.contains("one Assign may hold at most 262144 bytes"),
+            "{}",
+            f.cause
+        );
+    }
+    // One variable over the limit names itself; one state's worth passes.
+    let huge = "x".repeat(300 * 1024);
+    let def = json!({"StartAt": "Set", "States": {
+        "Set": {"Type": "Pass", "Assign": {"huge.$": "$.v"}, "End": true}}});
+    let out = go(def, json!({"v": huge}), &NoTasks).await;
+    let Status::Failed(f) = out.status else {
+        panic!("{:?}", out.status)
+    };
+    assert!(
+        f.cause.contains("The variable 'huge' is 307202 bytes"),
+        "{}",
+        f.cause
+    );
+    let def = json!({"StartAt": "Set", "States": {
+        "Set": {"Type": "Pass", "Assign": {"a": big}, "Next": "Again"},
+        "Again": {"Type": "Pass", "Assign": {"b": big}, "End": true}}});
+    assert!(matches!(
+        go(def, json!({}), &NoTasks).await.status,
+        Status::Succeeded(_)
+    ));
+}
+
 /// The interpreter alone: commands out, inputs in, no driver.
 #[test]
 fn interpreter_emits_commands() {

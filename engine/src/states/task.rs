@@ -251,11 +251,11 @@ impl Execution<'_> {
     /// States.DataLimitExceeded when a payload is over the limit.
     pub(crate) fn check_size(&self, id: RunId, value: &Value, what: &str) -> Result<(), Failure> {
         let limit = self.limits.max_payload_bytes;
-        let size = serde_json::to_vec(value).map_or(0, |v| v.len());
+        let size = crate::limits::json_size(value);
         if size > limit {
             let (name, _) = self.current(id);
             return Err(Failure::new(
-                "States.DataLimitExceeded",
+                crate::interpreter::DATA_LIMIT_EXCEEDED,
                 format!(
                     "The state/task '{name}' returned a result with a size exceeding the maximum number of bytes service limit: {what} is {size} bytes, the limit is {limit}."
                 ),
