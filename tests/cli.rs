@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn stepstone(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_stepstone"))
@@ -868,4 +868,134 @@ fn a_task_waiting_for_its_token_is_completed_from_another_process() {
     assert!(!token_file("killed").exists(), "not delivered again");
     let _ = std::fs::remove_dir_all(&store);
     let _ = std::fs::remove_dir_all(&work);
+}
+
+#[test]
+fn test_state_answers_for_one_state() {
+    let task = run_file(
+        "test-state-task.json",
+        json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "deploy", "Payload.$": "$"},
+            "ResultSelector": {"stack.$": "$.Payload.stack"}, "ResultPath": "$.deployed",
+            "Retry": [{"ErrorEquals": ["Lambda.TooManyRequestsException"], "IntervalSeconds": 2}],
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Rollback"}],
+            "Next": "Verify"}),
+    );
+    // Human output: one field per line, the inspection below.
+    let o = stepstone(&[
+        "test-state",
+        &task,
+        "--input",
+        r#"{"region": "eu-west-1"}"#,
+        "--mock-result",
+        r#"{"Payload": {"stack": "app"}}"#,
+        "--inspection-level",
+        "DEBUG",
+    ]);
+    assert_ok(&o);
+    let text = stdout(&o);
+    assert!(
+        text.starts_with("status: SUCCEEDED\nnextState: Verify\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"output: {"region":"eu-west-1","deployed":{"stack":"app"}}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"  afterParameters: {"FunctionName":"deploy","Payload":{"region":"eu-west-1"}}"#
+        ),
+        "{text}"
+    );
+
+    // --json: TestState's response shape; a retried error is RETRIABLE (exit 0).
+    let o = stepstone(&[
+        "test-state",
+        &task,
+        "--json",
+        "--inspection-level",
+        "trace",
+        "--mock-error",
+        "Lambda.TooManyRequestsException",
+        "--mock-cause",
+        "slow down",
+        "--retrier-retry-count",
+        "2",
+    ]);
+    assert_eq!(
+        json_out(&o),
+        json!({"status": "RETRIABLE", "error": "Lambda.TooManyRequestsException", "cause": "slow down",
+            "inspectionData": {"input": {}, "afterInputPath": {}, "afterParameters": {"FunctionName": "deploy", "Payload": {}},
+                "errorDetails": {"retryBackoffIntervalSeconds": 8, "retryIndex": 0}}})
+    );
+    // Spent retrier: the catcher takes it.
+    let o = stepstone(&[
+        "test-state",
+        &task,
+        "--json",
+        "--mock-error",
+        "Lambda.TooManyRequestsException",
+        "--retrier-retry-count",
+        "3",
+    ]);
+    let r = json_out(&o);
+    assert_eq!(
+        (r["status"].as_str(), r["nextState"].as_str()),
+        (Some("CAUGHT_ERROR"), Some("Rollback"))
+    );
+
+    // A whole machine: --state picks the state; an error nothing handles exits 1.
+    let machine = run_file(
+        "test-state-machine.json",
+        json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"},
+            "B": {"Type": "Fail", "Error": "Nope", "Cause": "stopped here"}}}),
+    );
+    let o = stepstone(&["test-state", &machine, "--state", "B", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        serde_json::from_str::<Value>(stdout(&o).trim()).unwrap(),
+        json!({"status": "FAILED", "error": "Nope", "cause": "stopped here"})
+    );
+}
+
+#[test]
+fn test_state_refuses_what_it_cannot_test() {
+    let machine = run_file(
+        "test-state-refusals.json",
+        json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}}),
+    );
+    for (args, message) in [
+        (
+            vec!["--state", "Z"],
+            "no state 'Z' at the top level of the definition (its states: A)",
+        ),
+        (vec!["--mock-result", "{"], "--mock-result is not JSON"),
+        (
+            vec!["--mock-result", "1"],
+            "a mock replaces the work of a Task, Map or Parallel state; 'A' is a Pass state",
+        ),
+        (
+            vec!["--variables", "[1]"],
+            "--variables must be a JSON object",
+        ),
+        (
+            vec!["--map-iteration-failure-count", "1"],
+            "mapIterationFailureCount applies to Map states",
+        ),
+    ] {
+        let mut all = vec!["test-state", machine.as_str()];
+        all.extend(args);
+        let o = stepstone(&all);
+        assert_eq!(o.status.code(), Some(2), "{all:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(message), "{all:?}: {err}");
+    }
+    let invalid = run_file(
+        "test-state-invalid.json",
+        json!({"Type": "Pass", "Resource": 1}),
+    );
+    let o = stepstone(&["test-state", &invalid]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/States/StateName"));
 }
