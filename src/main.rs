@@ -44,7 +44,8 @@ enum Command {
     ///
     /// The definition is one state or a whole state machine (pick the state with --state). A
     /// mock (--mock-result, or --mock-error and --mock-cause) replaces the state's work: no task
-    /// is called, and a Map or Parallel runs no iteration or branch. Retry and Catch are
+    /// is called, and a Map or Parallel (which must be mocked, as in TestState) runs no
+    /// iteration or branch. Retry and Catch are
     /// decided, not performed: an error a retrier matches gives RETRIABLE, one a catcher takes
     /// gives CAUGHT_ERROR with the catcher's output and next state. Unmocked tasks go to their
     /// --task command or to AWS; Waits do not wait. Exit status: 0 SUCCEEDED, RETRIABLE or

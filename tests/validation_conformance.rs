@@ -2,6 +2,9 @@
 //! accepted, with AWS's diagnostics) through the validator and compares the codes and
 //! locations of the errors. Wording may differ from AWS's; codes and locations may not.
 //!
+//! TestState's own refusals (not definition errors: a state TestState will not run) are checked
+//! through `test_state`, their message against AWS's.
+//!
 //! Cases that cannot pass yet are listed in `validation_expected_failures.txt` with a reason.
 //! A listed case that starts passing fails this test, so the list only shrinks.
 
@@ -10,7 +13,8 @@ mod common;
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use stepstone_asl::{MachineType, Options, validate_str};
+use stepstone::asl::{MachineType, Options, SINGLE_STATE_NAME, validate_state, validate_str};
+use stepstone::engine::{NoTasks, TestState, test_state};
 
 type Expected = BTreeSet<(String, Option<String>)>;
 
@@ -102,6 +106,25 @@ fn actual(case: &Value) -> Expected {
         .collect()
 }
 
+/// For a case of the TestState API refused with a message of its own: that message, and what
+/// `test_state` answers for the state (with no mock, as the case gives none).
+fn test_state_refusal(case: &Value) -> Option<(String, Option<String>)> {
+    let message = case["expected"]["message"].as_str()?;
+    if case["api"] != "TestState" || message.starts_with("Invalid State Machine Definition") {
+        return None;
+    }
+    let v = validate_state(&case["definition"], SINGLE_STATE_NAME, Options::default());
+    let got = v.machine.and_then(|m| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let test = TestState::default();
+        let answer = runtime.block_on(test_state(&m, SINGLE_STATE_NAME, &test, &NoTasks));
+        answer.err().map(|e| e.to_string())
+    });
+    Some((message.to_owned(), got))
+}
+
 #[test]
 fn validation_corpus() {
     let cases = common::load_cases("validation");
@@ -111,7 +134,16 @@ fn validation_corpus() {
     let mut fixed = Vec::new();
     for (name, case) in &cases {
         let is_listed = listed.iter().any(|(n, _)| n == name);
+        let refusal = test_state_refusal(case);
         let ok = match expected(case) {
+            Err(_) if refusal.is_some() => {
+                let (want, got) = refusal.expect("checked");
+                let ok = got.as_deref().is_some_and(|g| g.starts_with(&want));
+                if !ok && !is_listed {
+                    failures.push(format!("{name}\n    expected {want}\n    got      {got:?}"));
+                }
+                ok
+            }
             Ok(exp) => {
                 let got = actual(case);
                 if got == exp {

@@ -47,5 +47,5 @@ pub use signal::{Callback, CallbackError, Signal, Signals, token_names, token_of
 pub use stepstone_asl as asl;
 pub use test_state::{
     InspectionLevel, Mock, StateConfiguration, TestState, TestStateError, TestStateResponse,
-    TestStatus, test_state,
+    TestStatus, UNSUPPORTED_WITHOUT_MOCK, test_state,
 };

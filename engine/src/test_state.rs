@@ -17,8 +17,8 @@
 //!   ResultPath, and a Map's items and limits.
 //!
 //! A mocked Task needs no probe: the mock is its task dispatcher. Unmocked tasks go to the
-//! dispatcher given; an unmocked Map or Parallel runs its iterations or branches in full (a
-//! Stepstone extension: TestState requires a mock for them). Waits do not wait.
+//! dispatcher given. A Map or Parallel must be mocked, as TestState requires. Waits do not
+//! wait.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -226,6 +226,9 @@ pub async fn test_state(
     Ok(probe.response(state, execution.status().clone(), test))
 }
 
+/// What TestState answers for a Map or Parallel state without a mock.
+pub const UNSUPPORTED_WITHOUT_MOCK: &str = "TestState API does not support Map or Parallel states. Supported state types include: [Task, Wait, Pass, Succeed, Fail, Choice]";
+
 /// Refuses a test that cannot mean anything, naming what is wrong.
 fn check(
     root: ScopeRef<'_>,
@@ -237,6 +240,17 @@ fn check(
     let kind = state.kind.type_name();
     let fail = |m: String| Err(TestStateError(m));
     let config = &test.configuration;
+    if test.mock.is_none() && matches!(state.kind, StateKind::Map(_) | StateKind::Parallel(_)) {
+        // AWS's refusal, word for word, and how to go on.
+        return fail(format!(
+            "{UNSUPPORTED_WITHOUT_MOCK} ('{name}' is a {kind} state: give the result or the error of its {} with a mock)",
+            if kind == "Map" {
+                "iterations"
+            } else {
+                "branches"
+            }
+        ));
+    }
     if test.mock.is_some()
         && !matches!(
             state.kind,

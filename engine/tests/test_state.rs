@@ -1,5 +1,5 @@
 //! TestState in the engine, beyond what the recorded AWS cases cover: a spent retrier, a
-//! JSONPath Catch, variables in the inspection, unmocked tasks and Maps, and the refusals.
+//! JSONPath Catch, variables in the inspection, unmocked tasks, and the refusals.
 
 use serde_json::{Map, Value, json};
 use stepstone_engine::asl::{Machine, Options, SINGLE_STATE_NAME, validate, validate_state};
@@ -166,23 +166,30 @@ async fn an_unmocked_task_goes_to_the_dispatcher_and_its_steps_are_inspected() {
 }
 
 #[tokio::test]
-async fn an_unmocked_map_runs_its_iterations() {
+async fn a_map_needs_a_mock_and_with_one_runs_no_iteration() {
     let m = one_state(
         &json!({"Type": "Map", "ItemsPath": "$.regions", "MaxConcurrency": 2,
-        "ItemProcessor": {"StartAt": "Up", "States": {
-            "Up": {"Type": "Pass", "Parameters": {"up.$": "States.Format('{}-ok', $)"}, "End": true}}},
-        "Next": "Report"}),
+        "ItemProcessor": {"StartAt": "Up", "States": {"Up": {"Type": "Pass", "End": true}}},
+        "ResultPath": "$.up", "Next": "Report"}),
     );
-    let r = test_state(
-        &m,
-        SINGLE_STATE_NAME,
-        &debug(json!({"regions": ["a", "b"]})),
-        &NoTasks,
-    )
-    .await
-    .unwrap();
+    let mut test = debug(json!({"regions": ["a", "b"]}));
+    let err = test_state(&m, SINGLE_STATE_NAME, &test, &NoTasks)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(stepstone_engine::UNSUPPORTED_WITHOUT_MOCK),
+        "{err}"
+    );
+    test.mock = Some(Mock::Result(json!(["a-ok", "b-ok"])));
+    let r = test_state(&m, SINGLE_STATE_NAME, &test, &NoTasks)
+        .await
+        .unwrap();
     assert_eq!(r.status, TestStatus::Succeeded);
-    assert_eq!(r.output, Some(json!([{"up": "a-ok"}, {"up": "b-ok"}])));
+    assert_eq!(
+        r.output,
+        Some(json!({"regions": ["a", "b"], "up": ["a-ok", "b-ok"]}))
+    );
     assert_eq!(r.next_state.as_deref(), Some("Report"));
     let data = r.inspection_data.unwrap();
     assert_eq!(data["afterItemsPath"], json!(["a", "b"]));
