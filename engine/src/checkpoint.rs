@@ -220,6 +220,7 @@ impl<'m> Execution<'m> {
                         waiting: r.waiting,
                         input_for_items: r.input_for_items,
                         output_from_result: r.output_from_result,
+                        assigned: None,
                         entered: r.entered.unwrap_or_else(|| !exec.ready.contains(&id)),
                         fallen: r.fallen,
                     })

@@ -70,6 +70,10 @@ pub enum EventKind {
         name: String,
         /// Its output.
         output: Value,
+        /// The variables the state assigned, when it assigned some (`assignedVariables`).
+        /// Since checkpoint v2's JSONata support; older histories have none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assigned: Option<Map<String, Value>>,
     },
     /// A task was scheduled.
     TaskScheduled {
@@ -251,10 +255,23 @@ impl Event {
                 "stateEnteredEventDetails",
                 json!({"name": name, "input": text(input), "inputDetails": not_truncated()}),
             ),
-            EventKind::StateExited { name, output, .. } => (
-                "stateExitedEventDetails",
-                json!({"name": name, "output": text(output), "outputDetails": not_truncated()}),
-            ),
+            EventKind::StateExited {
+                name,
+                output,
+                assigned,
+                ..
+            } => {
+                let mut d =
+                    json!({"name": name, "output": text(output), "outputDetails": not_truncated()});
+                if let Some(values) = assigned {
+                    // Each value as JSON text, as AWS gives it.
+                    let texts: Map<String, Value> =
+                        values.iter().map(|(k, v)| (k.clone(), text(v))).collect();
+                    d["assignedVariables"] = Value::Object(texts);
+                    d["assignedVariablesDetails"] = not_truncated();
+                }
+                ("stateExitedEventDetails", d)
+            }
             EventKind::TaskScheduled {
                 resource_type,
                 resource,

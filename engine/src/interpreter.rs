@@ -297,6 +297,9 @@ pub(crate) struct Run<'m> {
     pub(crate) input_for_items: Option<Value>,
     /// Set when Parameters consumed the raw input: how the output follows from the result.
     pub(crate) output_from_result: Option<OutputFrom>,
+    /// What the current state assigned, kept (with a full history only) for its StateExited
+    /// event. Set and taken within one call: never checkpointed.
+    pub(crate) assigned: Option<Map<String, Value>>,
     /// Whether the current state was entered (its StateEntered event, `entered_event`, holds
     /// its raw input); false while the run waits in `ready` to enter it.
     pub(crate) entered: bool,
@@ -550,6 +553,7 @@ impl<'m> Execution<'m> {
             waiting: Waiting::Nothing,
             input_for_items: None,
             output_from_result: None,
+            assigned: None,
             entered: false,
             fallen: false,
         };
@@ -728,6 +732,7 @@ impl<'m> Execution<'m> {
                     run.attempts.clear();
                     run.retry_count = 0;
                     run.output_from_result = None;
+                    run.assigned = None;
                     run.entered = false;
                     if self.budget == 0 {
                         // Out of budget: the run enters `next` on the next call.
@@ -861,7 +866,7 @@ impl<'m> Execution<'m> {
                     None => error_output,
                 };
                 if let Some(values) = assigned {
-                    self.run_mut(id).vars.assign(values);
+                    self.apply_assign(id, values);
                 }
                 output
             } else {
@@ -1172,7 +1177,7 @@ impl<'m> Execution<'m> {
             }
         };
         if let Some(values) = assigned {
-            self.run_mut(id).vars.assign(values);
+            self.apply_assign(id, values);
         }
         Ok(output)
     }
@@ -1311,7 +1316,7 @@ impl<'m> Execution<'m> {
         input: &Value,
     ) -> Result<(), eval::Error> {
         let values = self.evaluate_assign(id, assign, input)?;
-        self.run_mut(id).vars.assign(values);
+        self.apply_assign(id, values);
         Ok(())
     }
 
@@ -1330,6 +1335,35 @@ impl<'m> Execution<'m> {
         }
     }
 
+    /// Applies what a state assigned to its run's variables (all at once, after the state's
+    /// other fields were evaluated), keeping a copy for its StateExited event when the history
+    /// keeps data.
+    pub(crate) fn apply_assign(&mut self, id: RunId, values: Map<String, Value>) {
+        let keep = self.history.recording();
+        let run = self.run_mut(id);
+        if keep {
+            run.assigned = Some(values.clone());
+        }
+        run.vars.assign(values);
+    }
+
+    /// Records the current state's StateExited event with `output` and what it assigned.
+    pub(crate) fn record_exit(&mut self, id: RunId, output: &Value) {
+        let (name, state) = self.current(id);
+        let recorded = if self.history.recording() {
+            output.clone()
+        } else {
+            Value::Null
+        };
+        let assigned = self.run_mut(id).assigned.take();
+        self.event(id, || EventKind::StateExited {
+            state_type: state.kind.type_name().into(),
+            name: name.to_owned(),
+            output: recorded,
+            assigned,
+        });
+    }
+
     /// Records the exited event and goes on to the next state or ends the run.
     pub(crate) fn exit(
         &mut self,
@@ -1337,17 +1371,7 @@ impl<'m> Execution<'m> {
         transition: Option<&Transition>,
         output: Value,
     ) -> Flow {
-        let (name, state) = self.current(id);
-        let recorded = if self.history.recording() {
-            output.clone()
-        } else {
-            Value::Null
-        };
-        self.event(id, || EventKind::StateExited {
-            state_type: state.kind.type_name().into(),
-            name: name.to_owned(),
-            output: recorded,
-        });
+        self.record_exit(id, &output);
         match transition {
             Some(Transition::Next(next)) => Flow::Next(
                 self.run(id).scope.id(next).expect("validated target"),

@@ -205,7 +205,7 @@ impl Execution<'_> {
             None => result,
         };
         if let Some(values) = assigned {
-            self.run_mut(id).vars.assign(values);
+            self.apply_assign(id, values);
         }
         Ok(out)
     }

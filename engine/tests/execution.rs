@@ -402,6 +402,34 @@ async fn variables_flow_into_children_but_not_out() {
 }
 
 #[tokio::test]
+async fn assigned_variables_are_in_the_exited_events() {
+    let def = json!({"StartAt": "Set", "States": {
+        "Set": {"Type": "Pass", "Assign": {"region": "eu-west-1", "n.$": "$.n"}, "Next": "Pick"},
+        "Pick": {"Type": "Choice", "Choices": [{"Variable": "$n", "NumericEquals": 1, "Assign": {"picked": true}, "Next": "Done"}], "Default": "Done"},
+        "Done": {"Type": "Pass", "End": true}}});
+    let out = go(def, json!({"n": 1}), &NoTasks).await;
+    let exited: Vec<Value> = out
+        .history
+        .events()
+        .iter()
+        .map(|e| e.to_json())
+        .filter(|e| e["type"].as_str().unwrap().ends_with("StateExited"))
+        .map(|e| e["stateExitedEventDetails"].clone())
+        .collect();
+    // As GetExecutionHistory gives them: each value as JSON text.
+    assert_eq!(
+        exited[0]["assignedVariables"],
+        json!({"region": "\"eu-west-1\"", "n": "1"})
+    );
+    assert_eq!(
+        exited[0]["assignedVariablesDetails"],
+        json!({"truncated": false})
+    );
+    assert_eq!(exited[1]["assignedVariables"], json!({"picked": "true"}));
+    assert!(exited[2].get("assignedVariables").is_none());
+}
+
+#[tokio::test]
 async fn variables_are_held_to_aws_size_limits() {
     let big = "x".repeat(200 * 1024);
     // Each variable fits, but not both in one Assign (256 KiB), in either language.

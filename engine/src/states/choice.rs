@@ -6,7 +6,6 @@ use serde_json::Value;
 use stepstone_asl::states::{Choice, Rule};
 
 use crate::Failure;
-use crate::history::EventKind;
 use crate::interpreter::{Execution, Flow, RunId};
 
 impl Execution<'_> {
@@ -95,19 +94,9 @@ impl Execution<'_> {
                 }
             };
             if let Some(values) = assigned {
-                self.run_mut(id).vars.assign(values);
+                self.apply_assign(id, values);
             }
-            let (name, _) = self.current(id);
-            let recorded = if self.history.recording() {
-                output.clone()
-            } else {
-                serde_json::Value::Null
-            };
-            self.event(id, || EventKind::StateExited {
-                state_type: "Choice".into(),
-                name: name.to_owned(),
-                output: recorded,
-            });
+            self.record_exit(id, &output);
             Ok(Flow::Next(next.expect("validated target"), output))
         };
         step().unwrap_or_else(Flow::Fail)

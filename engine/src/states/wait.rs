@@ -139,7 +139,7 @@ impl Execution<'_> {
             };
             let output = self.select(id, effective, wait.flow.output_path.as_ref())?;
             if let Some(values) = assigned {
-                self.run_mut(id).vars.assign(values);
+                self.apply_assign(id, values);
             }
             Ok(self.exit(id, wait.transition.as_ref(), output))
         };
