@@ -24,7 +24,8 @@ pub(crate) fn start(args: &RunArgs) -> Result<ExitCode, String> {
     let text = super::read_definition(&args.definition)?;
     compile(&text, &args.definition.display().to_string())?;
     read_input(args)?;
-    if args.definition.as_os_str() == "-" || args.input_file.as_deref() == Some("-".as_ref()) {
+    if args.definition.as_os_str() == "-" || args.input.input_file.as_deref() == Some("-".as_ref())
+    {
         return Err("--detach cannot read the definition or input from standard input".into());
     }
     let name = args.name.clone().unwrap_or_else(|| {

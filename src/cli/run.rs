@@ -94,12 +94,8 @@ impl AwsArgs {
 pub(crate) struct RunArgs {
     /// The definition (Amazon States Language JSON).
     pub(crate) definition: PathBuf,
-    /// The execution's input, as JSON text (default `{}`).
-    #[arg(long, conflicts_with = "input_file")]
-    pub(crate) input: Option<String>,
-    /// Read the execution's input from a file.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) input_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) input: InputArgs,
     /// Run Waits, retry backoff and timeouts on a virtual clock: they finish at once, while
     /// timestamps advance as if the time had passed.
     #[arg(long)]
@@ -254,20 +250,33 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
     Ok(exit_code(&outcome))
 }
 
-/// The execution's input: `--input`, `--input-file`, or `{}`.
-pub(crate) fn read_input(args: &RunArgs) -> Result<Value, String> {
-    input_from(args.input.as_deref(), args.input_file.as_deref())
+/// The input of an execution (`run`) or of a state (`test-state`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct InputArgs {
+    /// The input, as JSON text (default `{}`).
+    #[arg(long, conflicts_with = "input_file")]
+    pub(crate) input: Option<String>,
+    /// Read the input from a file (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) input_file: Option<PathBuf>,
 }
 
-/// An input given as JSON text (`--input`) or in a file (`--input-file`); `{}` when neither is.
-pub(crate) fn input_from(text: Option<&str>, file: Option<&Path>) -> Result<Value, String> {
-    Ok(match (text, file) {
-        (Some(text), _) => parse_input(text, "--input")?,
-        (None, Some(file)) => {
-            parse_input(&super::read_definition(file)?, &file.display().to_string())?
-        }
-        (None, None) => json!({}),
-    })
+impl InputArgs {
+    /// `--input`, `--input-file`, or `{}`.
+    pub(crate) fn read(&self) -> Result<Value, String> {
+        Ok(match (&self.input, &self.input_file) {
+            (Some(text), _) => parse_input(text, "--input")?,
+            (None, Some(file)) => {
+                parse_input(&super::read_definition(file)?, &file.display().to_string())?
+            }
+            (None, None) => json!({}),
+        })
+    }
+}
+
+/// The execution's input: `--input`, `--input-file`, or `{}`.
+pub(crate) fn read_input(args: &RunArgs) -> Result<Value, String> {
+    args.input.read()
 }
 
 /// Validates definition text for running; the diagnostics go to stderr when it is invalid.

@@ -10,7 +10,7 @@ use stepstone::engine::{
     Failure, InspectionLevel, Mock, StateConfiguration, TestState, TestStatus, test_state,
 };
 
-use super::run::{AwsArgs, input_from, machine_name, machine_or_report, parse_input, router};
+use super::run::{AwsArgs, InputArgs, machine_name, machine_or_report, parse_input, router};
 
 /// TestState's inspection levels.
 #[derive(Clone, Copy, Default, clap::ValueEnum)]
@@ -33,12 +33,8 @@ pub(crate) struct TestStateArgs {
     /// The state to test, in a whole state machine's top level.
     #[arg(long, value_name = "NAME")]
     pub(crate) state: Option<String>,
-    /// The state's input, as JSON text (default `{}`).
-    #[arg(long, conflicts_with = "input_file")]
-    pub(crate) input: Option<String>,
-    /// Read the state's input from a file.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) input_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) input: InputArgs,
     /// The result of the state's work (a Task's result, a Map's or a Parallel's array), as JSON
     /// text: nothing is called.
     #[arg(long, value_name = "JSON", conflicts_with = "mock_error")]
@@ -104,7 +100,7 @@ pub(crate) fn run(args: TestStateArgs) -> Result<ExitCode, String> {
         (machine, state)
     };
     let test = TestState {
-        input: input_from(args.input.as_deref(), args.input_file.as_deref())?,
+        input: args.input.read()?,
         mock: mock(&args)?,
         context: args
             .context
