@@ -46,6 +46,11 @@ pub enum Code {
     PassResultIsStatic,
     /// A Stepstone extension that AWS Step Functions would reject (`Region`, `RegionPath`).
     StepstoneExtension,
+    /// A JSONata expression that does not parse.
+    InvalidJsonataExpression,
+    /// A JSONata expression Step Functions does not run: a field reference at the top level,
+    /// where no context item exists.
+    UnsupportedJsonataExpression,
 }
 
 impl Code {
@@ -62,6 +67,8 @@ impl Code {
             Code::NoPath => "NO_PATH",
             Code::PassResultIsStatic => "PASS_RESULT_IS_STATIC",
             Code::StepstoneExtension => "STEPSTONE_EXTENSION",
+            Code::InvalidJsonataExpression => "INVALID_JSONATA_EXPRESSION",
+            Code::UnsupportedJsonataExpression => "UNSUPPORTED_JSONATA_EXPRESSION",
         }
     }
 

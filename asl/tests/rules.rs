@@ -569,35 +569,38 @@ fn query_languages() {
 }
 
 #[test]
-fn jsonata_syntax_errors_are_definition_errors() {
+fn jsonata_expressions_are_checked_as_aws_does() {
+    const INVALID: &str = "INVALID_JSONATA_EXPRESSION";
+    const UNSUPPORTED: &str = "UNSUPPORTED_JSONATA_EXPRESSION";
     let jsonata = |states: Value| {
         let mut m = machine(states);
         m["QueryLanguage"] = json!("JSONata");
         m
     };
+    // Expressions that do not parse, wherever they are.
     errors(
         jsonata(
             json!({"A": {"Type": "Pass", "Output": {"n": "{% $states.input.( %}"}, "End": true}}),
         ),
-        &[(SVF, "/States/A/Output/n")],
+        &[(INVALID, "/States/A/Output/n")],
     );
     errors(
         jsonata(json!({"A": {"Type": "Pass", "Assign": {"x": ["{% 1 + %}"]}, "End": true}})),
-        &[(SVF, "/States/A/Assign/x/0")],
+        &[(INVALID, "/States/A/Assign/x/0")],
     );
     errors(
         jsonata(
             json!({"C": {"Type": "Choice", "Choices": [{"Condition": "{% $states.input.x >>> 1 %}", "Next": "D"}], "Default": "D"}, "D": {"Type": "Succeed"}}),
         ),
-        &[(SVF, "/States/C/Choices/0/Condition")],
+        &[(INVALID, "/States/C/Choices/0/Condition")],
     );
     errors(
         jsonata(json!({"W": {"Type": "Wait", "Seconds": "{% ) %}", "End": true}})),
-        &[(SVF, "/States/W/Seconds")],
+        &[(INVALID, "/States/W/Seconds")],
     );
     errors(
         jsonata(json!({"F": {"Type": "Fail", "Error": "{% 'a' & %}"}})),
-        &[(SVF, "/States/F/Error")],
+        &[(INVALID, "/States/F/Error")],
     );
     errors(
         jsonata(
@@ -605,15 +608,30 @@ fn jsonata_syntax_errors_are_definition_errors() {
             "ItemProcessor": {"StartAt": "X", "States": {"X": {"Type": "Succeed"}}}, "End": true}}),
         ),
         &[
-            (SVF, "/States/M/MaxConcurrency"),
-            (SVF, "/States/M/ToleratedFailurePercentage"),
+            (INVALID, "/States/M/MaxConcurrency"),
+            (INVALID, "/States/M/ToleratedFailurePercentage"),
         ],
     );
-    // A valid expression, for contrast, and text that only looks like one.
+    // A field read at the top level, where there is no context item: once per name.
     errors(
         jsonata(
-            json!({"A": {"Type": "Pass", "Output": {"n": "{% $count($states.input.items) %}", "s": " {% not( %} "}, "End": true}}),
+            json!({"A": {"Type": "Pass", "Output": {"v": "{% phone.number & phone.area %}", "n": "{% $count(items) %}"}, "End": true}}),
         ),
+        &[
+            (UNSUPPORTED, "/States/A/Output/n"),
+            (UNSUPPORTED, "/States/A/Output/v"),
+        ],
+    );
+    // Names read inside a path, a predicate, an object constructor applied to a value or a
+    // function body are fine, as are variables; and text that only looks like an expression.
+    errors(
+        jsonata(json!({"A": {"Type": "Pass", "Output": {
+            "a": "{% $states.input.items[price > 10].name %}",
+            "b": "{% $states.input.{'x': name} %}",
+            "c": "{% $map($states.input.items, function($i) { $i.name }) %}",
+            "d": "{% ($x := $states.input.n; $x * 2) %}",
+            "e": "{% $count($states.input.items) %}",
+            "s": " {% not( %} "}, "End": true}})),
         &[],
     );
 }

@@ -36,6 +36,55 @@ impl std::fmt::Debug for Compiled {
     }
 }
 
+fn top_level_names(node: &jsonata_core::ast::AstNode, names: &mut Vec<String>) {
+    use jsonata_core::ast::AstNode as N;
+    let mut add = |name: &str| {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    };
+    match node {
+        N::Name(name) => add(name),
+        // Only a path's first step reads the top level; the rest read what it found.
+        N::Path { steps } => {
+            if let Some(first) = steps.first() {
+                top_level_names(&first.node, names);
+            }
+        }
+        N::Binary { lhs, rhs, .. } => {
+            top_level_names(lhs, names);
+            top_level_names(rhs, names);
+        }
+        N::Unary { operand, .. } => top_level_names(operand, names),
+        N::Function { args, .. } => args.iter().for_each(|a| top_level_names(a, names)),
+        N::Call { procedure, args } => {
+            top_level_names(procedure, names);
+            args.iter().for_each(|a| top_level_names(a, names));
+        }
+        N::Array(items) | N::Block(items) => items.iter().for_each(|i| top_level_names(i, names)),
+        N::Object(pairs) => pairs.iter().for_each(|(k, v)| {
+            top_level_names(k, names);
+            top_level_names(v, names);
+        }),
+        N::ObjectTransform { input, .. } => top_level_names(input, names),
+        N::Sort { input, .. } => top_level_names(input, names),
+        N::Conditional {
+            condition,
+            then_branch,
+            else_branch,
+        } => {
+            top_level_names(condition, names);
+            top_level_names(then_branch, names);
+            if let Some(e) = else_branch {
+                top_level_names(e, names);
+            }
+        }
+        // Literals, variables, function bodies (evaluated when called) and the path-only
+        // operators read nothing at the top level that is certain.
+        _ => {}
+    }
+}
+
 /// What an expression sees when it runs, converted once for all the expressions of a state
 /// (the conversion of `$states` costs more than a simple evaluation).
 pub struct Scope {
@@ -85,6 +134,17 @@ impl Compiled {
     /// The expression as written.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The field names the expression reads at its top level (`phone` in `phone.number`, or in
+    /// `$count(phone)`), in order, each once. Step Functions evaluates an expression with no
+    /// context item, so such a name can never read anything, and AWS refuses it. Names read
+    /// inside a path (after its first step), a predicate, an object transform or a function body
+    /// read from a value, not the top level, and are not reported.
+    pub fn top_level_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        top_level_names(&self.ast, &mut names);
+        names
     }
 
     /// Evaluates the expression in `scope`; `None` when its value is undefined (no match).

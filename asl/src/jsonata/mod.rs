@@ -12,6 +12,7 @@ mod eval;
 
 pub use eval::{Compiled, QueryError, Scope};
 
+use crate::diagnostic::Code;
 use crate::parse::Loader;
 
 /// A JSONata-mode value: JSON whose `{% ... %}` strings are expressions (`.0` as written).
@@ -83,21 +84,42 @@ pub fn expression(text: &str) -> Option<Expression> {
     Some(Expression::new(inner.trim()))
 }
 
-/// The expression of `text` (`{% ... %}`; `None` when `text` is not one), parsed now: a syntax
-/// error is a definition error at `at`, as for any other malformed field, rather than a
-/// States.QueryEvaluationError when the state runs. The parsed expression is kept for the runs.
+/// The expression of `text` (`{% ... %}`; `None` when `text` is not one), checked now (see
+/// [`check_expression`]). The parsed expression is kept for the runs.
 pub(crate) fn parsed(l: &mut Loader, at: &str, text: &str) -> Option<Expression> {
     let e = expression(text)?;
-    check_syntax(l, at, &e);
+    check_expression(l, at, &e);
     Some(e)
 }
 
-fn check_syntax(l: &mut Loader, at: &str, e: &Expression) {
-    if let Err(error) = e.compiled() {
-        l.error(
-            at,
-            format!("The JSONata expression '{}' is not valid: {}", e.0, error.0),
-        );
+/// What AWS refuses in an expression when the definition is created (as measured against AWS
+/// and reported by other emulators' maintainers): one that does not parse
+/// (INVALID_JSONATA_EXPRESSION, with the parser's message without its `S0000:` code), and a
+/// field reference at the top level, where Step Functions gives no context item
+/// (UNSUPPORTED_JSONATA_EXPRESSION, once per name). Both at the field's pointer.
+fn check_expression(l: &mut Loader, at: &str, e: &Expression) {
+    match e.compiled() {
+        Err(error) => {
+            let message = error
+                .0
+                .split_once(": ")
+                .map_or(error.0.as_str(), |(code, rest)| {
+                    let coded = code.len() == 5
+                        && code.starts_with(|c: char| c.is_ascii_uppercase())
+                        && code[1..].bytes().all(|b| b.is_ascii_digit());
+                    if coded { rest } else { error.0.as_str() }
+                });
+            l.report(Code::InvalidJsonataExpression, at, message);
+        }
+        Ok(compiled) => {
+            for name in compiled.top_level_names() {
+                l.report(
+                    Code::UnsupportedJsonataExpression,
+                    at,
+                    format!("Reference to '{name}' at the top level is not supported."),
+                );
+            }
+        }
     }
 }
 
@@ -225,7 +247,7 @@ impl JsonataValue {
 fn check(l: &mut Loader, value: &Value, at: &str) {
     match value {
         Value::String(s) if s.starts_with("{%") => match expression(s) {
-            Some(e) if !e.0.is_empty() => check_syntax(l, at, &e),
+            Some(e) if !e.0.is_empty() => check_expression(l, at, &e),
             _ => l.error(
                 at,
                 format!("The JSONata expression '{s}' must be written as {{% expression %}}"),
