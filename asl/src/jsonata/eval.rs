@@ -171,8 +171,15 @@ impl Compiled {
     }
 }
 
+/// jsonata-core's error without the category it prefixes ("Type error: "...): the coded
+/// JSONata message (`T0410: ...`) Step Functions reports.
 fn query_error(e: EvaluatorError) -> QueryError {
-    QueryError(e.to_string())
+    let text = e.to_string();
+    let bare = ["Type error: ", "Reference error: ", "Evaluation error: "]
+        .iter()
+        .find_map(|prefix| text.strip_prefix(prefix))
+        .unwrap_or(&text);
+    QueryError(bare.to_owned())
 }
 
 fn fail(message: impl Into<String>) -> EvaluatorError {
@@ -268,8 +275,10 @@ fn register_functions(evaluator: &mut Evaluator, seed: u64) -> Result<(), Evalua
         };
         Ok(JValue::Number((bits >> 11) as f64 / (1u64 << 53) as f64))
     })?;
+    // Step Functions leaves $eval out: calling it is calling nothing, JSONata's T1006 (as AWS
+    // answers it).
     evaluator.register_fn_override("eval", |_: &[JValue]| {
-        Err(fail("$eval is not supported by Step Functions: use $parse"))
+        Err(fail("T1006: Attempted to invoke a non-function"))
     })?;
     Ok(())
 }
@@ -331,7 +340,10 @@ mod tests {
     #[test]
     fn errors_say_what_went_wrong() {
         let err = |text: &str| eval(text, json!({"input": {}})).unwrap_err().0;
-        assert!(err("$eval('1 + 1')").contains("$eval is not supported"));
+        assert_eq!(
+            err("$eval('1 + 1')"),
+            "T1006: Attempted to invoke a non-function"
+        );
         assert!(err("$hash('a', 'CRC32')").contains("not one of MD5"));
         assert!(err("$partition([1], 0)").contains("positive integer"));
         assert!(err("$range(1, 2, 0)").contains("cannot be 0"));

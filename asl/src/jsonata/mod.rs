@@ -100,15 +100,7 @@ pub(crate) fn parsed(l: &mut Loader, at: &str, text: &str) -> Option<Expression>
 fn check_expression(l: &mut Loader, at: &str, e: &Expression) {
     match e.compiled() {
         Err(error) => {
-            let message = error
-                .0
-                .split_once(": ")
-                .map_or(error.0.as_str(), |(code, rest)| {
-                    let coded = code.len() == 5
-                        && code.starts_with(|c: char| c.is_ascii_uppercase())
-                        && code[1..].bytes().all(|b| b.is_ascii_digit());
-                    if coded { rest } else { error.0.as_str() }
-                });
+            let message = error_code(&error.0).map_or(error.0.as_str(), |(_, rest)| rest);
             l.report(Code::InvalidJsonataExpression, at, message);
         }
         Ok(compiled) => {
@@ -121,6 +113,16 @@ fn check_expression(l: &mut Loader, at: &str, e: &Expression) {
             }
         }
     }
+}
+
+/// A JSONata error message's code and the rest: `("S0207", "Unexpected end of expression")`
+/// for `S0207: Unexpected end of expression`; `None` when it has no code.
+fn error_code(message: &str) -> Option<(&str, &str)> {
+    let (code, rest) = message.split_once(": ")?;
+    let coded = code.len() == 5
+        && code.starts_with(|c: char| c.is_ascii_uppercase())
+        && code[1..].bytes().all(|b| b.is_ascii_digit());
+    coded.then_some((code, rest))
 }
 
 /// A JSONata value with its expressions compiled.
@@ -148,7 +150,9 @@ impl Node {
     }
 
     /// The value. An expression whose value is undefined is an error, as on Step Functions.
-    fn evaluate(&self, scope: &Scope, at: &mut Vec<String>) -> Result<Value, FieldError> {
+    /// `at` is where this node is in the field, written as AWS writes it in causes: `/key` per
+    /// object key, `[i]` per array index (`Output/values[0]`).
+    fn evaluate(&self, scope: &Scope, at: &mut String) -> Result<Value, FieldError> {
         Ok(match self {
             Node::Literal(v) => v.clone(),
             Node::Expr(e) => match e.evaluate(scope) {
@@ -159,9 +163,11 @@ impl Node {
             Node::Object(fields) => {
                 let mut out = serde_json::Map::new();
                 for (k, node) in fields {
-                    at.push(k.clone());
+                    let len = at.len();
+                    at.push('/');
+                    at.push_str(k);
                     let v = node.evaluate(scope, at)?;
-                    at.pop();
+                    at.truncate(len);
                     out.insert(k.clone(), v);
                 }
                 Value::Object(out)
@@ -169,9 +175,10 @@ impl Node {
             Node::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, node) in items.iter().enumerate() {
-                    at.push(i.to_string());
+                    let len = at.len();
+                    at.push_str(&format!("[{i}]"));
                     out.push(node.evaluate(scope, at)?);
-                    at.pop();
+                    at.truncate(len);
                 }
                 Value::Array(out)
             }
@@ -182,7 +189,8 @@ impl Node {
 /// An expression in a JSONata value that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
-    /// Where in the value, as `/`-separated steps (empty for the value itself).
+    /// Where in the value: `/key` per object key, `[i]` per array index (empty for the value
+    /// itself), as AWS writes it after the field's name.
     pub path: String,
     /// The expression's text.
     pub expression: String,
@@ -200,9 +208,9 @@ pub enum Problem {
 }
 
 impl FieldError {
-    fn new(at: &[String], e: &Expression, problem: Problem) -> FieldError {
+    fn new(at: &str, e: &Expression, problem: Problem) -> FieldError {
         FieldError {
-            path: at.join("/"),
+            path: at.to_owned(),
             expression: e.0.clone(),
             problem,
         }
@@ -211,19 +219,22 @@ impl FieldError {
     /// AWS's description, for the field named `field` (`Output`, `Assign`...): "The JSONata
     /// expression '...' specified for the field 'Assign/result' returned nothing (undefined)."
     pub fn describe(&self, field: &str) -> String {
-        let field = if self.path.is_empty() {
-            field.to_owned()
-        } else {
-            format!("{field}/{}", self.path)
-        };
+        let field = format!("{field}{}", self.path);
         match &self.problem {
             Problem::Undefined => format!(
                 "The JSONata expression '{}' specified for the field '{field}' returned nothing (undefined).",
                 self.expression
             ),
+            // AWS ends the sentence before a coded JSONata message ("... evaluation. T0410:
+            // ..."), and runs on into an uncoded one ("... evaluation: ...").
             Problem::Failed(message) => format!(
-                "The JSONata expression '{}' specified for the field '{field}' threw an error during evaluation: {message}",
-                self.expression
+                "The JSONata expression '{}' specified for the field '{field}' threw an error during evaluation{}{message}",
+                self.expression,
+                if error_code(message).is_some() {
+                    ". "
+                } else {
+                    ": "
+                }
             ),
         }
     }
@@ -240,7 +251,7 @@ impl JsonataValue {
     pub fn evaluate(&self, scope: &Scope) -> Result<Value, FieldError> {
         self.1
             .get_or_init(|| Node::of(&self.0))
-            .evaluate(scope, &mut Vec::new())
+            .evaluate(scope, &mut String::new())
     }
 }
 
@@ -279,5 +290,36 @@ mod tests {
         assert_eq!(expression(" {%1+2%} "), None);
         assert_eq!(expression("{% x"), None);
         assert_eq!(expression("plain"), None);
+    }
+
+    #[test]
+    fn failures_are_described_as_aws_describes_them() {
+        let scope = Scope::new(&serde_json::json!({"input": {}}), std::iter::empty(), 0);
+        let failure = |value: serde_json::Value| {
+            JsonataValue(value, Cache(Default::default()))
+                .evaluate(&scope)
+                .unwrap_err()
+                .describe("Output")
+        };
+        assert_eq!(
+            failure(serde_json::json!({"n": "{% $states.input.none %}"})),
+            "The JSONata expression '$states.input.none' specified for the field 'Output/n' returned nothing (undefined)."
+        );
+        // An array index is `[i]` after its key; a coded message ends the sentence.
+        let e = failure(serde_json::json!({"values": [1, "{% $abs('x') %}"]}));
+        assert!(
+            e.starts_with("The JSONata expression '$abs('x')' specified for the field 'Output/values[1]' threw an error during evaluation. T0410: "),
+            "{e}"
+        );
+        let uncoded = FieldError {
+            path: String::new(),
+            expression: "x".into(),
+            problem: Problem::Failed("no code here".into()),
+        };
+        assert!(
+            uncoded
+                .describe("Items")
+                .ends_with("'Items' threw an error during evaluation: no code here")
+        );
     }
 }
