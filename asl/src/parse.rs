@@ -33,6 +33,8 @@ pub(crate) struct Loader {
     /// state without a readable Type, a broken Next, a Catch without Next). A scope with none
     /// is complete, and only then can "not reachable" and "no terminal state" be trusted.
     lost_edges: Vec<u32>,
+    /// While a catcher's Output and Assign load: the one place `$states.errorOutput` exists.
+    pub(crate) in_catcher: bool,
 }
 
 impl Loader {
@@ -42,6 +44,7 @@ impl Loader {
             machine_type,
             top_language: QueryLanguage::JsonPath,
             lost_edges: Vec::new(),
+            in_catcher: false,
         }
     }
 

@@ -622,13 +622,35 @@ fn jsonata_expressions_are_checked_as_aws_does() {
             (UNSUPPORTED, "/States/A/Output/v"),
         ],
     );
-    // Names read inside a path, a predicate, an object constructor applied to a value or a
-    // function body are fine, as are variables; and text that only looks like an expression.
+    // A function body keeps the context where it is written; `$$` is the absent top level.
+    errors(
+        jsonata(
+            json!({"A": {"Type": "Pass", "Output": {"m": "{% $map($states.input.a, function($x) { b }) %}", "r": "{% $$.x %}"}, "End": true}}),
+        ),
+        &[
+            (UNSUPPORTED, "/States/A/Output/m"),
+            (UNSUPPORTED, "/States/A/Output/r"),
+        ],
+    );
+    // `$states.errorOutput` exists only in a catcher's Output and Assign.
+    errors(
+        jsonata(
+            json!({"T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+            "Arguments": {"e": "{% $states.errorOutput %}"},
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Output": {"e": "{% $states.errorOutput.Error %}"},
+                "Assign": {"cause": "{% $states.errorOutput.Cause %}"}, "Next": "D"}],
+            "End": true}, "D": {"Type": "Succeed"}}),
+        ),
+        &[(UNSUPPORTED, "/States/T/Arguments/e")],
+    );
+    // Names read inside a path, a predicate or an object constructor applied to a value are
+    // fine, as are variables; and text that only looks like an expression.
     errors(
         jsonata(json!({"A": {"Type": "Pass", "Output": {
             "a": "{% $states.input.items[price > 10].name %}",
             "b": "{% $states.input.{'x': name} %}",
             "c": "{% $map($states.input.items, function($i) { $i.name }) %}",
+            "g": "{% $states.input.items^(price).name %}",
             "d": "{% ($x := $states.input.n; $x * 2) %}",
             "e": "{% $count($states.input.items) %}",
             "s": " {% not( %} "}, "End": true}})),

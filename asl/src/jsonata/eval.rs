@@ -18,6 +18,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use jsonata_core::ast::AstNode;
 use jsonata_core::evaluator::{Context, Evaluator, EvaluatorError};
 use jsonata_core::value::JValue;
 use serde_json::Value;
@@ -27,7 +28,7 @@ use crate::intrinsics::{hash, splitmix64, uuid_v4};
 /// A JSONata expression, parsed once.
 pub struct Compiled {
     text: String,
-    ast: jsonata_core::ast::AstNode,
+    ast: AstNode,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -36,8 +37,8 @@ impl std::fmt::Debug for Compiled {
     }
 }
 
-fn top_level_names(node: &jsonata_core::ast::AstNode, names: &mut Vec<String>) {
-    use jsonata_core::ast::AstNode as N;
+fn top_level_names(node: &AstNode, names: &mut Vec<String>) {
+    use AstNode as N;
     let mut add = |name: &str| {
         if !names.iter().any(|n| n == name) {
             names.push(name.to_owned());
@@ -79,8 +80,65 @@ fn top_level_names(node: &jsonata_core::ast::AstNode, names: &mut Vec<String>) {
                 top_level_names(e, names);
             }
         }
-        // Literals, variables, function bodies (evaluated when called) and the path-only
-        // operators read nothing at the top level that is certain.
+        // A function body keeps the context of the expression that defines it.
+        N::Lambda { body, .. } => top_level_names(body, names),
+        // Literals, variables and the path-only operators read nothing at the top level.
+        _ => {}
+    }
+}
+
+/// Calls `f` on `node` and every node under it.
+fn visit(node: &AstNode, f: &mut impl FnMut(&AstNode)) {
+    use jsonata_core::ast::Stage;
+    f(node);
+    let mut each = |nodes: &mut dyn Iterator<Item = &AstNode>| nodes.for_each(|n| visit(n, f));
+    match node {
+        AstNode::Path { steps } => {
+            for step in steps {
+                each(&mut std::iter::once(&step.node));
+                for stage in &step.stages {
+                    if let Stage::Filter(n) = stage {
+                        each(&mut std::iter::once(&**n));
+                    }
+                }
+            }
+        }
+        AstNode::Binary { lhs, rhs, .. } => each(&mut [&**lhs, &**rhs].into_iter()),
+        AstNode::Unary { operand, .. } => each(&mut std::iter::once(&**operand)),
+        AstNode::Function { args, .. } => each(&mut args.iter()),
+        AstNode::Call { procedure, args } => {
+            each(&mut std::iter::once(&**procedure).chain(args.iter()))
+        }
+        AstNode::Lambda { body, .. } => each(&mut std::iter::once(&**body)),
+        AstNode::Array(items) | AstNode::Block(items) | AstNode::ArrayGroup(items) => {
+            each(&mut items.iter())
+        }
+        AstNode::Object(pairs) => each(&mut pairs.iter().flat_map(|(k, v)| [k, v])),
+        AstNode::ObjectTransform { input, pattern } => {
+            each(&mut std::iter::once(&**input).chain(pattern.iter().flat_map(|(k, v)| [k, v])))
+        }
+        AstNode::Conditional {
+            condition,
+            then_branch,
+            else_branch,
+        } => each(
+            &mut [&**condition, &**then_branch]
+                .into_iter()
+                .chain(else_branch.as_deref()),
+        ),
+        AstNode::FunctionApplication(inner) => each(&mut std::iter::once(&**inner)),
+        AstNode::Sort { input, terms } => {
+            each(&mut std::iter::once(&**input).chain(terms.iter().map(|(t, _)| t)))
+        }
+        AstNode::Transform {
+            location,
+            update,
+            delete,
+        } => each(
+            &mut [&**location, &**update]
+                .into_iter()
+                .chain(delete.as_deref()),
+        ),
         _ => {}
     }
 }
@@ -136,15 +194,38 @@ impl Compiled {
         &self.text
     }
 
-    /// The field names the expression reads at its top level (`phone` in `phone.number`, or in
-    /// `$count(phone)`), in order, each once. Step Functions evaluates an expression with no
-    /// context item, so such a name can never read anything, and AWS refuses it. Names read
-    /// inside a path (after its first step), a predicate, an object transform or a function body
-    /// read from a value, not the top level, and are not reported.
-    pub fn top_level_names(&self) -> Vec<String> {
+    /// What Step Functions refuses in this expression when the definition is created, as AWS
+    /// words it (UNSUPPORTED_JSONATA_EXPRESSION): a field read at the top level, where there is
+    /// no context item (`phone` in `phone.number`, `$count(phone)`, or a function body's
+    /// `function($x) { phone }`, which keeps the context of where it is written), once per
+    /// name; `$$`; and `$states.errorOutput` outside a catcher's Output and Assign
+    /// (`in_catcher`). Names after a path's first step, in a predicate, a sort term or an object
+    /// grouping read a value, and are fine.
+    pub fn unsupported(&self, in_catcher: bool) -> Vec<String> {
         let mut names = Vec::new();
         top_level_names(&self.ast, &mut names);
-        names
+        let mut problems: Vec<String> = names
+            .iter()
+            .map(|n| format!("Reference to '{n}' at the top level is not supported."))
+            .collect();
+        let (mut root, mut error_output) = (false, false);
+        visit(&self.ast, &mut |node| match node {
+            AstNode::ParentVariable(_) => root = true,
+            AstNode::Path { steps } => {
+                error_output |= matches!(
+                    (steps.first().map(|s| &s.node), steps.get(1).map(|s| &s.node)),
+                    (Some(AstNode::Variable(v)), Some(AstNode::Name(n))) if v == "states" && n == "errorOutput"
+                );
+            }
+            _ => {}
+        });
+        if root {
+            problems.push("Reference to '$$' is not supported.".to_owned());
+        }
+        if error_output && !in_catcher {
+            problems.push("Field '$states.errorOutput' does not exist.".to_owned());
+        }
+        problems
     }
 
     /// Evaluates the expression in `scope`; `None` when its value is undefined (no match).

@@ -94,9 +94,9 @@ pub(crate) fn parsed(l: &mut Loader, at: &str, text: &str) -> Option<Expression>
 
 /// What AWS refuses in an expression when the definition is created (as measured against AWS
 /// and reported by other emulators' maintainers): one that does not parse
-/// (INVALID_JSONATA_EXPRESSION, with the parser's message without its `S0000:` code), and a
-/// field reference at the top level, where Step Functions gives no context item
-/// (UNSUPPORTED_JSONATA_EXPRESSION, once per name). Both at the field's pointer.
+/// (INVALID_JSONATA_EXPRESSION, with the parser's message without its `S0000:` code), and what
+/// [`Compiled::unsupported`] lists (UNSUPPORTED_JSONATA_EXPRESSION). Both at the field's
+/// pointer.
 fn check_expression(l: &mut Loader, at: &str, e: &Expression) {
     match e.compiled() {
         Err(error) => {
@@ -104,12 +104,8 @@ fn check_expression(l: &mut Loader, at: &str, e: &Expression) {
             l.report(Code::InvalidJsonataExpression, at, message);
         }
         Ok(compiled) => {
-            for name in compiled.top_level_names() {
-                l.report(
-                    Code::UnsupportedJsonataExpression,
-                    at,
-                    format!("Reference to '{name}' at the top level is not supported."),
-                );
+            for problem in compiled.unsupported(l.in_catcher) {
+                l.report(Code::UnsupportedJsonataExpression, at, problem);
             }
         }
     }

@@ -473,12 +473,14 @@ impl ErrorHandling {
                 {
                     result_path = p;
                 }
+                l.in_catcher = true;
                 let output = if c.in_language(l, "Output", QueryLanguage::Jsonata, lang) {
                     jsonata_value(&mut c, l, "Output")
                 } else {
                     None
                 };
                 let assign = assign(&mut c, l, lang);
+                l.in_catcher = false;
                 c.finish(l);
                 match next {
                     Some(next) => handling.catch.push(Catcher {
