@@ -858,7 +858,7 @@ impl<'m> Execution<'m> {
                 // Output (default: the error output) and Assign over $states.errorOutput.
                 let jsonata_scope = self.jsonata_scope(id, &input, None, Some(&error_output), None);
                 let assigned = match &catcher.assign {
-                    Some(a) => Some(self.jsonata_assign(id, a, &jsonata_scope)?),
+                    Some(a) => Some(self.jsonata_assign(id, "Assign", a, &jsonata_scope)?),
                     None => None,
                 };
                 let output = match &catcher.output {

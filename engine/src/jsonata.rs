@@ -17,6 +17,12 @@ use crate::Failure;
 use crate::history::EventKind;
 use crate::interpreter::{Execution, RunId};
 
+/// A field's name as causes give it (`Output`, `Choices[1]/Condition`): text, or arguments
+/// formatted only when a failure names it.
+pub(crate) trait Field: std::fmt::Display + Copy {}
+
+impl<T: std::fmt::Display + Copy> Field for T {}
+
 /// The error every JSONata evaluation failure is.
 pub(crate) const QUERY_EVALUATION_ERROR: &str = "States.QueryEvaluationError";
 
@@ -59,10 +65,10 @@ impl Execution<'_> {
     }
 
     /// The failure for a JSONata field `field` of run `id`'s state.
-    pub(crate) fn jsonata_failure(&self, id: RunId, field: &str, e: &FieldError) -> Failure {
-        let failure = self.state_failure(id, query_error(e.describe(field)));
-        self.evaluation_failed
-            .replace(Some((id, Some(field.to_owned()))));
+    pub(crate) fn jsonata_failure(&self, id: RunId, field: impl Field, e: &FieldError) -> Failure {
+        let field = field.to_string();
+        let failure = self.state_failure(id, query_error(e.describe(&field)));
+        self.evaluation_failed.replace(Some((id, Some(field))));
         failure
     }
 
@@ -92,7 +98,7 @@ impl Execution<'_> {
     pub(crate) fn jsonata_value(
         &self,
         id: RunId,
-        field: &str,
+        field: impl Field,
         value: &JsonataValue,
         scope: &Scope,
     ) -> Result<Value, Failure> {
@@ -105,7 +111,7 @@ impl Execution<'_> {
     pub(crate) fn jsonata_expression(
         &self,
         id: RunId,
-        field: &str,
+        field: impl Field,
         expression: &Expression,
         scope: &Scope,
     ) -> Result<Value, Failure> {
@@ -127,7 +133,7 @@ impl Execution<'_> {
     pub(crate) fn jsonata_number(
         &self,
         id: RunId,
-        field: &str,
+        field: impl Field,
         expression: &Expression,
         input: &Value,
         integer: bool,
@@ -148,11 +154,12 @@ impl Execution<'_> {
     pub(crate) fn jsonata_type_failure(
         &self,
         id: RunId,
-        field: &str,
+        field: impl Field,
         expression: &str,
         expected: &str,
         value: &Value,
     ) -> Failure {
+        let field = field.to_string();
         let failure = self.state_failure(
             id,
             query_error(format!(
@@ -160,8 +167,7 @@ impl Execution<'_> {
                 crate::states::json_type(value)
             )),
         );
-        self.evaluation_failed
-            .replace(Some((id, Some(field.to_owned()))));
+        self.evaluation_failed.replace(Some((id, Some(field))));
         failure
     }
 
@@ -170,13 +176,14 @@ impl Execution<'_> {
     pub(crate) fn jsonata_assign(
         &self,
         id: RunId,
+        field: impl Field,
         assign: &Assign,
         scope: &Scope,
     ) -> Result<Map<String, Value>, Failure> {
         let Assign::Jsonata(value) = assign else {
             unreachable!("a JSONata state's Assign is JSONata")
         };
-        match self.jsonata_value(id, "Assign", value, scope)? {
+        match self.jsonata_value(id, field, value, scope)? {
             Value::Object(values) => {
                 self.check_assign_sizes(id, &values)?;
                 Ok(values)
@@ -197,7 +204,7 @@ impl Execution<'_> {
         let input = std::mem::take(&mut self.run_mut(id).input);
         let scope = self.jsonata_scope(id, &input, Some(&result), None, None);
         let assigned = match assign {
-            Some(a) => Some(self.jsonata_assign(id, a, &scope)?),
+            Some(a) => Some(self.jsonata_assign(id, "Assign", a, &scope)?),
             None => None,
         };
         let out = match output {

@@ -132,3 +132,40 @@ async fn a_failing_expression_is_recorded_in_an_evaluation_failed_event() {
         events[7]["executionFailedEventDetails"]["cause"]
     );
 }
+
+#[tokio::test]
+async fn a_choice_rule_names_its_fields_under_its_index() {
+    let cause = |def: Value| async move {
+        let out = run(
+            &machine(&def),
+            json!({"n": 1}),
+            &options(),
+            &stepstone_engine::NoTasks,
+        )
+        .await;
+        match out.status {
+            Status::Failed(f) => f.cause,
+            other => panic!("{other:?}"),
+        }
+    };
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "C", "States": {
+        "C": {"Type": "Choice", "Choices": [
+            {"Condition": "{% false %}", "Next": "D"},
+            {"Condition": "{% $states.input.missing %}", "Next": "D"}], "Default": "D"},
+        "D": {"Type": "Succeed"}}});
+    assert!(
+        cause(def)
+            .await
+            .contains("specified for the field 'Choices[1]/Condition' returned nothing")
+    );
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "C", "States": {
+        "C": {"Type": "Choice", "Choices": [
+            {"Condition": "{% true %}", "Output": {"v": "{% $states.input.missing %}"}, "Next": "D"}],
+            "Default": "D"},
+        "D": {"Type": "Succeed"}}});
+    assert!(
+        cause(def)
+            .await
+            .contains("for the field 'Choices[0]/Output/v'")
+    );
+}

@@ -19,17 +19,15 @@ impl Execution<'_> {
             for (i, rule) in state.choices.iter().enumerate() {
                 let holds = match (&rule.rule, &jsonata) {
                     (Rule::Constant(b), _) => *b,
+                    // AWS names a rule's fields under its index: `Choices[1]/Condition`.
                     (Rule::Condition(e), Some(scope)) => {
-                        match self.jsonata_expression(id, "Condition", e, scope)? {
+                        let field = format_args!("Choices[{i}]/Condition");
+                        match self.jsonata_expression(id, field, e, scope)? {
                             Value::Bool(b) => b,
                             other => {
-                                return Err(self.jsonata_type_failure(
-                                    id,
-                                    "Condition",
-                                    &e.0,
-                                    "boolean",
-                                    &other,
-                                ));
+                                return Err(
+                                    self.jsonata_type_failure(id, field, &e.0, "boolean", &other)
+                                );
                             }
                         }
                     }
@@ -69,13 +67,24 @@ impl Execution<'_> {
             };
             let (assigned, output) = match &jsonata {
                 Some(scope) => {
-                    let assigned = match assign {
-                        Some(a) => Some(self.jsonata_assign(id, a, scope)?),
-                        None => None,
+                    let assigned = match (assign, chosen) {
+                        (Some(a), Some(i)) => Some(self.jsonata_assign(
+                            id,
+                            format_args!("Choices[{i}]/Assign"),
+                            a,
+                            scope,
+                        )?),
+                        (Some(a), None) => Some(self.jsonata_assign(id, "Assign", a, scope)?),
+                        (None, _) => None,
                     };
-                    let output = match jsonata_output.or(state.flow.output.as_ref()) {
-                        Some(o) => self.jsonata_value(id, "Output", o, scope)?,
-                        None => effective,
+                    let output = match (jsonata_output, chosen) {
+                        (Some(o), Some(i)) => {
+                            self.jsonata_value(id, format_args!("Choices[{i}]/Output"), o, scope)?
+                        }
+                        _ => match &state.flow.output {
+                            Some(o) => self.jsonata_value(id, "Output", o, scope)?,
+                            None => effective,
+                        },
                     };
                     (assigned, output)
                 }
