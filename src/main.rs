@@ -42,7 +42,8 @@ enum Command {
     /// Run one state on its own, as Step Functions' TestState API does: see its output, where it
     /// would go next, and (with --inspection-level DEBUG) each step of its data flow.
     ///
-    /// The definition is one state or a whole state machine (pick the state with --state). A
+    /// The definition is one state or a whole state machine (pick the state with --state; it may
+    /// be inside a Map or Parallel, and then runs as its iteration or branch would). A
     /// mock (--mock-result, or --mock-error and --mock-cause) replaces the state's work: no task
     /// is called, and a Map or Parallel (which must be mocked, as in TestState) runs no
     /// iteration or branch. Retry and Catch are

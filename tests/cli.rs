@@ -968,7 +968,7 @@ fn test_state_refuses_what_it_cannot_test() {
     for (args, message) in [
         (
             vec!["--state", "Z"],
-            "no state 'Z' at the top level of the definition (its states: A)",
+            "no state 'Z' in the definition (its top-level states: A)",
         ),
         (vec!["--mock-result", "{"], "--mock-result is not JSON"),
         (
@@ -998,4 +998,48 @@ fn test_state_refuses_what_it_cannot_test() {
     let o = stepstone(&["test-state", &invalid]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/States/StateName"));
+}
+
+#[test]
+fn test_state_reaches_a_state_inside_the_example_maps() {
+    // CreateStack runs inside a Map over regions inside a Map over waves: tested alone, an
+    // existing stack is caught and the region goes on to UpdateStack.
+    let input = json!({"region": "eu-west-1", "stackName": "app", "templateBody": "{}",
+        "prepared": {"parameters": [{"ParameterKey": "Env", "ParameterValue": "prod"}]}});
+    let o = stepstone(&[
+        "test-state",
+        &example(),
+        "--state",
+        "CreateStack",
+        "--input",
+        &input.to_string(),
+        "--mock-error",
+        "CloudFormation.AlreadyExistsException",
+        "--mock-cause",
+        "Stack [app] already exists",
+        "--inspection-level",
+        "DEBUG",
+        "--json",
+    ]);
+    let r = json_out(&o);
+    assert_eq!(r["status"], "CAUGHT_ERROR");
+    assert_eq!(r["nextState"], "UpdateStack");
+    assert_eq!(r["output"], input, "the catcher's ResultPath is null");
+    assert_eq!(
+        r["inspectionData"]["afterParameters"],
+        json!({"StackName": "app", "TemplateBody": "{}",
+            "Parameters": [{"ParameterKey": "Env", "ParameterValue": "prod"}],
+            "Tags": [{"Key": "deployed-by", "Value": "stepstone"}]})
+    );
+    // The polling Choice: a stack still in progress goes back to the wait.
+    let o = stepstone(&[
+        "test-state",
+        &example(),
+        "--state",
+        "CheckStack",
+        "--json",
+        "--input",
+        r#"{"stack": {"status": "UPDATE_IN_PROGRESS"}}"#,
+    ]);
+    assert_eq!(json_out(&o)["nextState"], "WaitForStack");
 }

@@ -384,20 +384,25 @@ impl<'m> Execution<'m> {
     /// Starts the execution at `now`; returns the first commands.
     pub fn start(&mut self, now: Timestamp) -> Vec<Command> {
         let root = self.machine.root();
-        self.start_at(root.start(), Vars::default(), now)
+        self.start_at(root, root.start(), Vars::default(), now)
     }
 
-    /// Starts the execution at top-level state `state`, with `vars` in scope (TestState tests
-    /// one state of a machine).
-    pub(crate) fn start_at(&mut self, state: StateId, vars: Vars, now: Timestamp) -> Vec<Command> {
+    /// Starts the execution at state `state` of `scope`, with `vars` in scope (TestState tests
+    /// one state of a machine, wherever it is).
+    pub(crate) fn start_at(
+        &mut self,
+        scope: ScopeRef<'m>,
+        state: StateId,
+        vars: Vars,
+        now: Timestamp,
+    ) -> Vec<Command> {
         self.now = now;
         let (input, role) = (&self.info.input, &self.info.role_arn);
         let id = self.history.push(0, now, || EventKind::ExecutionStarted {
             input: input.clone(),
             role_arn: role.clone(),
         });
-        let root = self.machine.root();
-        let run = self.spawn(root, state, self.info.input.clone(), vars, None, id);
+        let run = self.spawn(scope, state, self.info.input.clone(), vars, None, id);
         if let Some(probe) = &mut self.probe {
             probe.root = Some(run);
         }

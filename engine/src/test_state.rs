@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 use stepstone_asl::states::{IntegrationPattern, Resource, Retrier};
 use stepstone_asl::timestamp::Timestamp;
-use stepstone_asl::{Machine, QueryLanguage, ScopeRef, State, StateKind};
+use stepstone_asl::{Machine, QueryLanguage, ScopeRef, State, StateId, StateKind};
 
 use crate::dispatch::TaskDispatcher;
 use crate::failure::Failure;
@@ -166,8 +166,10 @@ impl fmt::Display for TestStateError {
 
 impl std::error::Error for TestStateError {}
 
-/// Runs state `state_name` (a state of `machine`'s top level) as TestState does. Tasks without a
-/// mock go to `tasks`.
+/// Runs state `state_name` of `machine` as TestState does: a state of the top level, or one
+/// inside a Map or Parallel (state names are unique in a definition), which then runs as if
+/// its iteration or branch had just reached it (`$$.Map` is not there: give it with
+/// `context`). Tasks without a mock go to `tasks`.
 pub async fn test_state(
     machine: &Machine,
     state_name: &str,
@@ -175,15 +177,15 @@ pub async fn test_state(
     tasks: &dyn TaskDispatcher,
 ) -> Result<TestStateResponse, TestStateError> {
     let root = machine.root();
-    let Some(sid) = root.id(state_name) else {
+    let Some((scope, sid)) = find_state(root, state_name) else {
         let names: Vec<&str> = root.states().map(|(_, n, _, _)| n).collect();
         return Err(TestStateError(format!(
-            "no state '{state_name}' at the top level of the definition (its states: {})",
+            "no state '{state_name}' in the definition (its top-level states: {})",
             names.join(", ")
         )));
     };
-    let (_, state, _) = root.state(sid);
-    check(root, sid, state, test)?;
+    let (_, state, _) = scope.state(sid);
+    check(scope, sid, state, test)?;
 
     let now = wall_clock();
     let machine_name = test.machine_name.as_deref().unwrap_or("TestStateMachine");
@@ -192,7 +194,7 @@ pub async fn test_state(
     let mut execution = Execution::new(machine, info, Limits::default(), HistoryMode::Off);
     execution.probe = Some(Box::new(Probe::new(test)));
     let vars = Vars::from_frames(vec![test.variables.clone()]);
-    let mut commands = execution.start_at(sid, vars, now);
+    let mut commands = execution.start_at(scope, sid, vars, now);
     while *execution.status() == Status::Running {
         if commands.is_empty() {
             if !execution.has_ready_runs() {
@@ -232,7 +234,7 @@ pub const UNSUPPORTED_WITHOUT_MOCK: &str = "TestState API does not support Map o
 /// Refuses a test that cannot mean anything, naming what is wrong.
 fn check(
     root: ScopeRef<'_>,
-    sid: stepstone_asl::StateId,
+    sid: StateId,
     state: &State,
     test: &TestState,
 ) -> Result<(), TestStateError> {
@@ -283,7 +285,7 @@ fn check(
         }
         let inside = (0..)
             .map_while(|i| root.child(sid, i))
-            .any(|scope| contains_state(scope, inner));
+            .any(|scope| find_state(scope, inner).is_some());
         if !inside {
             return fail(format!(
                 "errorCausedByState: no state '{inner}' inside '{name}'"
@@ -312,13 +314,15 @@ fn check(
     Ok(())
 }
 
-/// Whether `scope` or a scope nested in it has a state named `name`.
-fn contains_state(scope: ScopeRef<'_>, name: &str) -> bool {
-    scope.states().any(|(id, n, _, _)| {
-        n == name
-            || (0..)
-                .map_while(|i| scope.child(id, i))
-                .any(|s| contains_state(s, name))
+/// The state named `name` in `scope` or a scope nested in it, with its scope.
+fn find_state<'m>(scope: ScopeRef<'m>, name: &str) -> Option<(ScopeRef<'m>, StateId)> {
+    scope.states().find_map(|(id, n, _, _)| {
+        if n == name {
+            return Some((scope, id));
+        }
+        (0..)
+            .map_while(|i| scope.child(id, i))
+            .find_map(|s| find_state(s, name))
     })
 }
 

@@ -239,7 +239,7 @@ async fn a_state_of_a_whole_machine_is_tested_in_place() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "no state 'Z' at the top level of the definition (its states: A, B, C)"
+        "no state 'Z' in the definition (its top-level states: A, B, C)"
     );
 }
 

@@ -30,7 +30,8 @@ pub(crate) struct TestStateArgs {
     /// One state (`{"Type": "Task", ...}`) or a whole state machine (then `--state` picks the
     /// state; default: its StartAt).
     pub(crate) definition: PathBuf,
-    /// The state to test, in a whole state machine's top level.
+    /// The state to test in a whole state machine: at its top level or inside a Map or
+    /// Parallel (`$$.Map` is then not set: give it with --context).
     #[arg(long, value_name = "NAME")]
     pub(crate) state: Option<String>,
     #[command(flatten)]
