@@ -727,8 +727,7 @@ impl<'m> Execution<'m> {
             }
             flow = match flow {
                 Flow::Next(next, input) => {
-                    let (next_name, _, _) = self.run(id).scope.state(next);
-                    if self.probe_stops_before(id, next_name) {
+                    if self.probe.is_some() && self.probe_stops_before(id, next) {
                         return self.finish(id, Ok(input));
                     }
                     let run = self.run_mut(id);
@@ -1071,9 +1070,14 @@ impl<'m> Execution<'m> {
         } else {
             std::mem::take(&mut run.input)
         };
-        let effective = self.select(id, raw, flow.input_path.as_ref())?;
-        self.inspect(id, step::AFTER_INPUT_PATH, || effective.clone());
-        Ok(effective)
+        if self.probe.is_none() {
+            return self.select(id, raw, flow.input_path.as_ref());
+        }
+        let effective = self.select(id, raw, flow.input_path.as_ref());
+        if let Ok(v) = &effective {
+            self.inspect(id, step::AFTER_INPUT_PATH, || v.clone());
+        }
+        effective
     }
 
     /// Evaluates `f` with `$` = the current state's effective input, reading the raw input in
@@ -1259,6 +1263,7 @@ impl<'m> Execution<'m> {
 
     /// True when the current state has Retry or Catch.
     /// (In a TestState, the tested state keeps its raw input too: each step is inspected.)
+    #[inline]
     fn handles_errors(&self, id: RunId) -> bool {
         if self.probed(id) {
             return true;
@@ -1355,11 +1360,18 @@ impl<'m> Execution<'m> {
     /// Records the current state's StateExited event with `output` and what it assigned.
     pub(crate) fn record_exit(&mut self, id: RunId, output: &Value) {
         let (name, state) = self.current(id);
-        let recorded = if self.history.recording() {
-            output.clone()
-        } else {
-            Value::Null
-        };
+        if !self.history.recording() {
+            // Nothing owned to carry into the event (this is every state's path on an
+            // execution that keeps no history data).
+            self.event(id, || EventKind::StateExited {
+                state_type: state.kind.type_name().into(),
+                name: name.to_owned(),
+                output: Value::Null,
+                assigned: None,
+            });
+            return;
+        }
+        let recorded = output.clone();
         let assigned = self.run_mut(id).assigned.take();
         self.event(id, || EventKind::StateExited {
             state_type: state.kind.type_name().into(),

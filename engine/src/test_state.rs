@@ -436,6 +436,15 @@ pub(crate) struct Probe {
 }
 
 impl Probe {
+    /// Kept out of line: executions that are not a TestState only test `probe.is_some()`.
+    #[cold]
+    #[inline(never)]
+    fn record(&self, id: RunId, step: &'static str, value: impl FnOnce() -> Value) {
+        if self.root == Some(id) {
+            self.steps.borrow_mut().insert(step.into(), value());
+        }
+    }
+
     fn new(test: &TestState) -> Probe {
         Probe {
             mock: test.mock.clone(),
@@ -521,16 +530,16 @@ fn seconds(s: f64) -> Value {
 
 impl Execution<'_> {
     /// Whether run `id` is the tested state's run of a TestState: the one the probe watches.
+    #[inline]
     pub(crate) fn probed(&self, id: RunId) -> bool {
         self.probe.as_ref().is_some_and(|p| p.root == Some(id))
     }
 
     /// Records a data-flow step of the tested state (nothing outside a TestState).
+    #[inline(always)]
     pub(crate) fn inspect(&self, id: RunId, step: &'static str, value: impl FnOnce() -> Value) {
-        if let Some(probe) = &self.probe
-            && probe.root == Some(id)
-        {
-            probe.steps.borrow_mut().insert(step.into(), value());
+        if let Some(probe) = &self.probe {
+            probe.record(id, step, value);
         }
     }
 
@@ -546,13 +555,14 @@ impl Execution<'_> {
         }
     }
 
-    /// The tested state hands over to `next` (by name): the test ends there.
-    pub(crate) fn probe_stops_before(&mut self, id: RunId, next: &str) -> bool {
+    /// The tested state hands over to `next`: the test ends there.
+    pub(crate) fn probe_stops_before(&mut self, id: RunId, next: StateId) -> bool {
         if !self.probed(id) {
             return false;
         }
+        let (name, _, _) = self.run(id).scope.state(next);
         if let Some(probe) = &mut self.probe {
-            probe.next_state = Some(next.to_owned());
+            probe.next_state = Some(name.to_owned());
         }
         true
     }
