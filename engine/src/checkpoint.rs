@@ -47,6 +47,10 @@ pub struct Checkpoint {
     /// The seed of its randomness (derived from the ARN, kept so a changed derivation cannot
     /// change a running execution). Since v1.
     pub seed: u64,
+    /// Tasks dispatched so far, per state name (`TaskRequest::invocation`). Since checkpoint
+    /// v2 with TestState; older checkpoints count from 0 again.
+    #[serde(default)]
+    pub dispatches: std::collections::BTreeMap<String, u32>,
     runs: Vec<SlotRecord>,
     free: Vec<u32>,
     ready: Vec<RunId>,
@@ -108,6 +112,7 @@ impl Execution<'_> {
             history: self.history.without_events(),
             states_entered: self.states_entered,
             seed: self.seed,
+            dispatches: self.dispatches.clone(),
             runs: self
                 .slots
                 .iter()
@@ -190,6 +195,7 @@ impl<'m> Execution<'m> {
         exec.status = checkpoint.status;
         exec.now = checkpoint.now;
         exec.seed = checkpoint.seed;
+        exec.dispatches = checkpoint.dispatches;
         exec.states_entered = checkpoint.states_entered;
         exec.free = checkpoint.free;
         exec.ready = checkpoint.ready.into_iter().collect();

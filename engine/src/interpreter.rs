@@ -132,6 +132,11 @@ pub struct TaskRequest {
     pub input: Value,
     /// 0 for the first try, then one more per retry.
     pub attempt: u32,
+    /// How many tasks this state dispatched before in this execution (0 for the first), over
+    /// retries, loops and Map iterations alike: what a MockConfigFile's invocation numbers
+    /// count. Kept in the checkpoint, so a task sent again after a crash has the same number.
+    #[serde(default)]
+    pub invocation: u32,
     /// Stable across resumes: `<execution ARN>/<state>/<entered event>/<attempt>`.
     pub idempotency_token: String,
     /// The region the task's calls go to, when the state names one (a Stepstone extension).
@@ -337,6 +342,8 @@ pub struct Execution<'m> {
     pub(crate) now: Timestamp,
     pub(crate) seed: u64,
     pub(crate) states_entered: u64,
+    /// Tasks dispatched so far, per state name (see [`TaskRequest::invocation`]).
+    pub(crate) dispatches: std::collections::BTreeMap<String, u32>,
     /// States this call may still enter (see `advance`).
     budget: u32,
     /// The run whose state just raised a JSONata evaluation failure, and the field: its
@@ -375,6 +382,7 @@ impl<'m> Execution<'m> {
             now,
             seed,
             states_entered: 0,
+            dispatches: Default::default(),
             budget: 0,
             evaluation_failed: Default::default(),
             probe: None,

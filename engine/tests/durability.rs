@@ -193,6 +193,45 @@ async fn crash_with_a_task_in_flight() {
     assert_eq!(store.list().unwrap()[0].status, "SUCCEEDED");
 }
 
+/// A polling loop dispatches one state three times; the execution crashes while the second
+/// poll is in flight. The invocation numbers (what a MockConfigFile answers by) go on from the
+/// checkpoint: the poll sent again is invocation 1 again, then 2; not 0.
+#[tokio::test]
+async fn invocation_numbers_survive_a_crash() {
+    let def = json!({"StartAt": "Poll", "States": {
+        "Poll": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": "Done?"},
+        "Done?": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericLessThan": 3, "Next": "Poll"}],
+                  "Default": "Done"},
+        "Done": {"Type": "Succeed"}}});
+    let m = machine(&def);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let poll = |seen: Arc<Mutex<Vec<u32>>>, hang_at: Option<u32>| {
+        FnTasks(move |req: TaskRequest| -> TaskFuture {
+            seen.lock().unwrap().push(req.invocation);
+            if Some(req.invocation) == hang_at {
+                return Box::pin(std::future::pending());
+            }
+            let n = req.invocation + 1;
+            Box::pin(async move { Ok(json!({"n": n})) })
+        })
+    };
+    let store = MemStore::new();
+    let crashed = run_until(
+        &m,
+        &def,
+        json!({}),
+        &options(true),
+        &store,
+        &poll(seen.clone(), Some(1)),
+        |n| matches!(n, Notice::Dispatched(r) if r.invocation == 1),
+    )
+    .await;
+    assert!(crashed.is_none(), "crashed during the second poll");
+    let resumed = resume_from(&m, &store, &options(true), &poll(seen.clone(), None)).await;
+    assert_eq!(resumed.status, Status::Succeeded(json!({"n": 3})));
+    assert_eq!(*seen.lock().unwrap(), [0, 1, 1, 2]);
+}
+
 #[tokio::test]
 async fn crash_during_a_wait_keeps_its_deadline() {
     let def = flow();

@@ -122,6 +122,7 @@ mod tests {
             resource: "arn:aws:states:::lambda:invoke".into(),
             input,
             attempt: 2,
+            invocation: 0,
             idempotency_token: "tok-1".into(),
             region: None,
             timeout_seconds: None,

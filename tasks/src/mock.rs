@@ -13,7 +13,7 @@
 //! Local. A file with a mistake is refused whole, the mistake named with its location.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use serde_json::Value;
 use stepstone_engine::{Failure, TaskDispatcher, TaskFuture, TaskRequest};
@@ -207,8 +207,6 @@ fn parse_answer(answer: &Value, location: &str) -> Result<Answer, MockError> {
 pub struct MockTasks {
     case: Arc<MockCase>,
     next: Arc<dyn TaskDispatcher>,
-    /// Invocations so far, per (execution, state).
-    counts: Arc<Mutex<HashMap<(String, String), u64>>>,
 }
 
 impl MockTasks {
@@ -217,7 +215,6 @@ impl MockTasks {
         MockTasks {
             case: Arc::new(case),
             next: Arc::new(next),
-            counts: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 }
@@ -233,14 +230,9 @@ impl TaskDispatcher for MockTasks {
         let Some((name, response)) = self.case.states.get(&request.state_name) else {
             return self.next.dispatch(request);
         };
-        let invocation = {
-            let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-            let n = counts
-                .entry((request.execution_arn.clone(), request.state_name.clone()))
-                .or_insert(0);
-            *n += 1;
-            *n - 1
-        };
+        // Counted by the execution, and kept in its checkpoint: a task sent again after a
+        // crash gets the answer it would have got.
+        let invocation = u64::from(request.invocation);
         let answer = response
             .answers
             .iter()
@@ -278,7 +270,7 @@ mod tests {
           "0-1": {"Throw": {"Error": "CloudFormation.LimitExceededException", "Cause": "slow down"}},
           "2": {"Return": {"StackId": "arn:stack/2"}}}}}"#;
 
-    fn request(state: &str) -> TaskRequest {
+    fn request(state: &str, invocation: u32) -> TaskRequest {
         TaskRequest {
             run: RunId::detached(),
             execution_arn: "arn:exec".into(),
@@ -286,6 +278,7 @@ mod tests {
             resource: "arn:aws:states:::aws-sdk:cloudformation:createStack".into(),
             input: json!({}),
             attempt: 0,
+            invocation,
             idempotency_token: String::new(),
             region: None,
             timeout_seconds: None,
@@ -306,20 +299,28 @@ mod tests {
             MockCase::load(FILE, "deploy", "Throttled").unwrap(),
             unmocked(),
         );
-        for _ in 0..2 {
-            let err = tasks.dispatch(request("Create")).await.unwrap_err();
+        for invocation in 0..2 {
+            let err = tasks
+                .dispatch(request("Create", invocation))
+                .await
+                .unwrap_err();
             assert_eq!(err.error, "CloudFormation.LimitExceededException");
             assert_eq!(err.cause, "slow down");
         }
         assert_eq!(
-            tasks.dispatch(request("Create")).await.unwrap(),
+            tasks.dispatch(request("Create", 2)).await.unwrap(),
             json!({"StackId": "arn:stack/2"})
         );
-        let err = tasks.dispatch(request("Create")).await.unwrap_err();
+        // The same invocation again (a task sent again after a crash): the same answer.
+        assert_eq!(
+            tasks.dispatch(request("Create", 2)).await.unwrap(),
+            json!({"StackId": "arn:stack/2"})
+        );
+        let err = tasks.dispatch(request("Create", 3)).await.unwrap_err();
         assert_eq!(err.error, "States.Runtime");
         assert!(err.cause.contains("no answer for invocation 3"));
         assert_eq!(
-            tasks.dispatch(request("Prepare")).await.unwrap(),
+            tasks.dispatch(request("Prepare", 0)).await.unwrap(),
             json!({"real": "Prepare"})
         );
     }

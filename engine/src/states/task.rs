@@ -107,8 +107,19 @@ impl Execution<'_> {
             resource_type: rt,
             resource: rs,
         });
+        let invocation = match self.dispatches.get_mut(name) {
+            Some(n) => {
+                *n += 1;
+                *n - 1
+            }
+            None => {
+                self.dispatches.insert(name.to_owned(), 1);
+                0
+            }
+        };
         let request = TaskRequest {
             run: id,
+            invocation,
             execution_arn: self.info.execution_arn.clone(),
             state_name: name.to_owned(),
             resource: resource_arn,

@@ -24,6 +24,7 @@ fn request(resource: &str, input: Value) -> TaskRequest {
         resource: resource.into(),
         input,
         attempt: 0,
+        invocation: 0,
         idempotency_token:
             "arn:aws:states:us-east-1:123456789012:execution:deploy:run-1/Create/2/0".into(),
         region: None,
