@@ -23,6 +23,8 @@ Examples:
   stepstone run examples/multi-region-deploy/deploy.asl.json --virtual-time \\
       --input-file examples/multi-region-deploy/input.json \\
       --mock-config examples/multi-region-deploy/mock-config.json --test-case HappyPath
+  stepstone test-state examples/multi-region-deploy/deploy.asl.json --state CheckStack \\
+      --input '{\"stack\": {\"status\": \"UPDATE_IN_PROGRESS\"}}'
 
 Exit status (validate, graph): 0 valid, 1 invalid, 2 unreadable file or bad usage.
 Exit status (run): 0 SUCCEEDED, 1 FAILED or TIMED_OUT, 2 invalid definition, input or usage.
@@ -52,7 +54,7 @@ enum Command {
     /// --task command or to AWS; Waits do not wait. Exit status: 0 SUCCEEDED, RETRIABLE or
     /// CAUGHT_ERROR, 1 FAILED, 2 for an invalid definition, input or usage.
     #[command(
-        after_help = "Examples:\n  stepstone test-state deploy.asl.json --state CreateStack --input '{\"region\": \"eu-west-1\"}' \\\n      --mock-result '{\"StackId\": \"arn:aws:cloudformation:eu-west-1:123456789012:stack/app/1\"}' \\\n      --inspection-level DEBUG\n  stepstone test-state task.json --mock-error Lambda.TooManyRequestsException --retrier-retry-count 2\n  stepstone test-state map.json --mock-result '[1, 1, 0]' --map-iteration-failure-count 1 --json"
+        after_help = "Examples:\n  stepstone test-state deploy.asl.json --state CreateStack --input '{\"region\": \"eu-west-1\"}' \\\n      --mock-result '{\"StackId\": \"arn:aws:cloudformation:eu-west-1:123456789012:stack/app/1\"}' \\\n      --inspection-level DEBUG\n  stepstone test-state task.json --mock-error Lambda.TooManyRequestsException \\\n      --retrier-retry-count 2\n  stepstone test-state map.json --mock-result '[1, 1, 0]' --map-iteration-failure-count 1 --json"
     )]
     TestState(cli::test_state::TestStateArgs),
     /// Finish executions that a crash or a kill left RUNNING, from their last checkpoint.

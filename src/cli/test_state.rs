@@ -48,7 +48,7 @@ pub(crate) struct TestStateArgs {
     pub(crate) mock_cause: Option<String>,
     /// INFO: status, output or error, next state. DEBUG and TRACE: also inspectionData, each
     /// step of the data flow.
-    #[arg(long, value_enum, ignore_case = true, default_value_t = Level::Info)]
+    #[arg(long, value_enum, value_name = "LEVEL", ignore_case = true, default_value_t = Level::Info)]
     pub(crate) inspection_level: Level,
     /// Variables in scope when the state starts, as a JSON object.
     #[arg(long, value_name = "JSON")]
