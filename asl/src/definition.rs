@@ -233,6 +233,14 @@ fn check_name(l: &mut Loader, name: &str, at: &str) {
 }
 
 fn load_state(l: &mut Loader, value: &Value, at: String) -> Option<State> {
+    // The states inside a Map or Parallel load within this one: each keeps its own flag.
+    let outer = std::mem::replace(&mut l.reads_context, false);
+    let state = load_state_fields(l, value, at);
+    let reads_context = std::mem::replace(&mut l.reads_context, outer);
+    state.map(|s| State { reads_context, ..s })
+}
+
+fn load_state_fields(l: &mut Loader, value: &Value, at: String) -> Option<State> {
     let mut f = Fields::open(value, at, l)?;
     let type_at = f.pointer("Type");
     let ty = f.req_str(l, "Type");
@@ -284,5 +292,6 @@ fn load_state(l: &mut Loader, value: &Value, at: String) -> Option<State> {
         comment,
         query_language: cx.lang,
         kind,
+        reads_context: false,
     })
 }

@@ -35,6 +35,8 @@ pub(crate) struct Loader {
     lost_edges: Vec<u32>,
     /// While a catcher's Output and Assign load: the one place `$states.errorOutput` exists.
     pub(crate) in_catcher: bool,
+    /// Whether an expression of the state being loaded may read `$states.context`.
+    pub(crate) reads_context: bool,
 }
 
 impl Loader {
@@ -45,6 +47,7 @@ impl Loader {
             top_language: QueryLanguage::JsonPath,
             lost_edges: Vec::new(),
             in_catcher: false,
+            reads_context: false,
         }
     }
 

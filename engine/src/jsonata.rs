@@ -43,7 +43,6 @@ impl Execution<'_> {
         error_output: Option<&Value>,
         item: Option<(usize, &Value)>,
     ) -> Scope {
-        let context = self.with_env(id, input, item, |env| env.context.value().clone());
         let mut states = Map::new();
         states.insert("input".into(), input.clone());
         if let Some(r) = result {
@@ -52,7 +51,11 @@ impl Execution<'_> {
         if let Some(e) = error_output {
             states.insert("errorOutput".into(), e.clone());
         }
-        states.insert("context".into(), context);
+        let (_, state) = self.current(id);
+        if state.reads_context {
+            let context = self.with_env(id, input, item, |env| env.context.value().clone());
+            states.insert("context".into(), context);
+        }
         let run = self.run(id);
         let frames = run.vars.frames();
         let seed = self.seed

@@ -89,58 +89,76 @@ fn top_level_names(node: &AstNode, names: &mut Vec<String>) {
 
 /// Calls `f` on `node` and every node under it.
 fn visit(node: &AstNode, f: &mut impl FnMut(&AstNode)) {
-    use jsonata_core::ast::Stage;
     f(node);
-    let mut each = |nodes: &mut dyn Iterator<Item = &AstNode>| nodes.for_each(|n| visit(n, f));
+    for child in children(node) {
+        visit(child, f);
+    }
+}
+
+/// The nodes directly under `node` (a path's steps and their predicates included).
+fn children(node: &AstNode) -> Vec<&AstNode> {
+    use jsonata_core::ast::Stage;
     match node {
-        AstNode::Path { steps } => {
-            for step in steps {
-                each(&mut std::iter::once(&step.node));
-                for stage in &step.stages {
-                    if let Stage::Filter(n) = stage {
-                        each(&mut std::iter::once(&**n));
-                    }
-                }
-            }
-        }
-        AstNode::Binary { lhs, rhs, .. } => each(&mut [&**lhs, &**rhs].into_iter()),
-        AstNode::Unary { operand, .. } => each(&mut std::iter::once(&**operand)),
-        AstNode::Function { args, .. } => each(&mut args.iter()),
+        AstNode::Path { steps } => steps
+            .iter()
+            .flat_map(|step| {
+                std::iter::once(&step.node).chain(step.stages.iter().filter_map(|s| match s {
+                    Stage::Filter(n) => Some(&**n),
+                    _ => None,
+                }))
+            })
+            .collect(),
+        AstNode::Binary { lhs, rhs, .. } => vec![lhs, rhs],
+        AstNode::Unary { operand, .. } => vec![operand],
+        AstNode::Function { args, .. } => args.iter().collect(),
         AstNode::Call { procedure, args } => {
-            each(&mut std::iter::once(&**procedure).chain(args.iter()))
+            std::iter::once(&**procedure).chain(args.iter()).collect()
         }
-        AstNode::Lambda { body, .. } => each(&mut std::iter::once(&**body)),
+        AstNode::Lambda { body, .. } => vec![body],
         AstNode::Array(items) | AstNode::Block(items) | AstNode::ArrayGroup(items) => {
-            each(&mut items.iter())
+            items.iter().collect()
         }
-        AstNode::Object(pairs) => each(&mut pairs.iter().flat_map(|(k, v)| [k, v])),
-        AstNode::ObjectTransform { input, pattern } => {
-            each(&mut std::iter::once(&**input).chain(pattern.iter().flat_map(|(k, v)| [k, v])))
-        }
+        AstNode::Object(pairs) => pairs.iter().flat_map(|(k, v)| [k, v]).collect(),
+        AstNode::ObjectTransform { input, pattern } => std::iter::once(&**input)
+            .chain(pattern.iter().flat_map(|(k, v)| [k, v]))
+            .collect(),
         AstNode::Conditional {
             condition,
             then_branch,
             else_branch,
-        } => each(
-            &mut [&**condition, &**then_branch]
-                .into_iter()
-                .chain(else_branch.as_deref()),
-        ),
-        AstNode::FunctionApplication(inner) => each(&mut std::iter::once(&**inner)),
-        AstNode::Sort { input, terms } => {
-            each(&mut std::iter::once(&**input).chain(terms.iter().map(|(t, _)| t)))
-        }
+        } => [&**condition, &**then_branch]
+            .into_iter()
+            .chain(else_branch.as_deref())
+            .collect(),
+        AstNode::FunctionApplication(inner) => vec![inner],
+        AstNode::Sort { input, terms } => std::iter::once(&**input)
+            .chain(terms.iter().map(|(t, _)| t))
+            .collect(),
         AstNode::Transform {
             location,
             update,
             delete,
-        } => each(
-            &mut [&**location, &**update]
-                .into_iter()
-                .chain(delete.as_deref()),
-        ),
-        _ => {}
+        } => [&**location, &**update]
+            .into_iter()
+            .chain(delete.as_deref())
+            .collect(),
+        _ => Vec::new(),
     }
+}
+
+/// Whether `node` may read `$states.context`: a path through it, or `$states` whole.
+fn reads_context(node: &AstNode) -> bool {
+    if let AstNode::Path { steps } = node
+        && let Some(AstNode::Variable(v)) = steps.first().map(|s| &s.node)
+        && v == "states"
+    {
+        let other_field =
+            matches!(steps.get(1).map(|s| &s.node), Some(AstNode::Name(n)) if n != "context");
+        // `$states.input...` reads no context, but what follows it (a predicate...) may.
+        return !other_field || children(node).into_iter().skip(1).any(reads_context);
+    }
+    matches!(node, AstNode::Variable(v) if v == "states")
+        || children(node).into_iter().any(reads_context)
 }
 
 /// What an expression sees when it runs, converted once for all the expressions of a state
@@ -192,6 +210,12 @@ impl Compiled {
     /// The expression as written.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// Whether the expression may read `$states.context`: only then must the state build the
+    /// context object (which holds a copy of the execution's input) into its `$states`.
+    pub fn reads_context(&self) -> bool {
+        reads_context(&self.ast)
     }
 
     /// What Step Functions refuses in this expression when the definition is created, as AWS
@@ -416,6 +440,28 @@ mod tests {
         assert_ne!(value("$random(42)"), value("$random(43)"));
         // The same scope seed draws the same values: recomputing after a crash agrees.
         assert_eq!(value("$uuid()"), value("$uuid()"));
+    }
+
+    #[test]
+    fn only_expressions_that_may_read_the_context_need_it() {
+        let reads = |text: &str| Compiled::compile(text).unwrap().reads_context();
+        for yes in [
+            "$states.context.Execution.Id",
+            "$states",
+            "$keys($states)",
+            "$states.input.items[id = $states.context.Map.Item.Index]",
+            "($s := $states; $s.context)",
+        ] {
+            assert!(reads(yes), "{yes}");
+        }
+        for no in [
+            "$states.input.a",
+            "$count($states.result)",
+            "$x + 1",
+            "'context'",
+        ] {
+            assert!(!reads(no), "{no}");
+        }
     }
 
     #[test]

@@ -104,6 +104,7 @@ fn check_expression(l: &mut Loader, at: &str, e: &Expression) {
             l.report(Code::InvalidJsonataExpression, at, message);
         }
         Ok(compiled) => {
+            l.reads_context |= compiled.reads_context();
             for problem in compiled.unsupported(l.in_catcher) {
                 l.report(Code::UnsupportedJsonataExpression, at, problem);
             }

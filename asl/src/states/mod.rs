@@ -66,6 +66,9 @@ pub struct State {
     pub query_language: QueryLanguage,
     /// What kind of state, with its fields.
     pub kind: StateKind,
+    /// A JSONata state one of whose expressions may read `$states.context`: only such a state
+    /// pays for building the context object (a copy of the execution's input among it).
+    pub reads_context: bool,
 }
 
 /// The state types of the States Language.
