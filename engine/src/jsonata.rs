@@ -43,28 +43,25 @@ impl Execution<'_> {
         error_output: Option<&Value>,
         item: Option<(usize, &Value)>,
     ) -> Scope {
-        let mut states = Map::new();
-        states.insert("input".into(), input.clone());
-        if let Some(r) = result {
-            states.insert("result".into(), r.clone());
-        }
-        if let Some(e) = error_output {
-            states.insert("errorOutput".into(), e.clone());
-        }
+        // Each value is converted for the evaluator straight from where it is: no copy first.
         let (_, state) = self.current(id);
-        if state.reads_context {
-            let context = self.with_env(id, input, item, |env| env.context.value().clone());
-            states.insert("context".into(), context);
-        }
+        let context = state
+            .reads_context
+            .then(|| self.with_env(id, input, item, |env| env.context.value().clone()));
+        let mut fields = vec![("input", input)];
+        fields.extend(result.map(|r| ("result", r)));
+        fields.extend(error_output.map(|e| ("errorOutput", e)));
+        fields.extend(context.as_ref().map(|c| ("context", c)));
         let run = self.run(id);
-        let frames = run.vars.frames();
         let seed = self.seed
             ^ run.entered_event.wrapping_mul(0x9E37_79B9)
             ^ u64::from(run.retry_count) << 40;
-        let variables = frames
-            .iter()
+        let variables = run
+            .vars
+            .frame_refs()
+            .into_iter()
             .flat_map(|frame| frame.iter().map(|(k, v)| (k.as_str(), v)));
-        Scope::new(&Value::Object(states), variables, seed)
+        Scope::of_fields(&fields, variables, seed)
     }
 
     /// The failure for a JSONata field `field` of run `id`'s state.

@@ -64,6 +64,18 @@ pub(crate) fn check_sizes(values: &Map<String, Value>, limit: usize) -> Result<(
 }
 
 impl Vars {
+    /// The frames by reference, outermost first.
+    pub(crate) fn frame_refs(&self) -> Vec<&Map<String, Value>> {
+        let mut frames = Vec::new();
+        let mut frame = Some(self);
+        while let Some(v) = frame {
+            frames.push(&v.0.values);
+            frame = v.0.parent.as_ref();
+        }
+        frames.reverse();
+        frames
+    }
+
     /// The frames, outermost first: how a checkpoint stores them.
     pub(crate) fn frames(&self) -> Vec<Map<String, Value>> {
         let mut frames = Vec::new();

@@ -181,12 +181,55 @@ impl Scope {
         seed: u64,
     ) -> Scope {
         Scope {
-            states: JValue::from(states.clone()),
+            states: jvalue(states),
             variables: variables
                 .into_iter()
-                .map(|(name, value)| (name.to_owned(), JValue::from(value.clone())))
+                .map(|(name, value)| (name.to_owned(), jvalue(value)))
                 .collect(),
             seed,
+        }
+    }
+
+    /// As [`Scope::new`], with `$states` given by its fields (`input`, `result`...): each value
+    /// is converted once, where building a `$states` object first would copy it once more.
+    pub fn of_fields<'a>(
+        states: &[(&str, &Value)],
+        variables: impl IntoIterator<Item = (&'a str, &'a Value)>,
+        seed: u64,
+    ) -> Scope {
+        let fields = states
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), jvalue(value)))
+            .collect();
+        Scope {
+            states: JValue::object(fields),
+            variables: variables
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), jvalue(value)))
+                .collect(),
+            seed,
+        }
+    }
+}
+
+/// `value` for the evaluator, converted from a reference (jsonata-core converts an owned value,
+/// which would need a copy first).
+fn jvalue(value: &Value) -> JValue {
+    match value {
+        Value::Null => JValue::Null,
+        Value::Bool(b) => JValue::Bool(*b),
+        Value::Number(n) => JValue::Number(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => JValue::String(s.as_str().into()),
+        Value::Array(items) => {
+            // "Flat": no item is itself an array (what jsonata-core's own conversion records).
+            let flat = !items.iter().any(Value::is_array);
+            JValue::Array(jsonata_core::value::JArray::new_flat(
+                items.iter().map(jvalue).collect(),
+                flat,
+            ))
+        }
+        Value::Object(map) => {
+            JValue::object(map.iter().map(|(k, v)| (k.clone(), jvalue(v))).collect())
         }
     }
 }
