@@ -235,9 +235,15 @@ fn check_name(l: &mut Loader, name: &str, at: &str) {
 fn load_state(l: &mut Loader, value: &Value, at: String) -> Option<State> {
     // The states inside a Map or Parallel load within this one: each keeps its own flag.
     let outer = std::mem::replace(&mut l.reads_context, false);
+    let outer_variables = std::mem::take(&mut l.variables_read);
     let state = load_state_fields(l, value, at);
     let reads_context = std::mem::replace(&mut l.reads_context, outer);
-    state.map(|s| State { reads_context, ..s })
+    let variables_read = std::mem::replace(&mut l.variables_read, outer_variables);
+    state.map(|s| State {
+        reads_context,
+        variables_read,
+        ..s
+    })
 }
 
 fn load_state_fields(l: &mut Loader, value: &Value, at: String) -> Option<State> {
@@ -293,5 +299,6 @@ fn load_state_fields(l: &mut Loader, value: &Value, at: String) -> Option<State>
         query_language: cx.lang,
         kind,
         reads_context: false,
+        variables_read: Default::default(),
     })
 }

@@ -37,6 +37,8 @@ pub(crate) struct Loader {
     pub(crate) in_catcher: bool,
     /// Whether an expression of the state being loaded may read `$states.context`.
     pub(crate) reads_context: bool,
+    /// The variables the expressions of the state being loaded may read.
+    pub(crate) variables_read: std::collections::BTreeSet<String>,
 }
 
 impl Loader {
@@ -48,6 +50,7 @@ impl Loader {
             lost_edges: Vec::new(),
             in_catcher: false,
             reads_context: false,
+            variables_read: Default::default(),
         }
     }
 

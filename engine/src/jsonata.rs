@@ -60,7 +60,8 @@ impl Execution<'_> {
             .vars
             .frame_refs()
             .into_iter()
-            .flat_map(|frame| frame.iter().map(|(k, v)| (k.as_str(), v)));
+            .flat_map(|frame| frame.iter().map(|(k, v)| (k.as_str(), v)))
+            .filter(|(k, _)| state.variables_read.contains(*k));
         Scope::of_fields(&fields, variables, seed)
     }
 

@@ -261,6 +261,22 @@ impl Compiled {
         reads_context(&self.ast)
     }
 
+    /// The variables the expression may read (`$name`; `$states` aside): only those need to be
+    /// made visible to it. JSONata variables are lexical, so every read is one of these names.
+    pub fn variables(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        visit(&self.ast, &mut |node| {
+            if let AstNode::Variable(name) = node
+                && !name.is_empty()
+                && name != "states"
+                && !names.contains(name)
+            {
+                names.push(name.clone());
+            }
+        });
+        names
+    }
+
     /// What Step Functions refuses in this expression when the definition is created, as AWS
     /// words it (UNSUPPORTED_JSONATA_EXPRESSION): a field read at the top level, where there is
     /// no context item (`phone` in `phone.number`, `$count(phone)`, or a function body's
@@ -505,6 +521,17 @@ mod tests {
         ] {
             assert!(!reads(no), "{no}");
         }
+    }
+
+    #[test]
+    fn the_variables_an_expression_reads_are_known() {
+        let vars = |text: &str| Compiled::compile(text).unwrap().variables();
+        assert_eq!(vars("$a + $b.c + $a"), ["a", "b"]);
+        assert_eq!(
+            vars("$states.input.x & $count($items[$ > $min])"),
+            ["items", "min"]
+        );
+        assert!(vars("$states.input").is_empty());
     }
 
     #[test]

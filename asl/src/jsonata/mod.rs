@@ -105,6 +105,7 @@ fn check_expression(l: &mut Loader, at: &str, e: &Expression) {
         }
         Ok(compiled) => {
             l.reads_context |= compiled.reads_context();
+            l.variables_read.extend(compiled.variables());
             for problem in compiled.unsupported(l.in_catcher) {
                 l.report(Code::UnsupportedJsonataExpression, at, problem);
             }

@@ -69,6 +69,9 @@ pub struct State {
     /// A JSONata state one of whose expressions may read `$states.context`: only such a state
     /// pays for building the context object (a copy of the execution's input among it).
     pub reads_context: bool,
+    /// The variables a JSONata state's expressions may read: only those are made visible to
+    /// them (a large variable costs nothing to the states that do not read it).
+    pub variables_read: std::collections::BTreeSet<String>,
 }
 
 /// The state types of the States Language.
