@@ -38,7 +38,7 @@ enum Command {
     /// retries); the status and output go to standard output. Exit status: 0 SUCCEEDED, 1
     /// FAILED or TIMED_OUT, 2 for an invalid definition, input or usage.
     #[command(
-        after_help = "Examples:\n  stepstone run flow.asl.json --input '{\"n\": 1}'\n  stepstone run deploy.asl.json --input-file in.json --virtual-time \\\n      --task arn:aws:states:::lambda:invoke='./prepare.sh'\n  stepstone run loop.asl.json --json --stats --history-limit 0\n\nA --task command reads the task's input as JSON on stdin and prints its result as JSON on\nstdout; a non-zero exit fails the task with the {\"Error\", \"Cause\"} it printed, or\nStates.TaskFailed. It finds STEPSTONE_EXECUTION_ARN, STEPSTONE_STATE_NAME,\nSTEPSTONE_ATTEMPT and STEPSTONE_IDEMPOTENCY_TOKEN in its environment."
+        after_help = "Examples:\n  stepstone run flow.asl.json --input '{\"n\": 1}'\n  stepstone run deploy.asl.json --input-file in.json --virtual-time \\\n      --task arn:aws:states:::lambda:invoke='./prepare.sh'\n  stepstone run loop.asl.json --json --stats --history-limit 0\n\nA --task command reads the task's input as JSON on stdin and prints its result as JSON on\nstdout; a non-zero exit fails the task with the {\"Error\", \"Cause\"} it printed, or\nStates.TaskFailed. It finds STEPSTONE_EXECUTION_ARN, STEPSTONE_STATE_NAME,\nSTEPSTONE_ATTEMPT, STEPSTONE_INVOCATION and STEPSTONE_IDEMPOTENCY_TOKEN in its\nenvironment."
     )]
     Run(cli::run::RunArgs),
     /// Run one state on its own, as Step Functions' TestState API does: see its output, where it

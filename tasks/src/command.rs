@@ -13,8 +13,10 @@ use tokio::process::Command;
 /// `States.TaskFailed` and its standard error as the cause.
 ///
 /// The environment carries `STEPSTONE_EXECUTION_ARN`, `STEPSTONE_STATE_NAME`,
-/// `STEPSTONE_ATTEMPT` (0 for the first try) and `STEPSTONE_IDEMPOTENCY_TOKEN` (the same for
-/// every delivery of one attempt), and `STEPSTONE_REGION` when the state names a region. For a
+/// `STEPSTONE_ATTEMPT` (0 for the first try), `STEPSTONE_INVOCATION` (how many tasks the state
+/// ran before in this execution, over retries, loops and Map iterations; the same after a
+/// resume) and `STEPSTONE_IDEMPOTENCY_TOKEN` (the same for every delivery of one attempt), and
+/// `STEPSTONE_REGION` when the state names a region. For a
 /// task that waits for its token (`.waitForTaskToken`), `STEPSTONE_TASK_TOKEN` holds it: the
 /// command's output only says the request was delivered, and the task's result comes with
 /// `stepstone send-task-success TOKEN OUTPUT` (or `send-task-failure`).
@@ -47,6 +49,7 @@ async fn run(command: &str, request: &TaskRequest) -> Result<Value, Failure> {
         .env("STEPSTONE_EXECUTION_ARN", &request.execution_arn)
         .env("STEPSTONE_STATE_NAME", &request.state_name)
         .env("STEPSTONE_ATTEMPT", request.attempt.to_string())
+        .env("STEPSTONE_INVOCATION", request.invocation.to_string())
         .env("STEPSTONE_IDEMPOTENCY_TOKEN", &request.idempotency_token)
         .env("STEPSTONE_REGION", request.region.as_deref().unwrap_or(""))
         .env(
@@ -122,7 +125,7 @@ mod tests {
             resource: "arn:aws:states:::lambda:invoke".into(),
             input,
             attempt: 2,
-            invocation: 0,
+            invocation: 5,
             idempotency_token: "tok-1".into(),
             region: None,
             timeout_seconds: None,
@@ -137,12 +140,12 @@ mod tests {
             .dispatch(request(json!({"a": [1, 2]})))
             .await;
         assert_eq!(out, Ok(json!({"a": [1, 2]})));
-        let out = CommandTask::new("printf '{\"state\": \"%s\", \"attempt\": %s, \"token\": \"%s\"}' \"$STEPSTONE_STATE_NAME\" \"$STEPSTONE_ATTEMPT\" \"$STEPSTONE_IDEMPOTENCY_TOKEN\"")
+        let out = CommandTask::new("printf '{\"state\": \"%s\", \"attempt\": %s, \"invocation\": %s, \"token\": \"%s\"}' \"$STEPSTONE_STATE_NAME\" \"$STEPSTONE_ATTEMPT\" \"$STEPSTONE_INVOCATION\" \"$STEPSTONE_IDEMPOTENCY_TOKEN\"")
             .dispatch(request(json!({})))
             .await;
         assert_eq!(
             out,
-            Ok(json!({"state": "Deploy", "attempt": 2, "token": "tok-1"}))
+            Ok(json!({"state": "Deploy", "attempt": 2, "invocation": 5, "token": "tok-1"}))
         );
     }
 
