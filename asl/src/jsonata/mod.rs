@@ -8,6 +8,7 @@
 
 use serde_json::Value;
 
+mod analysis;
 mod eval;
 
 pub use eval::{Compiled, QueryError, Scope};
