@@ -1305,7 +1305,9 @@ impl<'m> Execution<'m> {
                 }
                 _ => unreachable!("Assign is validated to be an object"),
             },
-            Assign::Jsonata(_) => Err(eval::Error::runtime("JSONata Assign is not evaluated yet")),
+            // A JSONata Assign belongs to a JSONata state, whose fields go through
+            // `jsonata_assign` (engine/src/jsonata.rs).
+            Assign::Jsonata(_) => unreachable!("a JSONata state's Assign is evaluated as JSONata"),
         }
     }
 
