@@ -6,6 +6,8 @@
 //! Each test drives the `stepstone` binary as a user would (`--endpoint-url`, `--region`), with
 //! its own stack and function names, so reruns against the same emulator do not collide.
 
+mod common;
+
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -338,14 +340,9 @@ fn signal_resource_releases_a_stack_held_by_a_wait_condition() {
         .unwrap(),
         json!({})
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while status(&stack) != "CREATE_COMPLETE" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the stack stayed held"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    common::wait_for(20, "the stack stayed held", || {
+        (status(&stack) == "CREATE_COMPLETE").then_some(())
+    });
 }
 
 #[test]
@@ -572,18 +569,10 @@ fn run_held(region: &str, signal: &str) -> (Value, Value, String) {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        if let Ok(s) = cloudformation("describeStacks", json!({"StackName": stack}), region) {
-            assert_eq!(s["Stacks"][0]["StackStatus"], "CREATE_IN_PROGRESS");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the stack was never created"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let s = common::wait_for(30, "the stack was never created", || {
+        cloudformation("describeStacks", json!({"StackName": stack}), region).ok()
+    });
+    assert_eq!(s["Stacks"][0]["StackStatus"], "CREATE_IN_PROGRESS");
     // Let the loop poll a few times while the stack is held, then release it.
     std::thread::sleep(std::time::Duration::from_millis(2500));
     cloudformation(
@@ -692,14 +681,9 @@ fn a_run_killed_while_its_stack_is_created_resumes_and_finishes_that_stack() {
         .args(["--input", &input.to_string(), "--endpoint-url", &endpoint()])
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while cloudformation("describeStacks", json!({"StackName": stack}), region).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the stack was never created"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::wait_for(30, "the stack was never created", || {
+        cloudformation("describeStacks", json!({"StackName": stack}), region).ok()
+    });
     // Killed as the stack is being created (held by its WaitCondition).
     run.kill().unwrap();
     run.wait().unwrap();
@@ -774,8 +758,7 @@ fn a_lambda_task_waiting_for_its_token_is_completed_from_a_second_process() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // An operator finds the token in the history (the task's parameters), and answers.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let token = loop {
+    let token = common::wait_for(20, "the task was never scheduled", || {
         let history: Value =
             serde_json::from_slice(&stepstone(&["history", "approval", "--json"]).stdout)
                 .unwrap_or(Value::Null);
@@ -791,14 +774,10 @@ fn a_lambda_task_waiting_for_its_token_is_completed_from_a_second_process() {
                     .unwrap(),
             )
             .unwrap();
-            break parameters["Payload"]["token"].as_str().unwrap().to_owned();
+            return Some(parameters["Payload"]["token"].as_str().unwrap().to_owned());
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the task was never scheduled"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+        None
+    });
     // The function ran and returned; the task still waits for its token.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let d: Value =
@@ -806,18 +785,13 @@ fn a_lambda_task_waiting_for_its_token_is_completed_from_a_second_process() {
     assert_eq!(d["status"], "RUNNING");
     let o = stepstone(&["send-task-success", &token, r#"{"approved": true}"#]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let d = common::wait_for(20, "the approved execution did not succeed", || {
         let d: Value =
             serde_json::from_slice(&stepstone(&["describe", "approval", "--json"]).stdout)
                 .unwrap_or(Value::Null);
-        if d["status"] == "SUCCEEDED" {
-            assert_eq!(d["output"]["approval"], json!({"approved": true}));
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{d}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+        (d["status"] == "SUCCEEDED").then_some(d)
+    });
+    assert_eq!(d["output"]["approval"], json!({"approved": true}));
     let _ = std::fs::remove_dir_all(&store);
 }
 

@@ -1,5 +1,7 @@
 //! The `stepstone` binary as a user runs it: exit codes, output shapes, messages.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -446,14 +448,10 @@ fn a_killed_run_resumes_where_it_stopped() {
         .spawn()
         .unwrap();
     // Wait until Deploy is running, then kill the engine as a crash would.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !std::fs::read_to_string(&ledger)
-        .unwrap_or_default()
-        .contains("Deploy ")
-    {
-        assert!(std::time::Instant::now() < deadline, "Deploy never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::wait_for(20, "Deploy never started", || {
+        let ledger = std::fs::read_to_string(&ledger).unwrap_or_default();
+        ledger.contains("Deploy ").then_some(())
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     let o = stepstone(&["executions", "--store", &store, "--json"]);
@@ -569,14 +567,9 @@ fn a_detached_run_is_reached_through_its_control_socket_stopped_and_redriven() {
         "stop", "held", "--store", &store, "--error", "Operator", "--cause", "by hand", "--json",
     ]));
     assert!(v["stopDate"].is_string(), "{v}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::path::Path::new(&format!("{store}/control.sock")).exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the engine did not end"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::wait_for(10, "the engine did not end", || {
+        (!std::path::Path::new(&format!("{store}/control.sock")).exists()).then_some(())
+    });
     let v = json_out(&stepstone(&[
         "describe", "held", "--store", &store, "--json",
     ]));
@@ -598,23 +591,13 @@ fn a_detached_run_is_reached_through_its_control_socket_stopped_and_redriven() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let v = common::wait_for(20, "the redrive did not start", || {
         let o = stepstone(&["describe", "held", "--store", &store, "--json"]);
-        if o.status.success() {
-            let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-            if v["status"] == "RUNNING" {
-                assert_eq!(v["redriveCount"], 1);
-                assert!(v["redriveDate"].is_string());
-                break;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the redrive did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+        let v: Value = serde_json::from_str(stdout(&o).trim()).ok()?;
+        (o.status.success() && v["status"] == "RUNNING").then_some(v)
+    });
+    assert_eq!(v["redriveCount"], 1);
+    assert!(v["redriveDate"].is_string());
     let v = json_out(&stepstone(&[
         "history", "held", "--store", &store, "--json",
     ]));
@@ -773,16 +756,10 @@ fn a_task_waiting_for_its_token_is_completed_from_another_process() {
         )
     };
     let read_token = |name: &str| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            if let Ok(t) = std::fs::read_to_string(token_file(name))
-                && !t.trim().is_empty()
-            {
-                return t.trim().to_owned();
-            }
-            assert!(std::time::Instant::now() < deadline, "no token delivered");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        common::wait_for(20, "no token delivered", || {
+            let t = std::fs::read_to_string(token_file(name)).ok()?;
+            (!t.trim().is_empty()).then(|| t.trim().to_owned())
+        })
     };
 
     // 1. The engine runs (detached): the answer reaches it through the control socket.
@@ -809,8 +786,7 @@ fn a_task_waiting_for_its_token_is_completed_from_another_process() {
         &store,
     ]);
     assert_ok(&o);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let described = loop {
+    let described = common::wait_for(20, "the answered execution did not succeed", || {
         let v: Value = serde_json::from_str(
             stdout(&stepstone(&[
                 "describe", "live", "--store", &store, "--json",
@@ -818,12 +794,8 @@ fn a_task_waiting_for_its_token_is_completed_from_another_process() {
             .trim(),
         )
         .unwrap_or(Value::Null);
-        if v["status"] == "SUCCEEDED" {
-            break v;
-        }
-        assert!(std::time::Instant::now() < deadline, "{v}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+        (v["status"] == "SUCCEEDED").then_some(v)
+    });
     assert_eq!(
         described["output"],
         serde_json::json!({"approval": {"by": "ops"}, "applied": "applied"})

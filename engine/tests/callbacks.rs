@@ -2,10 +2,12 @@
 //! request with `$$.Task.Token`; SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat complete
 //! it, through the running engine or, when none runs, through the store.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use stepstone_engine::asl::{Machine, Options, validate};
+use stepstone_engine::asl::Machine;
 use stepstone_engine::history::EventKind;
 use stepstone_engine::store::{CheckpointStore, MemStore};
 use stepstone_engine::{
@@ -14,8 +16,7 @@ use stepstone_engine::{
 };
 
 fn machine(def: &Value) -> Arc<Machine> {
-    let v = validate(def, Options::default());
-    Arc::new(v.machine.unwrap_or_else(|| panic!("{:?}", v.diagnostics)))
+    Arc::new(common::machine(def))
 }
 
 /// Delivers requests (as a Lambda function would receive them) and keeps them.

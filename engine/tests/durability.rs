@@ -3,10 +3,13 @@
 //! output and history must equal an uninterrupted run's, a task that completed must not run
 //! again, and a re-dispatched task must carry the same idempotency token.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
+use common::machine;
 use serde_json::{Value, json};
-use stepstone_engine::asl::{Machine, Options, validate};
+use stepstone_engine::asl::Machine;
 use stepstone_engine::store::{CheckpointStore, MemStore, SledStore};
 use stepstone_engine::{
     FnTasks, Notice, Outcome, Persistence, RestoreError, ResumeError, RunOptions, Status,
@@ -14,11 +17,6 @@ use stepstone_engine::{
 };
 
 type Ledger = Arc<Mutex<Vec<(String, String)>>>;
-
-fn machine(def: &Value) -> Machine {
-    let v = validate(def, Options::default());
-    v.machine.unwrap_or_else(|| panic!("{:?}", v.diagnostics))
-}
 
 fn options(virtual_time: bool) -> RunOptions {
     let mut o = RunOptions::default();

@@ -1,20 +1,21 @@
 //! Executions with Task states, errors and time: what the conformance corpus (which has no
 //! Task states) does not cover.
 
+mod common;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
+use stepstone_engine::asl::Machine;
 use stepstone_engine::asl::timestamp::Timestamp;
-use stepstone_engine::asl::{Machine, Options, validate};
 use stepstone_engine::{
     Command, Execution, ExecutionInfo, Failure, FnTasks, Input, Limits, NoTasks, Outcome,
     RunOptions, Status, TaskRequest, run,
 };
 
 fn machine(def: Value) -> Machine {
-    let v = validate(&def, Options::default());
-    v.machine.unwrap_or_else(|| panic!("{:?}", v.diagnostics))
+    common::machine(&def)
 }
 
 fn options() -> RunOptions {

@@ -2,14 +2,11 @@
 //! number fields (TimeoutSeconds, MaxConcurrency, ToleratedFailureCount), Arguments and Output of
 //! a Task, a Catch's `$states.errorOutput`, and variables across states.
 
-use serde_json::{Value, json};
-use stepstone_engine::asl::{Machine, Options, validate};
-use stepstone_engine::{Failure, FnTasks, RunOptions, Status, TaskRequest, run};
+mod common;
 
-fn machine(def: &Value) -> Machine {
-    let v = validate(def, Options::default());
-    v.machine.unwrap_or_else(|| panic!("{:?}", v.diagnostics))
-}
+use common::machine;
+use serde_json::{Value, json};
+use stepstone_engine::{Failure, FnTasks, RunOptions, Status, TaskRequest, run};
 
 fn options() -> RunOptions {
     let mut o = RunOptions::default();

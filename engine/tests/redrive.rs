@@ -2,22 +2,20 @@
 //! stopped. States that succeeded do not run again; a Map or Parallel reruns only the
 //! iterations and branches that did not succeed; the history goes on with ExecutionRedriven.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use common::machine;
 use serde_json::{Value, json};
-use stepstone_engine::asl::{Machine, Options, validate};
+use stepstone_engine::asl::Machine;
 use stepstone_engine::history::EventKind;
 use stepstone_engine::store::{CheckpointStore, MemStore};
 use stepstone_engine::{
     Failure, FnTasks, Outcome, Persistence, RedriveError, ResumeError, RunOptions, Signals, Status,
     TaskFuture, TaskRequest, redrive, run_durable,
 };
-
-fn machine(def: &Value) -> Machine {
-    let v = validate(def, Options::default());
-    v.machine.unwrap_or_else(|| panic!("{:?}", v.diagnostics))
-}
 
 fn options() -> RunOptions {
     let mut o = RunOptions::default();

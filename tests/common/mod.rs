@@ -162,3 +162,20 @@ pub fn wildcard_match(pattern: &str, tokens: &[&str], text: &str) -> bool {
     }
     pieces.len() == 1 && rest.is_empty()
 }
+
+/// Polls `check` every 50 ms until it gives a value, for at most `seconds`; past that the test
+/// fails with `what` (what never happened).
+pub fn wait_for<T>(
+    seconds: u64,
+    what: impl std::fmt::Display,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
