@@ -79,13 +79,37 @@ struct Clock {
     offset_nanos: i128,
 }
 
+/// The real time.
+pub(crate) fn wall_clock() -> Timestamp {
+    let unix_nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    Timestamp { unix_nanos }
+}
+
+/// A task's answer within its TimeoutSeconds (when it has one), else States.Timeout.
+pub(crate) async fn within_timeout(
+    task: crate::dispatch::TaskFuture,
+    timeout_seconds: Option<u64>,
+    state: &str,
+) -> Result<Value, Failure> {
+    match timeout_seconds {
+        Some(s) => tokio::time::timeout(Duration::from_secs(s), task)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::new(
+                    "States.Timeout",
+                    format!("The task of state '{state}' did not finish within its TimeoutSeconds ({s} s)."),
+                ))
+            }),
+        None => task.await,
+    }
+}
+
 impl Clock {
     fn now(&self) -> Timestamp {
-        let real = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
         Timestamp {
-            unix_nanos: real + self.offset_nanos,
+            unix_nanos: wall_clock().unix_nanos + self.offset_nanos,
         }
     }
 
@@ -408,15 +432,8 @@ async fn drive_execution(
                             state.clone(),
                         ));
                     }
-                    let spawned = in_flight.spawn(async move {
-                        let result = match timeout {
-                            Some(s) => tokio::time::timeout(Duration::from_secs(s), future).await.unwrap_or_else(|_| {
-                                Err(Failure::new("States.Timeout", format!("The task of state '{state}' did not finish within its TimeoutSeconds ({s} s).")))
-                            }),
-                            None => future.await,
-                        };
-                        (run, result)
-                    });
+                    let spawned = in_flight
+                        .spawn(async move { (run, within_timeout(future, timeout, &state).await) });
                     task_runs.insert(spawned.id(), run);
                 }
             }

@@ -22,14 +22,13 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 use stepstone_asl::states::{IntegrationPattern, Resource, Retrier};
-use stepstone_asl::timestamp::Timestamp;
 use stepstone_asl::{Machine, QueryLanguage, ScopeRef, State, StateId, StateKind};
 
 use crate::dispatch::TaskDispatcher;
+use crate::driver::{wall_clock, within_timeout};
 use crate::failure::Failure;
 use crate::history::HistoryMode;
 use crate::interpreter::{Command, Execution, ExecutionInfo, Input, RunId, Status};
@@ -337,21 +336,9 @@ async fn perform(
             request.state_name
         )));
     }
-    let timeout = request.timeout_seconds;
+    let (timeout, state) = (request.timeout_seconds, request.state_name.clone());
     let task = tasks.dispatch(request);
-    Ok(match timeout {
-        Some(s) => tokio::time::timeout(Duration::from_secs(s), task)
-            .await
-            .unwrap_or_else(|_| Err(Failure::new("States.Timeout", "The task timed out."))),
-        None => task.await,
-    })
-}
-
-fn wall_clock() -> Timestamp {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
-    Timestamp { unix_nanos: nanos }
+    Ok(within_timeout(task, timeout, &state).await)
 }
 
 /// A data-flow step the inspection records (TestState's `inspectionData` field names).
