@@ -68,7 +68,13 @@ impl Execution<'_> {
     /// The failure for a JSONata field `field` of run `id`'s state.
     pub(crate) fn jsonata_failure(&self, id: RunId, field: impl Field, e: &FieldError) -> Failure {
         let field = field.to_string();
-        let failure = self.state_failure(id, query_error(e.describe(&field)));
+        self.field_failure(id, e.describe(&field), field)
+    }
+
+    /// States.QueryEvaluationError for `field` of run `id`'s state, noting the field for the
+    /// EvaluationFailed event's location.
+    fn field_failure(&self, id: RunId, message: String, field: String) -> Failure {
+        let failure = self.state_failure(id, query_error(message));
         self.evaluation_failed.replace(Some((id, Some(field))));
         failure
     }
@@ -161,15 +167,11 @@ impl Execution<'_> {
         value: &Value,
     ) -> Failure {
         let field = field.to_string();
-        let failure = self.state_failure(
-            id,
-            query_error(format!(
-                "The JSONata expression '{expression}' specified for the field '{field}' returned an unexpected result type. Expected '{expected}', but was '{}' for value: {value}",
-                crate::states::json_type(value)
-            )),
+        let message = format!(
+            "The JSONata expression '{expression}' specified for the field '{field}' returned an unexpected result type. Expected '{expected}', but was '{}' for value: {value}",
+            crate::states::json_type(value)
         );
-        self.evaluation_failed.replace(Some((id, Some(field))));
-        failure
+        self.field_failure(id, message, field)
     }
 
     /// A JSONata Assign evaluated in `scope` (applied by the caller, after the state's other
