@@ -83,14 +83,6 @@ fn split_diagnostics(body: &str) -> Vec<&str> {
 
 /// What we report, as the same set.
 fn actual(case: &Value) -> Expected {
-    let text = match (&case["definition_text"], &case["definition"]) {
-        (Value::String(t), _) => t.clone(),
-        (_, def) if case["api"] == "TestState" && def.get("Type").is_some() => {
-            // TestState takes one state; AWS reports its problems under a state named StateName.
-            serde_json::json!({"StartAt": "StateName", "States": {"StateName": def}}).to_string()
-        }
-        (_, def) => def.to_string(),
-    };
     let machine_type = if case["state_machine_type"] == "EXPRESS" {
         MachineType::Express
     } else {
@@ -98,7 +90,15 @@ fn actual(case: &Value) -> Expected {
     };
     let mut options = Options::default();
     options.machine_type = machine_type;
-    validate_str(&text, options)
+    let validation = match (&case["definition_text"], &case["definition"]) {
+        (Value::String(t), _) => validate_str(t, options),
+        // TestState takes one state, which `test-state` validates as it does.
+        (_, def) if case["api"] == "TestState" && def.get("Type").is_some() => {
+            validate_state(def, SINGLE_STATE_NAME, options)
+        }
+        (_, def) => validate_str(&def.to_string(), options),
+    };
+    validation
         .diagnostics
         .iter()
         .filter(|d| d.is_error())
