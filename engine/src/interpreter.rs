@@ -1109,24 +1109,13 @@ impl<'m> Execution<'m> {
         id: RunId,
         flow: &DataFlow,
     ) -> Result<Option<Value>, Failure> {
-        if self.probed(id) {
-            let raw = &self.run(id).input;
-            self.inspect(id, step::AFTER_INPUT_PATH, || {
-                match flow.input_path.as_ref() {
-                    Some(p) => self
-                        .with_env(id, raw, None, |env| env.read(p))
-                        .unwrap_or_default(),
-                    None => Value::Object(Map::new()),
-                }
-            });
-        }
-        match flow.input_path.as_ref() {
-            Some(p) if is_root(p) => Ok(None),
-            None => Ok(Some(Value::Object(Map::new()))),
+        let copy = match flow.input_path.as_ref() {
+            Some(p) if is_root(p) => None,
+            None => Some(Value::Object(Map::new())),
             Some(p) => {
                 let raw = &self.run(id).input;
                 let part = self.with_env(id, raw, None, |env| env.read(p));
-                part.map(Some).ok_or_else(|| {
+                let part = part.ok_or_else(|| {
                     self.state_failure(
                         id,
                         eval::Error::runtime(format!(
@@ -1135,9 +1124,14 @@ impl<'m> Execution<'m> {
                             p
                         )),
                     )
-                })
+                })?;
+                Some(part)
             }
-        }
+        };
+        self.inspect(id, step::AFTER_INPUT_PATH, || {
+            copy.clone().unwrap_or_else(|| self.run(id).input.clone())
+        });
+        Ok(copy)
     }
 
     /// InputPath or OutputPath applied to `value`.
