@@ -60,7 +60,7 @@ impl Error {
     /// A `States.Runtime` error.
     pub fn runtime(message: impl Into<String>) -> Error {
         Error {
-            error: "States.Runtime",
+            error: crate::errors::RUNTIME,
             message: message.into(),
         }
     }
@@ -68,7 +68,7 @@ impl Error {
     /// A `States.IntrinsicFailure` error.
     pub fn intrinsic(message: impl Into<String>) -> Error {
         Error {
-            error: "States.IntrinsicFailure",
+            error: crate::errors::INTRINSIC_FAILURE,
             message: message.into(),
         }
     }
@@ -209,7 +209,7 @@ pub fn merge_result(input: Value, path: Option<&Path>, result: Value) -> Result<
     }
     let mut root = input;
     set(&mut root, steps, result).map_err(|(step, found)| Error {
-        error: "States.ResultPathMatchFailure",
+        error: crate::errors::RESULT_PATH_MATCH_FAILURE,
         message: format!(
             "Unable to apply ResultPath '{}' to input: the path meets {} where it needs {}",
             path.as_str(),

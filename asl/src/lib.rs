@@ -29,6 +29,7 @@
 
 mod definition;
 mod diagnostic;
+pub mod errors;
 pub mod eval;
 pub mod graph;
 pub mod intrinsics;

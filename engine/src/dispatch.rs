@@ -3,11 +3,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::Failure;
 use crate::interpreter::TaskRequest;
+use stepstone_asl::errors;
 
 /// A task's eventual result.
 pub type TaskFuture = Pin<Box<dyn Future<Output = Result<Value, Failure>> + Send + 'static>>;
@@ -39,7 +41,7 @@ impl TaskDispatcher for NoTasks {
             "No route for the task resource '{}' of state '{}': register a handler for it (stepstone run --task RESOURCE=COMMAND, or a closure in the library).",
             request.resource, request.state_name
         );
-        Box::pin(async move { Err(Failure::new("States.Runtime", cause)) })
+        Box::pin(async move { Err(Failure::new(errors::RUNTIME, cause)) })
     }
 }
 
@@ -58,5 +60,24 @@ where
     /// A closure's answer is the task's result, even for a task that waits for its token.
     fn answers_callbacks(&self, _request: &TaskRequest) -> bool {
         true
+    }
+}
+
+/// A task's answer within its TimeoutSeconds (when it has one), else States.Timeout.
+pub(crate) async fn within_timeout(
+    task: TaskFuture,
+    timeout_seconds: Option<u64>,
+    state: &str,
+) -> Result<Value, Failure> {
+    match timeout_seconds {
+        Some(s) => tokio::time::timeout(Duration::from_secs(s), task)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::new(
+                    errors::TIMEOUT,
+                    format!("The task of state '{state}' did not finish within its TimeoutSeconds ({s} s)."),
+                ))
+            }),
+        None => task.await,
     }
 }

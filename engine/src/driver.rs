@@ -6,7 +6,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 use stepstone_asl::Machine;
@@ -15,15 +15,17 @@ use tokio::task::JoinSet;
 
 use crate::Failure;
 use crate::checkpoint::{Checkpoint, RestoreError};
-use crate::dispatch::TaskDispatcher;
+use crate::clock::Clock;
+use crate::dispatch::{TaskDispatcher, within_timeout};
 use crate::history::{Event, History, HistoryMode};
+use crate::interpreter::RedriveError;
 use crate::interpreter::{
     Command, Execution, ExecutionInfo, Input, RunId, Status, TaskRequest, TimerReason,
 };
 use crate::limits::Limits;
-use crate::redrive::RedriveError;
 use crate::signal::{Callback, CallbackError, Inbox, Signal, Signals};
 use crate::store::{self, CheckpointStore};
+use stepstone_asl::errors;
 
 /// How to run one execution.
 #[derive(Debug, Clone)]
@@ -73,53 +75,6 @@ pub struct Outcome {
     pub history: History,
     /// States entered.
     pub states_entered: u64,
-}
-
-struct Clock {
-    offset_nanos: i128,
-}
-
-/// The real time.
-pub(crate) fn wall_clock() -> Timestamp {
-    let unix_nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
-    Timestamp { unix_nanos }
-}
-
-/// A task's answer within its TimeoutSeconds (when it has one), else States.Timeout.
-pub(crate) async fn within_timeout(
-    task: crate::dispatch::TaskFuture,
-    timeout_seconds: Option<u64>,
-    state: &str,
-) -> Result<Value, Failure> {
-    match timeout_seconds {
-        Some(s) => tokio::time::timeout(Duration::from_secs(s), task)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Failure::new(
-                    "States.Timeout",
-                    format!("The task of state '{state}' did not finish within its TimeoutSeconds ({s} s)."),
-                ))
-            }),
-        None => task.await,
-    }
-}
-
-impl Clock {
-    fn now(&self) -> Timestamp {
-        Timestamp {
-            unix_nanos: wall_clock().unix_nanos + self.offset_nanos,
-        }
-    }
-
-    /// Moves virtual time forward to `t`.
-    fn jump_to(&mut self, t: Timestamp) {
-        let now = self.now();
-        if t > now {
-            self.offset_nanos += t.unix_nanos - now.unix_nanos;
-        }
-    }
 }
 
 /// What a driver tells an observer while an execution runs.
@@ -207,7 +162,7 @@ async fn drive_new(
     observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
     durable: Durable<'_>,
 ) -> Result<Outcome, store::Error> {
-    let clock = Clock { offset_nanos: 0 };
+    let clock = Clock::real();
     let start = clock.now();
     let name = options
         .name
@@ -245,10 +200,7 @@ pub async fn resume(
 ) -> Result<Outcome, ResumeError> {
     let exec = Execution::restore(machine, checkpoint)?;
     // A virtual clock never runs backwards across a resume.
-    let real = Clock { offset_nanos: 0 }.now();
-    let clock = Clock {
-        offset_nanos: (exec.now.unix_nanos - real.unix_nanos).max(0),
-    };
+    let clock = Clock::resuming_at(exec.now);
     // Outstanding commands are already durable (they are in the checkpoint); runs that were
     // ready go on inside the loop, which checkpoints before performing what they ask for.
     let commands = exec.outstanding();
@@ -274,10 +226,7 @@ pub async fn redrive(
     observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
 ) -> Result<Outcome, ResumeError> {
     let mut exec = Execution::restore(machine, checkpoint)?;
-    let real = Clock { offset_nanos: 0 }.now();
-    let clock = Clock {
-        offset_nanos: (exec.now.unix_nanos - real.unix_nanos).max(0),
-    };
+    let clock = Clock::resuming_at(exec.now);
     exec.redrive(clock.now(), events)?;
     // A restored execution holds only its events since the restore: the ExecutionRedriven one.
     store.save(&exec.checkpoint(), exec.history().events())?;
@@ -504,7 +453,7 @@ async fn drive_execution(
                         Err(e) => (
                             task_runs.remove(&e.id()).unwrap_or_else(RunId::detached),
                             Err(Failure::new(
-                                "States.TaskFailed",
+                                errors::TASK_FAILED,
                                 format!("The task handler panicked: {e}"),
                             )),
                         ),
@@ -564,7 +513,7 @@ async fn wait_for_callback(
                 .await
                 .map_err(|_| {
                     Failure::new(
-                        "States.HeartbeatTimeout",
+                        errors::HEARTBEAT_TIMEOUT,
                         format!("The task of state '{state}' sent no heartbeat within its HeartbeatSeconds ({s} s)."),
                     )
                 })?,

@@ -9,14 +9,14 @@ use tokio::task::JoinHandle;
 
 use crate::dispatch::{NoTasks, TaskDispatcher};
 use crate::driver::{
-    Notice, Outcome, Persistence, ResumeError, RunOptions, redrive, resume, run, run_durable,
-    run_observed,
+    Notice, Outcome, Persistence, RunOptions, redrive, resume, run, run_durable, run_observed,
 };
+use crate::error::Error;
 use crate::history::Event;
 use crate::limits::Limits;
 use crate::manage::{callback_stored, load_stored, stop_stored};
 use crate::signal::{Callback, Signals};
-use crate::store::{self, CheckpointStore};
+use crate::store::CheckpointStore;
 use stepstone_asl::timestamp::Timestamp;
 
 /// Runs state machines. Cheap to clone; share one per program.
@@ -271,38 +271,6 @@ impl EngineBuilder {
 pub struct ExecutionHandle {
     events: mpsc::UnboundedReceiver<Event>,
     outcome: JoinHandle<Result<Outcome, Error>>,
-}
-
-/// Why the engine could not run or resume an execution. Engine faults, not workflow errors.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] store::Error),
-    /// A stored checkpoint does not fit its definition, or cannot be redriven.
-    #[error(transparent)]
-    Resume(#[from] ResumeError),
-    /// A stored checkpoint does not fit its definition.
-    #[error(transparent)]
-    Restore(#[from] crate::checkpoint::RestoreError),
-    /// A stored definition no longer validates.
-    #[error("the stored definition of {0} is invalid")]
-    Definition(String),
-    /// A task callback was refused.
-    #[error(transparent)]
-    Callback(#[from] crate::signal::CallbackError),
-    /// No such execution in the store.
-    #[error("no execution {0} in the store")]
-    NotFound(String),
-    /// The execution has already ended (StopExecution on it does nothing).
-    #[error("{execution_arn} is already {status}")]
-    NotRunning {
-        /// The execution.
-        execution_arn: String,
-        /// Its status.
-        status: &'static str,
-    },
 }
 
 impl ExecutionHandle {

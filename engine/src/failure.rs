@@ -3,6 +3,7 @@
 use std::fmt;
 
 use serde_json::{Value, json};
+use stepstone_asl::errors;
 
 /// A workflow error: an error name (`States.Timeout`, `CloudFormation.AlreadyExistsException`,
 /// a Lambda function's `errorType`...) and a cause. Unlike engine faults, these are data: Retry
@@ -34,7 +35,7 @@ impl Failure {
     pub fn is_terminal(&self) -> bool {
         matches!(
             self.error.as_str(),
-            "States.Runtime" | "States.DataLimitExceeded"
+            errors::RUNTIME | errors::DATA_LIMIT_EXCEEDED
         )
     }
 
@@ -47,8 +48,8 @@ impl Failure {
         }
         names.iter().any(|n| {
             n == &self.error
-                || n == "States.ALL"
-                || (in_task && n == "States.TaskFailed" && self.error != "States.Timeout")
+                || n == errors::ALL
+                || (in_task && n == errors::TASK_FAILED && self.error != errors::TIMEOUT)
         })
     }
 }

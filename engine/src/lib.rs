@@ -11,19 +11,17 @@
 #![warn(missing_docs)]
 
 mod checkpoint;
-mod children;
+mod clock;
 mod dispatch;
 mod driver;
 mod engine;
+mod error;
 mod failure;
 pub mod history;
 mod interpreter;
-mod jsonata;
 mod limits;
 mod manage;
-mod redrive;
 mod signal;
-mod states;
 pub mod store;
 mod test_state;
 mod vars;
@@ -34,15 +32,16 @@ pub use driver::{
     Notice, Outcome, Persistence, ResumeError, RunOptions, redrive, resume, run, run_durable,
     run_observed,
 };
-pub use engine::{Engine, EngineBuilder, Error, ExecutionHandle};
+pub use engine::{Engine, EngineBuilder, ExecutionHandle};
+pub use error::Error;
 pub use failure::Failure;
+pub use interpreter::RedriveError;
 pub use interpreter::{
     Command, Execution, ExecutionInfo, Input, RunId, STATES_PER_CALL, Status, TaskRequest,
     TimerReason,
 };
 pub use limits::Limits;
 pub use manage::{callback_stored, load_stored, stop_stored};
-pub use redrive::RedriveError;
 pub use signal::{Callback, CallbackError, Signal, Signals, token_names, token_of};
 pub use stepstone_asl as asl;
 pub use test_state::{

@@ -1,12 +1,11 @@
 //! Operations on stored executions, for the executions no driver in this process runs: the
 //! store is the execution's whole state, so stopping one is a write to the store.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use stepstone_asl::timestamp::Timestamp;
 use stepstone_asl::{Machine, Options, validate_str};
 
-use crate::engine::Error;
+use crate::clock::Clock;
+use crate::error::Error;
 use crate::interpreter::{Execution, Input, Status};
 use crate::signal::{Callback, CallbackError, token_names, token_of};
 use crate::store::{CheckpointStore, Stored};
@@ -40,13 +39,8 @@ pub fn stop_stored(
         });
     }
     let mut exec = Execution::restore(&machine, stored.checkpoint)?;
-    let real = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
     // On a virtual clock the execution may be ahead of the real one; time never runs backwards.
-    let now = Timestamp {
-        unix_nanos: real.max(exec.checkpoint().now.unix_nanos),
-    };
+    let now = Clock::resuming_at(exec.now).now();
     exec.abort(error, cause, now);
     store.save(&exec.checkpoint(), exec.history().events())?;
     Ok(now)
@@ -80,12 +74,7 @@ pub fn callback_stored(
         Callback::Failure { error, cause } => Err(crate::Failure::new(error, cause)),
         Callback::Heartbeat => return Ok(()),
     };
-    let real = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
-    let now = Timestamp {
-        unix_nanos: real.max(exec.checkpoint().now.unix_nanos),
-    };
+    let now = Clock::resuming_at(exec.now).now();
     // The commands this yields are recorded in the runs that wait for them: `resume` sends them.
     exec.on_input(Input::TaskDone { run, result }, now);
     store.save(&exec.checkpoint(), exec.history().events())?;

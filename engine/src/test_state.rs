@@ -1,6 +1,6 @@
 //! TestState: one state run on its own, as Step Functions' TestState API runs it.
 //!
-//! The state runs in the ordinary interpreter, with a [`Probe`] attached to the execution. The
+//! The state runs in the ordinary interpreter, with a probe (`interpreter/probe.rs`) attached to the execution. The
 //! probe changes four things, and only for the run of the tested state (the root run):
 //!
 //! - the run stops where the state would hand over to the next one: its output and the name of
@@ -20,18 +20,18 @@
 //! dispatcher given. A Map or Parallel must be mocked, as TestState requires. Waits do not
 //! wait.
 
-use std::cell::RefCell;
 use std::fmt;
 
 use serde_json::{Map, Value, json};
-use stepstone_asl::states::{IntegrationPattern, Resource, Retrier};
+use stepstone_asl::states::{IntegrationPattern, Resource};
 use stepstone_asl::{Machine, QueryLanguage, ScopeRef, State, StateId, StateKind};
 
-use crate::dispatch::TaskDispatcher;
-use crate::driver::{wall_clock, within_timeout};
+use crate::clock::wall_clock;
+use crate::dispatch::{TaskDispatcher, within_timeout};
 use crate::failure::Failure;
 use crate::history::HistoryMode;
-use crate::interpreter::{Command, Execution, ExecutionInfo, Input, RunId, Status};
+use crate::interpreter::probe::{Probe, step};
+use crate::interpreter::{Command, Execution, ExecutionInfo, Input, Status};
 use crate::limits::Limits;
 use crate::vars::Vars;
 
@@ -191,7 +191,7 @@ pub async fn test_state(
     let name = format!("test-state-{:x}", now.unix_nanos as u64);
     let info = ExecutionInfo::new(machine_name, &name, test.input.clone(), now, true);
     let mut execution = Execution::new(machine, info, Limits::default(), HistoryMode::Off);
-    execution.probe = Some(Box::new(Probe::new(test)));
+    execution.attach_probe(probe_for(test));
     let vars = Vars::from_frames(vec![test.variables.clone()]);
     let mut commands = execution.start_at(scope, sid, vars, now);
     while *execution.status() == Status::Running {
@@ -223,8 +223,8 @@ pub async fn test_state(
         }
         commands = next;
     }
-    let probe = execution.probe.take().expect("attached above");
-    Ok(probe.response(state, execution.status().clone(), test))
+    let probe = execution.detach_probe().expect("attached above");
+    Ok(response(probe, state, execution.status().clone(), test))
 }
 
 /// What TestState answers for a Map or Parallel state without a mock.
@@ -341,20 +341,6 @@ async fn perform(
     Ok(within_timeout(task, timeout, &state).await)
 }
 
-/// A data-flow step the inspection records (TestState's `inspectionData` field names).
-pub(crate) mod step {
-    pub(crate) const AFTER_INPUT_PATH: &str = "afterInputPath";
-    pub(crate) const AFTER_PARAMETERS: &str = "afterParameters";
-    pub(crate) const AFTER_ARGUMENTS: &str = "afterArguments";
-    pub(crate) const RESULT: &str = "result";
-    pub(crate) const AFTER_RESULT_SELECTOR: &str = "afterResultSelector";
-    pub(crate) const AFTER_RESULT_PATH: &str = "afterResultPath";
-    pub(crate) const AFTER_ITEMS_PATH: &str = "afterItemsPath";
-    pub(crate) const MAX_CONCURRENCY: &str = "maxConcurrency";
-    pub(crate) const TOLERATED_FAILURE_COUNT: &str = "toleratedFailureCount";
-    pub(crate) const TOLERATED_FAILURE_PERCENTAGE: &str = "toleratedFailurePercentage";
-}
-
 /// The steps TestState shows for each kind of state, as recorded from AWS (the conformance
 /// corpus' test_state cases): a Pass with `Result` shows neither InputPath nor Parameters (it
 /// reads neither); a Parallel shows only what follows its branches; a JSONata state shows its
@@ -402,107 +388,66 @@ fn shown_steps(state: &State) -> &'static [&'static str] {
     }
 }
 
-/// What the interpreter consults and records while it runs the tested state (see the module
-/// documentation).
-pub(crate) struct Probe {
-    pub(crate) mock: Option<Mock>,
-    pub(crate) context: Option<Value>,
-    pub(crate) configuration: StateConfiguration,
-    /// The root run, once started.
-    pub(crate) root: Option<RunId>,
-    /// Data-flow steps recorded so far (the interpreter records through `&self`).
-    pub(crate) steps: RefCell<Map<String, Value>>,
-    /// The state the machine would go to next.
-    pub(crate) next_state: Option<String>,
-    /// A retrier matched: its index and the delay before the retry, in seconds.
-    pub(crate) retry: Option<(usize, f64)>,
-    /// A catcher took the error: its index and the error.
-    pub(crate) caught: Option<(usize, Failure)>,
-    /// The variables when the state ended.
-    pub(crate) variables: Map<String, Value>,
+/// The probe a TestState call attaches: its mock and configuration, the interpreter's terms.
+fn probe_for(test: &TestState) -> Probe {
+    Probe {
+        mock: test.mock.clone().map(|mock| match mock {
+            Mock::Result(v) => Ok(v),
+            Mock::Error(f) => Err(f),
+        }),
+        context: test.context.clone(),
+        retrier_retry_count: test.configuration.retrier_retry_count,
+        map_iteration_failure_count: test.configuration.map_iteration_failure_count,
+        map_item_reader_data: test.configuration.map_item_reader_data.clone(),
+        ..Probe::default()
+    }
 }
 
-impl Probe {
-    /// Kept out of line: executions that are not a TestState only test `probe.is_some()`.
-    #[cold]
-    #[inline(never)]
-    fn record(&self, id: RunId, step: &'static str, value: impl FnOnce() -> Value) {
-        if self.root == Some(id) {
-            self.steps.borrow_mut().insert(step.into(), value());
+/// TestState's answer, from what the probe saw and how the state ended.
+fn response(probe: Probe, state: &State, status: Status, test: &TestState) -> TestStateResponse {
+    let (status, output, error) = match status {
+        Status::Succeeded(output) => match &probe.caught {
+            Some((_, f)) => (TestStatus::CaughtError, Some(output), Some(f.clone())),
+            None => (TestStatus::Succeeded, Some(output), None),
+        },
+        Status::Failed(f) | Status::TimedOut(f) | Status::Aborted(f) => {
+            if probe.retry.is_some() {
+                (TestStatus::Retriable, None, Some(f))
+            } else {
+                (TestStatus::Failed, None, Some(f))
+            }
         }
-    }
-
-    fn new(test: &TestState) -> Probe {
-        Probe {
-            mock: test.mock.clone(),
-            context: test.context.clone(),
-            configuration: test.configuration.clone(),
-            root: None,
-            steps: RefCell::new(Map::new()),
-            next_state: None,
-            retry: None,
-            caught: None,
-            variables: Map::new(),
+        Status::Running => unreachable!("the test runs until the state ends"),
+    };
+    let inspection_data = (test.inspection_level != InspectionLevel::Info).then(|| {
+        let mut steps = probe.steps.into_inner();
+        let mut data = Map::new();
+        data.insert("input".into(), test.input.clone());
+        for step in shown_steps(state) {
+            if let Some(v) = steps.remove(*step) {
+                data.insert((*step).into(), v);
+            }
         }
-    }
-
-    /// A retrier matched the tested state's error: RETRIABLE (with the delay the retry would
-    /// wait, from the retries already made) unless the retrier is spent. Jitter is left out:
-    /// the delay shown is the backoff's ceiling.
-    pub(crate) fn retriable(&mut self, index: usize, retrier: &Retrier) -> bool {
-        let used = self.configuration.retrier_retry_count;
-        if u64::from(used) >= retrier.max_attempts {
-            return false;
+        if let Some((index, delay)) = probe.retry {
+            data.insert(
+                "errorDetails".into(),
+                json!({"retryBackoffIntervalSeconds": seconds(delay), "retryIndex": index}),
+            );
         }
-        self.retry = Some((index, retrier.interval_after(used)));
-        true
-    }
-
-    fn response(self, state: &State, status: Status, test: &TestState) -> TestStateResponse {
-        let (status, output, error) = match status {
-            Status::Succeeded(output) => match &self.caught {
-                Some((_, f)) => (TestStatus::CaughtError, Some(output), Some(f.clone())),
-                None => (TestStatus::Succeeded, Some(output), None),
-            },
-            Status::Failed(f) | Status::TimedOut(f) | Status::Aborted(f) => {
-                if self.retry.is_some() {
-                    (TestStatus::Retriable, None, Some(f))
-                } else {
-                    (TestStatus::Failed, None, Some(f))
-                }
-            }
-            Status::Running => unreachable!("the test runs until the state ends"),
-        };
-        let inspection_data = (test.inspection_level != InspectionLevel::Info).then(|| {
-            let mut steps = self.steps.into_inner();
-            let mut data = Map::new();
-            data.insert("input".into(), test.input.clone());
-            for step in shown_steps(state) {
-                if let Some(v) = steps.remove(*step) {
-                    data.insert((*step).into(), v);
-                }
-            }
-            if let Some((index, delay)) = self.retry {
-                data.insert(
-                    "errorDetails".into(),
-                    json!({"retryBackoffIntervalSeconds": seconds(delay), "retryIndex": index}),
-                );
-            }
-            if let Some((index, _)) = &self.caught {
-                data.insert("errorDetails".into(), json!({"catchIndex": index}));
-            }
-            if !self.variables.is_empty() {
-                data.insert("variables".into(), Value::Object(self.variables));
-            }
-            data
-        });
-        TestStateResponse {
-            status,
-            output,
-            error,
-            next_state: self.next_state,
-            inspection_data,
+        if let Some((index, _)) = &probe.caught {
+            data.insert("errorDetails".into(), json!({"catchIndex": index}));
         }
+        if !probe.variables.is_empty() {
+            data.insert("variables".into(), Value::Object(probe.variables));
+        }
+        data
+    });
+    TestStateResponse {
+        status,
+        output,
+        error,
+        next_state: probe.next_state,
+        inspection_data,
     }
 }
 
@@ -512,86 +457,5 @@ fn seconds(s: f64) -> Value {
         json!(s as u64)
     } else {
         json!(s)
-    }
-}
-
-impl Execution<'_> {
-    /// Whether run `id` is the tested state's run of a TestState: the one the probe watches.
-    #[inline]
-    pub(crate) fn probed(&self, id: RunId) -> bool {
-        self.probe.as_ref().is_some_and(|p| p.root == Some(id))
-    }
-
-    /// Records a data-flow step of the tested state (nothing outside a TestState).
-    #[inline(always)]
-    pub(crate) fn inspect(&self, id: RunId, step: &'static str, value: impl FnOnce() -> Value) {
-        if let Some(probe) = &self.probe {
-            probe.record(id, step, value);
-        }
-    }
-
-    /// The mocked result or error of the tested Map or Parallel state, which then runs no
-    /// child.
-    pub(crate) fn probe_mock(&self, id: RunId) -> Option<Result<Value, Failure>> {
-        if !self.probed(id) {
-            return None;
-        }
-        match self.probe.as_ref()?.mock.as_ref()? {
-            Mock::Result(v) => Some(Ok(v.clone())),
-            Mock::Error(f) => Some(Err(f.clone())),
-        }
-    }
-
-    /// The tested state hands over to `next`: the test ends there.
-    pub(crate) fn probe_stops_before(&mut self, id: RunId, next: StateId) -> bool {
-        if !self.probed(id) {
-            return false;
-        }
-        let (name, _, _) = self.run(id).scope.state(next);
-        if let Some(probe) = &mut self.probe {
-            probe.next_state = Some(name.to_owned());
-        }
-        true
-    }
-
-    /// The tested state ended: keep its variables for the inspection.
-    pub(crate) fn probe_keep_variables(&mut self, id: RunId) {
-        if !self.probed(id) {
-            return;
-        }
-        let variables: Map<String, Value> =
-            self.run(id).vars.frames().into_iter().flatten().collect();
-        if let Some(probe) = &mut self.probe {
-            probe.variables = variables;
-        }
-    }
-
-    /// The items a mocked Map with an ItemReader iterates over: `mapItemReaderData`.
-    pub(crate) fn probe_reader_items(&self) -> Option<Value> {
-        self.probe
-            .as_ref()?
-            .configuration
-            .map_item_reader_data
-            .clone()
-    }
-
-    /// For a mocked Map that succeeded: whether `mapIterationFailureCount` failed iterations
-    /// exceed its tolerated failure threshold. A Map without ToleratedFailureCount or
-    /// ToleratedFailurePercentage is not held to one (as AWS answers).
-    pub(crate) fn probe_exceeds_tolerance(
-        &self,
-        items: usize,
-        count: Option<i64>,
-        percentage: Option<f64>,
-    ) -> bool {
-        let Some(failed) = self
-            .probe
-            .as_ref()
-            .and_then(|p| p.configuration.map_iteration_failure_count)
-        else {
-            return false;
-        };
-        count.is_some_and(|n| failed as i64 > n)
-            || percentage.is_some_and(|p| items > 0 && failed as f64 * 100.0 / items as f64 > p)
     }
 }

@@ -3,6 +3,7 @@
 use std::process::Stdio;
 
 use serde_json::Value;
+use stepstone_engine::asl::errors;
 use stepstone_engine::{Failure, TaskDispatcher, TaskFuture, TaskRequest};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -42,7 +43,7 @@ impl TaskDispatcher for CommandTask {
 }
 
 async fn run(command: &str, request: &TaskRequest) -> Result<Value, Failure> {
-    let failed = |cause: String| Failure::new("States.TaskFailed", cause);
+    let failed = |cause: String| Failure::new(errors::TASK_FAILED, cause);
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)

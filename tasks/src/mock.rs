@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
+use stepstone_engine::asl::errors;
 use stepstone_engine::{Failure, TaskDispatcher, TaskFuture, TaskRequest};
 
 /// One answer of a mocked response.
@@ -242,7 +243,7 @@ impl TaskDispatcher for MockTasks {
             Some(Answer::Return(value)) => Ok(value),
             Some(Answer::Throw(failure)) => Err(failure),
             None => Err(Failure::new(
-                "States.Runtime",
+                errors::RUNTIME,
                 format!(
                     "The mocked response '{name}' of state '{}' has no answer for invocation {invocation}.",
                     request.state_name

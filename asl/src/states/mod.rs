@@ -352,26 +352,6 @@ pub(crate) fn int_or_expr(
     int_in(l, &at, key, v, min, max).map(NumberOrExpr::Value)
 }
 
-/// Error names that Step Functions itself raises; any other `States.` name is refused.
-pub const STATES_ERRORS: [&str; 16] = [
-    "States.ALL",
-    "States.DataLimitExceeded",
-    "States.ExceedToleratedFailureThreshold",
-    "States.HeartbeatTimeout",
-    "States.Http.Socket",
-    "States.IntrinsicFailure",
-    "States.ItemReaderFailed",
-    "States.NoChoiceMatched",
-    "States.ParameterPathFailure",
-    "States.Permissions",
-    "States.QueryEvaluationError",
-    "States.ResultPathMatchFailure",
-    "States.ResultWriterFailed",
-    "States.Runtime",
-    "States.TaskFailed",
-    "States.Timeout",
-];
-
 /// A `Retry` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Retrier {
@@ -535,12 +515,12 @@ fn error_equals(f: &mut Fields, l: &mut Loader, is_last: bool) -> Vec<String> {
             );
             continue;
         };
-        if name.starts_with("States.") && !STATES_ERRORS.contains(&name) {
+        if name.starts_with("States.") && !crate::errors::ALL_NAMES.contains(&name) {
             l.error(index(&at, i), format!("'{name}' is not a predefined error name; custom error names must not start with 'States.'"));
         }
         names.push(name.to_owned());
     }
-    if names.iter().any(|n| n == "States.ALL") {
+    if names.iter().any(|n| n == crate::errors::ALL) {
         if names.len() > 1 {
             l.error(at.clone(), "'States.ALL' must appear alone in ErrorEquals");
         }

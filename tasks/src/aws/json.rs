@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 use stepstone_engine::Failure;
+use stepstone_engine::asl::errors;
 
 /// The fields of one request, taken one by one.
 pub(crate) struct Fields {
@@ -13,7 +14,7 @@ pub(crate) struct Fields {
 
 /// A States.Runtime failure about `action`'s request.
 pub(crate) fn runtime(action: &str, message: impl std::fmt::Display) -> Failure {
-    Failure::new("States.Runtime", format!("{action}: {message}"))
+    Failure::new(errors::RUNTIME, format!("{action}: {message}"))
 }
 
 impl Fields {

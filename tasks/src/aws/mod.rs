@@ -15,6 +15,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use serde_json::Value;
+use stepstone_engine::asl::errors;
 use stepstone_engine::{Failure, TaskDispatcher, TaskFuture, TaskRequest};
 use tokio::sync::OnceCell;
 
@@ -170,7 +171,7 @@ impl AwsTasks {
     async fn call(&self, request: TaskRequest) -> Result<Value, Failure> {
         let target = Target::of(&request.resource).ok_or_else(|| {
             Failure::new(
-                "States.Runtime",
+                errors::RUNTIME,
                 format!(
                     "No route for the task resource '{}' of state '{}': Stepstone calls AWS for Lambda functions, lambda:invoke and aws-sdk:cloudformation:*; register a handler for anything else (stepstone run --task RESOURCE=COMMAND, or a closure in the library).",
                     request.resource, request.state_name

@@ -6,14 +6,14 @@
 //! many items never holds a second copy of the whole array.
 
 use serde_json::Value;
-use stepstone_asl::eval;
 use stepstone_asl::states::{Map, NumberOrExpr};
+use stepstone_asl::{errors, eval};
 
 use crate::Failure;
-use crate::children::Children;
 use crate::history::EventKind;
+use crate::interpreter::children::Children;
+use crate::interpreter::probe::step;
 use crate::interpreter::{Execution, Flow, Link, RunId, Waiting};
-use crate::test_state::step;
 
 impl Execution<'_> {
     pub(crate) fn map(&mut self, id: RunId, state: &Map) -> Flow {
@@ -176,7 +176,7 @@ impl Execution<'_> {
                 None => {
                     return Err(self.state_failure(
                         id,
-                        crate::jsonata::query_error(format!(
+                        crate::interpreter::jsonata::query_error(format!(
                             "Map state input must be an array but was: {input}"
                         )),
                     ));
@@ -389,7 +389,7 @@ impl Execution<'_> {
 /// A Map failed because more iterations failed than it tolerates.
 fn threshold_exceeded() -> Failure {
     Failure::new(
-        "States.ExceedToleratedFailureThreshold",
+        errors::EXCEED_TOLERATED_FAILURE_THRESHOLD,
         "The specified tolerated failure threshold was exceeded",
     )
 }

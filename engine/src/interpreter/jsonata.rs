@@ -16,15 +16,13 @@ use stepstone_asl::states::Assign;
 use crate::Failure;
 use crate::history::EventKind;
 use crate::interpreter::{Execution, RunId};
+use stepstone_asl::errors;
 
 /// A field's name as causes give it (`Output`, `Choices[1]/Condition`): text, or arguments
 /// formatted only when a failure names it.
 pub(crate) trait Field: std::fmt::Display + Copy {}
 
 impl<T: std::fmt::Display + Copy> Field for T {}
-
-/// The error every JSONata evaluation failure is.
-pub(crate) const QUERY_EVALUATION_ERROR: &str = "States.QueryEvaluationError";
 
 impl Execution<'_> {
     /// Whether run `id`'s current state is in JSONata.
@@ -87,7 +85,7 @@ impl Execution<'_> {
         let Some((run, location)) = marked.filter(|(run, _)| *run == id) else {
             return false;
         };
-        if failure.error != QUERY_EVALUATION_ERROR {
+        if failure.error != errors::QUERY_EVALUATION_ERROR {
             return false;
         }
         let (state, _) = self.current(run);
@@ -169,7 +167,7 @@ impl Execution<'_> {
         let field = field.to_string();
         let message = format!(
             "The JSONata expression '{expression}' specified for the field '{field}' returned an unexpected result type. Expected '{expected}', but was '{}' for value: {value}",
-            crate::states::json_type(value)
+            super::states::json_type(value)
         );
         self.field_failure(id, message, field)
     }
@@ -224,6 +222,6 @@ impl Execution<'_> {
 /// An evaluation error named States.QueryEvaluationError.
 pub(crate) fn query_error(message: String) -> eval::Error {
     let mut e = eval::Error::runtime(message);
-    e.error = QUERY_EVALUATION_ERROR;
+    e.error = errors::QUERY_EVALUATION_ERROR;
     e
 }

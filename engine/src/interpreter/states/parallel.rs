@@ -5,8 +5,8 @@ use serde_json::Value;
 use stepstone_asl::states::Parallel;
 
 use crate::Failure;
-use crate::children::Children;
 use crate::history::EventKind;
+use crate::interpreter::children::Children;
 use crate::interpreter::{Execution, Flow, Link, RunId, Waiting};
 
 impl Execution<'_> {

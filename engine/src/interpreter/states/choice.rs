@@ -3,6 +3,7 @@
 //! is taken (checked against the conformance corpus).
 
 use serde_json::Value;
+use stepstone_asl::errors;
 use stepstone_asl::states::{Choice, Rule};
 
 use crate::Failure;
@@ -57,7 +58,7 @@ impl Execution<'_> {
                         let (name, _) = self.current(id);
                         let event = self.run(id).entered_event;
                         return Err(Failure::new(
-                            "States.NoChoiceMatched",
+                            errors::NO_CHOICE_MATCHED,
                             format!(
                                 "An error occurred while executing the state '{name}' (entered at the event id #{event}). No Choice Rule matched and no Default was specified."
                             ),

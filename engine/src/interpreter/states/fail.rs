@@ -5,8 +5,8 @@ use stepstone_asl::eval;
 use stepstone_asl::states::{Fail, FailText};
 
 use crate::Failure;
+use crate::interpreter::probe::step;
 use crate::interpreter::{Execution, Flow, RunId};
-use crate::test_state::step;
 
 impl Execution<'_> {
     pub(crate) fn fail(&mut self, id: RunId, state: &Fail) -> Flow {

@@ -1,13 +1,13 @@
 //! Task: dispatches work through the driver and resumes with its result or failure.
 
 use serde_json::Value;
-use stepstone_asl::eval;
 use stepstone_asl::states::{IntegrationPattern, NumberOrExpr, Resource, Task};
+use stepstone_asl::{errors, eval};
 
 use crate::Failure;
 use crate::history::EventKind;
+use crate::interpreter::probe::step;
 use crate::interpreter::{Command, Execution, Flow, RunId, TaskRequest, Waiting};
-use crate::test_state::step;
 
 impl Execution<'_> {
     pub(crate) fn task(&mut self, id: RunId, state: &Task) -> Flow {
@@ -26,8 +26,8 @@ impl Execution<'_> {
                 .with_env(id, &effective, None, |env| env.template(t))
                 .map_err(|mut e| {
                     // In a Task, a `.$` path that reads nothing is AWS's States.ParameterPathFailure.
-                    if e.error == "States.Runtime" {
-                        e.error = "States.ParameterPathFailure";
+                    if e.error == errors::RUNTIME {
+                        e.error = errors::PARAMETER_PATH_FAILURE;
                     }
                     self.state_failure(id, e)
                 })?,
@@ -79,12 +79,8 @@ impl Execution<'_> {
         let (name, _) = self.current(id);
         let resource_arn = state.resource_arn.clone();
         let (resource_type, resource) = resource_names(state, &resource_arn);
-        let run = self.run(id);
-        let attempt = run.retry_count;
-        let token = format!(
-            "{}/{}/{}/{}",
-            self.info.execution_arn, name, run.entered_event, attempt
-        );
+        let attempt = self.run(id).retry_count;
+        let token = self.idempotency_token(id, name);
         let recorded = if self.history.recording() {
             input.clone()
         } else {
@@ -158,7 +154,7 @@ impl Execution<'_> {
                 if n < 1.0 {
                     return Err(self.state_failure(
                         id,
-                        crate::jsonata::query_error(format!(
+                        crate::interpreter::jsonata::query_error(format!(
                             "The JSONata expression '{}' specified for the field '{field}' returned a value that is not a positive integer: {n}",
                             e.0
                         )),
@@ -182,6 +178,17 @@ impl Execution<'_> {
         }
     }
 
+    /// The idempotency token of run `id`'s current attempt at its Task `name`:
+    /// `<execution ARN>/<state>/<entered event id>/<attempt>`. Stable across resumes (a task sent
+    /// again after a crash carries the same one), different for each attempt.
+    pub(crate) fn idempotency_token(&self, id: RunId, name: &str) -> String {
+        let run = self.run(id);
+        format!(
+            "{}/{}/{}/{}",
+            self.info.execution_arn, name, run.entered_event, run.retry_count
+        )
+    }
+
     /// `$$.Task.Token` for run `id`, if its current state is a Task that waits for its token:
     /// the attempt's idempotency token, hex-encoded. It names the execution (see
     /// [`crate::signal::token_names`]) and is the same after a resume.
@@ -197,11 +204,7 @@ impl Execution<'_> {
         else {
             return None;
         };
-        let run = self.run(id);
-        let idempotency = format!(
-            "{}/{}/{}/{}",
-            self.info.execution_arn, name, run.entered_event, run.retry_count
-        );
+        let idempotency = self.idempotency_token(id, name);
         Some(idempotency.bytes().map(|b| format!("{b:02x}")).collect())
     }
 
@@ -239,7 +242,7 @@ impl Execution<'_> {
             }
             Err(failure) => {
                 let (error, cause) = (failure.error.clone(), failure.cause.clone());
-                if failure.error == "States.Timeout" || failure.error == "States.HeartbeatTimeout" {
+                if failure.error == errors::TIMEOUT || failure.error == errors::HEARTBEAT_TIMEOUT {
                     self.event(id, || EventKind::TaskTimedOut {
                         resource_type,
                         resource,
@@ -266,7 +269,7 @@ impl Execution<'_> {
         if size > limit {
             let (name, _) = self.current(id);
             return Err(Failure::new(
-                crate::interpreter::DATA_LIMIT_EXCEEDED,
+                errors::DATA_LIMIT_EXCEEDED,
                 format!(
                     "The state/task '{name}' returned a result with a size exceeding the maximum number of bytes service limit: {what} is {size} bytes, the limit is {limit}."
                 ),

@@ -2,8 +2,8 @@
 
 use stepstone_asl::states::Pass;
 
+use crate::interpreter::probe::step;
 use crate::interpreter::{Execution, Flow, RunId};
-use crate::test_state::step;
 
 impl Execution<'_> {
     pub(crate) fn pass(&mut self, id: RunId, state: &Pass) -> Flow {

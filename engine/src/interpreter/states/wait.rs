@@ -88,7 +88,7 @@ impl Execution<'_> {
                         None => {
                             return Err(self.state_failure(
                                 id,
-                                crate::jsonata::query_error(format!(
+                                crate::interpreter::jsonata::query_error(format!(
                                     "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {}",
                                     raw(&v)
                                 )),

@@ -1,0 +1,440 @@
+//! The interpreter: a pure state machine over one execution.
+//!
+//! An execution is a tree of runs: the root run walks the state machine's top scope; a Parallel
+//! state starts one child run per branch, a Map state one per item. Runs advance synchronously,
+//! state after state, until they finish or block on something outside: a task to dispatch or a
+//! timer to wait for. Each block becomes a [`Command`] for the driver, which performs it and
+//! reports back with an [`Input`]. No I/O and no clock happen here: time comes in with each call,
+//! which is what makes the interpreter testable (and, later, replayable from a checkpoint).
+
+use std::collections::VecDeque;
+
+use serde_json::Value;
+use stepstone_asl::errors;
+use stepstone_asl::intrinsics::splitmix64;
+use stepstone_asl::timestamp::Timestamp;
+use stepstone_asl::{Machine, ScopeRef, StateId};
+
+use crate::failure::Failure;
+use crate::history::{EventKind, History, HistoryMode};
+use crate::limits::Limits;
+use crate::vars::Vars;
+
+mod children;
+mod context;
+mod data_flow;
+mod jsonata;
+pub(crate) mod probe;
+mod redrive;
+mod retry_catch;
+mod runs;
+mod states;
+mod step;
+
+pub use redrive::RedriveError;
+pub use runs::RunId;
+pub(crate) use runs::{Link, OutputFrom, Run, Slot, Waiting};
+
+/// How many states one call into the interpreter may enter before it yields to the driver.
+pub const STATES_PER_CALL: u32 = 4096;
+
+/// What identifies an execution and what `$$.Execution` and `$$.StateMachine` show.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ExecutionInfo {
+    /// `arn:aws:states:<region>:<account>:execution:<machine>:<name>`
+    pub execution_arn: String,
+    /// The execution's name.
+    pub name: String,
+    /// `arn:aws:states:<region>:<account>:stateMachine:<machine>`
+    pub state_machine_arn: String,
+    /// The state machine's name.
+    pub state_machine_name: String,
+    /// The role ARN shown in `$$.Execution.RoleArn`.
+    pub role_arn: String,
+    /// When the execution started.
+    pub start_time: Timestamp,
+    /// The execution's input.
+    pub input: Value,
+    /// How many times the execution was redriven.
+    pub redrive_count: u32,
+    /// When it was last redriven. Since checkpoint v2.
+    #[serde(default)]
+    pub redrive_time: Option<Timestamp>,
+    /// An EXPRESS execution: its ARN reads `express:` and it has no RedriveCount.
+    pub express: bool,
+}
+
+impl ExecutionInfo {
+    /// Names and ARNs for an execution `name` of state machine `machine_name`, in the default
+    /// local account and region.
+    pub fn new(
+        machine_name: &str,
+        name: &str,
+        input: Value,
+        start_time: Timestamp,
+        express: bool,
+    ) -> ExecutionInfo {
+        let prefix = "arn:aws:states:us-east-1:123456789012";
+        let execution_arn = if express {
+            // AWS adds a run id to an express execution's ARN.
+            let run_id = splitmix64(start_time.unix_nanos as u64);
+            format!(
+                "{prefix}:express:{machine_name}:{name}:{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+                run_id >> 32,
+                (run_id >> 16) & 0xffff,
+                run_id & 0xfff,
+                (run_id >> 20) & 0xfff,
+                run_id & 0xffff_ffff_ffff
+            )
+        } else {
+            format!("{prefix}:execution:{machine_name}:{name}")
+        };
+        ExecutionInfo {
+            execution_arn,
+            name: name.to_owned(),
+            state_machine_arn: format!("{prefix}:stateMachine:{machine_name}"),
+            state_machine_name: machine_name.to_owned(),
+            role_arn: "arn:aws:iam::123456789012:role/stepstone".to_owned(),
+            start_time,
+            input,
+            redrive_count: 0,
+            redrive_time: None,
+            express,
+        }
+    }
+}
+
+/// A task for the driver to perform.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskRequest {
+    /// The run waiting for it.
+    pub run: RunId,
+    /// The execution's ARN.
+    pub execution_arn: String,
+    /// The Task state's name.
+    pub state_name: String,
+    /// The `Resource` ARN as written.
+    pub resource: String,
+    /// The task's input (after InputPath and Parameters).
+    pub input: Value,
+    /// 0 for the first try, then one more per retry.
+    pub attempt: u32,
+    /// How many tasks this state dispatched before in this execution (0 for the first), over
+    /// retries, loops and Map iterations alike: what a MockConfigFile's invocation numbers
+    /// count. Kept in the checkpoint, so a task sent again after a crash has the same number.
+    #[serde(default)]
+    pub invocation: u32,
+    /// Stable across resumes: `<execution ARN>/<state>/<entered event>/<attempt>`.
+    pub idempotency_token: String,
+    /// The region the task's calls go to, when the state names one (a Stepstone extension).
+    pub region: Option<String>,
+    /// `TimeoutSeconds`, when set.
+    pub timeout_seconds: Option<u64>,
+    /// For a `.waitForTaskToken` task: its token (`$$.Task.Token`). The dispatch only delivers
+    /// the request; the result comes back with the token (see [`crate::Signals`]). Since
+    /// checkpoint v2.
+    #[serde(default)]
+    pub task_token: Option<String>,
+    /// `HeartbeatSeconds`: for a task waiting for its token, the longest time between two
+    /// heartbeats. Since checkpoint v2.
+    #[serde(default)]
+    pub heartbeat_seconds: Option<u64>,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Perform a task, then report [`Input::TaskDone`].
+    Dispatch(TaskRequest),
+    /// At `until`, report [`Input::TimerFired`].
+    Timer {
+        /// The run waiting.
+        run: RunId,
+        /// When.
+        until: Timestamp,
+        /// Why, for progress displays.
+        reason: TimerReason,
+    },
+}
+
+/// Why a timer was set.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TimerReason {
+    /// A Wait state.
+    Wait {
+        /// The state's name.
+        state: String,
+    },
+    /// The delay before retry `attempt` of `max_attempts` of a state.
+    Retry {
+        /// The state's name.
+        state: String,
+        /// The error being retried.
+        error: String,
+        /// 1 for the first retry.
+        attempt: u32,
+        /// The retrier's MaxAttempts.
+        max_attempts: u64,
+    },
+}
+
+/// What the driver reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A dispatched task finished.
+    TaskDone {
+        /// The run that dispatched it.
+        run: RunId,
+        /// Its result or failure.
+        result: Result<Value, Failure>,
+    },
+    /// A timer came due.
+    TimerFired {
+        /// The run that set it.
+        run: RunId,
+    },
+    /// The execution ran past its `TimeoutSeconds`.
+    TimedOut,
+}
+
+/// Where an execution stands.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Status {
+    /// Not finished.
+    Running,
+    /// Finished with this output.
+    Succeeded(Value),
+    /// Failed with this error.
+    Failed(Failure),
+    /// Ran past its `TimeoutSeconds`.
+    TimedOut(Failure),
+    /// Stopped from outside (`stepstone stop`, StopExecution).
+    Aborted(Failure),
+}
+
+impl Status {
+    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Running => "RUNNING",
+            Status::Succeeded(_) => "SUCCEEDED",
+            Status::Failed(_) => "FAILED",
+            Status::TimedOut(_) => "TIMED_OUT",
+            Status::Aborted(_) => "ABORTED",
+        }
+    }
+}
+
+/// How a state ended, for its run.
+pub(crate) enum Flow {
+    /// Go to this state with this input.
+    Next(StateId, Value),
+    /// The run ends with this output.
+    End(Value),
+    /// The state failed: Retry and Catch get a chance (in Task, Parallel, Map), else the run fails.
+    Fail(Failure),
+    /// The run waits for a task, a timer or its children.
+    Blocked,
+}
+
+/// One execution of a [`Machine`].
+pub struct Execution<'m> {
+    pub(crate) machine: &'m Machine,
+    pub(crate) info: ExecutionInfo,
+    pub(crate) history: History,
+    pub(crate) limits: Limits,
+    pub(crate) slots: Vec<Slot<'m>>,
+    pub(crate) free: Vec<u32>,
+    pub(crate) ready: VecDeque<RunId>,
+    pub(crate) commands: Vec<Command>,
+    pub(crate) status: Status,
+    pub(crate) now: Timestamp,
+    pub(crate) seed: u64,
+    pub(crate) states_entered: u64,
+    /// Tasks dispatched so far, per state name (see [`TaskRequest::invocation`]).
+    pub(crate) dispatches: std::collections::BTreeMap<String, u32>,
+    /// States this call may still enter (see `advance`).
+    budget: u32,
+    /// The run whose state just raised a JSONata evaluation failure, and the field: its
+    /// EvaluationFailed event is recorded when the failure reaches the run (see
+    /// `record_evaluation_failure`). Failures are built through `&self`, hence the cell.
+    pub(crate) evaluation_failed: std::cell::RefCell<Option<(RunId, Option<String>)>>,
+    /// Set in a TestState: watches and steers the tested state (see `test_state.rs`).
+    pub(crate) probe: Option<Box<probe::Probe>>,
+}
+
+impl<'m> Execution<'m> {
+    /// A new execution; call [`Execution::start`] to begin.
+    pub fn new(
+        machine: &'m Machine,
+        info: ExecutionInfo,
+        limits: Limits,
+        history: HistoryMode,
+    ) -> Execution<'m> {
+        let seed = info
+            .execution_arn
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        let now = info.start_time;
+        Execution {
+            machine,
+            info,
+            history: History::with_mode(history),
+            limits,
+            slots: Vec::new(),
+            free: Vec::new(),
+            ready: VecDeque::new(),
+            commands: Vec::new(),
+            status: Status::Running,
+            now,
+            seed,
+            states_entered: 0,
+            dispatches: Default::default(),
+            budget: 0,
+            evaluation_failed: Default::default(),
+            probe: None,
+        }
+    }
+
+    /// Starts the execution at `now`; returns the first commands.
+    pub fn start(&mut self, now: Timestamp) -> Vec<Command> {
+        let root = self.machine.root();
+        self.start_at(root, root.start(), Vars::default(), now)
+    }
+
+    /// Starts the execution at state `state` of `scope`, with `vars` in scope (TestState tests
+    /// one state of a machine, wherever it is).
+    pub(crate) fn start_at(
+        &mut self,
+        scope: ScopeRef<'m>,
+        state: StateId,
+        vars: Vars,
+        now: Timestamp,
+    ) -> Vec<Command> {
+        self.now = now;
+        let (input, role) = (&self.info.input, &self.info.role_arn);
+        let id = self.history.push(0, now, || EventKind::ExecutionStarted {
+            input: input.clone(),
+            role_arn: role.clone(),
+        });
+        let run = self.spawn(scope, state, self.info.input.clone(), vars, None, id);
+        if let Some(probe) = &mut self.probe {
+            probe.root = Some(run);
+        }
+        self.advance();
+        std::mem::take(&mut self.commands)
+    }
+
+    /// Reports what the driver saw at `now`; returns the next commands.
+    pub fn on_input(&mut self, input: Input, now: Timestamp) -> Vec<Command> {
+        self.now = now;
+        if self.status != Status::Running {
+            return Vec::new();
+        }
+        match input {
+            Input::TaskDone { run, result } => {
+                if self.is_waiting_task(run) {
+                    let flow = self.task_done(run, result);
+                    self.follow(run, flow);
+                }
+            }
+            Input::TimerFired { run } => {
+                if let Some(r) = self.get_mut(run).filter(|r| !r.fallen) {
+                    match std::mem::replace(&mut r.waiting, Waiting::Nothing) {
+                        Waiting::Wait { .. } => {
+                            let flow = self.wait_done(run);
+                            self.follow(run, flow);
+                        }
+                        Waiting::Retry { .. } => {
+                            let flow = self.run_state_body(run);
+                            self.follow(run, flow);
+                        }
+                        other => r.waiting = other,
+                    }
+                }
+            }
+            Input::TimedOut => {
+                let failure = Failure::new(errors::TIMEOUT, "The execution timed out.");
+                let last = self.history.len();
+                let (error, cause) = (failure.error.clone(), failure.cause.clone());
+                self.history
+                    .push(last, now, || EventKind::ExecutionTimedOut { error, cause });
+                self.status = Status::TimedOut(failure);
+                self.fall_all();
+            }
+        }
+        self.advance();
+        std::mem::take(&mut self.commands)
+    }
+
+    /// Stops a running execution: ABORTED, with an ExecutionAborted event. Its in-flight tasks
+    /// are abandoned (their results will be ignored) and its timers will never fire.
+    pub fn abort(&mut self, error: &str, cause: &str, now: Timestamp) {
+        if self.status != Status::Running {
+            return;
+        }
+        self.now = now;
+        let last = self.history.len();
+        let (e, c) = (error.to_owned(), cause.to_owned());
+        self.history
+            .push(last, now, || EventKind::ExecutionAborted {
+                error: e,
+                cause: c,
+            });
+        self.status = Status::Aborted(Failure::new(error, cause));
+        self.fall_all();
+    }
+
+    /// Freezes every run where it stands: the execution ended unsuccessfully.
+    fn fall_all(&mut self) {
+        for run in self.slots.iter_mut().filter_map(|s| s.run.as_mut()) {
+            run.fallen = true;
+        }
+        self.ready.clear();
+    }
+
+    /// Freezes a run that failed, with the children it still waits for.
+    pub(crate) fn fall(&mut self, id: RunId) {
+        let Some(run) = self.get_mut(id) else { return };
+        run.fallen = true;
+        let running: Vec<RunId> = match &run.waiting {
+            Waiting::Children(children) => children.running().collect(),
+            _ => Vec::new(),
+        };
+        for child in running {
+            self.fall(child);
+        }
+    }
+
+    /// Where the execution stands.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// Its history (events are kept only when recording was asked for).
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// In light history mode, the events built since the last call.
+    pub fn take_light_events(&mut self) -> Vec<crate::history::Event> {
+        self.history.take_light()
+    }
+
+    /// Identity and input.
+    pub fn info(&self) -> &ExecutionInfo {
+        &self.info
+    }
+
+    /// How many states were entered so far.
+    pub fn states_entered(&self) -> u64 {
+        self.states_entered
+    }
+
+    /// The machine's timeout, for the driver.
+    pub fn timeout_seconds(&self) -> Option<u64> {
+        self.machine.definition().timeout_seconds
+    }
+}

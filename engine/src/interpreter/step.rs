@@ -1,0 +1,190 @@
+//! Stepping: runs enter states one after the other until they block or end.
+
+use serde_json::Value;
+use stepstone_asl::StateKind;
+use stepstone_asl::errors;
+use stepstone_asl::timestamp::Timestamp;
+
+use super::{Command, Execution, Flow, Link, Run, RunId, STATES_PER_CALL, Status};
+use crate::failure::Failure;
+use crate::history::EventKind;
+
+impl<'m> Execution<'m> {
+    /// Runs every ready run until all are finished or blocked.
+    ///
+    /// At most [`STATES_PER_CALL`] states are entered per call; past that, the runs still ready
+    /// wait for [`Execution::resume`], so the driver regains control often (to check the
+    /// execution's timeout, to pass events on) even in a loop of pure states.
+    pub(super) fn advance(&mut self) {
+        self.budget = STATES_PER_CALL;
+        while let Some(id) = self.ready.pop_front() {
+            if self.status != Status::Running {
+                return;
+            }
+            if self.get(id).is_some_and(|r| !r.fallen) {
+                let flow = self.enter_state(id);
+                self.follow(id, flow);
+            }
+            if self.budget == 0 {
+                return;
+            }
+        }
+    }
+
+    /// True when runs are ready but the last call ran out of budget: call
+    /// [`Execution::resume`].
+    pub fn has_ready_runs(&self) -> bool {
+        self.status == Status::Running && !self.ready.is_empty()
+    }
+
+    /// Goes on with the ready runs; returns the next commands.
+    pub fn resume(&mut self, now: Timestamp) -> Vec<Command> {
+        self.now = now;
+        self.advance();
+        std::mem::take(&mut self.commands)
+    }
+
+    /// Carries a run through `flow` and the states after it, until it blocks or ends.
+    pub(crate) fn follow(&mut self, id: RunId, mut flow: Flow) {
+        loop {
+            if self.status != Status::Running || self.get(id).is_none() {
+                return;
+            }
+            flow = match flow {
+                Flow::Next(next, input) => {
+                    if self.probe.is_some() && self.probe_stops_before(id, next) {
+                        return self.finish(id, Ok(input));
+                    }
+                    let run = self.run_mut(id);
+                    run.state = next;
+                    run.input = input;
+                    run.attempts.clear();
+                    run.retry_count = 0;
+                    run.output_from_result = None;
+                    run.assigned = None;
+                    run.entered = false;
+                    if self.budget == 0 {
+                        // Out of budget: the run enters `next` on the next call.
+                        self.ready.push_front(id);
+                        return;
+                    }
+                    self.enter_state(id)
+                }
+                Flow::End(output) => return self.finish(id, Ok(output)),
+                Flow::Fail(failure) => {
+                    self.record_evaluation_failure(id, &failure);
+                    match self.handle_error(id, failure) {
+                        Ok(flow) => flow,
+                        Err(failure) => return self.finish(id, Err(failure)),
+                    }
+                }
+                Flow::Blocked => return,
+            };
+        }
+    }
+
+    /// Enters the run's current state: counts it, records the entered event, runs its body.
+    fn enter_state(&mut self, id: RunId) -> Flow {
+        self.states_entered += 1;
+        self.budget = self.budget.saturating_sub(1);
+        let (name, state) = self.current(id);
+        let recording = self.history.recording();
+        let input = if recording {
+            self.run(id).input.clone()
+        } else {
+            Value::Null
+        };
+        let event = self.event(id, || EventKind::StateEntered {
+            state_type: state.kind.type_name().into(),
+            name: name.to_owned(),
+            input,
+        });
+        let now = self.now;
+        let run = self.run_mut(id);
+        run.entered_event = event;
+        run.entered_time = now;
+        run.entered = true;
+        if let Some(limit) = self.limits.max_history_events
+            && self.history.len() > limit
+        {
+            return Flow::Fail(Failure::new(
+                errors::RUNTIME,
+                format!(
+                    "The execution reached the limit of {limit} history events (see --history-limit)."
+                ),
+            ));
+        }
+        self.run_state_body(id)
+    }
+
+    /// A state's work after its entered event (also where a retry starts over).
+    pub(crate) fn run_state_body(&mut self, id: RunId) -> Flow {
+        let (_, state) = self.current(id);
+        match &state.kind {
+            StateKind::Pass(s) => self.pass(id, s),
+            StateKind::Choice(s) => self.choice(id, s),
+            StateKind::Wait(s) => self.wait(id, s),
+            StateKind::Succeed(s) => self.succeed(id, s),
+            StateKind::Fail(s) => self.fail(id, s),
+            StateKind::Task(s) => self.task(id, s),
+            StateKind::Parallel(s) => self.parallel(id, s),
+            StateKind::Map(s) => self.map(id, s),
+        }
+    }
+
+    /// A run ended: the execution ends, or the parent hears of it.
+    fn finish(&mut self, id: RunId, result: Result<Value, Failure>) {
+        self.probe_keep_variables(id);
+        struct Finished {
+            parent: Option<Link>,
+            last_event: u64,
+        }
+        let finished = |r: &Run<'_>| Finished {
+            parent: r.parent,
+            last_event: r.last_event,
+        };
+        let run = match &result {
+            Ok(_) => self.remove(id).as_ref().map(finished),
+            Err(_) => {
+                // Kept, frozen at the state that failed, for a redrive.
+                self.fall(id);
+                self.get(id).map(finished)
+            }
+        };
+        let Some(run) = run else { return };
+        match run.parent {
+            None => {
+                let last = run.last_event;
+                match result {
+                    Ok(output) => {
+                        let o = if self.history.recording() {
+                            output.clone()
+                        } else {
+                            Value::Null
+                        };
+                        self.history
+                            .push(last, self.now, || EventKind::ExecutionSucceeded {
+                                output: o,
+                            });
+                        self.status = Status::Succeeded(output);
+                    }
+                    Err(failure) => {
+                        let (error, cause) = (failure.error.clone(), failure.cause.clone());
+                        self.history
+                            .push(last, self.now, || EventKind::ExecutionFailed {
+                                error,
+                                cause,
+                            });
+                        self.status = Status::Failed(failure);
+                    }
+                }
+            }
+            Some(link) => {
+                if self.get(link.parent).is_some_and(|p| !p.fallen) {
+                    let flow = self.child_done(link, result);
+                    self.follow(link.parent, flow);
+                }
+            }
+        }
+    }
+}
