@@ -14,15 +14,16 @@ use stepstone_asl::timestamp::Timestamp;
 use tokio::task::JoinSet;
 
 use crate::Failure;
-use crate::checkpoint::{Checkpoint, RestoreError};
 use crate::clock::Clock;
 use crate::dispatch::{TaskDispatcher, within_timeout};
 use crate::history::{Event, History, HistoryMode};
 use crate::interpreter::RedriveError;
+use crate::interpreter::RestoreError;
 use crate::interpreter::{
     Command, Execution, ExecutionInfo, Input, RunId, Status, TaskRequest, TimerReason,
 };
 use crate::limits::Limits;
+use crate::record::Checkpoint;
 use crate::signal::{Callback, CallbackError, Inbox, Signal, Signals};
 use crate::store::{self, CheckpointStore};
 use stepstone_asl::errors;
@@ -176,16 +177,17 @@ async fn drive_new(
         history_mode(options, observer.is_some()),
     );
     let commands = exec.start(start);
+    let mut created = Vec::new();
     if let Some(store) = durable.store {
         // Durable before any of its commands is performed.
-        store.create(
-            durable.definition,
-            durable.launch,
-            &exec.checkpoint(),
-            exec.history().events(),
-        )?;
+        let changes = exec.take_changes()?;
+        store.create(durable.definition, durable.launch, &changes)?;
+        created = changes.into_events();
     }
-    drive_execution(exec, commands, clock, options, tasks, observer, durable).await
+    drive_execution(
+        exec, commands, created, clock, options, tasks, observer, durable,
+    )
+    .await
 }
 
 /// Resumes an execution from its checkpoint: the tasks it was waiting for are dispatched again
@@ -209,17 +211,26 @@ pub async fn resume(
         definition: "",
         launch: &Value::Null,
     };
-    Ok(drive_execution(exec, commands, clock, options, tasks, observer, durable).await?)
+    Ok(drive_execution(
+        exec,
+        commands,
+        Vec::new(),
+        clock,
+        options,
+        tasks,
+        observer,
+        durable,
+    )
+    .await?)
 }
 
 /// Redrives a FAILED, ABORTED or TIMED_OUT execution (RedriveExecution): it goes on from the
-/// states that did not succeed, durably, with `events` being its history so far (from the
-/// store). The redrive is saved before anything runs, so a crash right after it leaves the
-/// execution RUNNING, for [`resume`].
+/// states that did not succeed, durably (the inputs of the states it enters again are read
+/// from the history in `store`). The redrive is saved before anything runs, so a crash right
+/// after it leaves the execution RUNNING, for [`resume`].
 pub async fn redrive(
     machine: &Machine,
     checkpoint: Checkpoint,
-    events: &[Event],
     options: &RunOptions,
     tasks: &dyn TaskDispatcher,
     store: &dyn CheckpointStore,
@@ -227,15 +238,34 @@ pub async fn redrive(
 ) -> Result<Outcome, ResumeError> {
     let mut exec = Execution::restore(machine, checkpoint)?;
     let clock = Clock::resuming_at(exec.now);
-    exec.redrive(clock.now(), events)?;
-    // A restored execution holds only its events since the restore: the ExecutionRedriven one.
-    store.save(&exec.checkpoint(), exec.history().events())?;
+    let arn = exec.info().execution_arn.clone();
+    let mut read = std::collections::HashMap::new();
+    for id in exec.redrive_reads() {
+        if let Some(event) = store.event(&arn, id)? {
+            read.insert(id, event);
+        }
+    }
+    exec.redrive(clock.now(), |id| read.remove(&id))?;
+    // Saved before anything runs: a crash from here on leaves it RUNNING, for `resume`.
+    let changes = exec.take_changes()?;
+    store.save(&changes)?;
     let durable = Durable {
         store: Some(store),
         definition: "",
         launch: &Value::Null,
     };
-    Ok(drive_execution(exec, Vec::new(), clock, options, tasks, observer, durable).await?)
+    let events = changes.into_events();
+    Ok(drive_execution(
+        exec,
+        Vec::new(),
+        events,
+        clock,
+        options,
+        tasks,
+        observer,
+        durable,
+    )
+    .await?)
 }
 
 /// Where and how a durable execution is kept.
@@ -282,9 +312,13 @@ pub enum ResumeError {
     Redrive(#[from] RedriveError),
 }
 
+/// Runs an execution to its end: its `commands` first, then whatever its answers lead to.
+/// `saved` are events already in the store that no observer has seen yet.
+#[allow(clippy::too_many_arguments)]
 async fn drive_execution(
     mut exec: Execution<'_>,
     mut commands: Vec<Command>,
+    saved: Vec<Event>,
     mut clock: Clock,
     options: &RunOptions,
     tasks: &dyn TaskDispatcher,
@@ -305,10 +339,20 @@ async fn drive_execution(
     let mut timers: BinaryHeap<Reverse<(Timestamp, u64, RunIdKey)>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut in_flight: JoinSet<(RunId, Result<Value, Failure>)> = JoinSet::new();
-    let mut seen = 0;
     let mut first = true;
-    // Events already in the store (a resumed execution's earlier events are there, not here).
-    let mut saved = exec.history().events().len();
+    // An execution that is not durable and records its history hands its events to the
+    // outcome; a durable one's are in its store.
+    let keep_events = durable.store.is_none() && exec.history().recording();
+    let mut kept = History::with_mode(exec.history().mode());
+    let mut pass_on = |events: Vec<Event>, notify: &mut dyn FnMut(Notice<'_>)| {
+        for event in &events {
+            notify(Notice::Event(event));
+        }
+        if keep_events {
+            kept.append(events);
+        }
+    };
+    pass_on(saved, &mut notify);
     let mut last_save = std::time::Instant::now();
     let (_registration, mut inbox) = match &options.signals {
         Some(signals) => {
@@ -342,13 +386,15 @@ async fn drive_execution(
             let pure_progress =
                 commands.is_empty() && exec.has_ready_runs() && *exec.status() == Status::Running;
             if !pure_progress || last_save.elapsed() >= PURE_PROGRESS_SAVE_INTERVAL {
-                store.save(&exec.checkpoint(), &exec.history().events()[saved..])?;
-                saved = exec.history().events().len();
+                let changes = exec.take_changes()?;
+                store.save(&changes)?;
+                pass_on(changes.into_events(), &mut notify);
                 last_save = std::time::Instant::now();
             }
+        } else if durable.store.is_none() {
+            pass_on(exec.take_events(), &mut notify);
         }
         first = false;
-        forward_events(&mut exec, &mut seen, &mut notify);
         for command in commands.drain(..) {
             match command {
                 Command::Timer { run, until, reason } => {
@@ -481,7 +527,9 @@ async fn drive_execution(
             commands = exec.on_input(Input::TimerFired { run }, now);
         }
     }
-    forward_events(&mut exec, &mut seen, &mut notify);
+    if durable.store.is_none() {
+        pass_on(exec.take_events(), &mut notify);
+    }
     in_flight.abort_all();
     let stop_time = clock.now();
     for reply in replies {
@@ -493,7 +541,11 @@ async fn drive_execution(
         info: exec.info().clone(),
         stop_time,
         states_entered: exec.states_entered(),
-        history: exec.history().clone(),
+        history: if keep_events {
+            kept
+        } else {
+            History::counted(exec.history().mode(), exec.history().len())
+        },
     })
 }
 
@@ -579,25 +631,6 @@ fn on_signal(
             exec.abort(&error, &cause, now);
             replies.push(reply);
         }
-    }
-}
-
-/// Hands the events since the last call to the observer: a full history keeps them (`seen`
-/// marks how far they were read), a light one is drained.
-fn forward_events(exec: &mut Execution<'_>, seen: &mut usize, notify: &mut dyn FnMut(Notice<'_>)) {
-    match exec.history().mode() {
-        HistoryMode::Full => {
-            for event in &exec.history().events()[*seen..] {
-                notify(Notice::Event(event));
-            }
-            *seen = exec.history().events().len();
-        }
-        HistoryMode::Light => {
-            for event in exec.take_light_events() {
-                notify(Notice::Event(&event));
-            }
-        }
-        HistoryMode::Off => {}
     }
 }
 

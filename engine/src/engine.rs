@@ -166,11 +166,9 @@ impl Engine {
             return Err(Error::NotFound(execution_arn.to_owned()));
         };
         let (stored, machine) = load_stored(&**store, execution_arn)?;
-        let events = store.events(execution_arn)?;
         Ok(redrive(
             &machine,
             stored.checkpoint,
-            &events,
             &self.options,
             &*self.tasks,
             &**store,

@@ -16,7 +16,7 @@ pub enum Error {
     Resume(#[from] ResumeError),
     /// A stored checkpoint does not fit its definition.
     #[error(transparent)]
-    Restore(#[from] crate::checkpoint::RestoreError),
+    Restore(#[from] crate::interpreter::RestoreError),
     /// A stored definition no longer validates.
     #[error("the stored definition of {0} is invalid")]
     Definition(String),

@@ -412,12 +412,27 @@ impl History {
         self.mode
     }
 
-    /// Light mode: hands over the events built since the last call.
-    pub(crate) fn take_light(&mut self) -> Vec<Event> {
-        if self.mode == HistoryMode::Light {
-            std::mem::take(&mut self.events)
-        } else {
-            Vec::new()
+    /// Hands over the events held (the ones built since the last call, unless appended).
+    pub(crate) fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Holds `events` (already numbered: an outcome's history gathers what an execution
+    /// handed over).
+    pub(crate) fn append(&mut self, events: Vec<Event>) {
+        if let Some(last) = events.last() {
+            self.last_id = self.last_id.max(last.id);
+        }
+        self.events.extend(events);
+    }
+
+    /// A history in `mode` that has had `events` events, holding none of them (a restored
+    /// execution's: its events are in the store).
+    pub(crate) fn counted(mode: HistoryMode, events: u64) -> History {
+        History {
+            mode,
+            last_id: events,
+            events: Vec::new(),
         }
     }
 
@@ -455,19 +470,11 @@ impl History {
         self.last_id
     }
 
-    /// The recorded events, in order.
+    /// The events held, in order: for an outcome, every event of an execution that records its
+    /// history and is not durable (a durable one's are in its store); for a running execution,
+    /// the events built since they were last taken.
     pub fn events(&self) -> &[Event] {
         &self.events
-    }
-
-    /// The same history without its events (mode and count only): what a checkpoint holds,
-    /// the events themselves being appended to the store as they happen.
-    pub(crate) fn without_events(&self) -> History {
-        History {
-            mode: self.mode,
-            last_id: self.last_id,
-            events: Vec::new(),
-        }
     }
 }
 

@@ -10,7 +10,6 @@
 
 #![warn(missing_docs)]
 
-mod checkpoint;
 mod clock;
 mod dispatch;
 mod driver;
@@ -21,12 +20,12 @@ pub mod history;
 mod interpreter;
 mod limits;
 mod manage;
+mod record;
 mod signal;
 pub mod store;
 mod test_state;
 mod vars;
 
-pub use checkpoint::{Checkpoint, FORMAT_VERSION, RestoreError};
 pub use dispatch::{FnTasks, NoTasks, TaskDispatcher, TaskFuture};
 pub use driver::{
     Notice, Outcome, Persistence, ResumeError, RunOptions, redrive, resume, run, run_durable,
@@ -36,12 +35,14 @@ pub use engine::{Engine, EngineBuilder, ExecutionHandle};
 pub use error::Error;
 pub use failure::Failure;
 pub use interpreter::RedriveError;
+pub use interpreter::RestoreError;
 pub use interpreter::{
     Command, Execution, ExecutionInfo, Input, RunId, STATES_PER_CALL, Status, TaskRequest,
     TimerReason,
 };
 pub use limits::Limits;
 pub use manage::{callback_stored, load_stored, stop_stored};
+pub use record::{Changes, Checkpoint, FORMAT_VERSION, RecordKey};
 pub use signal::{Callback, CallbackError, Signal, Signals, token_names, token_of};
 pub use stepstone_asl as asl;
 pub use test_state::{

@@ -42,7 +42,7 @@ pub fn stop_stored(
     // On a virtual clock the execution may be ahead of the real one; time never runs backwards.
     let now = Clock::resuming_at(exec.now).now();
     exec.abort(error, cause, now);
-    store.save(&exec.checkpoint(), exec.history().events())?;
+    store.save(&exec.take_changes()?)?;
     Ok(now)
 }
 
@@ -77,6 +77,6 @@ pub fn callback_stored(
     let now = Clock::resuming_at(exec.now).now();
     // The commands this yields are recorded in the runs that wait for them: `resume` sends them.
     exec.on_input(Input::TaskDone { run, result }, now);
-    store.save(&exec.checkpoint(), exec.history().events())?;
+    store.save(&exec.take_changes()?)?;
     Ok(())
 }

@@ -88,6 +88,19 @@ impl Vars {
         frames
     }
 
+    /// This scope's own variables (without those of the scopes around it).
+    pub(crate) fn own(&self) -> &Map<String, Value> {
+        &self.0.values
+    }
+
+    /// A child scope of this one, holding `values` (a child run's own, read back).
+    pub(crate) fn child_with(&self, values: Map<String, Value>) -> Vars {
+        Vars(Arc::new(Frame {
+            values,
+            parent: Some(self.clone()),
+        }))
+    }
+
     /// Rebuilds the chain of frames, outermost first.
     pub(crate) fn from_frames(frames: Vec<Map<String, Value>>) -> Vars {
         let mut vars: Option<Vars> = None;

@@ -152,7 +152,7 @@ async fn with_no_engine_running_the_store_takes_the_result_and_resume_goes_on() 
     let store = Arc::new(MemStore::new());
     let engine = Engine::builder()
         .tasks(inbox.clone())
-        .store(SharedStore(store.clone()))
+        .store(store.clone())
         .build();
     // Approve, then Apply (an ordinary task).
     let mut def = approval(None);
@@ -194,43 +194,4 @@ async fn with_no_engine_running_the_store_takes_the_result_and_resume_goes_on() 
     let delivered = inbox.0.lock().unwrap();
     assert_eq!(delivered.len(), 2);
     assert_eq!(delivered[1].state_name, "Apply");
-}
-
-/// One MemStore seen by the engine and by the test.
-struct SharedStore(Arc<MemStore>);
-
-impl CheckpointStore for SharedStore {
-    fn create(
-        &self,
-        definition: &str,
-        launch: &Value,
-        checkpoint: &stepstone_engine::Checkpoint,
-        events: &[stepstone_engine::history::Event],
-    ) -> stepstone_engine::store::Result<()> {
-        self.0.create(definition, launch, checkpoint, events)
-    }
-    fn save(
-        &self,
-        checkpoint: &stepstone_engine::Checkpoint,
-        events: &[stepstone_engine::history::Event],
-    ) -> stepstone_engine::store::Result<()> {
-        self.0.save(checkpoint, events)
-    }
-    fn load(
-        &self,
-        execution_arn: &str,
-    ) -> stepstone_engine::store::Result<Option<stepstone_engine::store::Stored>> {
-        self.0.load(execution_arn)
-    }
-    fn events(
-        &self,
-        execution_arn: &str,
-    ) -> stepstone_engine::store::Result<Vec<stepstone_engine::history::Event>> {
-        self.0.events(execution_arn)
-    }
-    fn list(
-        &self,
-    ) -> stepstone_engine::store::Result<Vec<stepstone_engine::store::ExecutionRecord>> {
-        self.0.list()
-    }
 }

@@ -138,12 +138,13 @@ async fn crash_with_a_task_in_flight() {
     let m = machine(&def);
     // The uninterrupted run, for reference.
     let reference_ledger = Ledger::default();
+    let reference_store = MemStore::new();
     let reference = run_until(
         &m,
         &def,
         json!({"stack": "orders"}),
         &options(true),
-        &MemStore::new(),
+        &reference_store,
         &handlers(reference_ledger, None),
         |_| false,
     )
@@ -172,7 +173,7 @@ async fn crash_with_a_task_in_flight() {
     );
     assert_eq!(
         history_shape(&stored_history(&store)),
-        history_shape(reference.history.events()),
+        history_shape(&stored_history(&reference_store)),
         "same events, ids without gaps or duplicates"
     );
     let ledger = ledger.lock().unwrap().clone();

@@ -92,17 +92,7 @@ async fn redrive_stored(
     tasks: &dyn stepstone_engine::TaskDispatcher,
 ) -> Result<Outcome, ResumeError> {
     let stored = store.load(arn).unwrap().expect("stored");
-    let events = store.events(arn).unwrap();
-    redrive(
-        m,
-        stored.checkpoint,
-        &events,
-        &options(),
-        tasks,
-        store,
-        None,
-    )
-    .await
+    redrive(m, stored.checkpoint, &options(), tasks, store, None).await
 }
 
 fn types(store: &dyn CheckpointStore, arn: &str) -> Vec<String> {

@@ -131,11 +131,11 @@ fn describe_execution(
     store: &dyn CheckpointStore,
     record: &ExecutionRecord,
 ) -> Result<Value, String> {
-    let stored = store
-        .load(&record.execution_arn)
+    let described = store
+        .describe(&record.execution_arn)
         .map_err(|e| e.to_string())?
         .ok_or("the execution has no checkpoint")?;
-    let info = &stored.checkpoint.info;
+    let info = &described.info;
     let mut v = json!({
         "executionArn": info.execution_arn,
         "stateMachineArn": info.state_machine_arn,
@@ -151,7 +151,7 @@ fn describe_execution(
     if let Some(redriven) = info.redrive_time {
         v["redriveDate"] = json!(redriven.to_string());
     }
-    match &stored.checkpoint.status {
+    match &described.status {
         Status::Succeeded(output) => v["output"] = output.clone(),
         Status::Failed(f) | Status::TimedOut(f) | Status::Aborted(f) => {
             v["error"] = json!(f.error);
@@ -159,7 +159,7 @@ fn describe_execution(
         }
         Status::Running => {}
     }
-    match &stored.checkpoint.status {
+    match &described.status {
         Status::Failed(_) | Status::TimedOut(_) | Status::Aborted(_) => {
             v["redriveStatus"] = json!("REDRIVABLE");
         }
@@ -399,11 +399,9 @@ fn restart(
                     .await
                 }
                 Restart::Redrive => {
-                    let events = store.events(arn)?;
                     redrive(
                         &machine,
                         stored.checkpoint,
-                        &events,
                         &options,
                         &routes,
                         &*store,
@@ -421,7 +419,7 @@ fn restart(
             runtime.block_on(server.drain());
         }
         progress.finish(&outcome, started.elapsed().as_secs_f64());
-        report(&outcome, args.json, false);
+        report(&outcome, args.json, None);
         if !matches!(outcome.status, Status::Succeeded(_)) {
             code = exit_code(&outcome);
         }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use stepstone::asl::{Machine, Options, validate_str};
-use stepstone::engine::history::EventKind;
+use stepstone::engine::history::{Event, EventKind};
 use stepstone::engine::store::{CheckpointStore, Error as StoreError};
 use stepstone::engine::{
     Limits, Notice, Outcome, Persistence, RunOptions, Signals, Status, TimerReason, run_durable,
@@ -188,6 +188,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
     let runtime = runtime()?;
     let mut progress = Progress::new(!args.quiet, args.virtual_time);
     let started = Instant::now();
+    let mut stored_events = Vec::new();
     let outcome = match &args.store() {
         Some(spec) => {
             // A durable run keeps its whole history, in the store: `stepstone history` reads it.
@@ -224,6 +225,12 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
             if let Some(control) = &control {
                 runtime.block_on(control.drain());
             }
+            // A durable execution's events are in its store, not in memory.
+            if args.history {
+                stored_events = store
+                    .events(&outcome.info.execution_arn)
+                    .map_err(|e| format!("cannot read the history back: {e}"))?;
+            }
             outcome
         }
         None => {
@@ -240,7 +247,11 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
     };
     let elapsed = started.elapsed();
     progress.finish(&outcome, elapsed.as_secs_f64());
-    report(&outcome, args.json, args.history);
+    let history = match &args.store() {
+        Some(_) => &stored_events[..],
+        None => outcome.history.events(),
+    };
+    report(&outcome, args.json, args.history.then_some(history));
     if args.stats {
         eprintln!(
             "{}",
@@ -334,16 +345,11 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-/// Prints the result (and the history, if asked).
-pub(crate) fn report(outcome: &Outcome, as_json: bool, history: bool) {
+/// Prints the result, and the history when given.
+pub(crate) fn report(outcome: &Outcome, as_json: bool, history: Option<&[Event]>) {
     print_outcome(outcome, as_json);
-    if history {
-        let events: Vec<Value> = outcome
-            .history
-            .events()
-            .iter()
-            .map(|e| e.to_json())
-            .collect();
+    if let Some(events) = history {
+        let events: Vec<Value> = events.iter().map(|e| e.to_json()).collect();
         println!("{}", json!({"events": events}));
     }
 }

@@ -58,7 +58,7 @@ impl Execution<'_> {
                 Some(c) => c,
                 None => &context,
             },
-            variables: &run.vars,
+            variables: run.vars(),
             random: &random,
         };
         f(&env)
@@ -90,9 +90,9 @@ impl Execution<'_> {
             || !flow.result_path.as_ref().is_some_and(is_root);
         let run = self.run_mut(id);
         let raw = if raw_needed_later {
-            run.input.clone()
+            run.input().clone()
         } else {
-            std::mem::take(&mut run.input)
+            run.take_input()
         };
         if self.probe.is_none() {
             return self.select(id, raw, flow.input_path.as_ref());
@@ -113,7 +113,7 @@ impl Execution<'_> {
         f: impl FnOnce(&Env) -> Result<T, eval::Error>,
     ) -> Result<T, Failure> {
         let owned = self.effective_copy(id, flow)?;
-        let effective = owned.as_ref().unwrap_or(&self.run(id).input);
+        let effective = owned.as_ref().unwrap_or(self.run(id).input());
         self.with_env(id, effective, None, f)
             .map_err(|e| self.state_failure(id, e))
     }
@@ -129,7 +129,7 @@ impl Execution<'_> {
             Some(p) if is_root(p) => None,
             None => Some(Value::Object(Map::new())),
             Some(p) => {
-                let raw = &self.run(id).input;
+                let raw = self.run(id).input();
                 let part = self.with_env(id, raw, None, |env| env.read(p));
                 let part = part.ok_or_else(|| {
                     self.state_failure(
@@ -145,7 +145,7 @@ impl Execution<'_> {
             }
         };
         self.inspect(id, step::AFTER_INPUT_PATH, || {
-            copy.clone().unwrap_or_else(|| self.run(id).input.clone())
+            copy.clone().unwrap_or_else(|| self.run(id).input().clone())
         });
         Ok(copy)
     }
@@ -196,7 +196,7 @@ impl Execution<'_> {
                 self.select_steps(id, result, &steps, flow.output_path.as_ref())?
             }
             None => {
-                let input = std::mem::take(&mut self.run_mut(id).input);
+                let input = self.run_mut(id).take_input();
                 let merged = eval::merge_result(input, flow.result_path.as_ref(), result)
                     .map_err(|e| self.state_failure(id, e))?;
                 self.inspect(id, step::AFTER_RESULT_PATH, || merged.clone());
@@ -247,7 +247,7 @@ impl Execution<'_> {
     ) -> Result<Value, Failure> {
         match self.output_ignores_input(id, flow) {
             Some(from) => {
-                let raw = std::mem::take(&mut self.run_mut(id).input);
+                let raw = self.run_mut(id).take_input();
                 self.run_mut(id).output_from_result = Some(from);
                 self.with_env(id, &Value::Null, None, |env| {
                     eval::template_taking(env, t, raw)
@@ -275,7 +275,7 @@ impl Execution<'_> {
         let (rp, op) = (result_path.steps()?, output_path.steps()?);
         let inside =
             matches!(output_path.root(), stepstone_asl::path::Root::Input) && op.starts_with(rp);
-        (inside && eval::result_path_applies(&self.run(id).input, result_path))
+        (inside && eval::result_path_applies(self.run(id).input(), result_path))
             .then(|| OutputFrom::Suffix(op[rp.len()..].to_vec()))
     }
 
@@ -374,7 +374,7 @@ impl Execution<'_> {
         if keep {
             run.assigned = Some(values.clone());
         }
-        run.vars.assign(values);
+        run.assign(values);
     }
 
     /// Records the current state's StateExited event with `output` and what it assigned.

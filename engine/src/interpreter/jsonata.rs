@@ -55,7 +55,7 @@ impl Execution<'_> {
             ^ run.entered_event.wrapping_mul(0x9E37_79B9)
             ^ u64::from(run.retry_count) << 40;
         let variables = run
-            .vars
+            .vars()
             .frame_refs()
             .into_iter()
             .flat_map(|frame| frame.iter().map(|(k, v)| (k.as_str(), v)))
@@ -202,7 +202,7 @@ impl Execution<'_> {
         assign: Option<&Assign>,
         result: Value,
     ) -> Result<Value, Failure> {
-        let input = std::mem::take(&mut self.run_mut(id).input);
+        let input = self.run_mut(id).take_input();
         let scope = self.jsonata_scope(id, &input, Some(&result), None, None);
         let assigned = match assign {
             Some(a) => Some(self.jsonata_assign(id, "Assign", a, &scope)?),

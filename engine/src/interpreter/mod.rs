@@ -24,6 +24,7 @@ mod children;
 mod context;
 mod data_flow;
 mod jsonata;
+mod persist;
 pub(crate) mod probe;
 mod redrive;
 mod retry_catch;
@@ -31,9 +32,10 @@ mod runs;
 mod states;
 mod step;
 
+pub use persist::RestoreError;
 pub use redrive::RedriveError;
 pub use runs::RunId;
-pub(crate) use runs::{Link, OutputFrom, Run, Slot, Waiting};
+pub(crate) use runs::{Link, OutputFrom, Run, RunData, Slot, Waiting};
 
 /// How many states one call into the interpreter may enter before it yields to the driver.
 pub const STATES_PER_CALL: u32 = 4096;
@@ -243,7 +245,8 @@ pub struct Execution<'m> {
     pub(crate) info: ExecutionInfo,
     pub(crate) history: History,
     pub(crate) limits: Limits,
-    pub(crate) slots: Vec<Slot<'m>>,
+    /// The run table (`runs.rs`): reached through its methods, which note what changed.
+    slots: Vec<Slot<'m>>,
     pub(crate) free: Vec<u32>,
     pub(crate) ready: VecDeque<RunId>,
     pub(crate) commands: Vec<Command>,
@@ -259,8 +262,14 @@ pub struct Execution<'m> {
     /// EvaluationFailed event is recorded when the failure reaches the run (see
     /// `record_evaluation_failure`). Failures are built through `&self`, hence the cell.
     pub(crate) evaluation_failed: std::cell::RefCell<Option<(RunId, Option<String>)>>,
-    /// Set in a TestState: watches and steers the tested state (see `test_state.rs`).
+    /// Set in a TestState: watches and steers the tested state (see `probe.rs`).
     pub(crate) probe: Option<Box<probe::Probe>>,
+    /// What the next checkpoint must know beyond the changed runs (see `persist.rs`).
+    persisted: persist::Persisted,
+    /// The id of the last Map's or Parallel's children.
+    pub(crate) next_children: u64,
+    /// Children let go of since the last checkpoint whose results the store holds.
+    pub(crate) dropped_children: Vec<u64>,
 }
 
 impl<'m> Execution<'m> {
@@ -295,6 +304,9 @@ impl<'m> Execution<'m> {
             budget: 0,
             evaluation_failed: Default::default(),
             probe: None,
+            persisted: persist::Persisted::default(),
+            next_children: 0,
+            dropped_children: Vec::new(),
         }
     }
 
@@ -389,7 +401,7 @@ impl<'m> Execution<'m> {
 
     /// Freezes every run where it stands: the execution ended unsuccessfully.
     fn fall_all(&mut self) {
-        for run in self.slots.iter_mut().filter_map(|s| s.run.as_mut()) {
+        for run in self.runs_mut() {
             run.fallen = true;
         }
         self.ready.clear();
@@ -413,14 +425,16 @@ impl<'m> Execution<'m> {
         &self.status
     }
 
-    /// Its history (events are kept only when recording was asked for).
+    /// Its history: the mode, the number of events so far, and the events built since they
+    /// were last taken (see [`Execution::take_events`]).
     pub fn history(&self) -> &History {
         &self.history
     }
 
-    /// In light history mode, the events built since the last call.
-    pub fn take_light_events(&mut self) -> Vec<crate::history::Event> {
-        self.history.take_light()
+    /// The events built since the last call (none when the history is off); a driver passes
+    /// them on (to a store, an observer, an outcome) and the execution keeps no copy.
+    pub fn take_events(&mut self) -> Vec<crate::history::Event> {
+        self.history.take_events()
     }
 
     /// Identity and input.

@@ -140,7 +140,7 @@ impl Execution<'_> {
             return;
         }
         let variables: Map<String, Value> =
-            self.run(id).vars.frames().into_iter().flatten().collect();
+            self.run(id).vars().frames().into_iter().flatten().collect();
         if let Some(probe) = &mut self.probe {
             probe.variables = variables;
         }

@@ -53,26 +53,41 @@ impl Execution<'_> {
         Ok(())
     }
 
+    /// The history events a redrive reads: the StateEntered events of the states it enters
+    /// again (their raw inputs).
+    pub fn redrive_reads(&self) -> Vec<u64> {
+        self.runs()
+            .filter(|(_, r)| r.fallen && r.entered)
+            .map(|(_, r)| r.entered_event)
+            .collect()
+    }
+
     /// Redrives the execution at `now`: an ExecutionRedriven event, then the run that stopped
-    /// is ready to enter its state again (call [`Execution::resume`]). `events` is the
-    /// execution's history so far (a restored execution does not hold its events).
-    pub fn redrive(&mut self, now: Timestamp, events: &[Event]) -> Result<(), RedriveError> {
+    /// is ready to enter its state again (call [`Execution::resume`]). `event` gives the
+    /// history events [`Execution::redrive_reads`] names (a restored execution does not hold
+    /// its events; the store does).
+    pub fn redrive(
+        &mut self,
+        now: Timestamp,
+        mut event: impl FnMut(u64) -> Option<Event>,
+    ) -> Result<(), RedriveError> {
         self.redrivable()?;
         let root = self.root().ok_or(RedriveError::NoRedrivePoint)?;
         // Every frozen run enters its state again with the input it had, and its retriers
         // start over. A Map or Parallel keeps its children for `children_for`.
-        for slot in &mut self.slots {
-            let Some(run) = slot.run.as_mut().filter(|r| r.fallen) else {
+        for run in self.runs_mut() {
+            if !run.fallen {
                 continue;
-            };
+            }
             if run.entered {
-                run.input = entered_input(events, run.entered_event)
+                let input = entered_input(event(run.entered_event), run.entered_event)
                     .ok_or(RedriveError::MissingEvent(run.entered_event))?;
+                run.set_input(input);
             }
             run.attempts.clear();
             run.retry_count = 0;
             run.output_from_result = None;
-            run.input_for_items = None;
+            run.set_input_for_items(None);
             if !matches!(run.waiting, Waiting::Children(_)) {
                 run.waiting = Waiting::Nothing;
             }
@@ -98,22 +113,20 @@ impl Execution<'_> {
     /// The execution's top-level run, if it is kept (it is, once the execution stopped
     /// unsuccessfully).
     fn root(&self) -> Option<RunId> {
-        self.slots.iter().enumerate().find_map(|(index, slot)| {
-            let run = slot.run.as_ref()?;
-            (run.parent.is_none()).then(|| RunId::new(index as u32, slot.generation))
-        })
+        self.runs()
+            .find(|(_, run)| run.parent.is_none())
+            .map(|(id, _)| id)
     }
 }
 
-/// The input recorded by StateEntered event `id`.
-fn entered_input(events: &[Event], id: u64) -> Option<Value> {
-    let index = usize::try_from(id).ok()?.checked_sub(1)?;
-    match events.get(index) {
-        Some(Event {
+/// The input recorded by `event`, if it is StateEntered event `id`.
+fn entered_input(event: Option<Event>, id: u64) -> Option<Value> {
+    match event? {
+        Event {
             id: found,
             kind: EventKind::StateEntered { input, .. },
             ..
-        }) if *found == id => Some(input.clone()),
+        } if found == id => Some(input),
         _ => None,
     }
 }

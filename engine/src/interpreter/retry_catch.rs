@@ -59,7 +59,7 @@ impl Execution<'_> {
             {
                 probe.caught = Some((index, failure.clone()));
             }
-            let input = std::mem::take(&mut self.run_mut(id).input);
+            let input = self.run_mut(id).take_input();
             let error_output = failure.to_output();
             let output = if self.is_jsonata(id) {
                 // Output (default: the error output) and Assign over $states.errorOutput.

@@ -21,6 +21,11 @@ impl RunId {
         RunId { index, generation }
     }
 
+    /// Slot and generation.
+    pub(crate) fn parts(self) -> (u32, u32) {
+        (self.index, self.generation)
+    }
+
     /// An id that names no run: answers for it are ignored.
     pub fn detached() -> RunId {
         RunId {
@@ -31,7 +36,6 @@ impl RunId {
 }
 
 /// What a blocked run waits for.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Waiting {
     Nothing,
     /// A task: the request (re-sent as it is after a crash) and the names its history events
@@ -56,20 +60,22 @@ pub(crate) enum Waiting {
 }
 
 /// The parent of a child run, and which child it is.
-#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy)]
 pub(crate) struct Link {
     pub(crate) parent: RunId,
     pub(crate) slot: usize,
 }
 
+/// One run: where it stands and what it holds.
+///
+/// Its data (input, variables, a Map's items) is private: every change goes through a method
+/// that notes it, so a checkpoint rewrites the data only when it changed (a Map's input, the
+/// whole item list, is written once, not at every save while its iterations run).
 pub(crate) struct Run<'m> {
     pub(crate) scope: ScopeRef<'m>,
     /// `scope` as (state, child) steps from the machine's root: what a checkpoint stores.
     pub(crate) scope_path: Vec<(u32, u32)>,
     pub(crate) state: StateId,
-    /// The current state's raw input.
-    pub(crate) input: Value,
-    pub(crate) vars: Vars,
     pub(crate) parent: Option<Link>,
     pub(crate) entered_event: u64,
     pub(crate) entered_time: Timestamp,
@@ -78,8 +84,6 @@ pub(crate) struct Run<'m> {
     pub(crate) attempts: Vec<u32>,
     pub(crate) retry_count: u32,
     pub(crate) waiting: Waiting,
-    /// A Map's effective input while its iterations start (ItemSelector reads it).
-    pub(crate) input_for_items: Option<Value>,
     /// Set when Parameters consumed the raw input: how the output follows from the result.
     pub(crate) output_from_result: Option<OutputFrom>,
     /// What the current state assigned, kept (with a full history only) for its StateExited
@@ -92,10 +96,109 @@ pub(crate) struct Run<'m> {
     /// frozen at its current state, so that a redrive can go on from there (see
     /// `redrive.rs`). A fallen run never advances, and answers to it are ignored.
     pub(crate) fallen: bool,
+    /// The current state's raw input.
+    input: Value,
+    vars: Vars,
+    /// A Map's effective input while its iterations start (ItemSelector reads it).
+    input_for_items: Option<Value>,
+    /// The input, variables or items changed since the last checkpoint.
+    data_changed: bool,
+}
+
+/// What a run starts with: everything but where it is.
+pub(crate) struct RunData {
+    pub(crate) input: Value,
+    pub(crate) vars: Vars,
+    pub(crate) input_for_items: Option<Value>,
+}
+
+impl<'m> Run<'m> {
+    /// A run at `state` of `scope`, not entered yet (`entered` false), with `data`; its data
+    /// counts as changed unless `saved` (a run restored from a checkpoint).
+    pub(crate) fn new(
+        scope: ScopeRef<'m>,
+        scope_path: Vec<(u32, u32)>,
+        state: StateId,
+        data: RunData,
+        saved: bool,
+    ) -> Run<'m> {
+        Run {
+            scope,
+            scope_path,
+            state,
+            parent: None,
+            entered_event: 0,
+            entered_time: Timestamp { unix_nanos: 0 },
+            last_event: 0,
+            attempts: Vec::new(),
+            retry_count: 0,
+            waiting: Waiting::Nothing,
+            output_from_result: None,
+            assigned: None,
+            entered: false,
+            fallen: false,
+            input: data.input,
+            vars: data.vars,
+            input_for_items: data.input_for_items,
+            data_changed: !saved,
+        }
+    }
+
+    /// The current state's raw input.
+    pub(crate) fn input(&self) -> &Value {
+        &self.input
+    }
+
+    /// Replaces the raw input (the run moved on, or its state keeps another input).
+    pub(crate) fn set_input(&mut self, input: Value) {
+        self.input = input;
+        self.data_changed = true;
+    }
+
+    /// Takes the raw input out (nothing reads it afterwards).
+    pub(crate) fn take_input(&mut self) -> Value {
+        self.data_changed = true;
+        std::mem::take(&mut self.input)
+    }
+
+    /// The variables in scope.
+    pub(crate) fn vars(&self) -> &Vars {
+        &self.vars
+    }
+
+    /// Sets variables in the run's own scope.
+    pub(crate) fn assign(&mut self, values: Map<String, Value>) {
+        if !values.is_empty() {
+            self.vars.assign(values);
+            self.data_changed = true;
+        }
+    }
+
+    /// A Map's effective input, while its iterations start.
+    pub(crate) fn input_for_items(&self) -> Option<&Value> {
+        self.input_for_items.as_ref()
+    }
+
+    /// What a Map's items are read from: its effective input, or the raw input itself.
+    pub(crate) fn items_source(&self) -> &Value {
+        self.input_for_items.as_ref().unwrap_or(&self.input)
+    }
+
+    pub(crate) fn set_input_for_items(&mut self, value: Option<Value>) {
+        if value.is_some() || self.input_for_items.is_some() {
+            self.input_for_items = value;
+            self.data_changed = true;
+        }
+    }
+
+    /// The data changed since the last call (and counts as saved now).
+    pub(super) fn take_data_changed(&mut self) -> bool {
+        std::mem::replace(&mut self.data_changed, false)
+    }
 }
 
 /// How a state's output follows from its result alone (its raw input having been consumed).
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Clone)]
 pub(crate) enum OutputFrom {
     /// ResultPath `$`: OutputPath applies to the result.
     Result,
@@ -103,9 +206,15 @@ pub(crate) enum OutputFrom {
     Suffix(Vec<stepstone_asl::path::Step>),
 }
 
+/// One place in the run table. Its run is reached through `get_mut` (or another method of the
+/// table), which notes the change, so that a checkpoint rewrites only the runs that moved.
 pub(crate) struct Slot<'m> {
     pub(crate) generation: u32,
     pub(crate) run: Option<Run<'m>>,
+    /// The run changed (or left the slot) since the last checkpoint.
+    pub(super) changed: bool,
+    /// The store holds a record of this slot's run (to delete when the run leaves).
+    pub(super) stored: bool,
 }
 
 impl<'m> Execution<'m> {
@@ -134,30 +243,21 @@ impl<'m> Execution<'m> {
                 path
             }
         };
-        let run = Run {
-            scope,
-            scope_path,
-            state,
+        let data = RunData {
             input,
             vars,
-            parent,
-            entered_event: 0,
-            entered_time: self.now,
-            last_event,
-            attempts: Vec::new(),
-            retry_count: 0,
-            waiting: Waiting::Nothing,
             input_for_items: None,
-            output_from_result: None,
-            assigned: None,
-            entered: false,
-            fallen: false,
         };
+        let mut run = Run::new(scope, scope_path, state, data, false);
+        run.parent = parent;
+        run.entered_time = self.now;
+        run.last_event = last_event;
         let id = match self.free.pop() {
             Some(index) => {
                 let slot = &mut self.slots[index as usize];
                 slot.generation += 1;
                 slot.run = Some(run);
+                slot.changed = true;
                 RunId {
                     index,
                     generation: slot.generation,
@@ -167,6 +267,8 @@ impl<'m> Execution<'m> {
                 self.slots.push(Slot {
                     generation: 0,
                     run: Some(run),
+                    changed: true,
+                    stored: false,
                 });
                 RunId {
                     index: self.slots.len() as u32 - 1,
@@ -186,12 +288,31 @@ impl<'m> Execution<'m> {
             .as_ref()
     }
 
+    /// The run, to change: its slot counts as changed (the next checkpoint rewrites it).
     pub(crate) fn get_mut(&mut self, id: RunId) -> Option<&mut Run<'m>> {
-        self.slots
+        let slot = self
+            .slots
             .get_mut(id.index as usize)
-            .filter(|s| s.generation == id.generation)?
-            .run
-            .as_mut()
+            .filter(|s| s.generation == id.generation && s.run.is_some())?;
+        slot.changed = true;
+        slot.run.as_mut()
+    }
+
+    /// Every live run, to change (each counts as changed).
+    pub(crate) fn runs_mut(&mut self) -> impl Iterator<Item = &mut Run<'m>> {
+        self.slots.iter_mut().filter_map(|slot| {
+            let run = slot.run.as_mut()?;
+            slot.changed = true;
+            Some(run)
+        })
+    }
+
+    /// Every live run, with its id.
+    pub(crate) fn runs(&self) -> impl Iterator<Item = (RunId, &Run<'m>)> {
+        self.slots.iter().enumerate().filter_map(|(index, slot)| {
+            let run = slot.run.as_ref()?;
+            Some((RunId::new(index as u32, slot.generation), run))
+        })
     }
 
     pub(crate) fn run(&self, id: RunId) -> &Run<'m> {
@@ -208,12 +329,11 @@ impl<'m> Execution<'m> {
             .slots
             .get_mut(id.index as usize)
             .filter(|s| s.generation == id.generation)?;
-        let run = slot.run.take()?;
+        let mut run = slot.run.take()?;
+        slot.changed = true;
         self.free.push(id.index);
-        if let Waiting::Children(children) = &run.waiting {
-            for child in children.all() {
-                self.remove(child);
-            }
+        if let Waiting::Children(children) = std::mem::replace(&mut run.waiting, Waiting::Nothing) {
+            self.dispose_children(&children);
         }
         Some(run)
     }
@@ -241,14 +361,13 @@ impl<'m> Execution<'m> {
 
     /// The run whose task waits for `token`, if one does.
     pub(crate) fn waiting_for_token(&self, token: &str) -> Option<RunId> {
-        self.slots.iter().enumerate().find_map(|(index, slot)| {
-            let run = slot.run.as_ref().filter(|r| !r.fallen)?;
-            match &run.waiting {
-                Waiting::Task { request, .. } if request.task_token.as_deref() == Some(token) => {
-                    Some(RunId::new(index as u32, slot.generation))
-                }
-                _ => None,
+        self.runs().find_map(|(id, run)| match &run.waiting {
+            Waiting::Task { request, .. }
+                if !run.fallen && request.task_token.as_deref() == Some(token) =>
+            {
+                Some(id)
             }
+            _ => None,
         })
     }
 

@@ -57,7 +57,7 @@ impl<'m> Execution<'m> {
                     }
                     let run = self.run_mut(id);
                     run.state = next;
-                    run.input = input;
+                    run.set_input(input);
                     run.attempts.clear();
                     run.retry_count = 0;
                     run.output_from_result = None;
@@ -90,7 +90,7 @@ impl<'m> Execution<'m> {
         let (name, state) = self.current(id);
         let recording = self.history.recording();
         let input = if recording {
-            self.run(id).input.clone()
+            self.run(id).input().clone()
         } else {
             Value::Null
         };

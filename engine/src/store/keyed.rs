@@ -1,107 +1,408 @@
-//! The key layout the on-disk stores share (sled and redb hold the same keys and values; the
-//! layout is in `docs/design.md`). Per execution ARN: `d/<arn>` the definition text, `l/<arn>`
-//! the launch options, `c/<arn>` the latest checkpoint (JSON), `e/<arn>` the record for listing,
-//! `h/<arn>/<id>` one history event (id as 20 zero-padded digits, so keys sort in id order); and
-//! `meta/format`, the store's format version.
+//! The key layout the stores share (sled, redb and the memory store hold the same keys and
+//! values; `docs/design.md` describes it). A database only has to provide [`KeyValue`];
+//! everything the layout means lives here once.
 //!
-//! A database only has to provide [`KeyValue`]; everything the layout means lives here once.
+//! | key | value |
+//! |---|---|
+//! | `meta/format` | the format the store was created with |
+//! | `meta/next` | the number the next execution's records are kept under |
+//! | `e/<ARN>` | the listing record, with the execution's number (v3) |
+//! | `d/<ARN>`, `l/<ARN>` | the definition text; the launch options |
+//! | `x/<n>/h`, `x/<n>/i` | header; input |
+//! | `x/<n>/r/<slot>`, `x/<n>/v/<slot>` | a run's position; its data |
+//! | `x/<n>/o/<children>/<batch>` | a batch of children's results |
+//! | `x/<n>/e/<first event id>` | a batch of history events |
+//! | `c/<ARN>`, `h/<ARN>/<event id>` | a v1 or v2 checkpoint, and its events (read only) |
+//!
+//! Numbers are fixed-width hexadecimal (`<n>`, `<slot>`...; event ids in `h/` are 20 decimal
+//! digits), so keys sort in number order and no execution's prefix is another's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use serde_json::Value;
 
-use super::{Error, ExecutionRecord, Result, Stored, decode, encode};
-use crate::checkpoint::{Checkpoint, FORMAT_VERSION};
+use super::{Described, Error, ExecutionRecord, Result, Stored};
 use crate::history::Event;
+use crate::record::legacy::Document;
+use crate::record::{
+    self, Changes, Checkpoint, FORMAT_VERSION, HeaderRecord, ListingRecord, RecordKey, Records,
+};
 
 /// What a database gives the layout: string keys, byte values.
 pub(crate) trait KeyValue {
     /// The value under `key`.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
 
-    /// Writes every pair in one atomic write, durable when it returns (as durable as the
-    /// database makes it: see each store).
-    fn put(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<()>;
+    /// Applies `write` atomically (deletions first, then puts), durable when it returns (as
+    /// durable as the database makes it: see each store).
+    fn apply(&self, write: Write) -> Result<()>;
 
     /// Every pair whose key starts with `prefix`, in key order.
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+
+    /// The pair with the greatest key that starts with `prefix` and is at most `key`.
+    fn last_at_or_before(&self, prefix: &str, key: &str) -> Result<Option<(String, Vec<u8>)>>;
 }
 
-/// Writes the format marker unless the store has one (a new store's first write).
-pub(crate) fn mark_format(kv: &impl KeyValue) -> Result<()> {
-    if kv.get("meta/format")?.is_none() {
-        kv.put(vec![(
-            "meta/format".into(),
-            FORMAT_VERSION.to_string().into_bytes(),
-        )])?;
+/// One atomic write.
+#[derive(Default)]
+pub(crate) struct Write {
+    pub(crate) puts: Vec<(String, Vec<u8>)>,
+    pub(crate) deletes: Vec<String>,
+    /// Every key with one of these prefixes is deleted.
+    pub(crate) delete_prefixes: Vec<String>,
+}
+
+/// The layout over a database: where each execution's records are, and the number the next
+/// one gets.
+pub(crate) struct Keyed<K> {
+    pub(crate) kv: K,
+    /// Execution ARN to the number its records are kept under, as learnt.
+    keys: Mutex<HashMap<String, u64>>,
+    /// The number the next execution gets (the store is one process's: see each store).
+    next: Mutex<u64>,
+}
+
+fn x(key: u64) -> String {
+    format!("x/{key:016x}/")
+}
+
+fn record_key(execution: u64, record: RecordKey) -> String {
+    let x = x(execution);
+    match record {
+        RecordKey::Header => format!("{x}h"),
+        RecordKey::Input => format!("{x}i"),
+        RecordKey::Run(slot) => format!("{x}r/{slot:08x}"),
+        RecordKey::RunData(slot) => format!("{x}v/{slot:08x}"),
+        RecordKey::Results { children, batch } => format!("{x}o/{children:016x}/{batch:016x}"),
+        RecordKey::AllResults { children } => format!("{x}o/{children:016x}/"),
+        RecordKey::History { first } => format!("{x}e/{first:016x}"),
     }
-    Ok(())
 }
 
-/// One save: the checkpoint, the listing record and the new events, plus the definition and
-/// launch options when the execution is created (`first`), in one atomic write.
-pub(crate) fn write(
-    kv: &impl KeyValue,
-    first: Option<(&str, &Value)>,
-    checkpoint: &Checkpoint,
-    events: &[Event],
-) -> Result<()> {
-    let arn = &checkpoint.info.execution_arn;
-    let mut pairs = Vec::with_capacity(events.len() + 4);
-    if let Some((definition, launch)) = first {
-        if kv.get(&format!("c/{arn}"))?.is_some() {
-            return Err(Error::AlreadyExists(arn.clone()));
+/// The number at the end of `key`, after `prefix`.
+fn number_after(key: &str, prefix: &str) -> Result<u64> {
+    key.strip_prefix(prefix)
+        .and_then(|n| u64::from_str_radix(n.split('/').next()?, 16).ok())
+        .ok_or_else(|| Error::Corrupt {
+            key: key.to_owned(),
+            reason: "a key the layout does not know".into(),
+        })
+}
+
+impl<K: KeyValue> Keyed<K> {
+    /// The layout over `kv`, marking a new store with the format it is created with.
+    pub(crate) fn open(kv: K) -> Result<Keyed<K>> {
+        if kv.get("meta/format")?.is_none() {
+            let mut write = Write::default();
+            write.puts.push((
+                "meta/format".into(),
+                FORMAT_VERSION.to_string().into_bytes(),
+            ));
+            kv.apply(write)?;
         }
-        pairs.push((format!("d/{arn}"), definition.as_bytes().to_vec()));
-        pairs.push((format!("l/{arn}"), encode(launch)?));
+        let next = match kv.get("meta/next")? {
+            Some(bytes) => record::decode("meta/next", &bytes)?,
+            None => 1,
+        };
+        Ok(Keyed {
+            kv,
+            keys: Mutex::new(HashMap::new()),
+            next: Mutex::new(next),
+        })
     }
-    pairs.push((format!("c/{arn}"), encode(checkpoint)?));
-    pairs.push((
-        format!("e/{arn}"),
-        encode(&ExecutionRecord::of(checkpoint))?,
-    ));
-    for event in events {
-        pairs.push((format!("h/{arn}/{:020}", event.id), encode(event)?));
+
+    fn listing(&self, arn: &str) -> Result<Option<ListingRecord>> {
+        let key = format!("e/{arn}");
+        match self.kv.get(&key)? {
+            Some(bytes) => Ok(Some(record::decode(&key, &bytes)?)),
+            None => Ok(None),
+        }
     }
-    kv.put(pairs)
+
+    /// The number an execution's records are under: `None` for a v1 or v2 execution (or one
+    /// the store does not have).
+    fn key_of(&self, arn: &str) -> Result<Option<u64>> {
+        if let Some(key) = self.keys.lock().expect("not poisoned").get(arn) {
+            return Ok(Some(*key));
+        }
+        let key = self.listing(arn)?.and_then(|l| l.key);
+        if let Some(key) = key {
+            self.keys
+                .lock()
+                .expect("not poisoned")
+                .insert(arn.to_owned(), key);
+        }
+        Ok(key)
+    }
+
+    /// The writes of `changes` for execution number `key`.
+    fn write_of(&self, key: u64, changes: &Changes, write: &mut Write) -> Result<()> {
+        for record in changes.deletes() {
+            match record {
+                RecordKey::AllResults { .. } => {
+                    write.delete_prefixes.push(record_key(key, *record));
+                }
+                _ => write.deletes.push(record_key(key, *record)),
+            }
+        }
+        for (record, bytes) in changes.puts() {
+            write.puts.push((record_key(key, *record), bytes.clone()));
+        }
+        if let Some(listing) = changes.listing() {
+            write.puts.push((
+                format!("e/{}", changes.execution_arn()),
+                record::encode(&ListingRecord::of(listing, Some(key)))?,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Takes the next execution number, adding its counter's update to `write`.
+    fn allocate(&self, write: &mut Write) -> Result<(u64, std::sync::MutexGuard<'_, u64>)> {
+        let next = self.next.lock().expect("not poisoned");
+        let key = *next;
+        write
+            .puts
+            .push(("meta/next".into(), record::encode(&(key + 1))?));
+        Ok((key, next))
+    }
+
+    pub(crate) fn create(&self, definition: &str, launch: &Value, changes: &Changes) -> Result<()> {
+        let arn = changes.execution_arn();
+        if self.listing(arn)?.is_some() || self.kv.get(&format!("c/{arn}"))?.is_some() {
+            return Err(Error::AlreadyExists(arn.to_owned()));
+        }
+        if !changes.is_complete() || changes.listing().is_none() {
+            return Err(Error::Io(format!(
+                "the creation of {arn} does not hold the whole execution"
+            )));
+        }
+        let mut write = Write::default();
+        let (key, mut next) = self.allocate(&mut write)?;
+        write
+            .puts
+            .push((format!("d/{arn}"), definition.as_bytes().to_vec()));
+        write
+            .puts
+            .push((format!("l/{arn}"), record::encode(launch)?));
+        self.write_of(key, changes, &mut write)?;
+        self.kv.apply(write)?;
+        *next = key + 1;
+        drop(next);
+        self.keys
+            .lock()
+            .expect("not poisoned")
+            .insert(arn.to_owned(), key);
+        Ok(())
+    }
+
+    pub(crate) fn save(&self, changes: &Changes) -> Result<()> {
+        let arn = changes.execution_arn();
+        let mut write = Write::default();
+        if let Some(key) = self.key_of(arn)? {
+            self.write_of(key, changes, &mut write)?;
+            return self.kv.apply(write);
+        }
+        // A v1 or v2 execution's first save in v3: written whole, under a number of its own,
+        // and its old document goes. (Its events stay where they are: `events` reads both.)
+        let Some(listing) = self.listing(arn)? else {
+            return Err(Error::NotFound(arn.to_owned()));
+        };
+        if !changes.is_complete() {
+            return Err(Error::Io(format!(
+                "{arn} is stored in format v1 or v2 and its first save is not whole"
+            )));
+        }
+        let (key, mut next) = self.allocate(&mut write)?;
+        write.deletes.push(format!("c/{arn}"));
+        self.write_of(key, changes, &mut write)?;
+        if changes.listing().is_none() {
+            write.puts.push((
+                format!("e/{arn}"),
+                record::encode(&ListingRecord {
+                    key: Some(key),
+                    ..listing
+                })?,
+            ));
+        }
+        self.kv.apply(write)?;
+        *next = key + 1;
+        drop(next);
+        self.keys
+            .lock()
+            .expect("not poisoned")
+            .insert(arn.to_owned(), key);
+        Ok(())
+    }
+
+    /// An execution's checkpoint: its v3 records, or its v1 or v2 document.
+    fn checkpoint(&self, arn: &str) -> Result<Option<Checkpoint>> {
+        let corrupt = |reason: String| Error::Corrupt {
+            key: arn.to_owned(),
+            reason,
+        };
+        let Some(key) = self.key_of(arn)? else {
+            let legacy_key = format!("c/{arn}");
+            let Some(bytes) = self.kv.get(&legacy_key)? else {
+                return Ok(None);
+            };
+            let document: Document = record::decode(&legacy_key, &bytes)?;
+            if document.version() > FORMAT_VERSION {
+                return Err(corrupt(format!(
+                    "checkpoint format v{} is newer than this Stepstone understands (v{FORMAT_VERSION})",
+                    document.version()
+                )));
+            }
+            return document.into_checkpoint().map(Some).map_err(corrupt);
+        };
+        let x = x(key);
+        let header_key = format!("{x}h");
+        let header_bytes = self
+            .kv
+            .get(&header_key)?
+            .ok_or_else(|| corrupt("a listed execution without its header record".into()))?;
+        let header: HeaderRecord<'static> = record::decode(&header_key, &header_bytes)?;
+        if header.version > FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "checkpoint format v{} is newer than this Stepstone understands (v{FORMAT_VERSION})",
+                header.version
+            )));
+        }
+        let input_key = format!("{x}i");
+        let input = match self.kv.get(&input_key)? {
+            Some(bytes) => record::decode(&input_key, &bytes)?,
+            None => return Err(corrupt("an execution without its input record".into())),
+        };
+        let mut runs = BTreeMap::new();
+        for (k, v) in self.kv.scan(&format!("{x}r/"))? {
+            let slot = number_after(&k, &format!("{x}r/"))? as u32;
+            runs.insert(slot, record::decode(&k, &v)?);
+        }
+        let mut data = BTreeMap::new();
+        for (k, v) in self.kv.scan(&format!("{x}v/"))? {
+            let slot = number_after(&k, &format!("{x}v/"))? as u32;
+            data.insert(slot, record::decode(&k, &v)?);
+        }
+        let mut results: BTreeMap<u64, Vec<_>> = BTreeMap::new();
+        for (k, v) in self.kv.scan(&format!("{x}o/"))? {
+            let children = number_after(&k, &format!("{x}o/"))?;
+            let batch: Vec<(u64, Box<serde_json::value::RawValue>)> = record::decode(&k, &v)?;
+            results.entry(children).or_default().extend(batch);
+        }
+        Checkpoint::from_records(Records {
+            header,
+            input,
+            runs,
+            data,
+            results,
+        })
+        .map(Some)
+        .map_err(corrupt)
+    }
+
+    pub(crate) fn load(&self, arn: &str) -> Result<Option<Stored>> {
+        let Some(checkpoint) = self.checkpoint(arn)? else {
+            return Ok(None);
+        };
+        let corrupt = |reason: &str| Error::Corrupt {
+            key: arn.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let definition = self
+            .kv
+            .get(&format!("d/{arn}"))?
+            .ok_or_else(|| corrupt("an execution without its definition"))?;
+        let definition = String::from_utf8(definition).map_err(|e| corrupt(&e.to_string()))?;
+        let launch = match self.kv.get(&format!("l/{arn}"))? {
+            Some(bytes) => record::decode(arn, &bytes)?,
+            None => Value::Null,
+        };
+        Ok(Some(Stored {
+            definition,
+            launch,
+            checkpoint,
+        }))
+    }
+
+    pub(crate) fn describe(&self, arn: &str) -> Result<Option<Described>> {
+        let Some(key) = self.key_of(arn)? else {
+            // v1 or v2: the document holds everything.
+            return Ok(self.checkpoint(arn)?.map(|c| Described {
+                info: c.info,
+                status: c.status,
+                now: c.now,
+            }));
+        };
+        let x = x(key);
+        let header_key = format!("{x}h");
+        let Some(bytes) = self.kv.get(&header_key)? else {
+            return Err(Error::Corrupt {
+                key: arn.to_owned(),
+                reason: "a listed execution without its header record".into(),
+            });
+        };
+        let header: HeaderRecord<'static> = record::decode(&header_key, &bytes)?;
+        let input_key = format!("{x}i");
+        let input = match self.kv.get(&input_key)? {
+            Some(bytes) => record::decode(&input_key, &bytes)?,
+            None => Value::Null,
+        };
+        Ok(Some(Described {
+            info: header.info.with_input(input),
+            status: header.status.into_status(),
+            now: record::at(header.now),
+        }))
+    }
+
+    pub(crate) fn events(&self, arn: &str) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        // A v1 or v2 execution's events, one per record (kept where they were after the
+        // execution moved to v3).
+        for (k, v) in self.kv.scan(&format!("h/{arn}/"))? {
+            events.extend(record::decode_events(&k, &v)?);
+        }
+        if let Some(key) = self.key_of(arn)? {
+            for (k, v) in self.kv.scan(&format!("{}e/", x(key)))? {
+                events.extend(record::decode_events(&k, &v)?);
+            }
+        }
+        Ok(events)
+    }
+
+    pub(crate) fn event(&self, arn: &str, id: u64) -> Result<Option<Event>> {
+        if let Some(key) = self.key_of(arn)? {
+            let prefix = format!("{}e/", x(key));
+            let at = record_key(key, RecordKey::History { first: id });
+            if let Some((k, v)) = self.kv.last_at_or_before(&prefix, &at)? {
+                let found = record::decode_events(&k, &v)?
+                    .into_iter()
+                    .find(|e| e.id == id);
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+        }
+        let legacy = format!("h/{arn}/{id:020}");
+        match self.kv.get(&legacy)? {
+            Some(v) => Ok(record::decode_events(&legacy, &v)?
+                .into_iter()
+                .find(|e| e.id == id)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn list(&self) -> Result<Vec<ExecutionRecord>> {
+        self.kv
+            .scan("e/")?
+            .iter()
+            .map(|(k, v)| record::decode::<ListingRecord>(k, v).map(|l| l.to_record()))
+            .collect()
+    }
 }
 
-/// What the store has of an execution: `None` if it has no checkpoint.
-pub(crate) fn load(kv: &impl KeyValue, execution_arn: &str) -> Result<Option<Stored>> {
-    let Some(checkpoint) = kv.get(&format!("c/{execution_arn}"))? else {
-        return Ok(None);
-    };
-    let corrupt = |reason: &str| Error::Corrupt {
-        key: execution_arn.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let definition = kv
-        .get(&format!("d/{execution_arn}"))?
-        .ok_or_else(|| corrupt("a checkpoint without its definition"))?;
-    let definition = String::from_utf8(definition).map_err(|e| corrupt(&e.to_string()))?;
-    let launch = match kv.get(&format!("l/{execution_arn}"))? {
-        Some(bytes) => decode(execution_arn, &bytes)?,
-        None => Value::Null,
-    };
-    Ok(Some(Stored {
-        definition,
-        launch,
-        checkpoint: decode(execution_arn, &checkpoint)?,
-    }))
-}
-
-/// An execution's history events, in id order.
-pub(crate) fn events(kv: &impl KeyValue, execution_arn: &str) -> Result<Vec<Event>> {
-    kv.scan(&format!("h/{execution_arn}/"))?
-        .iter()
-        .map(|(k, v)| decode(k, v))
-        .collect()
-}
-
-/// Every execution's listing record, in ARN order.
-pub(crate) fn list(kv: &impl KeyValue) -> Result<Vec<ExecutionRecord>> {
-    kv.scan("e/")?.iter().map(|(k, v)| decode(k, v)).collect()
-}
-
-/// Implements `CheckpointStore` for a [`KeyValue`] database through this layout.
+/// Implements `CheckpointStore` for a store holding a [`Keyed`] layout in field `keyed`.
 macro_rules! checkpoint_store_over_keys {
     ($store:ty) => {
         impl $crate::store::CheckpointStore for $store {
@@ -109,36 +410,46 @@ macro_rules! checkpoint_store_over_keys {
                 &self,
                 definition: &str,
                 launch: &serde_json::Value,
-                checkpoint: &$crate::checkpoint::Checkpoint,
-                events: &[$crate::history::Event],
+                changes: &$crate::record::Changes,
             ) -> $crate::store::Result<()> {
-                $crate::store::keyed::write(self, Some((definition, launch)), checkpoint, events)
+                self.keyed.create(definition, launch, changes)
             }
 
-            fn save(
-                &self,
-                checkpoint: &$crate::checkpoint::Checkpoint,
-                events: &[$crate::history::Event],
-            ) -> $crate::store::Result<()> {
-                $crate::store::keyed::write(self, None, checkpoint, events)
+            fn save(&self, changes: &$crate::record::Changes) -> $crate::store::Result<()> {
+                self.keyed.save(changes)
             }
 
             fn load(
                 &self,
                 execution_arn: &str,
             ) -> $crate::store::Result<Option<$crate::store::Stored>> {
-                $crate::store::keyed::load(self, execution_arn)
+                self.keyed.load(execution_arn)
+            }
+
+            fn describe(
+                &self,
+                execution_arn: &str,
+            ) -> $crate::store::Result<Option<$crate::store::Described>> {
+                self.keyed.describe(execution_arn)
             }
 
             fn events(
                 &self,
                 execution_arn: &str,
             ) -> $crate::store::Result<Vec<$crate::history::Event>> {
-                $crate::store::keyed::events(self, execution_arn)
+                self.keyed.events(execution_arn)
+            }
+
+            fn event(
+                &self,
+                execution_arn: &str,
+                id: u64,
+            ) -> $crate::store::Result<Option<$crate::history::Event>> {
+                self.keyed.event(execution_arn, id)
             }
 
             fn list(&self) -> $crate::store::Result<Vec<$crate::store::ExecutionRecord>> {
-                $crate::store::keyed::list(self)
+                self.keyed.list()
             }
         }
     };

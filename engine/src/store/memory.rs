@@ -1,101 +1,80 @@
-//! An in-memory store: for tests, and for runs that need not survive the process.
+//! An in-memory store: for tests, and for runs that need not survive the process. It holds the
+//! same keys and values as the disk stores (`keyed.rs`), so encoding bugs show in tests.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Mutex;
 
-use serde_json::Value;
+use super::Result;
+use super::keyed::{self, KeyValue, Keyed, Write};
 
-use super::{CheckpointStore, Error, ExecutionRecord, Result, Stored, decode, encode};
-use crate::checkpoint::Checkpoint;
-use crate::history::Event;
-
-/// One execution: definition, launch options, encoded checkpoint, listing record, events.
-struct Entry {
-    definition: String,
-    launch: Value,
-    checkpoint: Vec<u8>,
-    record: ExecutionRecord,
-    events: Vec<Event>,
-}
-
-/// Keeps executions in memory, checkpoints encoded as a disk store would, so encoding bugs show
-/// in tests.
-#[derive(Default)]
+/// Keeps executions in memory, in the disk stores' layout.
 pub struct MemStore {
-    executions: Mutex<BTreeMap<String, Entry>>,
+    keyed: Keyed<Map>,
 }
+
+/// The map under a [`MemStore`].
+#[derive(Default)]
+pub(crate) struct Map(Mutex<BTreeMap<String, Vec<u8>>>);
 
 impl MemStore {
     /// An empty store.
     pub fn new() -> MemStore {
-        MemStore::default()
+        MemStore {
+            keyed: Keyed::open(Map::default()).expect("a map cannot fail"),
+        }
     }
 }
 
-impl CheckpointStore for MemStore {
-    fn create(
-        &self,
-        definition: &str,
-        launch: &Value,
-        checkpoint: &Checkpoint,
-        events: &[Event],
-    ) -> Result<()> {
-        let arn = &checkpoint.info.execution_arn;
-        let mut executions = self.executions.lock().expect("not poisoned");
-        if executions.contains_key(arn) {
-            return Err(Error::AlreadyExists(arn.clone()));
-        }
-        let entry = Entry {
-            definition: definition.to_owned(),
-            launch: launch.clone(),
-            checkpoint: encode(checkpoint)?,
-            record: ExecutionRecord::of(checkpoint),
-            events: events.to_vec(),
-        };
-        executions.insert(arn.clone(), entry);
-        Ok(())
+impl Default for MemStore {
+    fn default() -> Self {
+        MemStore::new()
+    }
+}
+
+impl KeyValue for Map {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.0.lock().expect("not poisoned").get(key).cloned())
     }
 
-    fn save(&self, checkpoint: &Checkpoint, events: &[Event]) -> Result<()> {
-        let bytes = encode(checkpoint)?;
-        let mut executions = self.executions.lock().expect("not poisoned");
-        if let Some(entry) = executions.get_mut(&checkpoint.info.execution_arn) {
-            entry.checkpoint = bytes;
-            entry.record = ExecutionRecord::of(checkpoint);
-            entry.events.extend_from_slice(events);
+    fn apply(&self, write: Write) -> Result<()> {
+        let mut map = self.0.lock().expect("not poisoned");
+        for prefix in &write.delete_prefixes {
+            let doomed: Vec<String> = map
+                .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+                .take_while(|(k, _)| k.starts_with(prefix.as_str()))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in doomed {
+                map.remove(&k);
+            }
+        }
+        for k in &write.deletes {
+            map.remove(k);
+        }
+        for (k, v) in write.puts {
+            map.insert(k, v);
         }
         Ok(())
     }
 
-    fn load(&self, execution_arn: &str) -> Result<Option<Stored>> {
-        let executions = self.executions.lock().expect("not poisoned");
-        let Some(entry) = executions.get(execution_arn) else {
-            return Ok(None);
-        };
-        Ok(Some(Stored {
-            definition: entry.definition.clone(),
-            launch: entry.launch.clone(),
-            checkpoint: decode(execution_arn, &entry.checkpoint)?,
-        }))
-    }
-
-    fn events(&self, execution_arn: &str) -> Result<Vec<Event>> {
-        Ok(self
-            .executions
-            .lock()
-            .expect("not poisoned")
-            .get(execution_arn)
-            .map(|e| e.events.clone())
-            .unwrap_or_default())
-    }
-
-    fn list(&self) -> Result<Vec<ExecutionRecord>> {
-        Ok(self
-            .executions
-            .lock()
-            .expect("not poisoned")
-            .values()
-            .map(|e| e.record.clone())
+    fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let map = self.0.lock().expect("not poisoned");
+        Ok(map
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }
+
+    fn last_at_or_before(&self, prefix: &str, key: &str) -> Result<Option<(String, Vec<u8>)>> {
+        let map = self.0.lock().expect("not poisoned");
+        Ok(map
+            .range::<str, _>((Bound::Included(prefix), Bound::Included(key)))
+            .next_back()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone())))
+    }
 }
+
+keyed::checkpoint_store_over_keys!(MemStore);

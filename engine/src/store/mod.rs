@@ -1,13 +1,13 @@
-//! Where checkpoints live: a small trait, an in-memory store for tests, and sled and redb on
-//! disk (one key layout, `keyed.rs`, over both).
+//! Where executions live: a small trait, and one key layout (`keyed.rs`) over three
+//! databases: sled and redb on disk, a map in memory for tests.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stepstone_asl::timestamp::Timestamp;
 
-use crate::checkpoint::Checkpoint;
 use crate::history::Event;
-use crate::interpreter::Status;
+use crate::interpreter::{ExecutionInfo, Status};
+use crate::record::{Changes, Checkpoint};
 
 mod keyed;
 mod memory;
@@ -42,6 +42,9 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// `save` was given an execution the store does not have.
+    #[error("no execution {0} in the store")]
+    NotFound(String),
 }
 
 /// A store's result.
@@ -64,19 +67,6 @@ pub struct ExecutionRecord {
     pub stop_date: Option<Timestamp>,
 }
 
-impl ExecutionRecord {
-    pub(crate) fn of(checkpoint: &Checkpoint) -> ExecutionRecord {
-        ExecutionRecord {
-            execution_arn: checkpoint.info.execution_arn.clone(),
-            name: checkpoint.info.name.clone(),
-            state_machine_name: checkpoint.info.state_machine_name.clone(),
-            status: checkpoint.status.as_str().to_owned(),
-            start_date: checkpoint.info.start_time,
-            stop_date: (checkpoint.status != Status::Running).then_some(checkpoint.now),
-        }
-    }
-}
-
 /// What a store keeps of one execution, besides its events.
 pub struct Stored {
     /// The definition text it runs.
@@ -88,41 +78,73 @@ pub struct Stored {
     pub checkpoint: Checkpoint,
 }
 
-/// Stores executions: checkpoints, and history events appended as they happen. Each method is
-/// durable when it returns: a crash after it returns finds what it wrote.
+/// What DescribeExecution shows of an execution, read without its runs and results.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// Identity, input, start time, redrives.
+    pub info: ExecutionInfo,
+    /// Where it stands (with its output or error).
+    pub status: Status,
+    /// Its clock when last saved: the stop date of an execution that ended.
+    pub now: Timestamp,
+}
+
+/// Stores executions: their records, and history events appended as they happen. Each method
+/// is durable when it returns: a crash after it returns finds what it wrote.
 pub trait CheckpointStore: Send + Sync {
-    /// Records a new execution: its definition text, launch options, first checkpoint and
-    /// first events. Fails with [`Error::AlreadyExists`], writing nothing, when the store has
-    /// an execution with that ARN.
-    fn create(
-        &self,
-        definition: &str,
-        launch: &Value,
-        checkpoint: &Checkpoint,
-        events: &[Event],
-    ) -> Result<()>;
+    /// Records a new execution: its definition text, launch options, and first changes (an
+    /// execution's first [`crate::Execution::take_changes`] holds every record). Fails with
+    /// [`Error::AlreadyExists`], writing nothing, when the store has an execution with that
+    /// ARN.
+    fn create(&self, definition: &str, launch: &Value, changes: &Changes) -> Result<()>;
 
-    /// Replaces the execution's checkpoint (and its listed status) and appends `events` (the
-    /// ones since the last save), in one atomic write.
-    fn save(&self, checkpoint: &Checkpoint, events: &[Event]) -> Result<()>;
+    /// Writes what changed in an execution since its last save (records, deletions, the new
+    /// events), in one atomic write.
+    fn save(&self, changes: &Changes) -> Result<()>;
 
-    /// What the store has of an execution.
+    /// What the store has of an execution, to resume or redrive it.
     fn load(&self, execution_arn: &str) -> Result<Option<Stored>>;
+
+    /// DescribeExecution's data, read without the execution's runs and results.
+    fn describe(&self, execution_arn: &str) -> Result<Option<Described>>;
 
     /// An execution's history events, in order.
     fn events(&self, execution_arn: &str) -> Result<Vec<Event>>;
+
+    /// One history event, by id (a redrive reads the inputs of the states it enters again).
+    fn event(&self, execution_arn: &str, id: u64) -> Result<Option<Event>>;
 
     /// Every execution, in ARN order.
     fn list(&self) -> Result<Vec<ExecutionRecord>>;
 }
 
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| Error::Io(format!("cannot encode a record: {e}")))
-}
+/// A shared store is a store: an engine and its caller (a test, a server) can hold one store.
+impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
+    fn create(&self, definition: &str, launch: &Value, changes: &Changes) -> Result<()> {
+        (**self).create(definition, launch, changes)
+    }
 
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
-        key: key.to_owned(),
-        reason: e.to_string(),
-    })
+    fn save(&self, changes: &Changes) -> Result<()> {
+        (**self).save(changes)
+    }
+
+    fn load(&self, execution_arn: &str) -> Result<Option<Stored>> {
+        (**self).load(execution_arn)
+    }
+
+    fn describe(&self, execution_arn: &str) -> Result<Option<Described>> {
+        (**self).describe(execution_arn)
+    }
+
+    fn events(&self, execution_arn: &str) -> Result<Vec<Event>> {
+        (**self).events(execution_arn)
+    }
+
+    fn event(&self, execution_arn: &str, id: u64) -> Result<Option<Event>> {
+        (**self).event(execution_arn, id)
+    }
+
+    fn list(&self) -> Result<Vec<ExecutionRecord>> {
+        (**self).list()
+    }
 }

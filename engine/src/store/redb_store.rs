@@ -7,19 +7,31 @@
 
 use std::path::{Path, PathBuf};
 
-use super::keyed::{self, KeyValue};
+use super::keyed::{self, KeyValue, Keyed, Write};
 use super::{Error, Result};
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("stepstone");
+
+/// redb's cache of pages (its default is 1 GiB, which a big execution would fill): records are
+/// written once and read back only on resume, so a small cache costs nothing.
+const CACHE_BYTES: usize = 32 << 20;
+
+/// Opens (or creates) the database file with the store's settings.
+fn open_file(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
+    Database::builder().set_cache_size(CACHE_BYTES).create(path)
+}
 
 /// The file a redb store keeps in its directory.
 pub const REDB_FILE: &str = "executions.redb";
 
 /// A redb database in a directory. One process at a time: redb locks the file.
 pub struct RedbStore {
-    db: Database,
+    keyed: Keyed<Db>,
 }
+
+/// The database under a [`RedbStore`].
+pub(crate) struct Db(Database);
 
 fn io(e: impl std::fmt::Display) -> Error {
     Error::Io(e.to_string())
@@ -33,9 +45,7 @@ fn io(e: impl std::fmt::Display) -> Error {
 fn create_whole(dir: &Path, file: &Path) -> Result<()> {
     let partial = dir.join(format!("{REDB_FILE}.{}.partial", std::process::id()));
     let _ = std::fs::remove_file(&partial);
-    keyed::mark_format(&RedbStore {
-        db: Database::create(&partial).map_err(io)?,
-    })?;
+    Keyed::open(Db(open_file(&partial).map_err(io)?))?;
     let linked = std::fs::hard_link(&partial, file);
     let _ = std::fs::remove_file(&partial);
     match linked {
@@ -77,7 +87,7 @@ impl RedbStore {
         }
         let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let db = loop {
-            match Database::create(&file) {
+            match open_file(&file) {
                 Ok(db) => break db,
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                     if std::time::Instant::now() >= give_up {
@@ -88,16 +98,15 @@ impl RedbStore {
                 Err(e) => return Err(io(e)),
             }
         };
-        let store = RedbStore { db };
-        keyed::mark_format(&store)?;
+        let keyed = Keyed::open(Db(db))?;
         remove_partials(dir);
-        Ok(store)
+        Ok(RedbStore { keyed })
     }
 }
 
-impl KeyValue for RedbStore {
+impl KeyValue for Db {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let txn = self.db.begin_read().map_err(io)?;
+        let txn = self.0.begin_read().map_err(io)?;
         let table = match txn.open_table(TABLE) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -107,11 +116,28 @@ impl KeyValue for RedbStore {
     }
 
     /// One write transaction, committed with redb's default durability (fsynced).
-    fn put(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<()> {
-        let txn = self.db.begin_write().map_err(io)?;
+    fn apply(&self, write: Write) -> Result<()> {
+        let txn = self.0.begin_write().map_err(io)?;
         {
             let mut table = txn.open_table(TABLE).map_err(io)?;
-            for (k, v) in &pairs {
+            for prefix in &write.delete_prefixes {
+                let doomed: Vec<String> = table
+                    .range(prefix.as_str()..)
+                    .map_err(io)?
+                    .map_while(|entry| {
+                        let (k, _) = entry.ok()?;
+                        let k = k.value();
+                        k.starts_with(prefix.as_str()).then(|| k.to_owned())
+                    })
+                    .collect();
+                for k in doomed {
+                    table.remove(k.as_str()).map_err(io)?;
+                }
+            }
+            for k in &write.deletes {
+                table.remove(k.as_str()).map_err(io)?;
+            }
+            for (k, v) in &write.puts {
                 table.insert(k.as_str(), v.as_slice()).map_err(io)?;
             }
         }
@@ -119,7 +145,7 @@ impl KeyValue for RedbStore {
     }
 
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let txn = self.db.begin_read().map_err(io)?;
+        let txn = self.0.begin_read().map_err(io)?;
         let table = match txn.open_table(TABLE) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -134,6 +160,25 @@ impl KeyValue for RedbStore {
             out.push((k.value().to_owned(), v.value().to_vec()));
         }
         Ok(out)
+    }
+
+    fn last_at_or_before(&self, prefix: &str, key: &str) -> Result<Option<(String, Vec<u8>)>> {
+        let txn = self.0.begin_read().map_err(io)?;
+        let table = match txn.open_table(TABLE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let last = table.range(prefix..=key).map_err(io)?.next_back();
+        match last {
+            Some(entry) => {
+                let (k, v) = entry.map_err(io)?;
+                Ok(k.value()
+                    .starts_with(prefix)
+                    .then(|| (k.value().to_owned(), v.value().to_vec())))
+            }
+            None => Ok(None),
+        }
     }
 }
 
@@ -162,8 +207,8 @@ mod tests {
         // Reopening finds the format marker written at creation.
         let store = RedbStore::open(dir.path()).unwrap();
         assert_eq!(
-            KeyValue::get(&store, "meta/format").unwrap(),
-            Some(crate::checkpoint::FORMAT_VERSION.to_string().into_bytes())
+            KeyValue::get(&store.keyed.kv, "meta/format").unwrap(),
+            Some(crate::record::FORMAT_VERSION.to_string().into_bytes())
         );
     }
 }

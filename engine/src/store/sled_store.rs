@@ -5,13 +5,20 @@
 
 use std::path::Path;
 
-use super::keyed::{self, KeyValue};
+use super::keyed::{self, KeyValue, Keyed, Write};
 use super::{Error, Result};
 
 /// A sled database in a directory. One process at a time: sled locks the directory.
 pub struct SledStore {
-    db: sled::Db,
+    keyed: Keyed<Db>,
 }
+
+/// The database under a [`SledStore`].
+pub(crate) struct Db(sled::Db);
+
+/// sled's page cache (its default is 1 GiB, which a big execution would fill): records are
+/// written once and read back only on resume, so a small cache costs nothing.
+const CACHE_BYTES: u64 = 32 << 20;
 
 fn io(e: sled::Error) -> Error {
     Error::Io(e.to_string())
@@ -50,7 +57,11 @@ impl SledStore {
         let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let mut repaired = false;
         let db = loop {
-            match sled::open(dir) {
+            match sled::Config::new()
+                .path(dir)
+                .cache_capacity(CACHE_BYTES)
+                .open()
+            {
                 Ok(db) => break db,
                 Err(sled::Error::Corruption { .. })
                     if !repaired && remove_unfinished_snapshots(dir) =>
@@ -69,36 +80,72 @@ impl SledStore {
                 Err(other) => return Err(io(other)),
             }
         };
-        let store = SledStore { db };
-        keyed::mark_format(&store)?;
-        Ok(store)
+        Ok(SledStore {
+            keyed: Keyed::open(Db(db))?,
+        })
     }
 }
 
-impl KeyValue for SledStore {
+/// Runs a sled call, turning a panic inside sled into an error: sled 0.34 panics on some
+/// faults of its own (an IO buffer it cannot allocate) that must end the run with a clear
+/// message, not abort it.
+fn guarded<T>(what: &str, f: impl FnOnce() -> sled::Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(io),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(Error::Io(format!("sled failed while {what}: {message}")))
+        }
+    }
+}
+
+impl KeyValue for Db {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get(key).map_err(io)?.map(|v| v.to_vec()))
+        guarded("reading", || self.0.get(key)).map(|v| v.map(|v| v.to_vec()))
     }
 
     /// One atomic batch, then a flush (`sync_file_range` on Linux: see the module's comment).
-    fn put(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<()> {
+    fn apply(&self, write: Write) -> Result<()> {
         let mut batch = sled::Batch::default();
-        for (k, v) in pairs {
+        for prefix in &write.delete_prefixes {
+            for entry in self.0.scan_prefix(prefix.as_bytes()).keys() {
+                batch.remove(guarded("reading", || entry)?);
+            }
+        }
+        for k in write.deletes {
+            batch.remove(k.as_bytes());
+        }
+        for (k, v) in write.puts {
             batch.insert(k.as_bytes(), v);
         }
-        self.db.apply_batch(batch).map_err(io)?;
-        self.db.flush().map_err(io)?;
+        guarded("writing", || self.0.apply_batch(batch))?;
+        guarded("flushing", || self.0.flush())?;
         Ok(())
     }
 
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        self.db
+        self.0
             .scan_prefix(prefix)
             .map(|entry| {
-                let (k, v) = entry.map_err(io)?;
+                let (k, v) = guarded("reading", || entry)?;
                 Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
             })
             .collect()
+    }
+
+    fn last_at_or_before(&self, prefix: &str, key: &str) -> Result<Option<(String, Vec<u8>)>> {
+        match self.0.range(prefix.as_bytes()..=key.as_bytes()).next_back() {
+            Some(entry) => {
+                let (k, v) = guarded("reading", || entry)?;
+                Ok(k.starts_with(prefix.as_bytes())
+                    .then(|| (String::from_utf8_lossy(&k).into_owned(), v.to_vec())))
+            }
+            None => Ok(None),
+        }
     }
 }
 
@@ -113,8 +160,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SledStore::open(dir.path()).unwrap();
-            store.db.insert("k", "kept").unwrap();
-            store.db.flush().unwrap();
+            store.keyed.kv.0.insert("k", "kept").unwrap();
+            store.keyed.kv.0.flush().unwrap();
         }
         // What a process killed inside sled's snapshot writing leaves (sorts last).
         let unfinished = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
@@ -124,7 +171,10 @@ mod tests {
             "sled itself no longer opens it (if this fails, sled fixed issue #1527)"
         );
         let store = SledStore::open(dir.path()).unwrap();
-        assert_eq!(store.db.get("k").unwrap().as_deref(), Some(&b"kept"[..]));
+        assert_eq!(
+            store.keyed.kv.0.get("k").unwrap().as_deref(),
+            Some(&b"kept"[..])
+        );
         assert!(!unfinished.exists());
     }
 }

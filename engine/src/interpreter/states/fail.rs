@@ -10,7 +10,7 @@ use crate::interpreter::{Execution, Flow, RunId};
 
 impl Execution<'_> {
     pub(crate) fn fail(&mut self, id: RunId, state: &Fail) -> Flow {
-        let input = std::mem::take(&mut self.run_mut(id).input);
+        let input = self.run_mut(id).take_input();
         // A Fail state has no InputPath: TestState shows its input as the step's result.
         self.inspect(id, step::AFTER_INPUT_PATH, || input.clone());
         let text = |t: &Option<FailText>, field: &str| -> Result<String, Failure> {

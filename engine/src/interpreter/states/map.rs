@@ -11,7 +11,6 @@ use stepstone_asl::{errors, eval};
 
 use crate::Failure;
 use crate::history::EventKind;
-use crate::interpreter::children::Children;
 use crate::interpreter::probe::step;
 use crate::interpreter::{Execution, Flow, Link, RunId, Waiting};
 
@@ -56,7 +55,7 @@ impl Execution<'_> {
         let max_concurrency = match (&state.max_concurrency, &state.max_concurrency_path) {
             (Some(NumberOrExpr::Value(n)), _) => *n,
             (Some(NumberOrExpr::Expr(e)), _) => {
-                let input = self.run(id).input.clone();
+                let input = self.run(id).input().clone();
                 self.jsonata_number(id, "MaxConcurrency", e, &input, true)? as i64
             }
             (_, Some(p)) => self.map_number(id, p, "MaxConcurrencyPath", "integer", integer)?,
@@ -71,7 +70,7 @@ impl Execution<'_> {
         ) {
             (Some(NumberOrExpr::Value(n)), _) => Some(*n),
             (Some(NumberOrExpr::Expr(e)), _) => {
-                let input = self.run(id).input.clone();
+                let input = self.run(id).input().clone();
                 Some(self.jsonata_number(id, "ToleratedFailureCount", e, &input, true)? as i64)
             }
             (_, Some(p)) => {
@@ -91,7 +90,7 @@ impl Execution<'_> {
         ) {
             (Some(NumberOrExpr::Value(x)), _) => Some(*x),
             (Some(NumberOrExpr::Expr(e)), _) => {
-                let input = self.run(id).input.clone();
+                let input = self.run(id).input().clone();
                 Some(self.jsonata_number(id, "ToleratedFailurePercentage", e, &input, false)?)
             }
             (_, Some(p)) => {
@@ -115,7 +114,7 @@ impl Execution<'_> {
         if let Some(mocked) = mocked {
             // TestState: the mock is the iterations' results, or the error one of them failed
             // with; `mapIterationFailureCount` of them failed.
-            self.run_mut(id).input_for_items = None;
+            self.run_mut(id).set_input_for_items(None);
             return Ok(match mocked {
                 Ok(_)
                     if self.probe_exceeds_tolerance(
@@ -136,7 +135,7 @@ impl Execution<'_> {
         } else {
             (max_concurrency as usize).min(cap)
         };
-        let mut children = Children::new(length, concurrency);
+        let mut children = self.new_children(length, concurrency);
         children.tolerated_count = tolerated_count.map(|n| n as u64);
         children.tolerated_percentage = tolerated_percentage;
         let children = self.children_for(id, children);
@@ -157,7 +156,7 @@ impl Execution<'_> {
         // InputPath selects part of it.
         let owned = if jsonata {
             // Items (default: the state's input) must give an array.
-            let input = self.run(id).input.clone();
+            let input = self.run(id).input().clone();
             let items = match &state.items {
                 Some(items) => {
                     let scope = self.jsonata_scope(id, &input, None, None, None);
@@ -186,7 +185,7 @@ impl Execution<'_> {
         } else {
             self.effective_copy(id, &state.flow)?
         };
-        self.run_mut(id).input_for_items = owned;
+        self.run_mut(id).set_input_for_items(owned);
         let length = self.with_items(id, state, |items| match items {
             Some(Value::Array(items)) => Ok(items.len()),
             other => Err(format!(
@@ -205,7 +204,7 @@ impl Execution<'_> {
     /// Calls `f` with the items array (by reference) as ItemsPath reads it.
     fn with_items<T>(&self, id: RunId, state: &Map, f: impl FnOnce(Option<&Value>) -> T) -> T {
         let run = self.run(id);
-        let effective = run.input_for_items.as_ref().unwrap_or(&run.input);
+        let effective = run.items_source();
         match &state.items_path {
             Some(p) => self.with_env(id, effective, None, |env| f(env.read_ref(p))),
             None => f(Some(effective)),
@@ -223,7 +222,7 @@ impl Execution<'_> {
         parse: fn(&Value) -> Option<T>,
     ) -> Result<T, Failure> {
         let run = self.run(id);
-        let effective = run.input_for_items.as_ref().unwrap_or(&run.input);
+        let effective = run.items_source();
         let v = self
             .with_env(id, effective, None, |env| env.read(path))
             .unwrap_or(Value::Null);
@@ -264,7 +263,7 @@ impl Execution<'_> {
                 self.wake(id, child);
                 continue;
             }
-            if children.next_item >= children.results.len() {
+            if children.next_item >= children.len() {
                 return Ok(());
             }
             let index = children.next_item;
@@ -283,7 +282,7 @@ impl Execution<'_> {
             let input = match selector {
                 None if jsonata_selector.is_some() => {
                     let run = self.run(id);
-                    let input = run.input.clone();
+                    let input = run.input().clone();
                     let scope = self.jsonata_scope(id, &input, None, None, Some((index, &item)));
                     self.jsonata_value(
                         id,
@@ -294,7 +293,7 @@ impl Execution<'_> {
                 }
                 Some(t) => {
                     let run = self.run(id);
-                    let effective = run.input_for_items.as_ref().unwrap_or(&run.input);
+                    let effective = run.items_source();
                     self.with_env(id, effective, Some((index, &item)), |env| env.template(t))
                         .map_err(|e| self.state_failure(id, e))?
                 }
@@ -306,7 +305,7 @@ impl Execution<'_> {
             });
             let (scope, sid, vars, last) = {
                 let run = self.run(id);
-                (run.scope, run.state, run.vars.child(), run.last_event)
+                (run.scope, run.state, run.vars().child(), run.last_event)
             };
             let processor = scope.child(sid, 0).expect("a Map has a processor");
             let child = self.spawn(
@@ -340,7 +339,7 @@ impl Execution<'_> {
         };
         match result {
             Ok(output) => {
-                children.done(slot, output);
+                children.done(slot, &output);
                 self.event(parent, || EventKind::MapIterationSucceeded {
                     name: name.to_owned(),
                     index: slot,
@@ -348,7 +347,7 @@ impl Execution<'_> {
             }
             Err(failure) => {
                 let tolerated = children.tolerates_failures();
-                children.fail(slot, failure.to_output());
+                children.fail(slot, &failure.to_output());
                 let too_many = children.too_many_failures();
                 self.event(parent, || EventKind::MapIterationFailed {
                     name: name.to_owned(),
@@ -357,7 +356,7 @@ impl Execution<'_> {
                 if too_many {
                     // The iterations still running stop where they are (see `fall`), or are
                     // let go if a Retry or Catch handles the failure.
-                    self.run_mut(parent).input_for_items = None;
+                    self.run_mut(parent).set_input_for_items(None);
                     return Flow::Fail(if tolerated {
                         threshold_exceeded()
                     } else {
@@ -379,7 +378,7 @@ impl Execution<'_> {
     }
 
     fn map_finish(&mut self, id: RunId, state: &Map) -> Flow {
-        self.run_mut(id).input_for_items = None;
+        self.run_mut(id).set_input_for_items(None);
         let outputs = self.take_outputs(id);
         self.event(id, || EventKind::MapStateSucceeded);
         self.complete(id, &state.flow, state.transition.as_ref(), outputs)

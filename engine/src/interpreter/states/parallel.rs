@@ -6,7 +6,6 @@ use stepstone_asl::states::Parallel;
 
 use crate::Failure;
 use crate::history::EventKind;
-use crate::interpreter::children::Children;
 use crate::interpreter::{Execution, Flow, Link, RunId, Waiting};
 
 impl Execution<'_> {
@@ -32,7 +31,8 @@ impl Execution<'_> {
             }
             self.event(id, || EventKind::ParallelStateStarted);
             let n = state.branches.len();
-            let mut children = self.children_for(id, Children::new(n, n));
+            let fresh = self.new_children(n, n);
+            let mut children = self.children_for(id, fresh);
             // Redriven: the branches that failed or were stopped go on from where they
             // stopped; the ones that succeeded keep their output.
             for (i, child) in std::mem::take(&mut children.to_redrive) {
@@ -41,11 +41,11 @@ impl Execution<'_> {
             }
             let (scope, sid, vars, last) = {
                 let run = self.run(id);
-                (run.scope, run.state, run.vars.child(), run.last_event)
+                (run.scope, run.state, run.vars().child(), run.last_event)
             };
             let fresh: Vec<usize> = (0..n)
                 .filter(|i| {
-                    children.results[*i].is_none() && children.running.iter().all(|(s, _)| s != i)
+                    children.result(*i).is_none() && children.running.iter().all(|(s, _)| s != i)
                 })
                 .collect();
             for &i in &fresh {
@@ -92,7 +92,7 @@ impl Execution<'_> {
         };
         match result {
             Ok(output) => {
-                children.done(slot, output);
+                children.done(slot, &output);
                 if !children.all_done() {
                     return Flow::Blocked;
                 }
@@ -101,7 +101,7 @@ impl Execution<'_> {
             Err(failure) => {
                 // The other branches stop where they are (see `fall`), or are let go if a
                 // Retry or Catch handles the failure.
-                children.fail(slot, Value::Null);
+                children.fail(slot, &Value::Null);
                 Flow::Fail(failure)
             }
         }

@@ -105,7 +105,7 @@ impl Execution<'_> {
                 Timestamp { unix_nanos: until },
                 TimerReason::Wait { state: state_name },
             );
-            self.run_mut(id).input = effective;
+            self.run_mut(id).set_input(effective);
             self.wait_until(id, until, reason);
             Ok(Flow::Blocked)
         };
@@ -120,7 +120,7 @@ impl Execution<'_> {
         };
         let mut step = || -> Result<Flow, Failure> {
             if self.is_jsonata(id) {
-                let input = self.run(id).input.clone();
+                let input = self.run(id).input().clone();
                 let output = self.jsonata_finish(
                     id,
                     wait.flow.output.as_ref(),
@@ -129,7 +129,7 @@ impl Execution<'_> {
                 )?;
                 return Ok(self.exit(id, wait.transition.as_ref(), output));
             }
-            let effective = std::mem::take(&mut self.run_mut(id).input);
+            let effective = self.run_mut(id).take_input();
             let assigned = match &wait.flow.assign {
                 Some(a) => Some(
                     self.evaluate_assign(id, a, &effective)

@@ -1,0 +1,708 @@
+//! The persisted shapes: what a store keeps of an execution, as types of their own.
+//!
+//! The interpreter's types (`Run`, `Waiting`, `Children`...) change as the interpreter does;
+//! these do not, because an execution checkpointed by one version must resume under every
+//! later one. The interpreter converts its state into these records (`interpreter/persist.rs`)
+//! and back; stores only place them under keys.
+//!
+//! Format v3 is incremental: an execution is several records, and each save writes only those
+//! that changed since the last one (see [`Changes`]):
+//!
+//! | record | holds | written |
+//! |---|---|---|
+//! | [`HeaderRecord`] | status, clock, counters, the slot table's generations, ready runs | every save (small) |
+//! | input | the execution's input | once, at creation |
+//! | [`RunRecord`] | one run's position: scope, state, event ids, retries, what it waits for | when the run moved |
+//! | [`RunDataRecord`] | one run's input, own variables, a Map's items | when they changed |
+//! | results batch | results of a Map's or Parallel's children that finished since the last save | once each |
+//! | history batch | the events since the last save | once each |
+//!
+//! Formats v1 and v2 kept the whole execution in one document, rewritten at every save; they
+//! are still read (`legacy.rs`), and an execution read from one is written whole in v3 at its
+//! next save. Rules for later versions: add fields with `#[serde(default)]` and a `/// Since vN`
+//! line; never change the meaning of a field; bump [`FORMAT_VERSION`] and check in a fixture
+//! store (`tests/fixtures/`) with each change.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use stepstone_asl::timestamp::Timestamp;
+
+use crate::failure::Failure;
+use crate::history::{Event, History, HistoryMode};
+use crate::interpreter::{ExecutionInfo, RunId, Status, TaskRequest, TimerReason};
+use crate::limits::Limits;
+
+pub(crate) mod legacy;
+
+/// The checkpoint format this version writes.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// An execution's whole state as a store holds it, read back: what
+/// [`crate::Execution::restore`] rebuilds the execution from.
+pub struct Checkpoint {
+    /// The format it was written in.
+    pub version: u32,
+    /// Identity, input, start time.
+    pub info: ExecutionInfo,
+    /// Where it stands.
+    pub status: Status,
+    /// The execution's clock when it was last saved (real or virtual).
+    pub now: Timestamp,
+    /// Limits it runs under.
+    pub limits: Limits,
+    /// The history's mode and event count (the events are stored apart).
+    pub history: History,
+    /// States entered so far.
+    pub states_entered: u64,
+    /// The seed of its randomness.
+    pub seed: u64,
+    /// Tasks dispatched so far, per state name (`TaskRequest::invocation`).
+    pub dispatches: BTreeMap<String, u32>,
+    pub(crate) slots: Vec<SlotState>,
+    pub(crate) free: Vec<u32>,
+    pub(crate) ready: Vec<RunId>,
+    /// The finished children's results, by their Map's or Parallel's children id.
+    pub(crate) results: BTreeMap<u64, Vec<(u64, Box<RawValue>)>>,
+    pub(crate) next_children: u64,
+    pub(crate) next_batch: u64,
+    /// Read from a v1 or v2 document: the next save writes the execution whole, in v3.
+    pub(crate) legacy: bool,
+}
+
+/// One slot of the run table, as stored.
+pub(crate) struct SlotState {
+    pub(crate) generation: u32,
+    pub(crate) run: Option<(RunRecord, RunDataRecord<'static>)>,
+}
+
+/// The record kinds of an execution, for a store to place under its own keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RecordKey {
+    /// The [`HeaderRecord`].
+    Header,
+    /// The execution's input.
+    Input,
+    /// The [`RunRecord`] of slot `n`.
+    Run(u32),
+    /// The [`RunDataRecord`] of slot `n`.
+    RunData(u32),
+    /// A batch of results of the children `children` (a Map's or Parallel's), `batch` counting
+    /// the execution's batches.
+    Results {
+        /// The children's id.
+        children: u64,
+        /// The batch's number.
+        batch: u64,
+    },
+    /// Every results batch of `children` (only ever deleted, as a whole).
+    AllResults {
+        /// The children's id.
+        children: u64,
+    },
+    /// A batch of history events, the first with id `first`.
+    History {
+        /// The id of its first event.
+        first: u64,
+    },
+}
+
+/// What a save writes: the records of one execution that changed since its last save, and the
+/// events recorded since then. Stores apply it in one atomic write.
+pub struct Changes {
+    pub(crate) execution_arn: String,
+    /// Every record of the execution is here (its creation, or its first save after it was
+    /// read from a v1 or v2 document).
+    pub(crate) complete: bool,
+    /// The listing record, when the status changed.
+    pub(crate) listing: Option<crate::store::ExecutionRecord>,
+    pub(crate) puts: Vec<(RecordKey, Vec<u8>)>,
+    pub(crate) deletes: Vec<RecordKey>,
+    pub(crate) events: Vec<Event>,
+}
+
+impl Changes {
+    /// The execution they belong to.
+    pub fn execution_arn(&self) -> &str {
+        &self.execution_arn
+    }
+
+    /// The history events recorded since the previous save, in order.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Whether they hold every record of the execution (a creation).
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// The records to write, encoded.
+    pub fn puts(&self) -> &[(RecordKey, Vec<u8>)] {
+        &self.puts
+    }
+
+    /// The records to delete.
+    pub fn deletes(&self) -> &[RecordKey] {
+        &self.deletes
+    }
+
+    /// The execution's listing record, when it changed (its status).
+    pub fn listing(&self) -> Option<&crate::store::ExecutionRecord> {
+        self.listing.as_ref()
+    }
+
+    /// Hands the events over (for an observer, once they are saved).
+    pub fn into_events(self) -> Vec<Event> {
+        self.events
+    }
+}
+
+// ---- the records
+
+/// A time in the listing record and in v1/v2 documents: `{"unix_nanos": N}`.
+#[derive(Serialize, Deserialize, Clone, Copy)]
+pub(crate) struct TimestampField {
+    pub(crate) unix_nanos: i128,
+}
+
+/// The listing record (`e/<ARN>` in the key layout): what ListExecutions shows, and where the
+/// execution's other records are.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ListingRecord {
+    pub(crate) execution_arn: String,
+    pub(crate) name: String,
+    pub(crate) state_machine_name: String,
+    pub(crate) status: String,
+    pub(crate) start_date: TimestampField,
+    pub(crate) stop_date: Option<TimestampField>,
+    /// The number the execution's records are kept under. Since v3; a v1 or v2 execution has
+    /// none (its checkpoint is one document).
+    #[serde(default)]
+    pub(crate) key: Option<u64>,
+}
+
+impl ListingRecord {
+    pub(crate) fn of(record: &crate::store::ExecutionRecord, key: Option<u64>) -> ListingRecord {
+        ListingRecord {
+            execution_arn: record.execution_arn.clone(),
+            name: record.name.clone(),
+            state_machine_name: record.state_machine_name.clone(),
+            status: record.status.clone(),
+            start_date: TimestampField {
+                unix_nanos: record.start_date.unix_nanos,
+            },
+            stop_date: record.stop_date.map(|t| TimestampField {
+                unix_nanos: t.unix_nanos,
+            }),
+            key,
+        }
+    }
+
+    pub(crate) fn to_record(&self) -> crate::store::ExecutionRecord {
+        crate::store::ExecutionRecord {
+            execution_arn: self.execution_arn.clone(),
+            name: self.name.clone(),
+            state_machine_name: self.state_machine_name.clone(),
+            status: self.status.clone(),
+            start_date: at(self.start_date.unix_nanos),
+            stop_date: self.stop_date.map(|t| at(t.unix_nanos)),
+        }
+    }
+}
+
+/// Execution-level state: everything but the runs, the input and the results. Small, and
+/// rewritten at every save.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct HeaderRecord<'a> {
+    pub(crate) version: u32,
+    pub(crate) info: InfoRecord,
+    pub(crate) status: StatusRecord<'a>,
+    pub(crate) now: i128,
+    pub(crate) limits: LimitsRecord,
+    pub(crate) history: HistoryModeRecord,
+    /// History events so far (their ids are 1 to this).
+    pub(crate) events: u64,
+    pub(crate) states_entered: u64,
+    pub(crate) seed: u64,
+    pub(crate) dispatches: BTreeMap<String, u32>,
+    /// Each slot's generation, live or free (a run id names slot and generation).
+    pub(crate) generations: Vec<u32>,
+    pub(crate) free: Vec<u32>,
+    pub(crate) ready: Vec<RunIdRecord>,
+    /// The id the next Map's or Parallel's children get.
+    pub(crate) next_children: u64,
+    /// The number the next results batch gets.
+    pub(crate) next_batch: u64,
+}
+
+/// [`ExecutionInfo`] without the input (stored once, apart).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct InfoRecord {
+    pub(crate) execution_arn: String,
+    pub(crate) name: String,
+    pub(crate) state_machine_arn: String,
+    pub(crate) state_machine_name: String,
+    pub(crate) role_arn: String,
+    pub(crate) start_time: i128,
+    pub(crate) redrive_count: u32,
+    pub(crate) redrive_time: Option<i128>,
+    pub(crate) express: bool,
+}
+
+impl InfoRecord {
+    pub(crate) fn of(info: &ExecutionInfo) -> InfoRecord {
+        InfoRecord {
+            execution_arn: info.execution_arn.clone(),
+            name: info.name.clone(),
+            state_machine_arn: info.state_machine_arn.clone(),
+            state_machine_name: info.state_machine_name.clone(),
+            role_arn: info.role_arn.clone(),
+            start_time: info.start_time.unix_nanos,
+            redrive_count: info.redrive_count,
+            redrive_time: info.redrive_time.map(|t| t.unix_nanos),
+            express: info.express,
+        }
+    }
+
+    pub(crate) fn with_input(self, input: Value) -> ExecutionInfo {
+        ExecutionInfo {
+            execution_arn: self.execution_arn,
+            name: self.name,
+            state_machine_arn: self.state_machine_arn,
+            state_machine_name: self.state_machine_name,
+            role_arn: self.role_arn,
+            start_time: at(self.start_time),
+            input,
+            redrive_count: self.redrive_count,
+            redrive_time: self.redrive_time.map(at),
+            express: self.express,
+        }
+    }
+}
+
+/// A time as nanoseconds since 1970.
+pub(crate) fn at(unix_nanos: i128) -> Timestamp {
+    Timestamp { unix_nanos }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum StatusRecord<'a> {
+    Running,
+    Succeeded(Cow<'a, Value>),
+    Failed(FailureRecord),
+    TimedOut(FailureRecord),
+    Aborted(FailureRecord),
+}
+
+impl StatusRecord<'_> {
+    pub(crate) fn of(status: &Status) -> StatusRecord<'_> {
+        match status {
+            Status::Running => StatusRecord::Running,
+            Status::Succeeded(v) => StatusRecord::Succeeded(Cow::Borrowed(v)),
+            Status::Failed(f) => StatusRecord::Failed(FailureRecord::of(f)),
+            Status::TimedOut(f) => StatusRecord::TimedOut(FailureRecord::of(f)),
+            Status::Aborted(f) => StatusRecord::Aborted(FailureRecord::of(f)),
+        }
+    }
+
+    pub(crate) fn into_status(self) -> Status {
+        match self {
+            StatusRecord::Running => Status::Running,
+            StatusRecord::Succeeded(v) => Status::Succeeded(v.into_owned()),
+            StatusRecord::Failed(f) => Status::Failed(f.into_failure()),
+            StatusRecord::TimedOut(f) => Status::TimedOut(f.into_failure()),
+            StatusRecord::Aborted(f) => Status::Aborted(f.into_failure()),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct FailureRecord {
+    pub(crate) error: String,
+    pub(crate) cause: String,
+}
+
+impl FailureRecord {
+    pub(crate) fn of(f: &Failure) -> FailureRecord {
+        FailureRecord {
+            error: f.error.clone(),
+            cause: f.cause.clone(),
+        }
+    }
+
+    pub(crate) fn into_failure(self) -> Failure {
+        Failure::new(self.error, self.cause)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct LimitsRecord {
+    pub(crate) max_history_events: Option<u64>,
+    pub(crate) max_payload_bytes: usize,
+    pub(crate) max_map_concurrency: usize,
+}
+
+impl LimitsRecord {
+    pub(crate) fn of(l: &Limits) -> LimitsRecord {
+        LimitsRecord {
+            max_history_events: l.max_history_events,
+            max_payload_bytes: l.max_payload_bytes,
+            max_map_concurrency: l.max_map_concurrency,
+        }
+    }
+
+    pub(crate) fn into_limits(self) -> Limits {
+        Limits::default()
+            .with_max_history_events(self.max_history_events)
+            .with_max_payload_bytes(self.max_payload_bytes)
+            .with_max_map_concurrency(self.max_map_concurrency)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+pub(crate) enum HistoryModeRecord {
+    Off,
+    Light,
+    Full,
+}
+
+impl HistoryModeRecord {
+    pub(crate) fn of(mode: HistoryMode) -> HistoryModeRecord {
+        match mode {
+            HistoryMode::Off => HistoryModeRecord::Off,
+            HistoryMode::Light => HistoryModeRecord::Light,
+            HistoryMode::Full => HistoryModeRecord::Full,
+        }
+    }
+
+    pub(crate) fn into_mode(self) -> HistoryMode {
+        match self {
+            HistoryModeRecord::Off => HistoryMode::Off,
+            HistoryModeRecord::Light => HistoryMode::Light,
+            HistoryModeRecord::Full => HistoryMode::Full,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RunIdRecord {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl RunIdRecord {
+    pub(crate) fn of(id: RunId) -> RunIdRecord {
+        let (index, generation) = id.parts();
+        RunIdRecord { index, generation }
+    }
+
+    pub(crate) fn into_id(self) -> RunId {
+        RunId::new(self.index, self.generation)
+    }
+}
+
+/// A run's position: everything but its data. Rewritten whenever the run moves.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RunRecord {
+    /// The run's scope, as (state index, child index) steps from the machine's root.
+    pub(crate) scope_path: Vec<(u32, u32)>,
+    /// Its current state's index in that scope.
+    pub(crate) state: u32,
+    pub(crate) parent: Option<LinkRecord>,
+    pub(crate) entered_event: u64,
+    pub(crate) entered_time: i128,
+    pub(crate) last_event: u64,
+    /// Attempts used per retrier of the current state.
+    pub(crate) attempts: Vec<u32>,
+    pub(crate) retry_count: u32,
+    pub(crate) waiting: WaitingRecord,
+    pub(crate) output_from_result: Option<OutputFromRecord>,
+    /// Whether its current state was entered (its raw input is then in that state's
+    /// StateEntered event).
+    pub(crate) entered: bool,
+    /// Frozen by a failure, for a redrive.
+    pub(crate) fallen: bool,
+}
+
+/// A run's data: its current state's raw input, the variables it assigned (its own frame; a
+/// run without a parent keeps every frame, outermost first), and a Map's effective input while
+/// its iterations start. Written when one of them changed.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RunDataRecord<'a> {
+    pub(crate) input: Cow<'a, Value>,
+    pub(crate) frames: Vec<Cow<'a, Map<String, Value>>>,
+    pub(crate) input_for_items: Option<Cow<'a, Value>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+pub(crate) struct LinkRecord {
+    pub(crate) parent: RunIdRecord,
+    pub(crate) slot: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum WaitingRecord {
+    Nothing,
+    Task {
+        request: TaskRequestRecord,
+        resource_type: String,
+        resource: String,
+    },
+    Wait {
+        until: i128,
+        reason: TimerReasonRecord,
+    },
+    Retry {
+        until: i128,
+        reason: TimerReasonRecord,
+    },
+    Children(ChildrenRecord),
+}
+
+/// A Map's or Parallel's children, without their results (stored apart, in batches).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ChildrenRecord {
+    /// Names the results batches of these children.
+    pub(crate) id: u64,
+    /// How many children (branches, items).
+    pub(crate) len: u64,
+    pub(crate) running: Vec<(u64, RunIdRecord)>,
+    pub(crate) fallen: Vec<(u64, RunIdRecord)>,
+    pub(crate) to_redrive: Vec<(u64, RunIdRecord)>,
+    pub(crate) next_item: u64,
+    pub(crate) concurrency: u64,
+    pub(crate) finished: u64,
+    pub(crate) failed: u64,
+    pub(crate) tolerated_count: Option<u64>,
+    pub(crate) tolerated_percentage: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum OutputFromRecord {
+    Result,
+    Suffix(Vec<PathStepRecord>),
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum PathStepRecord {
+    Field(String),
+    Index(usize),
+}
+
+impl PathStepRecord {
+    pub(crate) fn of(step: &stepstone_asl::path::Step) -> PathStepRecord {
+        match step {
+            stepstone_asl::path::Step::Field(n) => PathStepRecord::Field(n.clone()),
+            stepstone_asl::path::Step::Index(i) => PathStepRecord::Index(*i),
+        }
+    }
+
+    pub(crate) fn into_step(self) -> stepstone_asl::path::Step {
+        match self {
+            PathStepRecord::Field(n) => stepstone_asl::path::Step::Field(n),
+            PathStepRecord::Index(i) => stepstone_asl::path::Step::Index(i),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct TaskRequestRecord {
+    pub(crate) run: RunIdRecord,
+    pub(crate) execution_arn: String,
+    pub(crate) state_name: String,
+    pub(crate) resource: String,
+    pub(crate) input: Value,
+    pub(crate) attempt: u32,
+    #[serde(default)]
+    pub(crate) invocation: u32,
+    pub(crate) idempotency_token: String,
+    pub(crate) region: Option<String>,
+    pub(crate) timeout_seconds: Option<u64>,
+    #[serde(default)]
+    pub(crate) task_token: Option<String>,
+    #[serde(default)]
+    pub(crate) heartbeat_seconds: Option<u64>,
+}
+
+impl TaskRequestRecord {
+    pub(crate) fn of(r: &TaskRequest) -> TaskRequestRecord {
+        TaskRequestRecord {
+            run: RunIdRecord::of(r.run),
+            execution_arn: r.execution_arn.clone(),
+            state_name: r.state_name.clone(),
+            resource: r.resource.clone(),
+            input: r.input.clone(),
+            attempt: r.attempt,
+            invocation: r.invocation,
+            idempotency_token: r.idempotency_token.clone(),
+            region: r.region.clone(),
+            timeout_seconds: r.timeout_seconds,
+            task_token: r.task_token.clone(),
+            heartbeat_seconds: r.heartbeat_seconds,
+        }
+    }
+
+    pub(crate) fn into_request(self) -> TaskRequest {
+        TaskRequest {
+            run: self.run.into_id(),
+            execution_arn: self.execution_arn,
+            state_name: self.state_name,
+            resource: self.resource,
+            input: self.input,
+            attempt: self.attempt,
+            invocation: self.invocation,
+            idempotency_token: self.idempotency_token,
+            region: self.region,
+            timeout_seconds: self.timeout_seconds,
+            task_token: self.task_token,
+            heartbeat_seconds: self.heartbeat_seconds,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum TimerReasonRecord {
+    Wait {
+        state: String,
+    },
+    Retry {
+        state: String,
+        error: String,
+        attempt: u32,
+        max_attempts: u64,
+    },
+}
+
+impl TimerReasonRecord {
+    pub(crate) fn of(r: &TimerReason) -> TimerReasonRecord {
+        match r {
+            TimerReason::Wait { state } => TimerReasonRecord::Wait {
+                state: state.clone(),
+            },
+            TimerReason::Retry {
+                state,
+                error,
+                attempt,
+                max_attempts,
+            } => TimerReasonRecord::Retry {
+                state: state.clone(),
+                error: error.clone(),
+                attempt: *attempt,
+                max_attempts: *max_attempts,
+            },
+        }
+    }
+
+    pub(crate) fn into_reason(self) -> TimerReason {
+        match self {
+            TimerReasonRecord::Wait { state } => TimerReason::Wait { state },
+            TimerReasonRecord::Retry {
+                state,
+                error,
+                attempt,
+                max_attempts,
+            } => TimerReason::Retry {
+                state,
+                error,
+                attempt,
+                max_attempts,
+            },
+        }
+    }
+}
+
+/// The records of a v3 execution, read back.
+pub(crate) struct Records {
+    pub(crate) header: HeaderRecord<'static>,
+    pub(crate) input: Value,
+    pub(crate) runs: BTreeMap<u32, RunRecord>,
+    pub(crate) data: BTreeMap<u32, RunDataRecord<'static>>,
+    /// Results batches in the order they were written, by children id.
+    pub(crate) results: BTreeMap<u64, Vec<(u64, Box<RawValue>)>>,
+}
+
+impl Checkpoint {
+    /// The execution the records hold. A run without its data is an error.
+    pub(crate) fn from_records(records: Records) -> Result<Checkpoint, String> {
+        let Records {
+            header,
+            input,
+            mut runs,
+            mut data,
+            results,
+        } = records;
+        let mut slots = Vec::with_capacity(header.generations.len());
+        for (index, generation) in header.generations.iter().enumerate() {
+            let index = index as u32;
+            let run = match (runs.remove(&index), data.remove(&index)) {
+                (Some(run), Some(data)) => Some((run, data)),
+                (None, _) => None,
+                (Some(_), None) => return Err(format!("run #{index} has no data record")),
+            };
+            slots.push(SlotState {
+                generation: *generation,
+                run,
+            });
+        }
+        if let Some(index) = runs.keys().next() {
+            return Err(format!("run #{index} is outside the run table"));
+        }
+        Ok(Checkpoint {
+            version: header.version,
+            info: header.info.with_input(input),
+            status: header.status.into_status(),
+            now: at(header.now),
+            limits: header.limits.into_limits(),
+            history: History::counted(header.history.into_mode(), header.events),
+            states_entered: header.states_entered,
+            seed: header.seed,
+            dispatches: header.dispatches,
+            slots,
+            free: header.free,
+            ready: header.ready.into_iter().map(RunIdRecord::into_id).collect(),
+            results,
+            next_children: header.next_children,
+            next_batch: header.next_batch,
+            legacy: false,
+        })
+    }
+}
+
+// ---- encoding
+
+/// A record as stored: JSON.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, crate::store::Error> {
+    serde_json::to_vec(value)
+        .map_err(|e| crate::store::Error::Io(format!("cannot encode a record: {e}")))
+}
+
+/// A stored record read back; `key` names it in the error.
+pub(crate) fn decode<'de, T: Deserialize<'de>>(
+    key: &str,
+    bytes: &'de [u8],
+) -> Result<T, crate::store::Error> {
+    serde_json::from_slice(bytes).map_err(|e| crate::store::Error::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// A history batch as stored: a JSON array of events. (v1 and v2 stored one event per record,
+/// a JSON object: [`decode_events`] reads both.)
+pub(crate) fn encode_events(events: &[Event]) -> Result<Vec<u8>, crate::store::Error> {
+    encode(&events)
+}
+
+/// The events of a stored history record: a batch (v3) or one event (v1, v2).
+pub(crate) fn decode_events(key: &str, bytes: &[u8]) -> Result<Vec<Event>, crate::store::Error> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        decode(key, bytes)
+    } else {
+        decode(key, bytes).map(|e: Event| vec![e])
+    }
+}
