@@ -404,3 +404,190 @@ fn crash_suite(engine: &str) {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The big-Map part of the suite: a Map over 3,000 items with a mocked Lambda task in each
+/// iteration (a MockConfigFile: no process per task, so a kill lands while many iterations
+/// move at once), killed and resumed at seeded random moments. The end must be an
+/// uninterrupted run's: the same output, and the same history, whose one TaskScheduled per item
+/// says that no iteration ran twice (a finished iteration run again would add its events).
+fn big_map_scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Value, Vec<Value>, usize) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let def = dir.join("bigmap.asl.json");
+    std::fs::write(
+        &def,
+        json!({"StartAt": "Items", "States": {"Items": {"Type": "Map", "ItemsPath": "$.items", "ItemProcessor": {
+            "StartAt": "Process", "States": {"Process": {"Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": "process", "Payload.$": "$"},
+                "ResultSelector": {"item.$": "$.Payload.item", "ok.$": "$.StatusCode"},
+                "End": true}}},
+            "ResultPath": "$.processed", "Next": "Done"},
+            "Done": {"Type": "Succeed"}}})
+        .to_string(),
+    )
+    .unwrap();
+    let mocks = dir.join("mocks.json");
+    std::fs::write(
+        &mocks,
+        json!({"StateMachines": {"bigmap": {"TestCases": {"Crash": {"Process": "Ok"}}}},
+               "MockedResponses": {"Ok": {"0-1000000": {"Return": {"StatusCode": 200, "Payload": {"item": "done"}}}}}})
+        .to_string(),
+    )
+    .unwrap();
+    let input = dir.join("input.json");
+    std::fs::write(
+        &input,
+        json!({"items": (0..3000).collect::<Vec<u32>>()}).to_string(),
+    )
+    .unwrap();
+    let store = dir.join("store");
+    let mut kills = 0;
+    let mut created = false;
+    let mut delays = kill_after_ms.iter();
+    loop {
+        let mut cmd = stepstone();
+        if created {
+            cmd.arg("resume");
+        } else {
+            cmd.arg("run")
+                .arg(&def)
+                .args(["--name", "crash", "--virtual-time", "--history-limit", "0"])
+                .arg("--input-file")
+                .arg(&input)
+                .arg("--mock-config")
+                .arg(&mocks)
+                .args(["--test-case", "Crash"]);
+        }
+        cmd.arg("--store")
+            .arg(&store)
+            .args(["--store-engine", engine, "--json", "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let Some(ms) = delays.next() else {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{:?}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            break;
+        };
+        let until = Instant::now() + Duration::from_millis(*ms);
+        while Instant::now() < until && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        // What the kill left must read back: the execution, if it was created, with a history.
+        created = created_and_readable(&store);
+    }
+    let described = query(&store, "describe");
+    assert_eq!(described["status"], "SUCCEEDED", "{described}");
+    let history = query(&store, "history")["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    (described["output"].clone(), history, kills)
+}
+
+/// Whether the store holds the execution `crash` (a kill may land before it is created); what a
+/// kill left must read back.
+fn created_and_readable(store: &Path) -> bool {
+    if !store.exists() {
+        return false;
+    }
+    let out = stepstone()
+        .args([
+            "describe",
+            "crash",
+            "--store",
+            &store.display().to_string(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        let described: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(described["status"].is_string(), "{described}");
+        return true;
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no execution"),
+        "stepstone describe: {stderr}"
+    );
+    false
+}
+
+#[test]
+fn killed_during_a_big_map_sled() {
+    big_map_suite("sled");
+}
+
+#[test]
+fn killed_during_a_big_map_redb() {
+    big_map_suite("redb");
+}
+
+fn big_map_suite(engine: &str) {
+    let seed: u64 = std::env::var("STEPSTONE_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261205);
+    let wanted: usize = std::env::var("STEPSTONE_CRASH_BIG_MAP_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(24);
+    let root: PathBuf = std::env::temp_dir().join(format!(
+        "stepstone-crash-bigmap-{engine}-{}",
+        std::process::id()
+    ));
+    let started = Instant::now();
+    let (output, reference, _) = big_map_scenario(&root.join("reference"), &[], engine);
+    let span_ms = (started.elapsed().as_millis() as u64).max(20);
+    let reference_shape = shape(&reference);
+    let scheduled = reference_shape
+        .iter()
+        .filter(|(_, t)| t == "TaskScheduled")
+        .count();
+    assert_eq!(scheduled, 3000, "one task per item");
+    let mut rng = Rng(seed);
+    let (mut kills, mut scenarios) = (0, 0);
+    while kills < wanted {
+        scenarios += 1;
+        let delays: Vec<u64> = (0..4).map(|_| 5 + rng.next() % (span_ms + 1)).collect();
+        let dir = root.join(format!("run-{scenarios}"));
+        let (end_output, history, landed) = big_map_scenario(&dir, &delays, engine);
+        kills += landed;
+        let context =
+            format!("{engine}, seed {seed}, scenario {scenarios}, kill delays {delays:?} ms");
+        assert_eq!(end_output, output, "output differs ({context})");
+        assert_eq!(
+            shape(&history),
+            reference_shape,
+            "history differs ({context})"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            scenarios < 200,
+            "kills never land: the scenario is too fast to interrupt"
+        );
+    }
+    eprintln!(
+        "crash suite, big Map ({engine}): {kills} kills over {scenarios} scenarios, seed {seed}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

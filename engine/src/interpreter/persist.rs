@@ -23,7 +23,7 @@ use super::{Command, Execution, Link, OutputFrom, Run, RunData, RunId, Slot, Wai
 use crate::history::History;
 use crate::record::{
     self, Changes, Checkpoint, ChildrenRecord, FORMAT_VERSION, HeaderRecord, HistoryModeRecord,
-    InfoRecord, LimitsRecord, LinkRecord, OutputFromRecord, PathStepRecord, RecordKey,
+    InputRecord, LimitsRecord, LinkRecord, OutputFromRecord, PathStepRecord, RecordKey,
     RunDataRecord, RunIdRecord, RunRecord, StatusRecord, TaskRequestRecord, TimerReasonRecord,
     WaitingRecord,
 };
@@ -112,7 +112,10 @@ impl Execution<'_> {
         );
         puts.push((RecordKey::Header, record::encode(&self.header_record())?));
         if complete {
-            puts.push((RecordKey::Input, record::encode(&self.info.input)?));
+            puts.push((
+                RecordKey::Input,
+                record::encode(&InputRecord::of(&self.info))?,
+            ));
         }
         let status = self.status.as_str();
         let listing = (self.persisted.listed != Some(status)).then(|| ExecutionRecord {
@@ -139,20 +142,23 @@ impl Execution<'_> {
         })
     }
 
-    /// Every record of the execution as it stands, encoded, in key order, without counting
-    /// anything as saved: what a store holds of it after a save now, but for how results are
-    /// batched (here one batch per children, numbered 0). Two executions in the same state
-    /// give the same records: how tests check that one read back from a store is the one
-    /// that was saved.
+    /// Every record of the execution as it stands, as JSON text (never compressed), in key
+    /// order, without counting anything as saved: what a store holds of it after a save now,
+    /// but for how results are batched (here one batch per children, numbered 0). Two
+    /// executions in the same state give the same records: how tests check that one read back
+    /// from a store is the one that was saved.
     pub fn snapshot(&self) -> Result<Vec<(RecordKey, Vec<u8>)>, StoreError> {
         let mut records = Vec::new();
         for (index, slot) in self.slots.iter().enumerate() {
             let Some(run) = &slot.run else { continue };
             let index = index as u32;
-            records.push((RecordKey::Run(index), record::encode(&run_record(run))?));
+            records.push((
+                RecordKey::Run(index),
+                record::encode_json(&run_record(run))?,
+            ));
             records.push((
                 RecordKey::RunData(index),
-                record::encode(&data_record(run))?,
+                record::encode_json(&data_record(run))?,
             ));
             if let Waiting::Children(children) = &run.waiting {
                 let batch: Vec<(u64, &RawValue)> = children.results().collect();
@@ -161,12 +167,18 @@ impl Execution<'_> {
                         children: children.id,
                         batch: 0,
                     };
-                    records.push((key, record::encode(&batch)?));
+                    records.push((key, record::encode_json(&batch)?));
                 }
             }
         }
-        records.push((RecordKey::Header, record::encode(&self.header_record())?));
-        records.push((RecordKey::Input, record::encode(&self.info.input)?));
+        records.push((
+            RecordKey::Header,
+            record::encode_json(&self.header_record())?,
+        ));
+        records.push((
+            RecordKey::Input,
+            record::encode_json(&InputRecord::of(&self.info))?,
+        ));
         records.sort_by_key(|(key, _)| *key);
         Ok(records)
     }
@@ -174,7 +186,8 @@ impl Execution<'_> {
     fn header_record(&self) -> HeaderRecord<'_> {
         HeaderRecord {
             version: FORMAT_VERSION,
-            info: InfoRecord::of(&self.info),
+            redrive_count: self.info.redrive_count,
+            redrive_time: self.info.redrive_time.map(|t| t.unix_nanos),
             status: StatusRecord::of(&self.status),
             now: self.now.unix_nanos,
             limits: LimitsRecord::of(&self.limits),
@@ -212,7 +225,7 @@ impl Execution<'_> {
     }
 }
 
-fn run_record(run: &Run<'_>) -> RunRecord {
+fn run_record<'a>(run: &'a Run<'_>) -> RunRecord<'a> {
     RunRecord {
         scope_path: run.scope_path.clone(),
         state: run.state.0,
@@ -353,7 +366,7 @@ impl<'m> Execution<'m> {
     fn restore_run(
         &self,
         index: usize,
-        record: RunRecord,
+        record: RunRecord<'static>,
         data: RunDataRecord<'static>,
         results: &mut BTreeMap<u64, Vec<(u64, Box<RawValue>)>>,
         legacy: bool,

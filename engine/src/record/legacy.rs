@@ -107,7 +107,7 @@ struct RunV2 {
 enum WaitingV2 {
     Nothing,
     Task {
-        request: TaskRequestRecord,
+        request: TaskRequestRecord<'static>,
         resource_type: String,
         resource: String,
     },
@@ -165,9 +165,7 @@ impl Document {
                         index: index as u32,
                         generation: slot.generation,
                     };
-                    let entered = run
-                        .entered
-                        .unwrap_or_else(|| !self.ready.contains(&id));
+                    let entered = run.entered.unwrap_or_else(|| !self.ready.contains(&id));
                     let waiting = match run.waiting {
                         WaitingV2::Nothing => WaitingRecord::Nothing,
                         WaitingV2::Task {

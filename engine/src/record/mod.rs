@@ -76,7 +76,7 @@ pub struct Checkpoint {
 /// One slot of the run table, as stored.
 pub(crate) struct SlotState {
     pub(crate) generation: u32,
-    pub(crate) run: Option<(RunRecord, RunDataRecord<'static>)>,
+    pub(crate) run: Option<(RunRecord<'static>, RunDataRecord<'static>)>,
 }
 
 /// The record kinds of an execution, for a store to place under its own keys.
@@ -219,7 +219,10 @@ impl ListingRecord {
 #[derive(Serialize, Deserialize)]
 pub(crate) struct HeaderRecord<'a> {
     pub(crate) version: u32,
-    pub(crate) info: InfoRecord,
+    /// How many times the execution was redriven, and when it last was (the rest of its
+    /// identity is in the input record).
+    pub(crate) redrive_count: u32,
+    pub(crate) redrive_time: Option<i128>,
     pub(crate) status: StatusRecord<'a>,
     pub(crate) now: i128,
     pub(crate) limits: LimitsRecord,
@@ -239,46 +242,46 @@ pub(crate) struct HeaderRecord<'a> {
     pub(crate) next_batch: u64,
 }
 
-/// [`ExecutionInfo`] without the input (stored once, apart).
+/// The input record: the execution's identity and input, written once, at its creation
+/// (redrives, which change the execution's redrive count, are in the header).
 #[derive(Serialize, Deserialize)]
-pub(crate) struct InfoRecord {
-    pub(crate) execution_arn: String,
-    pub(crate) name: String,
-    pub(crate) state_machine_arn: String,
-    pub(crate) state_machine_name: String,
-    pub(crate) role_arn: String,
+pub(crate) struct InputRecord<'a> {
+    pub(crate) execution_arn: Cow<'a, str>,
+    pub(crate) name: Cow<'a, str>,
+    pub(crate) state_machine_arn: Cow<'a, str>,
+    pub(crate) state_machine_name: Cow<'a, str>,
+    pub(crate) role_arn: Cow<'a, str>,
     pub(crate) start_time: i128,
-    pub(crate) redrive_count: u32,
-    pub(crate) redrive_time: Option<i128>,
     pub(crate) express: bool,
+    pub(crate) input: Cow<'a, Value>,
 }
 
-impl InfoRecord {
-    pub(crate) fn of(info: &ExecutionInfo) -> InfoRecord {
-        InfoRecord {
-            execution_arn: info.execution_arn.clone(),
-            name: info.name.clone(),
-            state_machine_arn: info.state_machine_arn.clone(),
-            state_machine_name: info.state_machine_name.clone(),
-            role_arn: info.role_arn.clone(),
+impl InputRecord<'_> {
+    pub(crate) fn of(info: &ExecutionInfo) -> InputRecord<'_> {
+        InputRecord {
+            execution_arn: Cow::Borrowed(&info.execution_arn),
+            name: Cow::Borrowed(&info.name),
+            state_machine_arn: Cow::Borrowed(&info.state_machine_arn),
+            state_machine_name: Cow::Borrowed(&info.state_machine_name),
+            role_arn: Cow::Borrowed(&info.role_arn),
             start_time: info.start_time.unix_nanos,
-            redrive_count: info.redrive_count,
-            redrive_time: info.redrive_time.map(|t| t.unix_nanos),
             express: info.express,
+            input: Cow::Borrowed(&info.input),
         }
     }
 
-    pub(crate) fn with_input(self, input: Value) -> ExecutionInfo {
+    /// The execution's info, with what the header says of its redrives.
+    pub(crate) fn into_info(self, header: &HeaderRecord<'_>) -> ExecutionInfo {
         ExecutionInfo {
-            execution_arn: self.execution_arn,
-            name: self.name,
-            state_machine_arn: self.state_machine_arn,
-            state_machine_name: self.state_machine_name,
-            role_arn: self.role_arn,
+            execution_arn: self.execution_arn.into_owned(),
+            name: self.name.into_owned(),
+            state_machine_arn: self.state_machine_arn.into_owned(),
+            state_machine_name: self.state_machine_name.into_owned(),
+            role_arn: self.role_arn.into_owned(),
             start_time: at(self.start_time),
-            input,
-            redrive_count: self.redrive_count,
-            redrive_time: self.redrive_time.map(at),
+            input: self.input.into_owned(),
+            redrive_count: header.redrive_count,
+            redrive_time: header.redrive_time.map(at),
             express: self.express,
         }
     }
@@ -407,7 +410,7 @@ impl RunIdRecord {
 
 /// A run's position: everything but its data. Rewritten whenever the run moves.
 #[derive(Serialize, Deserialize)]
-pub(crate) struct RunRecord {
+pub(crate) struct RunRecord<'a> {
     /// The run's scope, as (state index, child index) steps from the machine's root.
     pub(crate) scope_path: Vec<(u32, u32)>,
     /// Its current state's index in that scope.
@@ -419,7 +422,7 @@ pub(crate) struct RunRecord {
     /// Attempts used per retrier of the current state.
     pub(crate) attempts: Vec<u32>,
     pub(crate) retry_count: u32,
-    pub(crate) waiting: WaitingRecord,
+    pub(crate) waiting: WaitingRecord<'a>,
     pub(crate) output_from_result: Option<OutputFromRecord>,
     /// Whether its current state was entered (its raw input is then in that state's
     /// StateEntered event).
@@ -445,10 +448,10 @@ pub(crate) struct LinkRecord {
 }
 
 #[derive(Serialize, Deserialize)]
-pub(crate) enum WaitingRecord {
+pub(crate) enum WaitingRecord<'a> {
     Nothing,
     Task {
-        request: TaskRequestRecord,
+        request: TaskRequestRecord<'a>,
         resource_type: String,
         resource: String,
     },
@@ -510,12 +513,12 @@ impl PathStepRecord {
 }
 
 #[derive(Serialize, Deserialize)]
-pub(crate) struct TaskRequestRecord {
+pub(crate) struct TaskRequestRecord<'a> {
     pub(crate) run: RunIdRecord,
     pub(crate) execution_arn: String,
     pub(crate) state_name: String,
     pub(crate) resource: String,
-    pub(crate) input: Value,
+    pub(crate) input: Cow<'a, Value>,
     pub(crate) attempt: u32,
     #[serde(default)]
     pub(crate) invocation: u32,
@@ -528,14 +531,14 @@ pub(crate) struct TaskRequestRecord {
     pub(crate) heartbeat_seconds: Option<u64>,
 }
 
-impl TaskRequestRecord {
-    pub(crate) fn of(r: &TaskRequest) -> TaskRequestRecord {
+impl TaskRequestRecord<'_> {
+    pub(crate) fn of(r: &TaskRequest) -> TaskRequestRecord<'_> {
         TaskRequestRecord {
             run: RunIdRecord::of(r.run),
             execution_arn: r.execution_arn.clone(),
             state_name: r.state_name.clone(),
             resource: r.resource.clone(),
-            input: r.input.clone(),
+            input: Cow::Borrowed(&r.input),
             attempt: r.attempt,
             invocation: r.invocation,
             idempotency_token: r.idempotency_token.clone(),
@@ -552,7 +555,7 @@ impl TaskRequestRecord {
             execution_arn: self.execution_arn,
             state_name: self.state_name,
             resource: self.resource,
-            input: self.input,
+            input: self.input.into_owned(),
             attempt: self.attempt,
             invocation: self.invocation,
             idempotency_token: self.idempotency_token,
@@ -618,8 +621,8 @@ impl TimerReasonRecord {
 /// The records of a v3 execution, read back.
 pub(crate) struct Records {
     pub(crate) header: HeaderRecord<'static>,
-    pub(crate) input: Value,
-    pub(crate) runs: BTreeMap<u32, RunRecord>,
+    pub(crate) input: InputRecord<'static>,
+    pub(crate) runs: BTreeMap<u32, RunRecord<'static>>,
     pub(crate) data: BTreeMap<u32, RunDataRecord<'static>>,
     /// Results batches in the order they were written, by children id.
     pub(crate) results: BTreeMap<u64, Vec<(u64, Box<RawValue>)>>,
@@ -653,7 +656,7 @@ impl Checkpoint {
         }
         Ok(Checkpoint {
             version: header.version,
-            info: header.info.with_input(input),
+            info: input.into_info(&header),
             status: header.status.into_status(),
             now: at(header.now),
             limits: header.limits.into_limits(),
@@ -674,18 +677,70 @@ impl Checkpoint {
 
 // ---- encoding
 
-/// A record as stored: JSON.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, crate::store::Error> {
+/// Records at least this long are stored compressed (LZ4): history batches and large inputs or
+/// outputs shrink several times (their JSON repeats field names, ARNs, state names), smaller
+/// records are not worth the work.
+const COMPRESS_FROM: usize = 1024;
+
+/// The first byte of a compressed record. No JSON text starts with it.
+const COMPRESSED: u8 = 0xC4;
+
+/// The most a compressed record may claim to expand to, per compressed byte (LZ4 cannot do
+/// better than about 255:1): a corrupt length is an error, not an allocation of gigabytes.
+const MAX_RATIO: usize = 256;
+
+/// A record as JSON text.
+pub(crate) fn encode_json<T: Serialize>(value: &T) -> Result<Vec<u8>, crate::store::Error> {
     serde_json::to_vec(value)
         .map_err(|e| crate::store::Error::Io(format!("cannot encode a record: {e}")))
 }
 
-/// A stored record read back; `key` names it in the error.
-pub(crate) fn decode<'de, T: Deserialize<'de>>(
+/// A record as stored: JSON, compressed when it is large.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, crate::store::Error> {
+    let json = encode_json(value)?;
+    if json.len() < COMPRESS_FROM {
+        return Ok(json);
+    }
+    let mut out = Vec::with_capacity(json.len() / 4 + 8);
+    out.push(COMPRESSED);
+    out.extend_from_slice(&lz4_flex::block::compress_prepend_size(&json));
+    Ok(out)
+}
+
+/// A stored record's JSON text: decompressed if it was stored compressed.
+fn json_of<'a>(
     key: &str,
-    bytes: &'de [u8],
+    bytes: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, crate::store::Error> {
+    let Some((&COMPRESSED, packed)) = bytes.split_first() else {
+        return Ok(std::borrow::Cow::Borrowed(bytes));
+    };
+    let corrupt = |reason: String| crate::store::Error::Corrupt {
+        key: key.to_owned(),
+        reason,
+    };
+    let claimed = packed
+        .get(..4)
+        .map(|n| u32::from_le_bytes([n[0], n[1], n[2], n[3]]) as usize)
+        .ok_or_else(|| corrupt("a compressed record without its length".into()))?;
+    if claimed > packed.len().saturating_mul(MAX_RATIO) {
+        return Err(corrupt(format!(
+            "a compressed record of {} bytes claims {claimed} bytes",
+            packed.len()
+        )));
+    }
+    lz4_flex::block::decompress_size_prepended(packed)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| corrupt(format!("cannot decompress: {e}")))
+}
+
+/// A stored record read back; `key` names it in the error.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    key: &str,
+    bytes: &[u8],
 ) -> Result<T, crate::store::Error> {
-    serde_json::from_slice(bytes).map_err(|e| crate::store::Error::Corrupt {
+    let json = json_of(key, bytes)?;
+    serde_json::from_slice(&json).map_err(|e| crate::store::Error::Corrupt {
         key: key.to_owned(),
         reason: e.to_string(),
     })
@@ -699,10 +754,41 @@ pub(crate) fn encode_events(events: &[Event]) -> Result<Vec<u8>, crate::store::E
 
 /// The events of a stored history record: a batch (v3) or one event (v1, v2).
 pub(crate) fn decode_events(key: &str, bytes: &[u8]) -> Result<Vec<Event>, crate::store::Error> {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let json = json_of(key, bytes)?;
+    let first = json.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
-        decode(key, bytes)
+        decode(key, &json)
     } else {
-        decode(key, bytes).map(|e: Event| vec![e])
+        decode(key, &json).map(|e: Event| vec![e])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_records_are_compressed_and_read_back() {
+        let big: Vec<String> = (0..200).map(|i| format!("region-{i}")).collect();
+        let bytes = encode(&big).unwrap();
+        assert_eq!(bytes[0], COMPRESSED);
+        assert!(bytes.len() < encode_json(&big).unwrap().len() / 2);
+        let back: Vec<String> = decode("k", &bytes).unwrap();
+        assert_eq!(back, big);
+        let small = encode(&"ok").unwrap();
+        assert_eq!(small, b"\"ok\"");
+    }
+
+    #[test]
+    fn a_corrupt_compressed_record_is_an_error_not_an_allocation() {
+        // Claims 4 GiB from a handful of bytes.
+        let bytes = [COMPRESSED, 0xff, 0xff, 0xff, 0xff, 0x10, 0x00];
+        let err = decode::<Value>("x/1/h", &bytes).unwrap_err();
+        assert!(
+            matches!(&err, crate::store::Error::Corrupt { key, .. } if key == "x/1/h"),
+            "{err}"
+        );
+        let truncated = [COMPRESSED, 0x40];
+        assert!(decode::<Value>("x/1/h", &truncated).is_err());
     }
 }

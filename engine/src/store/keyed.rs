@@ -17,6 +17,7 @@
 //! Numbers are fixed-width hexadecimal (`<n>`, `<slot>`...; event ids in `h/` are 20 decimal
 //! digits), so keys sort in number order and no execution's prefix is another's.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -36,7 +37,7 @@ pub(crate) trait KeyValue {
 
     /// Applies `write` atomically (deletions first, then puts), durable when it returns (as
     /// durable as the database makes it: see each store).
-    fn apply(&self, write: Write) -> Result<()>;
+    fn apply(&self, write: Write<'_>) -> Result<()>;
 
     /// Every pair whose key starts with `prefix`, in key order.
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
@@ -45,10 +46,11 @@ pub(crate) trait KeyValue {
     fn last_at_or_before(&self, prefix: &str, key: &str) -> Result<Option<(String, Vec<u8>)>>;
 }
 
-/// One atomic write.
+/// One atomic write. Values are borrowed where they can be (a save's records are written
+/// from the `Changes` as they are).
 #[derive(Default)]
-pub(crate) struct Write {
-    pub(crate) puts: Vec<(String, Vec<u8>)>,
+pub(crate) struct Write<'a> {
+    pub(crate) puts: Vec<(String, Cow<'a, [u8]>)>,
     pub(crate) deletes: Vec<String>,
     /// Every key with one of these prefixes is deleted.
     pub(crate) delete_prefixes: Vec<String>,
@@ -98,7 +100,7 @@ impl<K: KeyValue> Keyed<K> {
             let mut write = Write::default();
             write.puts.push((
                 "meta/format".into(),
-                FORMAT_VERSION.to_string().into_bytes(),
+                Cow::Owned(FORMAT_VERSION.to_string().into_bytes()),
             ));
             kv.apply(write)?;
         }
@@ -138,7 +140,7 @@ impl<K: KeyValue> Keyed<K> {
     }
 
     /// The writes of `changes` for execution number `key`.
-    fn write_of(&self, key: u64, changes: &Changes, write: &mut Write) -> Result<()> {
+    fn write_of<'a>(&self, key: u64, changes: &'a Changes, write: &mut Write<'a>) -> Result<()> {
         for record in changes.deletes() {
             match record {
                 RecordKey::AllResults { .. } => {
@@ -148,24 +150,26 @@ impl<K: KeyValue> Keyed<K> {
             }
         }
         for (record, bytes) in changes.puts() {
-            write.puts.push((record_key(key, *record), bytes.clone()));
+            write
+                .puts
+                .push((record_key(key, *record), Cow::Borrowed(bytes)));
         }
         if let Some(listing) = changes.listing() {
             write.puts.push((
                 format!("e/{}", changes.execution_arn()),
-                record::encode(&ListingRecord::of(listing, Some(key)))?,
+                Cow::Owned(record::encode(&ListingRecord::of(listing, Some(key)))?),
             ));
         }
         Ok(())
     }
 
     /// Takes the next execution number, adding its counter's update to `write`.
-    fn allocate(&self, write: &mut Write) -> Result<(u64, std::sync::MutexGuard<'_, u64>)> {
+    fn allocate(&self, write: &mut Write<'_>) -> Result<(u64, std::sync::MutexGuard<'_, u64>)> {
         let next = self.next.lock().expect("not poisoned");
         let key = *next;
         write
             .puts
-            .push(("meta/next".into(), record::encode(&(key + 1))?));
+            .push(("meta/next".into(), Cow::Owned(record::encode(&(key + 1))?)));
         Ok((key, next))
     }
 
@@ -183,10 +187,10 @@ impl<K: KeyValue> Keyed<K> {
         let (key, mut next) = self.allocate(&mut write)?;
         write
             .puts
-            .push((format!("d/{arn}"), definition.as_bytes().to_vec()));
+            .push((format!("d/{arn}"), Cow::Borrowed(definition.as_bytes())));
         write
             .puts
-            .push((format!("l/{arn}"), record::encode(launch)?));
+            .push((format!("l/{arn}"), Cow::Owned(record::encode(launch)?)));
         self.write_of(key, changes, &mut write)?;
         self.kv.apply(write)?;
         *next = key + 1;
@@ -219,13 +223,13 @@ impl<K: KeyValue> Keyed<K> {
         write.deletes.push(format!("c/{arn}"));
         self.write_of(key, changes, &mut write)?;
         if changes.listing().is_none() {
-            write.puts.push((
-                format!("e/{arn}"),
-                record::encode(&ListingRecord {
-                    key: Some(key),
-                    ..listing
-                })?,
-            ));
+            let listing = ListingRecord {
+                key: Some(key),
+                ..listing
+            };
+            write
+                .puts
+                .push((format!("e/{arn}"), Cow::Owned(record::encode(&listing)?)));
         }
         self.kv.apply(write)?;
         *next = key + 1;
@@ -345,12 +349,15 @@ impl<K: KeyValue> Keyed<K> {
         };
         let header: HeaderRecord<'static> = record::decode(&header_key, &bytes)?;
         let input_key = format!("{x}i");
-        let input = match self.kv.get(&input_key)? {
-            Some(bytes) => record::decode(&input_key, &bytes)?,
-            None => Value::Null,
+        let Some(input) = self.kv.get(&input_key)? else {
+            return Err(Error::Corrupt {
+                key: arn.to_owned(),
+                reason: "an execution without its input record".into(),
+            });
         };
+        let input: record::InputRecord<'static> = record::decode(&input_key, &input)?;
         Ok(Some(Described {
-            info: header.info.with_input(input),
+            info: input.into_info(&header),
             status: header.status.into_status(),
             now: record::at(header.now),
         }))

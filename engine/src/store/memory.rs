@@ -37,7 +37,7 @@ impl KeyValue for Map {
         Ok(self.0.lock().expect("not poisoned").get(key).cloned())
     }
 
-    fn apply(&self, write: Write) -> Result<()> {
+    fn apply(&self, write: Write<'_>) -> Result<()> {
         let mut map = self.0.lock().expect("not poisoned");
         for prefix in &write.delete_prefixes {
             let doomed: Vec<String> = map
@@ -53,7 +53,7 @@ impl KeyValue for Map {
             map.remove(k);
         }
         for (k, v) in write.puts {
-            map.insert(k, v);
+            map.insert(k, v.into_owned());
         }
         Ok(())
     }

@@ -116,7 +116,7 @@ impl KeyValue for Db {
     }
 
     /// One write transaction, committed with redb's default durability (fsynced).
-    fn apply(&self, write: Write) -> Result<()> {
+    fn apply(&self, write: Write<'_>) -> Result<()> {
         let txn = self.0.begin_write().map_err(io)?;
         {
             let mut table = txn.open_table(TABLE).map_err(io)?;
@@ -138,7 +138,7 @@ impl KeyValue for Db {
                 table.remove(k.as_str()).map_err(io)?;
             }
             for (k, v) in &write.puts {
-                table.insert(k.as_str(), v.as_slice()).map_err(io)?;
+                table.insert(k.as_str(), v.as_ref()).map_err(io)?;
             }
         }
         txn.commit().map_err(io)

@@ -109,7 +109,7 @@ impl KeyValue for Db {
     }
 
     /// One atomic batch, then a flush (`sync_file_range` on Linux: see the module's comment).
-    fn apply(&self, write: Write) -> Result<()> {
+    fn apply(&self, write: Write<'_>) -> Result<()> {
         let mut batch = sled::Batch::default();
         for prefix in &write.delete_prefixes {
             for entry in self.0.scan_prefix(prefix.as_bytes()).keys() {
@@ -119,8 +119,8 @@ impl KeyValue for Db {
         for k in write.deletes {
             batch.remove(k.as_bytes());
         }
-        for (k, v) in write.puts {
-            batch.insert(k.as_bytes(), v);
+        for (k, v) in &write.puts {
+            batch.insert(k.as_bytes(), v.as_ref());
         }
         guarded("writing", || self.0.apply_batch(batch))?;
         guarded("flushing", || self.0.flush())?;

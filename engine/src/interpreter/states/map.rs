@@ -55,8 +55,8 @@ impl Execution<'_> {
         let max_concurrency = match (&state.max_concurrency, &state.max_concurrency_path) {
             (Some(NumberOrExpr::Value(n)), _) => *n,
             (Some(NumberOrExpr::Expr(e)), _) => {
-                let input = self.run(id).input().clone();
-                self.jsonata_number(id, "MaxConcurrency", e, &input, true)? as i64
+                let input = self.run(id).input();
+                self.jsonata_number(id, "MaxConcurrency", e, input, true)? as i64
             }
             (_, Some(p)) => self.map_number(id, p, "MaxConcurrencyPath", "integer", integer)?,
             _ => 0,
@@ -70,8 +70,8 @@ impl Execution<'_> {
         ) {
             (Some(NumberOrExpr::Value(n)), _) => Some(*n),
             (Some(NumberOrExpr::Expr(e)), _) => {
-                let input = self.run(id).input().clone();
-                Some(self.jsonata_number(id, "ToleratedFailureCount", e, &input, true)? as i64)
+                let input = self.run(id).input();
+                Some(self.jsonata_number(id, "ToleratedFailureCount", e, input, true)? as i64)
             }
             (_, Some(p)) => {
                 Some(self.map_number(id, p, "ToleratedFailureCountPath", "integer", integer)?)
@@ -90,8 +90,8 @@ impl Execution<'_> {
         ) {
             (Some(NumberOrExpr::Value(x)), _) => Some(*x),
             (Some(NumberOrExpr::Expr(e)), _) => {
-                let input = self.run(id).input().clone();
-                Some(self.jsonata_number(id, "ToleratedFailurePercentage", e, &input, false)?)
+                let input = self.run(id).input();
+                Some(self.jsonata_number(id, "ToleratedFailurePercentage", e, input, false)?)
             }
             (_, Some(p)) => {
                 Some(self.map_number(id, p, "ToleratedFailurePercentagePath", "float", float)?)
@@ -156,10 +156,10 @@ impl Execution<'_> {
         // InputPath selects part of it.
         let owned = if jsonata {
             // Items (default: the state's input) must give an array.
-            let input = self.run(id).input().clone();
-            let items = match &state.items {
+            let input = self.run(id).input();
+            match &state.items {
                 Some(items) => {
-                    let scope = self.jsonata_scope(id, &input, None, None, None);
+                    let scope = self.jsonata_scope(id, input, None, None, None);
                     let v = self.jsonata_value(id, "Items", items, &scope)?;
                     if !v.is_array() {
                         let text = items
@@ -169,9 +169,10 @@ impl Execution<'_> {
                         let text = text.as_ref().map_or("", |e| e.0.as_str());
                         return Err(self.jsonata_type_failure(id, "Items", text, "array", &v));
                     }
-                    v
+                    Some(v)
                 }
-                None if input.is_array() => input,
+                // The items are the input itself, read in place (`items_source`).
+                None if input.is_array() => None,
                 None => {
                     return Err(self.state_failure(
                         id,
@@ -180,8 +181,7 @@ impl Execution<'_> {
                         )),
                     ));
                 }
-            };
-            Some(items)
+            }
         } else {
             self.effective_copy(id, &state.flow)?
         };
@@ -281,9 +281,10 @@ impl Execution<'_> {
             let jsonata_selector = state.item_selector_jsonata.as_ref();
             let input = match selector {
                 None if jsonata_selector.is_some() => {
-                    let run = self.run(id);
-                    let input = run.input().clone();
-                    let scope = self.jsonata_scope(id, &input, None, None, Some((index, &item)));
+                    // The state's input is read in place: a Map over many items never copies
+                    // it per iteration.
+                    let input = self.run(id).input();
+                    let scope = self.jsonata_scope(id, input, None, None, Some((index, &item)));
                     self.jsonata_value(
                         id,
                         "ItemSelector",

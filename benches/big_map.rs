@@ -1,0 +1,137 @@
+//! A big Map, durable, as a user runs it: `stepstone run` over 10,000, 100,000 and 1,000,000
+//! items, each iteration a mocked Lambda task (`lambda:invoke`, answered from a MockConfigFile;
+//! the iteration keeps `$.Payload.ok`), with `--virtual-time --history-limit 0 --quiet`, in
+//! memory (`--ephemeral`) and on each store. It prints one line per run: wall time, time per
+//! item, peak memory (the process's VmHWM, polled), the store's size on disk, and the ratio to
+//! the in-memory run of the same size.
+//!
+//! `cargo bench --bench big_map` (release build of the CLI). `STEPSTONE_BENCH_SIZES=10000,100000`
+//! picks the sizes; `STEPSTONE_BENCH_STORES=redb` the stores (`memory`, `sled`, `redb`).
+//! Not a criterion benchmark: one run of a million items takes tens of seconds, and what matters
+//! here is per-item cost staying flat from 10k to 1M, and memory, which criterion does not
+//! measure.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not used here.
+    let sizes: Vec<u64> = std::env::var("STEPSTONE_BENCH_SIZES")
+        .unwrap_or_else(|_| "10000,100000,1000000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let stores: Vec<String> = std::env::var("STEPSTONE_BENCH_STORES")
+        .unwrap_or_else(|_| "memory,sled,redb".into())
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .collect();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let definition = dir.path().join("bigmap.asl.json");
+    std::fs::write(
+        &definition,
+        r#"{"StartAt": "Items", "States": {"Items": {"Type": "Map", "ItemProcessor": {"StartAt": "Process", "States": {
+  "Process": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+              "Parameters": {"FunctionName": "process", "Payload.$": "$"}, "OutputPath": "$.Payload.ok", "End": true}}}, "End": true}}}"#,
+    )
+    .unwrap();
+    let mocks = dir.path().join("mocks.json");
+    std::fs::write(
+        &mocks,
+        r#"{"StateMachines": {"bigmap": {"TestCases": {"Bench": {"Process": "Ok"}}}},
+ "MockedResponses": {"Ok": {"0-100000000": {"Return": {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": {"ok": true}}}}}}"#,
+    )
+    .unwrap();
+    println!(
+        "{:>9}  {:>6}  {:>9}  {:>8}  {:>9}  {:>8}  {:>9}",
+        "items", "store", "seconds", "us/item", "peak MB", "disk MB", "x memory"
+    );
+    for &n in &sizes {
+        let input = dir.path().join(format!("items-{n}.json"));
+        let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        std::fs::write(&input, format!("[{}]", items.join(","))).unwrap();
+        let mut in_memory = None;
+        for store in &stores {
+            let store_dir = dir.path().join(format!("store-{store}-{n}"));
+            let (seconds, peak) = run(&definition, &input, &mocks, store, &store_dir);
+            let disk = size_of(&store_dir) as f64 / 1e6;
+            if store == "memory" {
+                in_memory = Some(seconds);
+            }
+            println!(
+                "{n:>9}  {store:>6}  {seconds:>9.2}  {:>8.1}  {:>9.0}  {disk:>8.1}  {:>9}",
+                seconds * 1e6 / n as f64,
+                peak as f64 / 1e6,
+                in_memory.map_or("-".into(), |m| format!("{:.1}", seconds / m)),
+            );
+            let _ = std::fs::remove_dir_all(&store_dir);
+        }
+    }
+}
+
+/// Runs the CLI once; its wall time and peak resident memory in bytes.
+fn run(definition: &Path, input: &Path, mocks: &Path, store: &str, dir: &Path) -> (f64, u64) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stepstone"));
+    cmd.arg("run")
+        .arg(definition)
+        .arg("--input-file")
+        .arg(input)
+        .args(["--virtual-time", "--history-limit", "0", "--quiet"])
+        .arg("--mock-config")
+        .arg(mocks)
+        .args(["--test-case", "Bench"]);
+    match store {
+        "memory" => {
+            cmd.arg("--ephemeral");
+        }
+        engine => {
+            cmd.arg("--store").arg(dir).args(["--store-engine", engine]);
+        }
+    }
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the stepstone binary runs");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            peak = peak.max(vm_hwm(&text));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(
+        status.success(),
+        "stepstone run failed on the {store} store"
+    );
+    (started.elapsed().as_secs_f64(), peak)
+}
+
+/// `VmHWM` (peak resident set) from a `/proc/<pid>/status` text, in bytes.
+fn vm_hwm(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn size_of(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => size_of(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
