@@ -1015,3 +1015,64 @@ fn test_state_reaches_a_state_inside_the_example_maps() {
     ]);
     assert_eq!(json_out(&o)["nextState"], "WaitForStack");
 }
+
+/// A store that cannot grow (the disk is full; here the process may not write larger files)
+/// ends the run with a clear error, on both engines, instead of hanging in the database's
+/// flush; once it can grow again, `resume` finishes the execution from its last checkpoint.
+#[test]
+fn a_store_that_cannot_grow_ends_the_run_with_an_error_then_resumes() {
+    let def = temp_file(
+        "fulldisk.asl.json",
+        &json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemProcessor": {"StartAt": "P",
+            "States": {"P": {"Type": "Pass", "Parameters": {"item.$": "$", "a.$": "States.UUID()", "b.$": "States.UUID()", "c.$": "States.UUID()"}, "End": true}}}, "End": true}}})
+        .to_string(),
+    );
+    // How much each engine writes before it needs to grow its files past the limit (redb
+    // grows its file by whole regions).
+    for (engine, items, blocks) in [("sled", 6000, 4096), ("redb", 20000, 16384)] {
+        let input = temp_file(
+            &format!("full-disk-{engine}.json"),
+            &json!((0..items).collect::<Vec<u32>>()).to_string(),
+        );
+        let store = std::env::temp_dir().join(format!(
+            "stepstone-cli-full-{engine}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&store);
+        // `ulimit -f` (512-byte blocks in sh): writes past the limit fail with EFBIG, as past a
+        // full disk's end with ENOSPC; SIGXFSZ is ignored so that the write returns the error.
+        let script = format!(
+            "trap '' XFSZ; ulimit -f {blocks}; exec '{}' run '{def}' --input-file '{input}' --name full --history-limit 0 --quiet --store '{}' --store-engine {engine}",
+            env!("CARGO_BIN_EXE_stepstone"),
+            store.display()
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{engine}: the run hangs on a store that cannot grow"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{engine}: {stderr}");
+        assert!(
+            stderr.contains("the store cannot grow"),
+            "{engine}: {stderr}"
+        );
+        let store_arg = store.display().to_string();
+        let resumed = stepstone(&["resume", "--store", &store_arg, "--json", "--quiet"]);
+        assert_ok(&resumed);
+        let result: Value = serde_json::from_slice(&resumed.stdout).unwrap();
+        assert_eq!(result["status"], "SUCCEEDED", "{engine}");
+        assert_eq!(result["output"].as_array().map(Vec::len), Some(items as usize));
+        let _ = std::fs::remove_dir_all(&store);
+    }
+}

@@ -34,7 +34,14 @@ pub struct RedbStore {
 pub(crate) struct Db(Database);
 
 fn io(e: impl std::fmt::Display) -> Error {
-    Error::Io(e.to_string())
+    let text = e.to_string();
+    // ENOSPC, EFBIG: the disk is full, or the process may not write larger files.
+    if text.contains("os error 28") || text.contains("os error 27") {
+        return Error::Io(format!(
+            "the store cannot grow ({text}): free space, then `stepstone resume` goes on from the last checkpoint"
+        ));
+    }
+    Error::Io(text)
 }
 
 /// Creates the database file whole or not at all. redb writes a new file's header in several

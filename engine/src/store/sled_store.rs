@@ -14,14 +14,67 @@ pub struct SledStore {
 }
 
 /// The database under a [`SledStore`].
-pub(crate) struct Db(sled::Db);
+pub(crate) struct Db {
+    db: Option<sled::Db>,
+    /// A write or flush failed (a full disk): sled's own drop would then wait forever for a
+    /// flush that cannot happen, so it is skipped (see `Drop`).
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl Db {
+    fn new(db: sled::Db) -> Db {
+        Db {
+            db: Some(db),
+            failed: Default::default(),
+        }
+    }
+
+    fn sled(&self) -> &sled::Db {
+        self.db.as_ref().expect("open until dropped")
+    }
+
+    /// Runs a writing call; a failure marks the database failed.
+    fn writing<T>(&self, what: &str, f: impl FnOnce() -> sled::Result<T>) -> Result<T> {
+        let result = guarded(what, f);
+        if result.is_err() {
+            self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        result
+    }
+}
+
+impl Drop for Db {
+    /// sled flushes when its last handle goes. After a failed write (ENOSPC) that flush waits
+    /// forever on IO that will not complete (reproduced on a full tmpfs): the database is let
+    /// go without it. Nothing is lost that a flush would have kept: every save that returned
+    /// was flushed, and the failed one never returned.
+    fn drop(&mut self) {
+        if self.failed.load(std::sync::atomic::Ordering::SeqCst)
+            && let Some(db) = self.db.take()
+        {
+            std::mem::forget(db);
+        }
+    }
+}
 
 /// sled's page cache (its default is 1 GiB, which a big execution would fill): records are
 /// written once and read back only on resume, so a small cache costs nothing.
 const CACHE_BYTES: u64 = 32 << 20;
 
 fn io(e: sled::Error) -> Error {
-    Error::Io(e.to_string())
+    match e {
+        sled::Error::Io(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge
+            ) =>
+        {
+            Error::Io(format!(
+                "the store cannot grow ({e}): free space, then `stepstone resume` goes on from the last checkpoint"
+            ))
+        }
+        e => Error::Io(e.to_string()),
+    }
 }
 
 /// Removes the snapshot files sled was still writing when its process died; true if any.
@@ -81,7 +134,7 @@ impl SledStore {
             }
         };
         Ok(SledStore {
-            keyed: Keyed::open(Db(db))?,
+            keyed: Keyed::open(Db::new(db))?,
         })
     }
 }
@@ -105,14 +158,14 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> sled::Result<T>) -> Result<T> {
 
 impl KeyValue for Db {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        guarded("reading", || self.0.get(key)).map(|v| v.map(|v| v.to_vec()))
+        guarded("reading", || self.sled().get(key)).map(|v| v.map(|v| v.to_vec()))
     }
 
     /// One atomic batch, then a flush (`sync_file_range` on Linux: see the module's comment).
     fn apply(&self, write: Write<'_>) -> Result<()> {
         let mut batch = sled::Batch::default();
         for prefix in &write.delete_prefixes {
-            for entry in self.0.scan_prefix(prefix.as_bytes()).keys() {
+            for entry in self.sled().scan_prefix(prefix.as_bytes()).keys() {
                 batch.remove(guarded("reading", || entry)?);
             }
         }
@@ -122,13 +175,13 @@ impl KeyValue for Db {
         for (k, v) in &write.puts {
             batch.insert(k.as_bytes(), v.as_ref());
         }
-        guarded("writing", || self.0.apply_batch(batch))?;
-        guarded("flushing", || self.0.flush())?;
+        self.writing("writing", || self.sled().apply_batch(batch))?;
+        self.writing("flushing", || self.sled().flush())?;
         Ok(())
     }
 
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        self.0
+        self.sled()
             .scan_prefix(prefix)
             .map(|entry| {
                 let (k, v) = guarded("reading", || entry)?;
@@ -138,7 +191,11 @@ impl KeyValue for Db {
     }
 
     fn last_at_or_before(&self, prefix: &str, key: &str) -> Result<Option<(String, Vec<u8>)>> {
-        match self.0.range(prefix.as_bytes()..=key.as_bytes()).next_back() {
+        match self
+            .sled()
+            .range(prefix.as_bytes()..=key.as_bytes())
+            .next_back()
+        {
             Some(entry) => {
                 let (k, v) = guarded("reading", || entry)?;
                 Ok(k.starts_with(prefix.as_bytes())
@@ -160,8 +217,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SledStore::open(dir.path()).unwrap();
-            store.keyed.kv.0.insert("k", "kept").unwrap();
-            store.keyed.kv.0.flush().unwrap();
+            store.keyed.kv.sled().insert("k", "kept").unwrap();
+            store.keyed.kv.sled().flush().unwrap();
         }
         // What a process killed inside sled's snapshot writing leaves (sorts last).
         let unfinished = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
@@ -172,7 +229,7 @@ mod tests {
         );
         let store = SledStore::open(dir.path()).unwrap();
         assert_eq!(
-            store.keyed.kv.0.get("k").unwrap().as_deref(),
+            store.keyed.kv.sled().get("k").unwrap().as_deref(),
             Some(&b"kept"[..])
         );
         assert!(!unfinished.exists());
