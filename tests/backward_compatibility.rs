@@ -7,6 +7,9 @@
 //! - `store-v2` (format v2, which keeps failed runs for redrive): an execution whose Map failed
 //!   on its second of three items; a redrive must rerun that item and start the third, and
 //!   not rerun the first.
+//! - `store-v3` (format v3, incremental records): an execution killed in a Map of five regions
+//!   after two finished, with the next two in flight; a resume must send those two again, start
+//!   the fifth, and not rerun the first two.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -115,5 +118,69 @@ fn a_v2_store_still_redrives() {
     let described: Value =
         serde_json::from_slice(&stepstone(&["describe", "fixture-v2", "--json"]).stdout).unwrap();
     assert_eq!(described["redriveCount"], 1);
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+#[test]
+fn a_v3_store_resumes_its_map_without_rerunning_finished_items() {
+    let store = fixture("store-v3");
+    let ledger = store.join("ledger");
+    let stepstone = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stepstone"))
+            .args(args)
+            .arg("--store")
+            .arg(&store)
+            // The fixture's task waits from the third region on unless this is set (that is
+            // how it was killed), and records each region it deploys in the ledger.
+            .env("STEPSTONE_FIXTURE_RESUME", "1")
+            .env("STEPSTONE_FIXTURE_LEDGER", &ledger)
+            .output()
+            .unwrap()
+    };
+    let listed: Value =
+        serde_json::from_slice(&stepstone(&["executions", "--json"]).stdout).unwrap();
+    assert_eq!(listed["executions"][0]["status"], "RUNNING");
+    let o = stepstone(&["resume", "--json", "--quiet"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let result: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(result["status"], "SUCCEEDED");
+    assert_eq!(
+        result["output"]["deployed"],
+        json!([
+            "us-east-1",
+            "eu-west-1",
+            "ap-south-1",
+            "sa-east-1",
+            "ca-central-1"
+        ])
+    );
+    let deployed: Vec<Value> = std::fs::read_to_string(&ledger)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["region"].clone())
+        .collect();
+    assert_eq!(
+        deployed,
+        [
+            json!("ap-south-1"),
+            json!("sa-east-1"),
+            json!("ca-central-1")
+        ],
+        "the two finished regions are not deployed again"
+    );
+    let history: Value =
+        serde_json::from_slice(&stepstone(&["history", "fixture-v3", "--json"]).stdout).unwrap();
+    let ids: Vec<u64> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
     let _ = std::fs::remove_dir_all(&store);
 }

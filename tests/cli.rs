@@ -1072,7 +1072,10 @@ fn a_store_that_cannot_grow_ends_the_run_with_an_error_then_resumes() {
         assert_ok(&resumed);
         let result: Value = serde_json::from_slice(&resumed.stdout).unwrap();
         assert_eq!(result["status"], "SUCCEEDED", "{engine}");
-        assert_eq!(result["output"].as_array().map(Vec::len), Some(items as usize));
+        assert_eq!(
+            result["output"].as_array().map(Vec::len),
+            Some(items as usize)
+        );
         let _ = std::fs::remove_dir_all(&store);
     }
 }
