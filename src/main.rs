@@ -228,7 +228,8 @@ pub(crate) struct StoreArgs {
         value_name = "DIR"
     )]
     pub(crate) store: PathBuf,
-    /// The store's database: sled (the default for a new store) or redb (fsynced commits).
+    /// The store's database: redb (the default for a new store: fsynced commits, which survive a
+    /// power cut) or sled (flushed writes, which survive a killed process).
     /// An existing store is opened with its own.
     #[arg(long, value_enum)]
     pub(crate) store_engine: Option<cli::StoreEngine>,

@@ -362,7 +362,7 @@ fn run_refuses_bad_definitions_and_inputs() {
     );
 }
 
-/// A store of its own per test: sled lets one process at a time use a store.
+/// A store of its own per test: a store is used by one process at a time.
 fn store_dir(name: &str) -> String {
     let dir = std::env::temp_dir().join(format!("stepstone-store-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

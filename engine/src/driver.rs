@@ -155,6 +155,17 @@ struct Durable<'a> {
     launch: &'a Value,
 }
 
+impl<'a> Durable<'a> {
+    /// An execution the store already has (its definition and launch options are there).
+    fn resumed(store: &'a dyn CheckpointStore) -> Durable<'a> {
+        Durable {
+            store: Some(store),
+            definition: "",
+            launch: &Value::Null,
+        }
+    }
+}
+
 async fn drive_new(
     machine: &Machine,
     input: Value,
@@ -206,11 +217,7 @@ pub async fn resume(
     // Outstanding commands are already durable (they are in the checkpoint); runs that were
     // ready go on inside the loop, which checkpoints before performing what they ask for.
     let commands = exec.outstanding();
-    let durable = Durable {
-        store: Some(store),
-        definition: "",
-        launch: &Value::Null,
-    };
+    let durable = Durable::resumed(store);
     Ok(drive_execution(
         exec,
         commands,
@@ -249,11 +256,7 @@ pub async fn redrive(
     // Saved before anything runs: a crash from here on leaves it RUNNING, for `resume`.
     let changes = exec.take_changes()?;
     store.save(&changes)?;
-    let durable = Durable {
-        store: Some(store),
-        definition: "",
-        launch: &Value::Null,
-    };
+    let durable = Durable::resumed(store);
     let events = changes.into_events();
     Ok(drive_execution(
         exec,

@@ -52,9 +52,9 @@ impl StoreSpec {
 /// The database a store directory holds.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum StoreEngine {
-    /// sled 0.34: fast flushes (survive a killed process, not necessarily a power cut).
+    /// sled 0.34: flushed writes (survive a killed process, not necessarily a power cut).
     Sled,
-    /// redb 4: fsynced commits (survive a power cut), slower per checkpoint.
+    /// redb 4 (the default for a new store): fsynced commits (survive a power cut too).
     Redb,
 }
 
@@ -102,7 +102,8 @@ impl StoreSpec {
     }
 
     /// Opens the store (creating the directory, owner-only, when needed). Without an explicit
-    /// engine, an existing store's own engine is used, sled for a new one.
+    /// engine, an existing store's own engine is used, redb for a new one (the README's
+    /// "Durability" says why).
     pub(crate) fn open(&self) -> Result<Box<dyn CheckpointStore>, String> {
         let dir = &self.dir;
         self.ensure_dir()?;
@@ -122,8 +123,8 @@ impl StoreSpec {
                 ));
             }
             (Some(e), _, _) => e,
-            (None, true, _) => StoreEngine::Redb,
-            (None, _, _) => StoreEngine::Sled,
+            (None, _, true) => StoreEngine::Sled,
+            (None, _, _) => StoreEngine::Redb,
         };
         let opened: Result<Box<dyn CheckpointStore>, _> = match engine {
             StoreEngine::Sled => {

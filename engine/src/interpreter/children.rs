@@ -1,10 +1,12 @@
 //! Bookkeeping of a Parallel or Map state's child runs.
 //!
-//! A finished child's result is kept as compact JSON text, not as a `Value` tree: a Map over a
-//! million items holds a million results until its last iteration ends, and the text takes a
-//! few percent of the tree's memory. The results become values again, once, when the state
-//! collects them. Each result is also written to the store once, in the batch of the save
-//! after it came (`unsaved`), never again.
+//! A finished child's result is kept as it came (a `Value`, moved, never copied) until a save
+//! writes it to the store: the save serializes it anyway, and from then on it is kept as that
+//! compact JSON text. A durable Map over a million items thus holds its finished results in a
+//! few percent of the memory their trees would take, and an execution without a store never
+//! pays for the text. The results become values again, once, when the state collects them.
+//! Each result is written to the store once, in the batch of the save after it came
+//! (`unsaved`), never again.
 
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -16,7 +18,7 @@ pub(crate) struct Children {
     /// Names these children's results in the store (unique in the execution).
     pub(crate) id: u64,
     /// One result per branch or item, filled as children finish.
-    results: Vec<Option<Box<RawValue>>>,
+    results: Vec<Option<Kept>>,
     /// Results that came since the last checkpoint (their indices), to write then.
     unsaved: Vec<u32>,
     /// The store holds results of these children (to delete when they are let go).
@@ -65,32 +67,54 @@ impl Children {
         self.results.len()
     }
 
-    /// The result of child `slot`, if it finished.
-    pub(crate) fn result(&self, slot: usize) -> Option<&RawValue> {
-        self.results.get(slot)?.as_deref()
+    /// Whether child `slot` finished.
+    pub(crate) fn has_result(&self, slot: usize) -> bool {
+        self.results.get(slot).is_some_and(Option::is_some)
     }
 
-    /// Every result there is, by index.
-    pub(crate) fn results(&self) -> impl Iterator<Item = (u64, &RawValue)> {
+    /// Every result there is, by index, as JSON text (copied: for a snapshot).
+    pub(crate) fn results_text(&self) -> Vec<(u64, Box<RawValue>)> {
         self.results
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| Some((i as u64, r.as_deref()?)))
+            .filter_map(|(i, r)| Some((i as u64, r.as_ref()?.to_text())))
+            .collect()
+    }
+
+    /// Every result there is, by index, kept as text from now on (an execution written whole).
+    pub(crate) fn compact_all(&mut self) -> Vec<(u64, &RawValue)> {
+        self.unsaved.clear();
+        self.results
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i as u64, r.as_mut()?.compact())))
+            .collect()
     }
 
     /// Sets the result of child `slot` as read back from the store (not unsaved).
     pub(crate) fn restore_result(&mut self, slot: usize, result: Box<RawValue>) {
         if let Some(place) = self.results.get_mut(slot) {
-            *place = Some(result);
+            *place = Some(Kept::Text(result));
         }
     }
 
     /// The results that came since the last checkpoint, by index; they count as saved now.
     pub(crate) fn take_unsaved(&mut self) -> Vec<(u64, &RawValue)> {
-        let unsaved = std::mem::take(&mut self.unsaved);
+        let mut unsaved = std::mem::take(&mut self.unsaved);
+        unsaved.sort_unstable();
+        unsaved.dedup();
+        // Each result is compacted in place (its text is what the store gets), then read.
+        for &i in &unsaved {
+            if let Some(kept) = self.results[i as usize].as_mut() {
+                kept.compact();
+            }
+        }
         unsaved
             .into_iter()
-            .filter_map(|i| Some((u64::from(i), self.results[i as usize].as_deref()?)))
+            .filter_map(|i| match self.results[i as usize].as_ref()? {
+                Kept::Text(text) => Some((u64::from(i), &**text)),
+                Kept::Value(_) => None,
+            })
             .collect()
     }
 
@@ -107,22 +131,20 @@ impl Children {
             .map(|(_, id)| *id)
     }
 
-    fn set_result(&mut self, slot: usize, result: &Value) {
-        // Encoding a `Value` cannot fail (its keys are strings).
-        let raw = serde_json::value::to_raw_value(result).expect("a JSON value encodes");
-        self.results[slot] = Some(raw);
+    fn set_result(&mut self, slot: usize, result: Value) {
+        self.results[slot] = Some(Kept::Value(result));
         self.unsaved.push(slot as u32);
     }
 
     /// Marks slot `slot` finished.
-    pub(crate) fn done(&mut self, slot: usize, result: &Value) {
+    pub(crate) fn done(&mut self, slot: usize, result: Value) {
         self.running.retain(|(s, _)| *s != slot);
         self.set_result(slot, result);
         self.finished += 1;
     }
 
     /// Marks slot `slot` failed with `output` (its error output); its run is kept, fallen.
-    pub(crate) fn fail(&mut self, slot: usize, output: &Value) {
+    pub(crate) fn fail(&mut self, slot: usize, output: Value) {
         if let Some(at) = self.running.iter().position(|(s, _)| *s == slot) {
             self.fallen.push(self.running.remove(at));
         }
@@ -165,10 +187,7 @@ impl Children {
         Value::Array(
             self.results
                 .into_iter()
-                .map(|r| {
-                    let raw = r.expect("all children are done");
-                    serde_json::from_str(raw.get()).expect("written from a JSON value")
-                })
+                .map(|r| r.expect("all children are done").into_value())
                 .collect(),
         )
     }
@@ -261,4 +280,43 @@ impl Execution<'_> {
         run.last_event = last;
         self.ready.push_back(child);
     }
+}
+
+/// A finished child's result: as it came, or as JSON text once a save wrote it.
+enum Kept {
+    Value(Value),
+    Text(Box<RawValue>),
+}
+
+impl Kept {
+    /// The result as text, kept as text from now on.
+    fn compact(&mut self) -> &RawValue {
+        if let Kept::Value(v) = self {
+            *self = Kept::Text(to_text(v));
+        }
+        match self {
+            Kept::Text(text) => text,
+            Kept::Value(_) => unreachable!("compacted above"),
+        }
+    }
+
+    fn to_text(&self) -> Box<RawValue> {
+        match self {
+            Kept::Value(v) => to_text(v),
+            Kept::Text(text) => text.clone(),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Kept::Value(v) => v,
+            // Written from a `Value` (or read back from the store, where it was checked).
+            Kept::Text(text) => serde_json::from_str(text.get()).expect("JSON text"),
+        }
+    }
+}
+
+fn to_text(v: &Value) -> Box<RawValue> {
+    // Encoding a `Value` cannot fail (its keys are strings).
+    serde_json::value::to_raw_value(v).expect("a JSON value encodes")
 }

@@ -87,9 +87,7 @@ impl Execution<'_> {
             if let Waiting::Children(children) = &mut run.waiting {
                 let id = children.id;
                 let batch = if complete {
-                    // What is unsaved is written now with the rest.
-                    let _ = children.take_unsaved();
-                    children.results().collect()
+                    children.compact_all()
                 } else {
                     children.take_unsaved()
                 };
@@ -161,7 +159,7 @@ impl Execution<'_> {
                 record::encode_json(&data_record(run))?,
             ));
             if let Waiting::Children(children) = &run.waiting {
-                let batch: Vec<(u64, &RawValue)> = children.results().collect();
+                let batch = children.results_text();
                 if !batch.is_empty() {
                     let key = RecordKey::Results {
                         children: children.id,

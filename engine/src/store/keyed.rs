@@ -184,7 +184,7 @@ impl<K: KeyValue> Keyed<K> {
             )));
         }
         let mut write = Write::default();
-        let (key, mut next) = self.allocate(&mut write)?;
+        let (key, next) = self.allocate(&mut write)?;
         write
             .puts
             .push((format!("d/{arn}"), Cow::Borrowed(definition.as_bytes())));
@@ -192,6 +192,18 @@ impl<K: KeyValue> Keyed<K> {
             .puts
             .push((format!("l/{arn}"), Cow::Owned(record::encode(launch)?)));
         self.write_of(key, changes, &mut write)?;
+        self.commit_new(arn, write, key, next)
+    }
+
+    /// Applies the first write of execution `arn` under the number `allocate` gave it, which
+    /// then counts as taken.
+    fn commit_new(
+        &self,
+        arn: &str,
+        write: Write<'_>,
+        key: u64,
+        mut next: std::sync::MutexGuard<'_, u64>,
+    ) -> Result<()> {
         self.kv.apply(write)?;
         *next = key + 1;
         drop(next);
@@ -219,7 +231,7 @@ impl<K: KeyValue> Keyed<K> {
                 "{arn} is stored in format v1 or v2 and its first save is not whole"
             )));
         }
-        let (key, mut next) = self.allocate(&mut write)?;
+        let (key, next) = self.allocate(&mut write)?;
         write.deletes.push(format!("c/{arn}"));
         self.write_of(key, changes, &mut write)?;
         if changes.listing().is_none() {
@@ -231,14 +243,7 @@ impl<K: KeyValue> Keyed<K> {
                 .puts
                 .push((format!("e/{arn}"), Cow::Owned(record::encode(&listing)?)));
         }
-        self.kv.apply(write)?;
-        *next = key + 1;
-        drop(next);
-        self.keys
-            .lock()
-            .expect("not poisoned")
-            .insert(arn.to_owned(), key);
-        Ok(())
+        self.commit_new(arn, write, key, next)
     }
 
     /// An execution's checkpoint: its v3 records, or its v1 or v2 document.

@@ -340,7 +340,7 @@ impl Execution<'_> {
         };
         match result {
             Ok(output) => {
-                children.done(slot, &output);
+                children.done(slot, output);
                 self.event(parent, || EventKind::MapIterationSucceeded {
                     name: name.to_owned(),
                     index: slot,
@@ -348,7 +348,7 @@ impl Execution<'_> {
             }
             Err(failure) => {
                 let tolerated = children.tolerates_failures();
-                children.fail(slot, &failure.to_output());
+                children.fail(slot, failure.to_output());
                 let too_many = children.too_many_failures();
                 self.event(parent, || EventKind::MapIterationFailed {
                     name: name.to_owned(),

@@ -45,7 +45,7 @@ impl Execution<'_> {
             };
             let fresh: Vec<usize> = (0..n)
                 .filter(|i| {
-                    children.result(*i).is_none() && children.running.iter().all(|(s, _)| s != i)
+                    !children.has_result(*i) && children.running.iter().all(|(s, _)| s != i)
                 })
                 .collect();
             for &i in &fresh {
@@ -92,7 +92,7 @@ impl Execution<'_> {
         };
         match result {
             Ok(output) => {
-                children.done(slot, &output);
+                children.done(slot, output);
                 if !children.all_done() {
                     return Flow::Blocked;
                 }
@@ -101,7 +101,7 @@ impl Execution<'_> {
             Err(failure) => {
                 // The other branches stop where they are (see `fall`), or are let go if a
                 // Retry or Catch handles the failure.
-                children.fail(slot, &Value::Null);
+                children.fail(slot, Value::Null);
                 Flow::Fail(failure)
             }
         }
