@@ -72,7 +72,9 @@ pub struct Outcome {
     pub info: ExecutionInfo,
     /// When it stopped.
     pub stop_time: Timestamp,
-    /// The history (events kept when `record_history` was set).
+    /// The history: its event count, and its events when `record_history` was set and the
+    /// execution was not durable (a durable execution's events are in its store:
+    /// [`crate::store::CheckpointStore::events`]; memory stays bounded however long it runs).
     pub history: History,
     /// States entered.
     pub states_entered: u64,

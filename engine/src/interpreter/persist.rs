@@ -453,7 +453,13 @@ fn restore_children(
     results: Option<Vec<(u64, Box<RawValue>)>>,
     legacy: bool,
 ) -> Result<Children, String> {
-    let len = usize::try_from(c.len).map_err(|e| e.to_string())?;
+    // A Map's items are counted in the record, not listed: a corrupt count must not become
+    // an allocation of gigabytes.
+    const MOST_CHILDREN: u64 = 100_000_000;
+    if c.len > MOST_CHILDREN {
+        return Err(format!("{} children (at most {MOST_CHILDREN})", c.len));
+    }
+    let len = c.len as usize;
     let mut children = Children::new(c.id, len, c.concurrency as usize);
     let slots = |list: Vec<(u64, RunIdRecord)>| -> Vec<(usize, RunId)> {
         list.into_iter()
