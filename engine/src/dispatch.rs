@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::Failure;
-use crate::interpreter::TaskRequest;
+use crate::model::TaskRequest;
 use stepstone_asl::errors;
 
 /// A task's eventual result.

@@ -20,6 +20,7 @@ pub mod history;
 mod interpreter;
 mod limits;
 mod manage;
+mod model;
 mod record;
 mod signal;
 pub mod store;

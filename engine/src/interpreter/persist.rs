@@ -21,13 +21,14 @@ use stepstone_asl::{Machine, ScopeRef, StateId};
 use super::children::Children;
 use super::{Command, Execution, Link, OutputFrom, Run, RunData, RunId, Slot, Waiting};
 use crate::history::History;
+use crate::model::ExecutionRecord;
 use crate::record::{
     self, Changes, Checkpoint, ChildrenRecord, FORMAT_VERSION, HeaderRecord, HistoryModeRecord,
     InputRecord, LimitsRecord, LinkRecord, OutputFromRecord, PathStepRecord, RecordKey,
     RunDataRecord, RunIdRecord, RunRecord, StatusRecord, TaskRequestRecord, TimerReasonRecord,
     WaitingRecord,
 };
-use crate::store::{Error as StoreError, ExecutionRecord};
+use crate::store::error::Error as StoreError;
 use crate::vars::Vars;
 
 /// A checkpoint that does not fit the machine it is resumed with.

@@ -4,36 +4,9 @@ use serde_json::{Map, Value};
 use stepstone_asl::timestamp::Timestamp;
 use stepstone_asl::{ScopeRef, State, StateId, StateKind};
 
-use super::{Command, Execution, TaskRequest, TimerReason};
+use super::{Command, Execution, RunId, TaskRequest, TimerReason};
 use crate::history::EventKind;
 use crate::vars::Vars;
-
-/// Identifies a run (the root, a branch, an iteration) within its execution. Ids are reused
-/// after a run ends, with a new generation, so a late answer for an ended run is ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct RunId {
-    index: u32,
-    generation: u32,
-}
-
-impl RunId {
-    pub(crate) fn new(index: u32, generation: u32) -> RunId {
-        RunId { index, generation }
-    }
-
-    /// Slot and generation.
-    pub(crate) fn parts(self) -> (u32, u32) {
-        (self.index, self.generation)
-    }
-
-    /// An id that names no run: answers for it are ignored.
-    pub fn detached() -> RunId {
-        RunId {
-            index: u32::MAX,
-            generation: u32::MAX,
-        }
-    }
-}
 
 /// What a blocked run waits for.
 pub(crate) enum Waiting {

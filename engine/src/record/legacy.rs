@@ -17,7 +17,7 @@ use super::{
     TimerReasonRecord, WaitingRecord,
 };
 use crate::history::History;
-use crate::interpreter::{ExecutionInfo, Status};
+use crate::model::{ExecutionInfo, Status};
 
 /// A v1 or v2 checkpoint document.
 #[derive(Deserialize)]

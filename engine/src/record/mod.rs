@@ -33,8 +33,8 @@ use stepstone_asl::timestamp::Timestamp;
 
 use crate::failure::Failure;
 use crate::history::{Event, History, HistoryMode};
-use crate::interpreter::{ExecutionInfo, RunId, Status, TaskRequest, TimerReason};
 use crate::limits::Limits;
+use crate::model::{ExecutionInfo, RunId, Status, TaskRequest, TimerReason};
 
 pub(crate) mod legacy;
 
@@ -118,7 +118,7 @@ pub struct Changes {
     /// read from a v1 or v2 document).
     pub(crate) complete: bool,
     /// The listing record, when the status changed.
-    pub(crate) listing: Option<crate::store::ExecutionRecord>,
+    pub(crate) listing: Option<crate::model::ExecutionRecord>,
     pub(crate) puts: Vec<(RecordKey, Vec<u8>)>,
     pub(crate) deletes: Vec<RecordKey>,
     pub(crate) events: Vec<Event>,
@@ -151,7 +151,7 @@ impl Changes {
     }
 
     /// The execution's listing record, when it changed (its status).
-    pub fn listing(&self) -> Option<&crate::store::ExecutionRecord> {
+    pub fn listing(&self) -> Option<&crate::model::ExecutionRecord> {
         self.listing.as_ref()
     }
 
@@ -186,7 +186,7 @@ pub(crate) struct ListingRecord {
 }
 
 impl ListingRecord {
-    pub(crate) fn of(record: &crate::store::ExecutionRecord, key: Option<u64>) -> ListingRecord {
+    pub(crate) fn of(record: &crate::model::ExecutionRecord, key: Option<u64>) -> ListingRecord {
         ListingRecord {
             execution_arn: record.execution_arn.clone(),
             name: record.name.clone(),
@@ -202,8 +202,8 @@ impl ListingRecord {
         }
     }
 
-    pub(crate) fn to_record(&self) -> crate::store::ExecutionRecord {
-        crate::store::ExecutionRecord {
+    pub(crate) fn to_record(&self) -> crate::model::ExecutionRecord {
+        crate::model::ExecutionRecord {
             execution_arn: self.execution_arn.clone(),
             name: self.name.clone(),
             state_machine_name: self.state_machine_name.clone(),
@@ -690,13 +690,13 @@ const COMPRESSED: u8 = 0xC4;
 const MAX_RATIO: usize = 256;
 
 /// A record as JSON text.
-pub(crate) fn encode_json<T: Serialize>(value: &T) -> Result<Vec<u8>, crate::store::Error> {
+pub(crate) fn encode_json<T: Serialize>(value: &T) -> Result<Vec<u8>, crate::store::error::Error> {
     serde_json::to_vec(value)
-        .map_err(|e| crate::store::Error::Io(format!("cannot encode a record: {e}")))
+        .map_err(|e| crate::store::error::Error::Io(format!("cannot encode a record: {e}")))
 }
 
 /// A record as stored: JSON, compressed when it is large.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, crate::store::Error> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, crate::store::error::Error> {
     let json = encode_json(value)?;
     if json.len() < COMPRESS_FROM {
         return Ok(json);
@@ -711,11 +711,11 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, crate::store::E
 fn json_of<'a>(
     key: &str,
     bytes: &'a [u8],
-) -> Result<std::borrow::Cow<'a, [u8]>, crate::store::Error> {
+) -> Result<std::borrow::Cow<'a, [u8]>, crate::store::error::Error> {
     let Some((&COMPRESSED, packed)) = bytes.split_first() else {
         return Ok(std::borrow::Cow::Borrowed(bytes));
     };
-    let corrupt = |reason: String| crate::store::Error::Corrupt {
+    let corrupt = |reason: String| crate::store::error::Error::Corrupt {
         key: key.to_owned(),
         reason,
     };
@@ -738,9 +738,9 @@ fn json_of<'a>(
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     key: &str,
     bytes: &[u8],
-) -> Result<T, crate::store::Error> {
+) -> Result<T, crate::store::error::Error> {
     let json = json_of(key, bytes)?;
-    serde_json::from_slice(&json).map_err(|e| crate::store::Error::Corrupt {
+    serde_json::from_slice(&json).map_err(|e| crate::store::error::Error::Corrupt {
         key: key.to_owned(),
         reason: e.to_string(),
     })
@@ -748,12 +748,15 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
 
 /// A history batch as stored: a JSON array of events. (v1 and v2 stored one event per record,
 /// a JSON object: [`decode_events`] reads both.)
-pub(crate) fn encode_events(events: &[Event]) -> Result<Vec<u8>, crate::store::Error> {
+pub(crate) fn encode_events(events: &[Event]) -> Result<Vec<u8>, crate::store::error::Error> {
     encode(&events)
 }
 
 /// The events of a stored history record: a batch (v3) or one event (v1, v2).
-pub(crate) fn decode_events(key: &str, bytes: &[u8]) -> Result<Vec<Event>, crate::store::Error> {
+pub(crate) fn decode_events(
+    key: &str,
+    bytes: &[u8],
+) -> Result<Vec<Event>, crate::store::error::Error> {
     let json = json_of(key, bytes)?;
     let first = json.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
@@ -785,7 +788,7 @@ mod tests {
         let bytes = [COMPRESSED, 0xff, 0xff, 0xff, 0xff, 0x10, 0x00];
         let err = decode::<Value>("x/1/h", &bytes).unwrap_err();
         assert!(
-            matches!(&err, crate::store::Error::Corrupt { key, .. } if key == "x/1/h"),
+            matches!(&err, crate::store::error::Error::Corrupt { key, .. } if key == "x/1/h"),
             "{err}"
         );
         let truncated = [COMPRESSED, 0x40];

@@ -1,71 +1,24 @@
 //! Where executions live: a small trait, and one key layout (`keyed.rs`) over three
 //! databases: sled and redb on disk, a map in memory for tests.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stepstone_asl::timestamp::Timestamp;
 
 use crate::history::Event;
-use crate::interpreter::{ExecutionInfo, Status};
+use crate::model::{ExecutionInfo, Status};
 use crate::record::{Changes, Checkpoint};
 
+pub(crate) mod error;
 mod keyed;
 mod memory;
 mod redb_store;
 mod sled_store;
 
+pub use crate::model::ExecutionRecord;
+pub use error::{Error, Result};
 pub use memory::MemStore;
 pub use redb_store::{REDB_FILE, RedbStore};
 pub use sled_store::SledStore;
-
-/// A store's failure. These are engine faults, never workflow errors: Catch does not see them.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The disk or the database failed.
-    #[error("store I/O failed: {0}")]
-    Io(String),
-    /// `create` was given an execution the store already has (AWS: ExecutionAlreadyExists;
-    /// execution names are unique per state machine).
-    #[error(
-        "ExecutionAlreadyExists: {0} is already in the store (give the execution another name)"
-    )]
-    AlreadyExists(String),
-    /// Another process holds the store.
-    #[error("the store at {0} is in use by another Stepstone process")]
-    Locked(String),
-    /// What is stored cannot be read back.
-    #[error("the store holds a corrupt record for {key}: {reason}")]
-    Corrupt {
-        /// The record.
-        key: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// `save` was given an execution the store does not have.
-    #[error("no execution {0} in the store")]
-    NotFound(String),
-}
-
-/// A store's result.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// An execution as ListExecutions shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecutionRecord {
-    /// The execution's ARN.
-    pub execution_arn: String,
-    /// Its name.
-    pub name: String,
-    /// The state machine's name.
-    pub state_machine_name: String,
-    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT.
-    pub status: String,
-    /// When it started.
-    pub start_date: Timestamp,
-    /// When it ended (the checkpoint's clock), unless it is running.
-    pub stop_date: Option<Timestamp>,
-}
 
 /// What a store keeps of one execution, besides its events.
 pub struct Stored {

@@ -1,0 +1,33 @@
+//! What a store can fail with.
+
+/// A store's failure. These are engine faults, never workflow errors: Catch does not see them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The disk or the database failed.
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    /// `create` was given an execution the store already has (AWS: ExecutionAlreadyExists;
+    /// execution names are unique per state machine).
+    #[error(
+        "ExecutionAlreadyExists: {0} is already in the store (give the execution another name)"
+    )]
+    AlreadyExists(String),
+    /// Another process holds the store.
+    #[error("the store at {0} is in use by another Stepstone process")]
+    Locked(String),
+    /// What is stored cannot be read back.
+    #[error("the store holds a corrupt record for {key}: {reason}")]
+    Corrupt {
+        /// The record.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `save` was given an execution the store does not have.
+    #[error("no execution {0} in the store")]
+    NotFound(String),
+}
+
+/// A store's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
