@@ -190,6 +190,14 @@ fn check(
                     .map(|ev| ev.id)
                     .collect();
                 prop_assert_eq!(&ids, &l.events);
+                let mut streamed = Vec::new();
+                store
+                    .each_event(&arn(e), &mut |ev| {
+                        streamed.push(ev.id);
+                        true
+                    })
+                    .unwrap();
+                prop_assert_eq!(&streamed, &l.events, "read a page at a time");
                 prop_assert_eq!(ids, (1..=l.events.len() as u64).collect::<Vec<_>>());
                 if let Some(&some) = l.events.get(l.events.len() / 2) {
                     let one = store.event(&arn(e), some).unwrap().expect("event by id");

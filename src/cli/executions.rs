@@ -232,20 +232,83 @@ pub(crate) fn describe(
 
 /// `stepstone history EXECUTION`: GetExecutionHistory.
 pub(crate) fn history(dir: &StoreSpec, execution: &str, as_json: bool) -> Result<ExitCode, String> {
-    let history = query(dir, json!({"op": "history", "execution": execution}))?;
-    if as_json {
-        println!("{history}");
-        return Ok(ExitCode::SUCCESS);
+    let request = json!({"op": "history", "execution": execution});
+    // An engine running on the store answers through its socket; otherwise the history is read
+    // from the store and printed as it is read, a page at a time: a million-item Map's seven
+    // million events are never held at once.
+    if let Some(answered) = control::request(&dir.dir, &request) {
+        let history = answered?;
+        let events = history["events"].as_array().into_iter().flatten();
+        return print_events(events.map(Clone::clone), as_json);
     }
-    for e in history["events"].as_array().into_iter().flatten() {
-        println!(
-            "{:>5}  {}  {}",
-            e["id"],
-            e["timestamp"].as_str().unwrap_or_default(),
-            e["type"].as_str().unwrap_or_default()
-        );
+    let store = dir.open_existing()?;
+    let record = find(&*store, execution)?;
+    let mut printer = EventPrinter::new(as_json);
+    let mut gone = false;
+    store
+        .each_event(&record.execution_arn, &mut |event| {
+            gone = printer.print(std::iter::once(event.to_json())).is_err();
+            !gone
+        })
+        .map_err(|e| e.to_string())?;
+    if !gone {
+        let _ = printer.finish();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints events as `history` shows them: GetExecutionHistory's `{"events": [...]}`, or a line
+/// each. A reader that went away (`| head`) ends the printing quietly.
+fn print_events(events: impl Iterator<Item = Value>, as_json: bool) -> Result<ExitCode, String> {
+    let mut printer = EventPrinter::new(as_json);
+    let _ = printer.print(events).and_then(|()| printer.finish());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes events to standard output as they come.
+struct EventPrinter {
+    out: std::io::BufWriter<std::io::Stdout>,
+    as_json: bool,
+    first: bool,
+}
+
+impl EventPrinter {
+    fn new(as_json: bool) -> EventPrinter {
+        EventPrinter {
+            out: std::io::BufWriter::new(std::io::stdout()),
+            as_json,
+            first: true,
+        }
+    }
+
+    fn print(&mut self, events: impl Iterator<Item = Value>) -> std::io::Result<()> {
+        use std::io::Write;
+        for e in events {
+            if self.as_json {
+                let open = if self.first { "{\"events\":[" } else { "," };
+                write!(self.out, "{open}{e}")?;
+            } else {
+                writeln!(
+                    self.out,
+                    "{:>5}  {}  {}",
+                    e["id"],
+                    e["timestamp"].as_str().unwrap_or_default(),
+                    e["type"].as_str().unwrap_or_default()
+                )?;
+            }
+            self.first = false;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        use std::io::Write;
+        if self.as_json {
+            let open = if self.first { "{\"events\":[" } else { "" };
+            writeln!(self.out, "{open}]}}")?;
+        }
+        self.out.flush()
+    }
 }
 
 /// `stepstone stop EXECUTION [--error E --cause C]`: StopExecution. The execution becomes

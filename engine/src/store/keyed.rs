@@ -42,6 +42,16 @@ pub(crate) trait KeyValue {
     /// Every pair whose key starts with `prefix`, in key order.
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
 
+    /// At most `limit` pairs whose key starts with `prefix`, in key order, after the key
+    /// `after` (from the first when `None`): a scan in pages, for what is too large to read at
+    /// once.
+    fn scan_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>>;
+
     /// The pair with the greatest key that starts with `prefix` and is at most `key`.
     fn last_at_or_before(&self, prefix: &str, key: &str) -> Result<Option<(String, Vec<u8>)>>;
 }
@@ -383,6 +393,34 @@ impl<K: KeyValue> Keyed<K> {
         Ok(events)
     }
 
+    /// Hands each event to `f`, in order, reading the history a page of batches at a time;
+    /// stops when `f` answers false.
+    pub(crate) fn each_event(&self, arn: &str, f: &mut dyn FnMut(Event) -> bool) -> Result<()> {
+        const PAGE: usize = 64;
+        let mut prefixes = vec![format!("h/{arn}/")];
+        if let Some(key) = self.key_of(arn)? {
+            prefixes.push(format!("{}e/", x(key)));
+        }
+        for prefix in &prefixes {
+            let mut after: Option<String> = None;
+            loop {
+                let page = self.kv.scan_page(prefix, after.as_deref(), PAGE)?;
+                for (k, v) in &page {
+                    for event in record::decode_events(k, v)? {
+                        if !f(event) {
+                            return Ok(());
+                        }
+                    }
+                }
+                if page.len() < PAGE {
+                    break;
+                }
+                after = page.last().map(|(k, _)| k.clone());
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn event(&self, arn: &str, id: u64) -> Result<Option<Event>> {
         if let Some(key) = self.key_of(arn)? {
             let prefix = format!("{}e/", x(key));
@@ -460,6 +498,14 @@ macro_rules! checkpoint_store_over_keys {
                 self.keyed.event(execution_arn, id)
             }
 
+            fn each_event(
+                &self,
+                execution_arn: &str,
+                f: &mut dyn FnMut($crate::history::Event) -> bool,
+            ) -> $crate::store::Result<()> {
+                self.keyed.each_event(execution_arn, f)
+            }
+
             fn list(&self) -> $crate::store::Result<Vec<$crate::store::ExecutionRecord>> {
                 self.keyed.list()
             }
@@ -467,3 +513,69 @@ macro_rules! checkpoint_store_over_keys {
     };
 }
 pub(crate) use checkpoint_store_over_keys;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::EventKind;
+    use crate::record::TimestampField;
+    use crate::store::memory::Map;
+
+    /// A history of more batches than one page holds is read whole, in order, and a reader
+    /// that stops is not handed more.
+    #[test]
+    fn a_long_history_is_read_a_page_at_a_time() {
+        let keyed = Keyed::open(Map::default()).unwrap();
+        let arn = "arn:aws:states:us-east-1:123456789012:execution:m:e";
+        let listing = ListingRecord {
+            execution_arn: arn.into(),
+            name: "e".into(),
+            state_machine_name: "m".into(),
+            status: "RUNNING".into(),
+            start_date: TimestampField { unix_nanos: 0 },
+            stop_date: None,
+            key: Some(7),
+        };
+        let mut write = Write::default();
+        write.puts.push((
+            format!("e/{arn}"),
+            Cow::Owned(record::encode(&listing).unwrap()),
+        ));
+        for batch in 0..150u64 {
+            let events: Vec<Event> = (0..3)
+                .map(|i| Event {
+                    id: batch * 3 + i + 1,
+                    previous_event_id: batch * 3 + i,
+                    timestamp: record::at(0),
+                    kind: EventKind::MapStateSucceeded,
+                })
+                .collect();
+            let key = record_key(
+                7,
+                RecordKey::History {
+                    first: batch * 3 + 1,
+                },
+            );
+            write
+                .puts
+                .push((key, Cow::Owned(record::encode_events(&events).unwrap())));
+        }
+        keyed.kv.apply(write).unwrap();
+        let mut ids = Vec::new();
+        keyed
+            .each_event(arn, &mut |e| {
+                ids.push(e.id);
+                true
+            })
+            .unwrap();
+        assert_eq!(ids, (1..=450).collect::<Vec<u64>>());
+        let mut seen = 0;
+        keyed
+            .each_event(arn, &mut |_| {
+                seen += 1;
+                seen < 10
+            })
+            .unwrap();
+        assert_eq!(seen, 10);
+    }
+}

@@ -10,7 +10,7 @@ use crate::record::{Changes, Checkpoint};
 
 pub(crate) mod error;
 mod keyed;
-mod memory;
+pub(crate) mod memory;
 mod redb_store;
 mod sled_store;
 
@@ -67,6 +67,18 @@ pub trait CheckpointStore: Send + Sync {
     /// One history event, by id (a redrive reads the inputs of the states it enters again).
     fn event(&self, execution_arn: &str, id: u64) -> Result<Option<Event>>;
 
+    /// Hands an execution's history events to `f`, in order, until it answers false, without
+    /// holding the whole history (a million-item Map records seven million events). By default
+    /// through [`CheckpointStore::events`].
+    fn each_event(&self, execution_arn: &str, f: &mut dyn FnMut(Event) -> bool) -> Result<()> {
+        for event in self.events(execution_arn)? {
+            if !f(event) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Every execution, in ARN order.
     fn list(&self) -> Result<Vec<ExecutionRecord>>;
 }
@@ -95,6 +107,10 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
 
     fn event(&self, execution_arn: &str, id: u64) -> Result<Option<Event>> {
         (**self).event(execution_arn, id)
+    }
+
+    fn each_event(&self, execution_arn: &str, f: &mut dyn FnMut(Event) -> bool) -> Result<()> {
+        (**self).each_event(execution_arn, f)
     }
 
     fn list(&self) -> Result<Vec<ExecutionRecord>> {

@@ -169,6 +169,38 @@ impl KeyValue for Db {
         Ok(out)
     }
 
+    fn scan_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        use std::ops::Bound;
+        let txn = self.0.begin_read().map_err(io)?;
+        let table = match txn.open_table(TABLE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(io(e)),
+        };
+        let start = match after {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Included(prefix),
+        };
+        let mut out = Vec::new();
+        for entry in table
+            .range::<&str>((start, Bound::Unbounded))
+            .map_err(io)?
+            .take(limit)
+        {
+            let (k, v) = entry.map_err(io)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_owned(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     fn last_at_or_before(&self, prefix: &str, key: &str) -> Result<Option<(String, Vec<u8>)>> {
         let txn = self.0.begin_read().map_err(io)?;
         let table = match txn.open_table(TABLE) {

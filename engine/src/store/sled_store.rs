@@ -190,6 +190,32 @@ impl KeyValue for Db {
             .collect()
     }
 
+    fn scan_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(after) => Bound::Excluded(after.as_bytes()),
+            None => Bound::Included(prefix.as_bytes()),
+        };
+        let mut out = Vec::new();
+        for entry in self
+            .sled()
+            .range::<&[u8], _>((start, Bound::Unbounded))
+            .take(limit)
+        {
+            let (k, v) = guarded("reading", || entry)?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn last_at_or_before(&self, prefix: &str, key: &str) -> Result<Option<(String, Vec<u8>)>> {
         match self
             .sled()
