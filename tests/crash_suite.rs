@@ -12,8 +12,9 @@
 //!   successes the store holds (handlers answer with their token) must not appear among the
 //!   deliveries that follow.
 //!
-//! `STEPSTONE_CRASH_SEED` picks the seed (printed on failure) and `STEPSTONE_CRASH_KILLS` the
-//! number of kills (default 200).
+//! `STEPSTONE_CRASH_SEED` picks the seed (printed on failure), `STEPSTONE_CRASH_KILLS` the
+//! number of kills (default 200) and `STEPSTONE_CRASH_BIG_MAP_KILLS` those during the big Map
+//! (default 24).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -322,16 +323,18 @@ fn killed_at_random_moments_redb() {
     crash_suite("redb");
 }
 
+/// A number from the environment (a seed, a number of kills), or `default`.
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Kills and resumes scenarios on `engine` until enough kills have landed.
 fn crash_suite(engine: &str) {
-    let seed: u64 = std::env::var("STEPSTONE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20261127);
-    let wanted: usize = std::env::var("STEPSTONE_CRASH_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
+    let seed = setting("STEPSTONE_CRASH_SEED", 20261127);
+    let wanted = setting("STEPSTONE_CRASH_KILLS", 200) as usize;
     // One root per engine: the two suites run concurrently in one test process.
     let root: PathBuf =
         std::env::temp_dir().join(format!("stepstone-crash-{engine}-{}", std::process::id()));
@@ -543,14 +546,8 @@ fn killed_during_a_big_map_redb() {
 }
 
 fn big_map_suite(engine: &str) {
-    let seed: u64 = std::env::var("STEPSTONE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20261205);
-    let wanted: usize = std::env::var("STEPSTONE_CRASH_BIG_MAP_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(24);
+    let seed = setting("STEPSTONE_CRASH_SEED", 20261205);
+    let wanted = setting("STEPSTONE_CRASH_BIG_MAP_KILLS", 24) as usize;
     let root: PathBuf = std::env::temp_dir().join(format!(
         "stepstone-crash-bigmap-{engine}-{}",
         std::process::id()
