@@ -1079,3 +1079,61 @@ fn a_store_that_cannot_grow_ends_the_run_with_an_error_then_resumes() {
         let _ = std::fs::remove_dir_all(&store);
     }
 }
+
+/// A reader that goes away early (`stepstone history ... | head -1`) ends the command quietly:
+/// no panic, exit 0; and the history is read a page at a time (a Map of 3,000 items records
+/// 21,006 events, more than the pipe holds).
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    use std::io::Read;
+    let items = temp_file(
+        "pipe-items.json",
+        &json!((0..3000).collect::<Vec<u32>>()).to_string(),
+    );
+    let def = temp_file(
+        "pipe.asl.json",
+        r#"{"StartAt": "M", "States": {"M": {"Type": "Map", "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}, "End": true}}}"#,
+    );
+    let store = std::env::temp_dir().join(format!("stepstone-cli-pipe-{}", std::process::id()));
+    let store_arg = store.display().to_string();
+    let _ = std::fs::remove_dir_all(&store);
+    let o = stepstone(&[
+        "run",
+        &def,
+        "--input-file",
+        &items,
+        "--name",
+        "piped",
+        "--history-limit",
+        "0",
+        "--quiet",
+        "--store",
+        &store_arg,
+    ]);
+    assert_ok(&o);
+    for json in [false, true] {
+        let mut args = vec!["history", "piped", "--store", &store_arg];
+        if json {
+            args.push("--json");
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stepstone"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut start = [0u8; 100];
+        child.stdout.take().unwrap().read_exact(&mut start).unwrap();
+        let first = String::from_utf8_lossy(&start);
+        // The reader is dropped here, with most of the history unread.
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{:?}: {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            first.contains("ExecutionStarted"),
+            "the output began as usual: {first:.200}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&store);
+}

@@ -103,7 +103,7 @@ pub(crate) fn start(args: &RunArgs) -> Result<ExitCode, String> {
         std::thread::sleep(Duration::from_millis(20));
     };
     let arn = arn.ok_or("the engine described the execution without its ARN")?;
-    println!("{arn}");
+    outln!("{arn}");
     eprintln!(
         "started in the background (pid {}); progress: {}\n  stepstone describe {name}    stepstone stop {name}",
         child.id(),

@@ -196,12 +196,12 @@ pub(crate) fn list(
         json!({"executions": []})
     };
     if as_json {
-        println!("{listed}");
+        outln!("{listed}");
         return Ok(ExitCode::SUCCESS);
     }
     for e in listed["executions"].as_array().into_iter().flatten() {
         let text = |key: &str| e[key].as_str().unwrap_or("-").to_owned();
-        println!(
+        outln!(
             "{:<10} {}  {}  {}",
             text("status"),
             text("startDate"),
@@ -220,9 +220,9 @@ pub(crate) fn describe(
 ) -> Result<ExitCode, String> {
     let described = query(dir, json!({"op": "describe", "execution": execution}))?;
     if as_json {
-        println!("{described}");
+        outln!("{described}");
     } else {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&described).unwrap_or_default()
         );
@@ -325,9 +325,9 @@ pub(crate) fn stop(
         json!({"op": "stop", "execution": execution, "error": error, "cause": cause}),
     )?;
     if as_json {
-        println!("{stopped}");
+        outln!("{stopped}");
     } else {
-        println!("ABORTED {execution}");
+        outln!("ABORTED {execution}");
     }
     Ok(ExitCode::SUCCESS)
 }

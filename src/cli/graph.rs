@@ -19,6 +19,6 @@ pub(crate) fn run(file: &Path, format: Format) -> Result<ExitCode, String> {
         );
         return Ok(ExitCode::from(1));
     };
-    print!("{}", render(&machine, format));
+    super::write_out(format_args!("{}", render(&machine, format)));
     Ok(ExitCode::SUCCESS)
 }

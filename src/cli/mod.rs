@@ -5,6 +5,27 @@ use std::path::{Path, PathBuf};
 
 use stepstone::engine::store::{CheckpointStore, REDB_FILE, RedbStore, SledStore};
 
+/// `println!` for the commands' results: a reader that went away (`stepstone executions | head
+/// -1`) ends the command quietly, as Unix tools do, instead of a panic. Every result is written
+/// once its work is done and durable, so nothing is lost by stopping there.
+macro_rules! outln {
+    () => {
+        $crate::cli::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes to standard output; exits quietly (status 0) when the reader is gone.
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if out.write_fmt(args).and_then(|()| out.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
+
 pub(crate) mod control;
 pub(crate) mod detach;
 pub(crate) mod executions;

@@ -350,7 +350,7 @@ pub(crate) fn report(outcome: &Outcome, as_json: bool, history: Option<&[Event]>
     print_outcome(outcome, as_json);
     if let Some(events) = history {
         let events: Vec<Value> = events.iter().map(|e| e.to_json()).collect();
-        println!("{}", json!({"events": events}));
+        outln!("{}", json!({"events": events}));
     }
 }
 
@@ -397,7 +397,7 @@ pub(crate) fn print_outcome(outcome: &Outcome, as_json: bool) {
         Status::Running => ("RUNNING", None, None, None),
     };
     if as_json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "executionArn": outcome.info.execution_arn,
@@ -412,10 +412,10 @@ pub(crate) fn print_outcome(outcome: &Outcome, as_json: bool) {
         );
         return;
     }
-    println!("{status}");
+    outln!("{status}");
     match (output, error) {
-        (Some(v), _) => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
-        (None, Some(e)) => println!("error: {e}\ncause: {}", cause.map_or("", |c| c.as_str())),
+        (Some(v), _) => outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+        (None, Some(e)) => outln!("error: {e}\ncause: {}", cause.map_or("", |c| c.as_str())),
         _ => {}
     }
 }

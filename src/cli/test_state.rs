@@ -137,7 +137,7 @@ pub(crate) fn run(args: TestStateArgs) -> Result<ExitCode, String> {
         .block_on(test_state(&machine, &state, &test, &tasks))
         .map_err(|e| e.to_string())?;
     if args.json {
-        println!("{}", response.to_json());
+        outln!("{}", response.to_json());
     } else {
         print_response(&response.to_json());
     }
@@ -167,13 +167,13 @@ fn print_response(response: &Value) {
                 Value::String(s) if field != "output" => s.clone(),
                 other => other.to_string(),
             };
-            println!("{field}: {shown}");
+            outln!("{field}: {shown}");
         }
     }
     if let Some(Value::Object(data)) = response.get("inspectionData") {
-        println!("inspectionData:");
+        outln!("inspectionData:");
         for (step, v) in data {
-            println!("  {step}: {v}");
+            outln!("  {step}: {v}");
         }
     }
 }

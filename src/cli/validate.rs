@@ -16,10 +16,10 @@ pub(crate) fn run(
     options.machine_type = machine_type;
     let validation = validate_str(&text, options);
     if as_json {
-        println!("{}", response(validation.is_ok(), &validation.diagnostics));
+        outln!("{}", response(validation.is_ok(), &validation.diagnostics));
     } else {
         for d in &validation.diagnostics {
-            println!("{d}");
+            outln!("{d}");
         }
         let errors = validation
             .diagnostics
