@@ -111,7 +111,7 @@ impl StoreSpec {
     }
 
     /// Opens a store that must already exist: reading commands never create one (an empty
-    /// sled store made by `executions` would later refuse `run --store-engine redb`).
+    /// store made by `executions` would fix the engine before `run --store-engine` chooses one).
     pub(crate) fn open_existing(&self) -> Result<Box<dyn CheckpointStore>, String> {
         if !self.exists() {
             return Err(format!(
