@@ -12,7 +12,7 @@
 //!   the fifth, and not rerun the first two.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
@@ -40,22 +40,37 @@ fn fixture(name: &str) -> PathBuf {
     store
 }
 
-#[test]
-fn a_v1_store_still_resumes() {
-    let store = fixture("store-v1");
-    let stepstone = |args: &[&str]| {
+/// `stepstone ARGS --store STORE` with `env` set, and the listed status of the store's only
+/// execution before anything ran.
+fn on_fixture<'a>(
+    store: &'a Path,
+    env: &'a [(&'a str, &'a std::ffi::OsStr)],
+) -> (impl Fn(&[&str]) -> Output + 'a, String) {
+    let stepstone = move |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_stepstone"))
             .args(args)
             .arg("--store")
-            .arg(&store)
-            // The fixture's task command sleeps unless this is set (that is how it was killed).
-            .env("STEPSTONE_FIXTURE_RESUME", "1")
+            .arg(store)
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     };
     let listed: Value =
         serde_json::from_slice(&stepstone(&["executions", "--json"]).stdout).unwrap();
-    assert_eq!(listed["executions"][0]["status"], "RUNNING");
+    let status = listed["executions"][0]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (stepstone, status)
+}
+
+#[test]
+fn a_v1_store_still_resumes() {
+    let store = fixture("store-v1");
+    // The fixture's task command sleeps unless this is set (that is how it was killed).
+    let env = [("STEPSTONE_FIXTURE_RESUME", "1".as_ref())];
+    let (stepstone, status) = on_fixture(&store, &env);
+    assert_eq!(status, "RUNNING");
     let o = stepstone(&["resume", "--json", "--quiet"]);
     assert_eq!(
         o.status.code(),
@@ -82,21 +97,14 @@ fn a_v1_store_still_resumes() {
 fn a_v2_store_still_redrives() {
     let store = fixture("store-v2");
     let ledger = store.join("ledger");
-    let stepstone = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_stepstone"))
-            .args(args)
-            .arg("--store")
-            .arg(&store)
-            // The fixture's task command fails eu-west-1 unless this is set, and records the
-            // items it deploys in the ledger.
-            .env("STEPSTONE_FIXTURE_REDRIVE", "1")
-            .env("STEPSTONE_FIXTURE_LEDGER", &ledger)
-            .output()
-            .unwrap()
-    };
-    let listed: Value =
-        serde_json::from_slice(&stepstone(&["executions", "--json"]).stdout).unwrap();
-    assert_eq!(listed["executions"][0]["status"], "FAILED");
+    // The fixture's task command fails eu-west-1 unless this is set, and records the items it
+    // deploys in the ledger.
+    let env = [
+        ("STEPSTONE_FIXTURE_REDRIVE", "1".as_ref()),
+        ("STEPSTONE_FIXTURE_LEDGER", ledger.as_os_str()),
+    ];
+    let (stepstone, status) = on_fixture(&store, &env);
+    assert_eq!(status, "FAILED");
     let o = stepstone(&["redrive", "fixture-v2", "--json", "--quiet"]);
     assert_eq!(
         o.status.code(),
@@ -125,21 +133,14 @@ fn a_v2_store_still_redrives() {
 fn a_v3_store_resumes_its_map_without_rerunning_finished_items() {
     let store = fixture("store-v3");
     let ledger = store.join("ledger");
-    let stepstone = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_stepstone"))
-            .args(args)
-            .arg("--store")
-            .arg(&store)
-            // The fixture's task waits from the third region on unless this is set (that is
-            // how it was killed), and records each region it deploys in the ledger.
-            .env("STEPSTONE_FIXTURE_RESUME", "1")
-            .env("STEPSTONE_FIXTURE_LEDGER", &ledger)
-            .output()
-            .unwrap()
-    };
-    let listed: Value =
-        serde_json::from_slice(&stepstone(&["executions", "--json"]).stdout).unwrap();
-    assert_eq!(listed["executions"][0]["status"], "RUNNING");
+    // The fixture's task waits from the third region on unless this is set (that is how it was
+    // killed), and records each region it deploys in the ledger.
+    let env = [
+        ("STEPSTONE_FIXTURE_RESUME", "1".as_ref()),
+        ("STEPSTONE_FIXTURE_LEDGER", ledger.as_os_str()),
+    ];
+    let (stepstone, status) = on_fixture(&store, &env);
+    assert_eq!(status, "RUNNING");
     let o = stepstone(&["resume", "--json", "--quiet"]);
     assert_eq!(
         o.status.code(),

@@ -241,15 +241,16 @@ fn query(store: &Path, command: &str) -> Value {
         .unwrap_or_else(|e| panic!("{command}: {e}: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
-/// The attempts whose success the store holds (their tokens, from the handler's answers), or
-/// `None` if the execution was never durably created.
-fn completed_tokens(store: &Path) -> Option<BTreeSet<String>> {
+/// `stepstone <command> crash --json` on what a kill left: its answer, or `None` if the
+/// execution was never durably created (any other failure fails the test: what the store holds
+/// must read back).
+fn stored(store: &Path, command: &str) -> Option<Value> {
     if !store.exists() {
         return None;
     }
     let out = stepstone()
         .args([
-            "history",
+            command,
             "crash",
             "--store",
             &store.display().to_string(),
@@ -261,11 +262,17 @@ fn completed_tokens(store: &Path) -> Option<BTreeSet<String>> {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains("no execution"),
-            "stepstone history: {stderr}"
+            "stepstone {command}: {stderr}"
         );
         return None;
     }
-    let history: Value = serde_json::from_slice(&out.stdout).unwrap();
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// The attempts whose success the store holds (their tokens, from the handler's answers), or
+/// `None` if the execution was never durably created.
+fn completed_tokens(store: &Path) -> Option<BTreeSet<String>> {
+    let history = stored(store, "history")?;
     let tokens = history["events"]
         .as_array()
         .unwrap()
@@ -509,30 +516,10 @@ fn big_map_scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Value, 
 /// Whether the store holds the execution `crash` (a kill may land before it is created); what a
 /// kill left must read back.
 fn created_and_readable(store: &Path) -> bool {
-    if !store.exists() {
-        return false;
-    }
-    let out = stepstone()
-        .args([
-            "describe",
-            "crash",
-            "--store",
-            &store.display().to_string(),
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    if out.status.success() {
-        let described: Value = serde_json::from_slice(&out.stdout).unwrap();
+    stored(store, "describe").is_some_and(|described| {
         assert!(described["status"].is_string(), "{described}");
-        return true;
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("no execution"),
-        "stepstone describe: {stderr}"
-    );
-    false
+        true
+    })
 }
 
 #[test]
