@@ -192,6 +192,10 @@ async fn drive_new(
     let commands = exec.start(start);
     let mut created = Vec::new();
     if let Some(store) = durable.store {
+        // A stored execution's names are listed, printed and used in file names: they are
+        // checked as AWS checks them before anything is kept.
+        crate::check_name("execution name", &name)?;
+        crate::check_name("state machine name", &options.machine_name)?;
         // Durable before any of its commands is performed.
         let changes = exec.take_changes()?;
         store.create(durable.definition, durable.launch, &changes)?;

@@ -21,6 +21,7 @@ mod interpreter;
 mod limits;
 mod manage;
 mod model;
+mod names;
 mod record;
 mod signal;
 pub mod store;
@@ -43,6 +44,7 @@ pub use interpreter::{
 };
 pub use limits::Limits;
 pub use manage::{callback_stored, load_stored, stop_stored};
+pub use names::{MAX_NAME_CHARS, NameError, check_name};
 pub use record::{Changes, Checkpoint, FORMAT_VERSION, RecordKey};
 pub use signal::{Callback, CallbackError, Signal, Signals, token_names, token_of};
 pub use stepstone_asl as asl;

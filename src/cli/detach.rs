@@ -13,6 +13,30 @@ use serde_json::json;
 use super::control;
 use super::run::{RunArgs, compile, read_input};
 
+/// Opens `path` in `logs` for the background run's output: owner-only, and never through a
+/// symbolic link (a link planted at `logs/NAME.log` would otherwise have the run truncate and
+/// overwrite whatever it points to).
+fn open_log(logs: &std::path::Path, path: &std::path::Path) -> Result<std::fs::File, String> {
+    let mut dir = std::fs::DirBuilder::new();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        dir.mode(0o700);
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    dir.recursive(true)
+        .create(logs)
+        .map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
+    if std::fs::symlink_metadata(logs).is_ok_and(|m| !m.is_dir()) {
+        return Err(format!("{} is not a directory", logs.display()));
+    }
+    options
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
 /// How long the background run may take to store its execution.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -36,10 +60,9 @@ pub(crate) fn start(args: &RunArgs) -> Result<ExitCode, String> {
     });
     spec.ensure_dir()?;
     let logs = spec.dir.join("logs");
-    std::fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
+    // The name was checked (`check_names`): no `/`, so the log stays in `logs`.
     let log_path = logs.join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path)
-        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let log = open_log(&logs, &log_path)?;
     let log_err = log
         .try_clone()
         .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;

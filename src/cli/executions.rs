@@ -189,7 +189,7 @@ pub(crate) fn list(
     status: Option<&str>,
     as_json: bool,
 ) -> Result<ExitCode, String> {
-    let listed = if dir.exists() {
+    let listed = if dir.exists()? {
         query(dir, json!({"op": "list", "status": status}))?
     } else {
         // Nothing was ever run here.
@@ -353,7 +353,7 @@ pub(crate) fn resume(
     executions: &[String],
     args: &RestartArgs,
 ) -> Result<ExitCode, String> {
-    if executions.is_empty() && !dir.exists() {
+    if executions.is_empty() && !dir.exists()? {
         // Nothing was ever started here, so nothing is left to finish.
         return Ok(ExitCode::SUCCESS);
     }

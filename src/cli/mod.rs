@@ -90,30 +90,79 @@ impl StoreSpec {
         self.dir.display()
     }
 
-    /// Whether the directory holds a store of either engine.
-    pub(crate) fn exists(&self) -> bool {
-        self.dir.join(REDB_FILE).exists() || self.dir.join("conf").exists()
+    /// Whether the directory holds a store: `Ok(false)` when nothing was ever stored there, an
+    /// error when it cannot be told (permission denied) or what is there is damaged.
+    pub(crate) fn exists(&self) -> Result<bool, String> {
+        Ok(self.found()?.is_some())
     }
 
-    /// Creates the store's directory, owner-only, unless it exists.
+    /// The engine of the store in the directory, `None` when there is none. A store that is
+    /// there but cannot be read is an error, never "no store": an empty answer would make
+    /// `executions` print nothing and `run` start a new store over the old one.
+    fn found(&self) -> Result<Option<StoreEngine>, String> {
+        let dir = &self.dir;
+        let unreadable = |e: std::io::Error| format!("cannot read the store {}: {e}", dir.display());
+        match std::fs::metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unreadable(e)),
+            Ok(m) if !m.is_dir() => {
+                return Err(format!("{} is not a directory", dir.display()));
+            }
+            Ok(_) => {}
+        }
+        let has = |name: &str| -> Result<bool, String> {
+            dir.join(name).try_exists().map_err(unreadable)
+        };
+        // Listing the directory tells a readable store from one we may not enter.
+        std::fs::read_dir(dir).map_err(unreadable)?;
+        let marked = match std::fs::read_to_string(dir.join(STORE_MARKER)) {
+            Ok(text) => match text.trim() {
+                "redb" => Some(StoreEngine::Redb),
+                "sled" => Some(StoreEngine::Sled),
+                other => {
+                    return Err(format!(
+                        "{}: unknown store engine '{other}'",
+                        dir.join(STORE_MARKER).display()
+                    ));
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(unreadable(e)),
+        };
+        let (redb, sled_conf, sled_db) = (has(REDB_FILE)?, has("conf")?, has("db")?);
+        let damaged = |missing: &str| {
+            Err(format!(
+                "the store {} is damaged: {missing} is missing. Restore it from a backup, or \
+                 move the directory away to start a new store",
+                dir.display()
+            ))
+        };
+        match marked {
+            Some(StoreEngine::Redb) if !redb => damaged(REDB_FILE),
+            Some(StoreEngine::Sled) if !sled_conf => damaged("sled's conf"),
+            Some(StoreEngine::Sled) if !sled_db => damaged("sled's db"),
+            Some(engine) => Ok(Some(engine)),
+            // Stores made before the marker: told by their files.
+            None if redb => Ok(Some(StoreEngine::Redb)),
+            None if sled_conf => Ok(Some(StoreEngine::Sled)),
+            None if sled_db => damaged("sled's conf"),
+            None => Ok(None),
+        }
+    }
+
+    /// Creates the store's directory unless it exists, and makes it owner-only whatever it
+    /// was: executions' inputs and outputs may hold secrets.
     pub(crate) fn ensure_dir(&self) -> Result<(), String> {
         let dir = &self.dir;
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create the store {}: {e}", dir.display()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-            }
-        }
-        Ok(())
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the store {}: {e}", dir.display()))?;
+        restrict(dir, true).map_err(|e| format!("cannot restrict {}: {e}", dir.display()))
     }
 
     /// Opens a store that must already exist: reading commands never create one (an empty
     /// store made by `executions` would fix the engine before `run --store-engine` chooses one).
     pub(crate) fn open_existing(&self) -> Result<Box<dyn CheckpointStore>, String> {
-        if !self.exists() {
+        if self.found()?.is_none() {
             return Err(format!(
                 "no execution store in {} (executions are stored there by `stepstone run`)",
                 self.dir.display()
@@ -127,37 +176,94 @@ impl StoreSpec {
     /// "Durability" says why).
     pub(crate) fn open(&self) -> Result<Box<dyn CheckpointStore>, String> {
         let dir = &self.dir;
+        let found = self.found()?;
         self.ensure_dir()?;
-        let is_redb = dir.join(REDB_FILE).exists();
-        let is_sled = dir.join("conf").exists();
-        let engine = match (self.engine, is_redb, is_sled) {
-            (Some(StoreEngine::Sled), true, _) => {
+        let engine = match (self.engine, found) {
+            (Some(StoreEngine::Sled), Some(StoreEngine::Redb)) => {
                 return Err(format!(
                     "{} holds a redb store (--store-engine redb)",
                     dir.display()
                 ));
             }
-            (Some(StoreEngine::Redb), _, true) => {
+            (Some(StoreEngine::Redb), Some(StoreEngine::Sled)) => {
                 return Err(format!(
                     "{} holds a sled store (--store-engine sled)",
                     dir.display()
                 ));
             }
-            (Some(e), _, _) => e,
-            (None, _, true) => StoreEngine::Sled,
-            (None, _, _) => StoreEngine::Redb,
+            (_, Some(e)) | (Some(e), None) => e,
+            (None, None) => StoreEngine::Redb,
         };
+        // A store that exists must hold Stepstone's records: one that was emptied (a
+        // truncated file) is an error, not a new store.
+        let existing = found.is_some();
         let opened: Result<Box<dyn CheckpointStore>, _> = match engine {
-            StoreEngine::Sled => {
-                SledStore::open(dir).map(|s| Box::new(s) as Box<dyn CheckpointStore>)
-            }
-            StoreEngine::Redb => {
-                RedbStore::open(dir).map(|s| Box::new(s) as Box<dyn CheckpointStore>)
-            }
+            StoreEngine::Sled => SledStore::open_with(dir, existing)
+                .map(|s| Box::new(s) as Box<dyn CheckpointStore>),
+            StoreEngine::Redb => RedbStore::open_with(dir, existing)
+                .map(|s| Box::new(s) as Box<dyn CheckpointStore>),
         };
-        opened.map_err(|e| match e {
+        let opened = opened.map_err(|e| match e {
             stepstone::engine::store::Error::Locked(_) => self.in_use(),
             e => format!("cannot open the store {}: {e}", dir.display()),
-        })
+        })?;
+        if !dir.join(STORE_MARKER).exists() {
+            let name = match engine {
+                StoreEngine::Sled => "sled\n",
+                StoreEngine::Redb => "redb\n",
+            };
+            std::fs::write(dir.join(STORE_MARKER), name)
+                .map_err(|e| format!("cannot write {}: {e}", dir.join(STORE_MARKER).display()))?;
+        }
+        // The database files too, should the directory ever be opened up again.
+        restrict_files(dir);
+        Ok(opened)
+    }
+}
+
+/// The file naming a store's engine, written when the store is made: with it, a database file
+/// that went missing is seen as damage, not as an empty store.
+const STORE_MARKER: &str = "STORE";
+
+/// Makes `path` owner-only: 0700 for a directory, 0600 for a file. Paths of other owners are
+/// left alone (changing them would fail anyway, unless root).
+#[cfg(unix)]
+fn restrict(path: &Path, is_dir: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = if is_dir { 0o700 } else { 0o600 };
+    if meta.mode() & 0o777 != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict(_path: &Path, _is_dir: bool) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Makes the store's files owner-only (best effort: the directory's own mode is what keeps
+/// others out).
+fn restrict_files(dir: &Path) {
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                let _ = restrict(&entry.path(), true);
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                let _ = restrict(&entry.path(), false);
+            }
+        }
     }
 }

@@ -150,6 +150,7 @@ impl RunArgs {
 }
 
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
+    check_names(&args)?;
     if args.detach {
         return super::detach::start(&args);
     }
@@ -385,7 +386,22 @@ pub(crate) fn machine_name(file: &Path) -> String {
                 '-'
             }
         })
+        .take(stepstone::engine::MAX_NAME_CHARS)
         .collect()
+}
+
+/// Refuses `--name` and `--state-machine-name` unless AWS would accept them (a name becomes
+/// part of ARNs and of the log file's name: never a path).
+pub(crate) fn check_names(args: &RunArgs) -> Result<(), String> {
+    use stepstone::engine::check_name;
+    if let Some(name) = &args.name {
+        check_name("execution name", name).map_err(|e| format!("--name: {e}"))?;
+    }
+    if let Some(name) = &args.state_machine_name {
+        check_name("state machine name", name)
+            .map_err(|e| format!("--state-machine-name: {e}"))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn print_outcome(outcome: &Outcome, as_json: bool) {

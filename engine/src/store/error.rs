@@ -24,6 +24,10 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The execution's or the state machine's name is not one AWS accepts; nothing was
+    /// stored.
+    #[error(transparent)]
+    InvalidName(#[from] crate::NameError),
     /// `save` was given an execution the store does not have.
     #[error("no execution {0} in the store")]
     NotFound(String),

@@ -105,8 +105,17 @@ fn number_after(key: &str, prefix: &str) -> Result<u64> {
 
 impl<K: KeyValue> Keyed<K> {
     /// The layout over `kv`, marking a new store with the format it is created with.
-    pub(crate) fn open(kv: K) -> Result<Keyed<K>> {
+    pub(crate) fn open(kv: K, existing: bool) -> Result<Keyed<K>> {
         if kv.get("meta/format")?.is_none() {
+            if existing {
+                // What was a store reads as an empty database: refuse to start over on it.
+                return Err(Error::Corrupt {
+                    key: "meta/format".into(),
+                    reason: "the database holds no Stepstone records (truncated, emptied or \
+                             replaced)"
+                        .into(),
+                });
+            }
             let mut write = Write::default();
             write.puts.push((
                 "meta/format".into(),
@@ -525,7 +534,7 @@ mod tests {
     /// that stops is not handed more.
     #[test]
     fn a_long_history_is_read_a_page_at_a_time() {
-        let keyed = Keyed::open(Map::default()).unwrap();
+        let keyed = Keyed::open(Map::default(), false).unwrap();
         let arn = "arn:aws:states:us-east-1:123456789012:execution:m:e";
         let listing = ListingRecord {
             execution_arn: arn.into(),

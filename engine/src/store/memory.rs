@@ -21,7 +21,7 @@ impl MemStore {
     /// An empty store.
     pub fn new() -> MemStore {
         MemStore {
-            keyed: Keyed::open(Map::default()).expect("a map cannot fail"),
+            keyed: Keyed::open(Map::default(), false).expect("a map cannot fail"),
         }
     }
 }

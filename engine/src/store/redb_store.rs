@@ -52,7 +52,7 @@ fn io(e: impl std::fmt::Display) -> Error {
 fn create_whole(dir: &Path, file: &Path) -> Result<()> {
     let partial = dir.join(format!("{REDB_FILE}.{}.partial", std::process::id()));
     let _ = std::fs::remove_file(&partial);
-    Keyed::open(Db(open_file(&partial).map_err(io)?))?;
+    Keyed::open(Db(open_file(&partial).map_err(io)?), false)?;
     let linked = std::fs::hard_link(&partial, file);
     let _ = std::fs::remove_file(&partial);
     match linked {
@@ -86,11 +86,25 @@ fn remove_partials(dir: &Path) {
 impl RedbStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<RedbStore> {
+        Self::open_with(dir, false)
+    }
+
+    /// Opens the store in `dir`; with `existing`, the store must be there already (its file,
+    /// and Stepstone's records in it): one that went missing or was emptied is an error, not a
+    /// new store.
+    pub fn open_with(dir: impl AsRef<Path>, existing: bool) -> Result<RedbStore> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(io)?;
         let file: PathBuf = dir.join(REDB_FILE);
-        if !file.exists() {
-            create_whole(dir, &file)?;
+        match file.try_exists().map_err(io)? {
+            true => {}
+            false if existing => {
+                return Err(Error::Corrupt {
+                    key: file.display().to_string(),
+                    reason: "the database file is missing".into(),
+                });
+            }
+            false => create_whole(dir, &file)?,
         }
         let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let db = loop {
@@ -105,7 +119,7 @@ impl RedbStore {
                 Err(e) => return Err(io(e)),
             }
         };
-        let keyed = Keyed::open(Db(db))?;
+        let keyed = Keyed::open(Db(db), existing)?;
         remove_partials(dir);
         Ok(RedbStore { keyed })
     }

@@ -106,7 +106,19 @@ impl SledStore {
     /// a lock being released (sled lets go of it from a background thread after its last
     /// handle is dropped) is waited for, up to two seconds.
     pub fn open(dir: impl AsRef<Path>) -> Result<SledStore> {
+        Self::open_with(dir, false)
+    }
+
+    /// Opens the store in `dir`; with `existing`, it must hold Stepstone's records already:
+    /// a store whose files went missing is an error, not a new store.
+    pub fn open_with(dir: impl AsRef<Path>, existing: bool) -> Result<SledStore> {
         let dir = dir.as_ref();
+        if existing && !dir.join("conf").exists() {
+            return Err(Error::Corrupt {
+                key: dir.join("conf").display().to_string(),
+                reason: "sled's configuration file is missing".into(),
+            });
+        }
         let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let mut repaired = false;
         let db = loop {
@@ -134,7 +146,7 @@ impl SledStore {
             }
         };
         Ok(SledStore {
-            keyed: Keyed::open(Db::new(db))?,
+            keyed: Keyed::open(Db::new(db), existing)?,
         })
     }
 }

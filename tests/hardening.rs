@@ -1,0 +1,209 @@
+//! The `stepstone` binary against hostile names, damaged stores, other users, runaway
+//! expressions and task commands, and abusive clients of the control socket (issue 12). Each
+//! test reproduces an abuse as a user would commit it and checks that the answer is a clear
+//! error, never a hang, a panic, a lost record or a write outside the store.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn stepstone(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stepstone"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// A fresh directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("stepstone-hard-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_json(dir: &Path, name: &str, value: &Value) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, value.to_string()).unwrap();
+    path.display().to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn assert_ok(o: &Output) {
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+}
+
+/// Exit 2 with `says` in the message.
+fn assert_refused(o: &Output, says: &str) {
+    assert_eq!(o.status.code(), Some(2), "stdout {} stderr {}", stdout(o), stderr(o));
+    assert!(stderr(o).contains(says), "expected '{says}' in: {}", stderr(o));
+}
+
+fn pass_machine(dir: &Path) -> String {
+    write_json(
+        dir,
+        "pass.asl.json",
+        &json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}),
+    )
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn names_are_checked_as_aws_checks_them_and_never_reach_outside_the_store() {
+    let dir = scratch("names");
+    let def = pass_machine(&dir);
+    let store = dir.join("store").display().to_string();
+    let victim = dir.join("victim.log");
+    std::fs::write(&victim, "precious").unwrap();
+    let traversal = format!("{}/victim", dir.display());
+    for (name, says) in [
+        (traversal.as_str(), "contains '/'"),
+        ("../../v", "contains '/'"),
+        ("a\nb", "contains whitespace"),
+        ("a\tb", "contains whitespace"),
+        ("", "is empty"),
+        (&"n".repeat(200) as &str, "has 200 characters"),
+        ("x;rm", "contains ';'"),
+    ] {
+        for detach in [false, true] {
+            let mut args = vec!["run", &def, "--store", &store, "--name", name];
+            if detach {
+                args.push("--detach");
+            }
+            let o = stepstone(&args);
+            assert_refused(&o, "InvalidName: execution name");
+            assert!(stderr(&o).contains(says), "{name:?}: {}", stderr(&o));
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let o = stepstone(&["run", &def, "--store", &store, "--state-machine-name", "a b"]);
+    assert_refused(&o, "InvalidName: state machine name");
+
+    // A symbolic link planted where the log goes is not followed.
+    let logs = dir.join("store/logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::os::unix::fs::symlink(&victim, logs.join("planted.log")).unwrap();
+    let o = stepstone(&["run", &def, "--store", &store, "--name", "planted", "--detach"]);
+    assert_refused(&o, "planted.log");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+    // AWS's longest name runs, and its log is owner-only.
+    let longest = "n".repeat(80);
+    let o = stepstone(&["run", &def, "--store", &store, "--name", &longest, "--detach"]);
+    assert_ok(&o);
+    assert_eq!(mode(&logs.join(format!("{longest}.log"))), 0o600);
+}
+
+#[test]
+fn a_store_that_cannot_be_read_is_an_error_never_an_empty_store() {
+    let dir = scratch("damaged");
+    let def = pass_machine(&dir);
+    for engine in ["redb", "sled"] {
+        let store = dir.join(engine);
+        let s = store.display().to_string();
+        assert_ok(&stepstone(&["run", &def, "--store", &s, "--store-engine", engine, "-q"]));
+        let missing = if engine == "redb" { "executions.redb" } else { "conf" };
+        let saved = std::fs::read(store.join(missing)).unwrap();
+
+        // The database file deleted: every command says the store is damaged, and `run` does
+        // not start a new store over it.
+        std::fs::remove_file(store.join(missing)).unwrap();
+        for args in [
+            vec!["executions", "--store", &s],
+            vec!["resume", "--store", &s],
+            vec!["run", &def, "--store", &s, "-q"],
+        ] {
+            assert_refused(&stepstone(&args), "is damaged");
+        }
+        assert!(!store.join(missing).exists(), "{engine}: nothing re-created");
+
+        // Put back, the store reads again: nothing was lost meanwhile.
+        std::fs::write(store.join(missing), saved).unwrap();
+        let o = stepstone(&["executions", "--store", &s]);
+        assert_ok(&o);
+        assert!(stdout(&o).contains("SUCCEEDED"), "{}", stdout(&o));
+    }
+
+    // A truncated or emptied redb file.
+    let store = dir.join("redb");
+    let s = store.display().to_string();
+    let file = store.join("executions.redb");
+    let len = std::fs::metadata(&file).unwrap().len();
+    for size in [len / 2, 100, 0] {
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.set_len(size).unwrap();
+        for args in [
+            vec!["executions", "--store", &s],
+            vec!["resume", "--store", &s],
+            vec!["run", &def, "--store", &s, "-q"],
+        ] {
+            let o = stepstone(&args);
+            assert_refused(&o, "cannot open the store");
+            assert!(!stdout(&o).contains("SUCCEEDED"));
+        }
+    }
+}
+
+#[test]
+fn the_store_is_owner_only_whatever_existed_before() {
+    let dir = scratch("modes");
+    let def = pass_machine(&dir);
+    let store = dir.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let s = store.display().to_string();
+    assert_ok(&stepstone(&["run", &def, "--store", &s, "-q", "--input", r#"{"secret": "hunter2"}"#]));
+    assert_eq!(mode(&store), 0o700);
+    for entry in std::fs::read_dir(&store).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+
+    // Another local user: permission denied, not an empty list. As root, the command runs
+    // as `nobody` (root itself reads anything); otherwise the store is closed to its owner.
+    let binary = dir.join("stepstone");
+    std::fs::copy(env!("CARGO_BIN_EXE_stepstone"), &binary).unwrap();
+    let root = std::process::Command::new("id").arg("-u").output().unwrap();
+    let o = if stdout(&root).trim() == "0" {
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&binary)
+            .args(["executions", "--store", &s])
+            .output()
+            .expect("setpriv runs")
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let o = Command::new(&binary)
+            .args(["executions", "--store", &s])
+            .output()
+            .unwrap();
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).unwrap();
+        o
+    };
+    assert_refused(&o, "Permission denied");
+    assert!(!stdout(&o).contains("hunter2"));
+}
