@@ -44,8 +44,18 @@ fn assert_ok(o: &Output) {
 
 /// Exit 2 with `says` in the message.
 fn assert_refused(o: &Output, says: &str) {
-    assert_eq!(o.status.code(), Some(2), "stdout {} stderr {}", stdout(o), stderr(o));
-    assert!(stderr(o).contains(says), "expected '{says}' in: {}", stderr(o));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "stdout {} stderr {}",
+        stdout(o),
+        stderr(o)
+    );
+    assert!(
+        stderr(o).contains(says),
+        "expected '{says}' in: {}",
+        stderr(o)
+    );
 }
 
 fn pass_machine(dir: &Path) -> String {
@@ -89,20 +99,31 @@ fn names_are_checked_as_aws_checks_them_and_never_reach_outside_the_store() {
         }
     }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-    let o = stepstone(&["run", &def, "--store", &store, "--state-machine-name", "a b"]);
+    let o = stepstone(&[
+        "run",
+        &def,
+        "--store",
+        &store,
+        "--state-machine-name",
+        "a b",
+    ]);
     assert_refused(&o, "InvalidName: state machine name");
 
     // A symbolic link planted where the log goes is not followed.
     let logs = dir.join("store/logs");
     std::fs::create_dir_all(&logs).unwrap();
     std::os::unix::fs::symlink(&victim, logs.join("planted.log")).unwrap();
-    let o = stepstone(&["run", &def, "--store", &store, "--name", "planted", "--detach"]);
+    let o = stepstone(&[
+        "run", &def, "--store", &store, "--name", "planted", "--detach",
+    ]);
     assert_refused(&o, "planted.log");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
 
     // AWS's longest name runs, and its log is owner-only.
     let longest = "n".repeat(80);
-    let o = stepstone(&["run", &def, "--store", &store, "--name", &longest, "--detach"]);
+    let o = stepstone(&[
+        "run", &def, "--store", &store, "--name", &longest, "--detach",
+    ]);
     assert_ok(&o);
     assert_eq!(mode(&logs.join(format!("{longest}.log"))), 0o600);
 }
@@ -114,8 +135,20 @@ fn a_store_that_cannot_be_read_is_an_error_never_an_empty_store() {
     for engine in ["redb", "sled"] {
         let store = dir.join(engine);
         let s = store.display().to_string();
-        assert_ok(&stepstone(&["run", &def, "--store", &s, "--store-engine", engine, "-q"]));
-        let missing = if engine == "redb" { "executions.redb" } else { "conf" };
+        assert_ok(&stepstone(&[
+            "run",
+            &def,
+            "--store",
+            &s,
+            "--store-engine",
+            engine,
+            "-q",
+        ]));
+        let missing = if engine == "redb" {
+            "executions.redb"
+        } else {
+            "conf"
+        };
         let saved = std::fs::read(store.join(missing)).unwrap();
 
         // The database file deleted: every command says the store is damaged, and `run` does
@@ -128,7 +161,10 @@ fn a_store_that_cannot_be_read_is_an_error_never_an_empty_store() {
         ] {
             assert_refused(&stepstone(&args), "is damaged");
         }
-        assert!(!store.join(missing).exists(), "{engine}: nothing re-created");
+        assert!(
+            !store.join(missing).exists(),
+            "{engine}: nothing re-created"
+        );
 
         // Put back, the store reads again: nothing was lost meanwhile.
         std::fs::write(store.join(missing), saved).unwrap();
@@ -168,7 +204,15 @@ fn the_store_is_owner_only_whatever_existed_before() {
         std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
     let s = store.display().to_string();
-    assert_ok(&stepstone(&["run", &def, "--store", &s, "-q", "--input", r#"{"secret": "hunter2"}"#]));
+    assert_ok(&stepstone(&[
+        "run",
+        &def,
+        "--store",
+        &s,
+        "-q",
+        "--input",
+        r#"{"secret": "hunter2"}"#,
+    ]));
     assert_eq!(mode(&store), 0o700);
     for entry in std::fs::read_dir(&store).unwrap() {
         let path = entry.unwrap().path();
@@ -206,4 +250,117 @@ fn the_store_is_owner_only_whatever_existed_before() {
     };
     assert_refused(&o, "Permission denied");
     assert!(!stdout(&o).contains("hunter2"));
+}
+
+/// A loop that wraps its input once per pass: the state that would nest the value deeper than
+/// the store keeps fails with States.DataLimitExceeded, and everything stored reads back.
+#[test]
+fn a_value_that_keeps_growing_deeper_fails_its_state_and_the_store_stays_readable() {
+    let dir = scratch("deep");
+    let def = write_json(
+        &dir,
+        "wrap.asl.json",
+        &json!({
+            "QueryLanguage": "JSONata",
+            "StartAt": "Init",
+            "States": {
+                "Init": {"Type": "Pass", "Assign": {"i": 0}, "Next": "Wrap"},
+                "Wrap": {
+                    "Type": "Pass",
+                    "Output": "{% {'w': $states.input} %}",
+                    "Assign": {"i": "{% $i + 1 %}"},
+                    "Next": "Again"
+                },
+                "Again": {
+                    "Type": "Choice",
+                    "Choices": [{"Condition": "{% $i < 200 %}", "Next": "Wrap"}],
+                    "Default": "Done"
+                },
+                "Done": {"Type": "Succeed"}
+            }
+        }),
+    );
+    for engine in ["redb", "sled"] {
+        let store = dir.join(engine).display().to_string();
+        let o = stepstone(&[
+            "run", &def, "--store", &store, "--store-engine", engine, "--name", "deep", "--json",
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let result: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        assert_eq!(result["status"], "FAILED");
+        assert_eq!(result["error"], "States.DataLimitExceeded");
+        assert!(result["cause"].as_str().unwrap().contains("'Wrap'"), "{result}");
+        for command in ["describe", "history"] {
+            let o = stepstone(&[command, "deep", "--store", &store, "--json"]);
+            assert_ok(&o);
+        }
+        let o = stepstone(&["redrive", "deep", "--store", &store, "-q"]);
+        assert_eq!(o.status.code(), Some(1), "redriven, it fails again: {}", stderr(&o));
+    }
+}
+
+/// `resume` with no argument restarts every RUNNING execution: one that cannot be restarted
+/// (its mock file is gone) is reported, and the others still finish.
+#[test]
+fn one_execution_that_cannot_resume_does_not_hold_back_the_others() {
+    let dir = scratch("resume-goes-on");
+    let store = dir.join("store").display().to_string();
+    let def = write_json(
+        &dir,
+        "wait.asl.json",
+        &json!({"StartAt": "W", "States": {
+            "W": {"Type": "Wait", "Seconds": 2, "Next": "T"},
+            "T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "End": true}
+        }}),
+    );
+    let mocks = write_json(
+        &dir,
+        "mocks.json",
+        &json!({
+            "StateMachines": {"wait": {"TestCases": {"Ok": {"T": "R"}}}},
+            "MockedResponses": {"R": {"0": {"Return": {"done": true}}}}
+        }),
+    );
+    // Two executions killed while they wait: each is started in the background, and its
+    // engine killed once it is stored.
+    for name in ["mocked", "plain"] {
+        let mut args = vec!["run", &def, "--store", &store, "--name", name, "--detach"];
+        if name == "mocked" {
+            args.extend(["--mock-config", &mocks, "--test-case", "Ok"]);
+        } else {
+            args.extend(["--task", "arn:aws:lambda:us-east-1:123456789012:function:f=echo '{}'"]);
+        }
+        let o = stepstone(&args);
+        assert_ok(&o);
+        let pid = stderr(&o)
+            .split("pid ")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .unwrap()
+            .to_owned();
+        Command::new("kill").args(["-9", &pid]).status().unwrap();
+        wait_until_gone(&pid);
+    }
+    std::fs::remove_file(&mocks).unwrap();
+    let o = stepstone(&["resume", "--store", &store, "--json"]);
+    assert_refused(&o, "1 of 2 executions could not be restarted");
+    assert!(stderr(&o).contains("cannot resume"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("mocks.json"), "{}", stderr(&o));
+    let finished: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(finished["name"], "plain");
+    assert_eq!(finished["status"], "SUCCEEDED");
+}
+
+/// Waits until process `pid` has exited (its store lock released).
+fn wait_until_gone(pid: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        // A zombie is gone as far as the store is concerned.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.contains(") Z ") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -196,6 +196,12 @@ async fn drive_new(
         // checked as AWS checks them before anything is kept.
         crate::check_name("execution name", &name)?;
         crate::check_name("state machine name", &options.machine_name)?;
+        if crate::limits::nests_deeper(&exec.info().input, crate::MAX_DEPTH) {
+            return Err(store::Error::InvalidInput(format!(
+                "the input nests deeper than {} levels",
+                crate::MAX_DEPTH
+            )));
+        }
         // Durable before any of its commands is performed.
         let changes = exec.take_changes()?;
         store.create(durable.definition, durable.launch, &changes)?;

@@ -42,7 +42,7 @@ pub use interpreter::{
     Command, Execution, ExecutionInfo, Input, RunId, STATES_PER_CALL, Status, TaskRequest,
     TimerReason,
 };
-pub use limits::Limits;
+pub use limits::{Limits, MAX_DEPTH};
 pub use manage::{callback_stored, load_stored, stop_stored};
 pub use names::{MAX_NAME_CHARS, NameError, check_name};
 pub use record::{Changes, Checkpoint, FORMAT_VERSION, RecordKey};

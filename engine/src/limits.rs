@@ -23,6 +23,35 @@ impl Default for Limits {
     }
 }
 
+/// How deep a value in an execution may nest (arrays and objects): as deep as JSON text is read
+/// (serde_json's limit, which also bounds the input, task results and Lambda responses). A
+/// state whose output or variables nest deeper fails with States.DataLimitExceeded: a loop that
+/// wraps a value once per pass would otherwise grow it past what the store reads back, or what
+/// the stack holds. AWS states no such limit; its 256 KiB payload limit allows far deeper.
+pub const MAX_DEPTH: usize = 128;
+
+/// Whether `value` nests deeper than `limit` levels (`[]` and `{"a": 1}` are one level). Counted
+/// without recursion: the value may be deeper than the stack allows.
+pub(crate) fn nests_deeper(value: &serde_json::Value, limit: usize) -> bool {
+    use serde_json::Value;
+    let container = |v: &&Value| v.is_array() || v.is_object();
+    let mut pending: Vec<(&Value, usize)> = vec![(value, 1)];
+    while let Some((v, level)) = pending.pop() {
+        let inner = level + 1;
+        match v {
+            Value::Array(_) | Value::Object(_) if level > limit => return true,
+            Value::Array(items) => {
+                pending.extend(items.iter().filter(container).map(|c| (c, inner)))
+            }
+            Value::Object(map) => {
+                pending.extend(map.values().filter(container).map(|c| (c, inner)))
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// The size of `value` as compact JSON text, in bytes, counted without building the text.
 pub(crate) fn json_size(value: &serde_json::Value) -> usize {
     struct Count(usize);

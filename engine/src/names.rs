@@ -87,7 +87,13 @@ mod tests {
 
     #[test]
     fn accepts_what_aws_accepts() {
-        for name in ["deploy-1", "a", "Deploy_eu.west.1", "déploiement", &"x".repeat(80)] {
+        for name in [
+            "deploy-1",
+            "a",
+            "Deploy_eu.west.1",
+            "déploiement",
+            &"x".repeat(80),
+        ] {
             assert_eq!(check_name("execution name", name), Ok(()), "{name}");
         }
     }

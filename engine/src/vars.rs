@@ -47,6 +47,12 @@ impl Vars {
 pub(crate) fn check_sizes(values: &Map<String, Value>, limit: usize) -> Result<(), String> {
     let mut total = 0;
     for (name, value) in values {
+        if crate::limits::nests_deeper(value, crate::limits::MAX_DEPTH) {
+            return Err(format!(
+                "The variable '{name}' nests deeper than {} levels, the most Stepstone keeps.",
+                crate::limits::MAX_DEPTH
+            ));
+        }
         let size = crate::limits::json_size(value);
         if size > limit {
             return Err(format!(

@@ -429,63 +429,85 @@ fn restart(
     let server =
         runtime.block_on(async { control::serve(&dir.dir, store.clone(), signals.clone()) });
     let mut code = ExitCode::SUCCESS;
+    let mut unfinished = Vec::new();
     for record in records {
         let arn = &record.execution_arn;
-        let (stored, machine) = load_stored(&*store, arn).map_err(|e| e.to_string())?;
-        let (routes, mut options) = launch_options(&stored, &args.tasks, &args.aws)?;
-        options.signals = Some(signals.clone());
-        if !quiet {
-            let verb = match how {
-                Restart::Resume => "resuming",
-                Restart::Redrive => "redriving",
-            };
-            eprintln!("{verb} {arn}");
-        }
-        let mut progress = Progress::new(!quiet, options.virtual_time);
-        let started = Instant::now();
-        let observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)> = if quiet {
-            None
-        } else {
-            Some(&mut |n| progress.notice(n))
-        };
-        let outcome: Result<Outcome, ResumeError> = runtime.block_on(async {
-            match how {
-                Restart::Resume => {
-                    resume_execution(
-                        &machine,
-                        stored.checkpoint,
-                        &options,
-                        &routes,
-                        &*store,
-                        observer,
-                    )
-                    .await
-                }
-                Restart::Redrive => {
-                    redrive(
-                        &machine,
-                        stored.checkpoint,
-                        &options,
-                        &routes,
-                        &*store,
-                        observer,
-                    )
-                    .await
-                }
+        // One execution that cannot be restarted (an unreadable record, a mock file gone)
+        // is reported, and the others still go on.
+        let restarted = (|| -> Result<Outcome, String> {
+            let (stored, machine) = load_stored(&*store, arn).map_err(|e| e.to_string())?;
+            let (routes, mut options) = launch_options(&stored, &args.tasks, &args.aws)?;
+            options.signals = Some(signals.clone());
+            if !quiet {
+                let verb = match how {
+                    Restart::Resume => "resuming",
+                    Restart::Redrive => "redriving",
+                };
+                eprintln!("{verb} {arn}");
             }
-        });
-        let outcome = outcome.map_err(|e| match how {
-            Restart::Resume => format!("cannot resume {arn}: {e}"),
-            Restart::Redrive => format!("cannot redrive {arn}: {e}"),
-        })?;
+            let mut progress = Progress::new(!quiet, options.virtual_time);
+            let started = Instant::now();
+            let observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)> = if quiet {
+                None
+            } else {
+                Some(&mut |n| progress.notice(n))
+            };
+            let outcome: Result<Outcome, ResumeError> = runtime.block_on(async {
+                match how {
+                    Restart::Resume => {
+                        resume_execution(
+                            &machine,
+                            stored.checkpoint,
+                            &options,
+                            &routes,
+                            &*store,
+                            observer,
+                        )
+                        .await
+                    }
+                    Restart::Redrive => {
+                        redrive(
+                            &machine,
+                            stored.checkpoint,
+                            &options,
+                            &routes,
+                            &*store,
+                            observer,
+                        )
+                        .await
+                    }
+                }
+            });
+            let outcome = outcome.map_err(|e| e.to_string())?;
+            progress.finish(&outcome, started.elapsed().as_secs_f64());
+            Ok(outcome)
+        })();
         if let Some(server) = &server {
             runtime.block_on(server.drain());
         }
-        progress.finish(&outcome, started.elapsed().as_secs_f64());
-        report(&outcome, args.json, None);
-        if !matches!(outcome.status, Status::Succeeded(_)) {
-            code = exit_code(&outcome);
+        match restarted {
+            Ok(outcome) => {
+                report(&outcome, args.json, None);
+                if !matches!(outcome.status, Status::Succeeded(_)) {
+                    code = exit_code(&outcome);
+                }
+            }
+            Err(e) => {
+                let verb = match how {
+                    Restart::Resume => "resume",
+                    Restart::Redrive => "redrive",
+                };
+                eprintln!("stepstone: cannot {verb} {arn}: {e}");
+                unfinished.push(arn.as_str());
+            }
         }
+    }
+    if !unfinished.is_empty() {
+        return Err(format!(
+            "{} of {} executions could not be restarted (see above); the others went on",
+            unfinished.len(),
+            records.len()
+        ));
     }
     Ok(code)
 }

@@ -101,7 +101,8 @@ impl StoreSpec {
     /// `executions` print nothing and `run` start a new store over the old one.
     fn found(&self) -> Result<Option<StoreEngine>, String> {
         let dir = &self.dir;
-        let unreadable = |e: std::io::Error| format!("cannot read the store {}: {e}", dir.display());
+        let unreadable =
+            |e: std::io::Error| format!("cannot read the store {}: {e}", dir.display());
         match std::fs::metadata(dir) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(unreadable(e)),
@@ -197,12 +198,13 @@ impl StoreSpec {
         // A store that exists must hold Stepstone's records: one that was emptied (a
         // truncated file) is an error, not a new store.
         let existing = found.is_some();
-        let opened: Result<Box<dyn CheckpointStore>, _> = match engine {
-            StoreEngine::Sled => SledStore::open_with(dir, existing)
-                .map(|s| Box::new(s) as Box<dyn CheckpointStore>),
-            StoreEngine::Redb => RedbStore::open_with(dir, existing)
-                .map(|s| Box::new(s) as Box<dyn CheckpointStore>),
-        };
+        let opened: Result<Box<dyn CheckpointStore>, _> =
+            match engine {
+                StoreEngine::Sled => SledStore::open_with(dir, existing)
+                    .map(|s| Box::new(s) as Box<dyn CheckpointStore>),
+                StoreEngine::Redb => RedbStore::open_with(dir, existing)
+                    .map(|s| Box::new(s) as Box<dyn CheckpointStore>),
+            };
         let opened = opened.map_err(|e| match e {
             stepstone::engine::store::Error::Locked(_) => self.in_use(),
             e => format!("cannot open the store {}: {e}", dir.display()),

@@ -398,8 +398,7 @@ pub(crate) fn check_names(args: &RunArgs) -> Result<(), String> {
         check_name("execution name", name).map_err(|e| format!("--name: {e}"))?;
     }
     if let Some(name) = &args.state_machine_name {
-        check_name("state machine name", name)
-            .map_err(|e| format!("--state-machine-name: {e}"))?;
+        check_name("state machine name", name).map_err(|e| format!("--state-machine-name: {e}"))?;
     }
     Ok(())
 }

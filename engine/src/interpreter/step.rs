@@ -51,6 +51,11 @@ impl<'m> Execution<'m> {
                 return;
             }
             flow = match flow {
+                Flow::Next(_, ref value) | Flow::End(ref value)
+                    if crate::limits::nests_deeper(value, crate::limits::MAX_DEPTH) =>
+                {
+                    Flow::Fail(self.too_deep(id))
+                }
                 Flow::Next(next, input) => {
                     if self.probe.is_some() && self.probe_stops_before(id, next) {
                         return self.finish(id, Ok(input));

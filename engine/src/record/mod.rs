@@ -695,9 +695,48 @@ pub(crate) fn encode_json<T: Serialize>(value: &T) -> Result<Vec<u8>, crate::sto
         .map_err(|e| crate::store::error::Error::Io(format!("cannot encode a record: {e}")))
 }
 
+/// How deep a record's JSON may nest, written or read: the deepest value an execution holds
+/// ([`crate::limits::MAX_DEPTH`]) with ample room for the record around it. One bound both
+/// ways: what the store writes, it reads back (serde_json alone reads 128 levels, and a record
+/// around a value of 128 levels is deeper).
+pub(crate) const MAX_RECORD_DEPTH: usize = 2 * crate::limits::MAX_DEPTH;
+
+/// How deep JSON text nests (arrays and objects), counted without parsing it.
+fn nesting(json: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// A record as stored: JSON, compressed when it is large.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, crate::store::error::Error> {
     let json = encode_json(value)?;
+    let depth = nesting(&json);
+    if depth > MAX_RECORD_DEPTH {
+        return Err(crate::store::error::Error::Io(format!(
+            "cannot store a record that nests {depth} levels (at most {MAX_RECORD_DEPTH} are read back)"
+        )));
+    }
     if json.len() < COMPRESS_FROM {
         return Ok(json);
     }
@@ -740,10 +779,23 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<T, crate::store::error::Error> {
     let json = json_of(key, bytes)?;
-    serde_json::from_slice(&json).map_err(|e| crate::store::error::Error::Corrupt {
+    let corrupt = |reason: String| crate::store::error::Error::Corrupt {
         key: key.to_owned(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let depth = nesting(&json);
+    if depth > MAX_RECORD_DEPTH {
+        return Err(corrupt(format!(
+            "it nests {depth} levels; records nest at most {MAX_RECORD_DEPTH}"
+        )));
+    }
+    // Bounded above, so the parser's own limit (128) is not needed, and would refuse records
+    // the store wrote.
+    let mut parser = serde_json::Deserializer::from_slice(&json);
+    parser.disable_recursion_limit();
+    let value = T::deserialize(&mut parser).map_err(|e| corrupt(e.to_string()))?;
+    parser.end().map_err(|e| corrupt(e.to_string()))?;
+    Ok(value)
 }
 
 /// A history batch as stored: a JSON array of events. (v1 and v2 stored one event per record,
@@ -780,6 +832,34 @@ mod tests {
         assert_eq!(back, big);
         let small = encode(&"ok").unwrap();
         assert_eq!(small, b"\"ok\"");
+    }
+
+    /// A value nested as deep as an execution may hold, inside a record, is read back: the
+    /// store reads what it writes (serde_json alone stops at 128 levels).
+    #[test]
+    fn what_is_written_is_read_back_at_any_depth_the_engine_keeps() {
+        let mut deep = Value::from(1);
+        for _ in 0..crate::limits::MAX_DEPTH {
+            deep = serde_json::json!({ "w": deep });
+        }
+        let record = serde_json::json!([{"details": {"input": deep}}]);
+        let bytes = encode(&record).unwrap();
+        let back: Value = decode("x/1/h/1", &bytes).unwrap();
+        assert_eq!(back, record);
+
+        // Deeper than the store reads: refused when written, an error when found.
+        let mut deeper = Value::from(1);
+        for _ in 0..=MAX_RECORD_DEPTH {
+            deeper = Value::Array(vec![deeper]);
+        }
+        assert!(encode(&deeper).is_err());
+        let text = serde_json::to_vec(&deeper).unwrap();
+        let err = decode::<Value>("x/1/h/2", &text).unwrap_err();
+        assert!(err.to_string().contains("nests"), "{err}");
+        // Brackets inside strings are text, not nesting.
+        let text = format!("[\"{}\"]", "[{".repeat(1000));
+        assert_eq!(nesting(text.as_bytes()), 1);
+        assert!(decode::<Value>("k", text.as_bytes()).is_ok());
     }
 
     #[test]

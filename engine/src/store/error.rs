@@ -28,6 +28,10 @@ pub enum Error {
     /// stored.
     #[error(transparent)]
     InvalidName(#[from] crate::NameError),
+    /// The execution's input cannot be kept (it nests deeper than [`crate::MAX_DEPTH`]);
+    /// nothing was stored.
+    #[error("InvalidExecutionInput: {0}")]
+    InvalidInput(String),
     /// `save` was given an execution the store does not have.
     #[error("no execution {0} in the store")]
     NotFound(String),

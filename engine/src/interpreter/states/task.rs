@@ -262,6 +262,19 @@ impl Execution<'_> {
         }
     }
 
+    /// States.DataLimitExceeded for a state whose output nests deeper than
+    /// [`crate::limits::MAX_DEPTH`].
+    pub(crate) fn too_deep(&self, id: RunId) -> Failure {
+        let (name, _) = self.current(id);
+        Failure::new(
+            errors::DATA_LIMIT_EXCEEDED,
+            format!(
+                "The state/task '{name}' returned a result that nests deeper than {} levels, the most Stepstone keeps.",
+                crate::limits::MAX_DEPTH
+            ),
+        )
+    }
+
     /// States.DataLimitExceeded when a payload is over the limit.
     pub(crate) fn check_size(&self, id: RunId, value: &Value, what: &str) -> Result<(), Failure> {
         let limit = self.limits.max_payload_bytes;
