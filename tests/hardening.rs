@@ -283,19 +283,35 @@ fn a_value_that_keeps_growing_deeper_fails_its_state_and_the_store_stays_readabl
     for engine in ["redb", "sled"] {
         let store = dir.join(engine).display().to_string();
         let o = stepstone(&[
-            "run", &def, "--store", &store, "--store-engine", engine, "--name", "deep", "--json",
+            "run",
+            &def,
+            "--store",
+            &store,
+            "--store-engine",
+            engine,
+            "--name",
+            "deep",
+            "--json",
         ]);
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
         let result: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
         assert_eq!(result["status"], "FAILED");
         assert_eq!(result["error"], "States.DataLimitExceeded");
-        assert!(result["cause"].as_str().unwrap().contains("'Wrap'"), "{result}");
+        assert!(
+            result["cause"].as_str().unwrap().contains("'Wrap'"),
+            "{result}"
+        );
         for command in ["describe", "history"] {
             let o = stepstone(&[command, "deep", "--store", &store, "--json"]);
             assert_ok(&o);
         }
         let o = stepstone(&["redrive", "deep", "--store", &store, "-q"]);
-        assert_eq!(o.status.code(), Some(1), "redriven, it fails again: {}", stderr(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "redriven, it fails again: {}",
+            stderr(&o)
+        );
     }
 }
 
@@ -328,7 +344,10 @@ fn one_execution_that_cannot_resume_does_not_hold_back_the_others() {
         if name == "mocked" {
             args.extend(["--mock-config", &mocks, "--test-case", "Ok"]);
         } else {
-            args.extend(["--task", "arn:aws:lambda:us-east-1:123456789012:function:f=echo '{}'"]);
+            args.extend([
+                "--task",
+                "arn:aws:lambda:us-east-1:123456789012:function:f=echo '{}'",
+            ]);
         }
         let o = stepstone(&args);
         assert_ok(&o);
@@ -363,4 +382,116 @@ fn wait_until_gone(pid: &str) {
         assert!(Instant::now() < deadline, "process {pid} did not exit");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A JSONata expression that recurses forever.
+const ENDLESS: &str = "{% ($f := function($x){ $f($x+1) }; $f(0)) %}";
+
+fn jsonata_pass(dir: &Path, name: &str, output: &str, timeout: Option<u64>) -> String {
+    let mut def = json!({
+        "QueryLanguage": "JSONata",
+        "StartAt": "L",
+        "States": {"L": {"Type": "Pass", "Output": output, "End": true}}
+    });
+    if let Some(seconds) = timeout {
+        def["TimeoutSeconds"] = json!(seconds);
+    }
+    write_json(dir, name, &def)
+}
+
+#[test]
+fn an_endless_expression_ends_with_the_execution_timeout() {
+    let dir = scratch("endless-timeout");
+    let def = jsonata_pass(&dir, "loop.asl.json", ENDLESS, Some(2));
+    let started = Instant::now();
+    let o = stepstone(&["run", &def, "--ephemeral", "--json", "-q"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let result: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(result["status"], "TIMED_OUT", "{result}");
+    assert_eq!(result["error"], "States.Timeout");
+}
+
+#[test]
+fn an_endless_expression_can_be_stopped_and_does_not_freeze_the_engine() {
+    let dir = scratch("endless-stop");
+    let def = jsonata_pass(&dir, "loop.asl.json", ENDLESS, None);
+    let store = dir.join("store").display().to_string();
+    let o = stepstone(&["run", &def, "--store", &store, "--name", "spin", "--detach"]);
+    assert_ok(&o);
+    std::thread::sleep(Duration::from_millis(300));
+    // The engine is busy evaluating, yet answers.
+    let asked = Instant::now();
+    let o = stepstone(&["executions", "--store", &store]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("RUNNING"), "{}", stdout(&o));
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    let o = stepstone(&["stop", "spin", "--store", &store]);
+    assert_ok(&o);
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    let o = stepstone(&["describe", "spin", "--store", &store, "--json"]);
+    let described: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(described["status"], "ABORTED", "{described}");
+    // Stopped mid-state: no EvaluationFailed, and the state is where a redrive goes on.
+    let o = stepstone(&["history", "spin", "--store", &store]);
+    assert!(!stdout(&o).contains("EvaluationFailed"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("ExecutionAborted"), "{}", stdout(&o));
+}
+
+#[test]
+fn expressions_that_would_take_gigabytes_fail_their_state_instead() {
+    let dir = scratch("huge-expressions");
+    for (output, says) in [
+        ("{% $count([1..10000].([1..10000])) %}", "MiB of memory"),
+        ("{% $pad('', 1e9, 'x') %}", "over the limit"),
+        ("{% $string([1..2000000]) %}", "D2015"),
+    ] {
+        let def = jsonata_pass(&dir, "huge.asl.json", output, None);
+        let started = Instant::now();
+        let o = stepstone(&["run", &def, "--ephemeral", "--json", "-q"]);
+        assert!(
+            started.elapsed() < Duration::from_secs(9),
+            "{output}: {:?}",
+            started.elapsed()
+        );
+        let result: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        assert_eq!(result["error"], "States.QueryEvaluationError", "{result}");
+        assert!(result["cause"].as_str().unwrap().contains(says), "{result}");
+    }
+}
+
+#[test]
+fn test_state_ends_an_endless_expression() {
+    let dir = scratch("test-state-endless");
+    let state = write_json(
+        &dir,
+        "state.json",
+        &json!({
+            "Type": "Pass", "QueryLanguage": "JSONata", "Output": ENDLESS, "End": true
+        }),
+    );
+    let started = Instant::now();
+    let o = stepstone(&["test-state", &state, "--json"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        stdout(&o).contains("D1012"),
+        "{} {}",
+        stdout(&o),
+        stderr(&o)
+    );
 }

@@ -189,7 +189,14 @@ async fn drive_new(
         options.limits,
         history_mode(options, observer.is_some()),
     );
-    let commands = exec.start(start);
+    if !options.virtual_time {
+        let deadline = timeout_at(&exec, start);
+        exec.set_evaluation_deadline(deadline.map(|d| real_instant(d, &clock)));
+    }
+    // Stored (and reachable by a stop) before any state is entered: the first states may take
+    // long (a JSONata expression runs up to its budget).
+    exec.begin(start);
+    let commands = Vec::new();
     let mut created = Vec::new();
     if let Some(store) = durable.store {
         // A stored execution's names are listed, printed and used in file names: they are
@@ -348,9 +355,10 @@ async fn drive_execution(
     // A redriven execution's TimeoutSeconds counts from the redrive: it would otherwise be
     // over before the redrive began.
     let start = exec.info().redrive_time.unwrap_or(exec.info().start_time);
-    let deadline = exec.timeout_seconds().map(|s| Timestamp {
-        unix_nanos: start.unix_nanos + i128::from(s) * 1_000_000_000,
-    });
+    let deadline = timeout_at(&exec, start);
+    if !options.virtual_time {
+        exec.set_evaluation_deadline(deadline.map(|d| real_instant(d, &clock)));
+    }
     let mut timers: BinaryHeap<Reverse<(Timestamp, u64, RunIdKey)>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut in_flight: JoinSet<(RunId, Result<Value, Failure>)> = JoinSet::new();
@@ -371,7 +379,8 @@ async fn drive_execution(
     let mut last_save = std::time::Instant::now();
     let (_registration, mut inbox) = match &options.signals {
         Some(signals) => {
-            let (registration, inbox) = signals.register(&exec.info().execution_arn);
+            let (registration, inbox) =
+                signals.register(&exec.info().execution_arn, exec.interrupt());
             (Some(registration), inbox)
         }
         None => (None, Inbox(None)),
@@ -393,7 +402,11 @@ async fn drive_execution(
                 first = false;
             }
         }
-        if let (Some(store), false) = (durable.store, first) {
+        if exec.interrupted() && *exec.status() == Status::Running {
+            // An evaluation was cut short: the execution is being stopped or has timed out,
+            // which comes next. Nothing this call asked for is performed (or saved first).
+            commands.clear();
+        } else if let (Some(store), false) = (durable.store, first) {
             // Every interpreter call ends here: its commands become durable before they run,
             // and so does every task result. A call that only used up its step budget on pure
             // states has no effect to protect: those states would recompute identically, so
@@ -562,6 +575,22 @@ async fn drive_execution(
             History::counted(exec.history().mode(), exec.history().len())
         },
     })
+}
+
+/// When `exec`, counted from `start`, times out (its TimeoutSeconds).
+fn timeout_at(exec: &Execution<'_>, start: Timestamp) -> Option<Timestamp> {
+    exec.timeout_seconds().map(|s| Timestamp {
+        unix_nanos: start.unix_nanos + i128::from(s) * 1_000_000_000,
+    })
+}
+
+/// `at` on the real clock, for a clock that is not virtual.
+fn real_instant(at: Timestamp, clock: &Clock) -> std::time::Instant {
+    let ahead = at.unix_nanos - clock.now().unix_nanos;
+    let ahead = Duration::from_nanos(u64::try_from(ahead.max(0)).unwrap_or(u64::MAX));
+    std::time::Instant::now()
+        .checked_add(ahead)
+        .unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(365 * 86_400))
 }
 
 /// A task that waits for its token: first its request is delivered (`delivery`; a failure

@@ -11,6 +11,16 @@ pub struct Limits {
     /// Iterations of one inline Map running at once, whatever its MaxConcurrency (AWS runs at
     /// most 40 concurrent iterations of an inline Map).
     pub max_map_concurrency: usize,
+    /// The longest one JSONata expression may run before it fails with
+    /// States.QueryEvaluationError (JSONata's D1012); an execution's TimeoutSeconds, when
+    /// nearer, bounds it too. AWS states no such figure; 10 s is far more than any expression
+    /// that ends needs.
+    #[serde(default = "default_evaluation_budget")]
+    pub evaluation_budget: std::time::Duration,
+}
+
+fn default_evaluation_budget() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
 }
 
 impl Default for Limits {
@@ -19,6 +29,7 @@ impl Default for Limits {
             max_history_events: Some(25_000),
             max_payload_bytes: 256 * 1024,
             max_map_concurrency: 40,
+            evaluation_budget: default_evaluation_budget(),
         }
     }
 }
@@ -80,6 +91,12 @@ impl Limits {
     /// Sets the payload limit in bytes.
     pub fn with_max_payload_bytes(mut self, bytes: usize) -> Limits {
         self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Sets how long one JSONata expression may run.
+    pub fn with_evaluation_budget(mut self, budget: std::time::Duration) -> Limits {
+        self.evaluation_budget = budget;
         self
     }
 

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use stepstone_asl::jsonata::Interrupt;
 use stepstone_asl::timestamp::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
@@ -91,7 +92,14 @@ pub fn token_of(token: &str, execution_arn: &str) -> bool {
 /// The executions running in this process that accept signals. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Signals {
-    running: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Signal>>>>,
+    running: Arc<Mutex<HashMap<String, Running>>>,
+}
+
+/// How a running execution is reached: its inbox, and the flag that stops its JSONata
+/// evaluation in progress (a Stop must not wait behind an expression that loops).
+struct Running {
+    inbox: mpsc::UnboundedSender<Signal>,
+    interrupt: Interrupt,
 }
 
 impl std::fmt::Debug for Signals {
@@ -152,17 +160,29 @@ impl Signals {
         self.send(&arn, signal).then_some(answer)
     }
 
-    /// Sends `signal` to `execution_arn`; false when it does not run here.
+    /// Sends `signal` to `execution_arn`; false when it does not run here. A stop also
+    /// interrupts the JSONata expression the execution may be evaluating.
     pub fn send(&self, execution_arn: &str, signal: Signal) -> bool {
-        self.lock()
-            .get(execution_arn)
-            .is_some_and(|sender| sender.send(signal).is_ok())
+        let stops = matches!(signal, Signal::Stop { .. });
+        self.lock().get(execution_arn).is_some_and(|running| {
+            let sent = running.inbox.send(signal).is_ok();
+            if sent && stops {
+                running.interrupt.raise();
+            }
+            sent
+        })
     }
 
-    /// Registers a running execution; it stays registered while the guard lives.
-    pub(crate) fn register(&self, execution_arn: &str) -> (Registration, Inbox) {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        self.lock().insert(execution_arn.to_owned(), sender);
+    /// Registers a running execution, whose evaluations `interrupt` stops; it stays
+    /// registered while the guard lives.
+    pub(crate) fn register(
+        &self,
+        execution_arn: &str,
+        interrupt: Interrupt,
+    ) -> (Registration, Inbox) {
+        let (inbox, receiver) = mpsc::unbounded_channel();
+        self.lock()
+            .insert(execution_arn.to_owned(), Running { inbox, interrupt });
         let registration = Registration {
             signals: self.clone(),
             execution_arn: execution_arn.to_owned(),
@@ -170,7 +190,7 @@ impl Signals {
         (registration, Inbox(Some(receiver)))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Signal>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
         // The map stays consistent even if a holder panicked: every operation is one call.
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -68,9 +68,14 @@ pub(crate) fn request(_dir: &Path, _request: &Value) -> Option<Result<Value, Str
 
 /// Listens on the store's control socket while the engine runs; the socket file is removed
 /// when this is dropped.
+///
+/// It answers on a thread of its own (with its own small runtime): the engine's thread may be
+/// busy for seconds (a JSONata expression that loops until its budget ends), and a `stop` must
+/// reach it meanwhile, through [`Signals`], which also interrupts the evaluation.
 pub(crate) struct Server {
     path: PathBuf,
-    task: tokio::task::JoinHandle<()>,
+    /// Dropped, it ends the server's thread.
+    _shutdown: tokio::sync::oneshot::Sender<()>,
     /// How many requests are being answered.
     busy: Arc<AtomicUsize>,
 }
@@ -88,31 +93,57 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.task.abort();
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-/// Starts answering on `<dir>/control.sock`, on the current tokio runtime. The caller owns
-/// the store (it is open), so a socket file left there belongs to an engine that died.
-/// Without a socket (too long a path, a file system without them), the engine still runs: a
-/// warning says the commands cannot reach it.
+/// The most connections answered at once; more wait in the socket's backlog (and past it are
+/// refused by the kernel), costing this process no file descriptor.
+#[cfg(unix)]
+const MAX_CONNECTIONS: usize = 32;
+
+/// How long a client may take to send its request line: a connection that says nothing is
+/// closed, so idle ones cannot hold the connections above.
+#[cfg(unix)]
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Starts answering on `<dir>/control.sock`, on a thread of its own. The caller owns the store
+/// (it is open), so a socket file left there belongs to an engine that died. Without a socket
+/// (too long a path, a file system without them), the engine still runs: a warning says the
+/// commands cannot reach it.
 #[cfg(unix)]
 pub(crate) fn serve(
     dir: &Path,
     store: Arc<dyn CheckpointStore>,
     signals: Signals,
 ) -> Option<Server> {
-    match bind(dir) {
-        Ok(listener) => {
-            let busy = Arc::new(AtomicUsize::new(0));
-            let task = tokio::spawn(accept(listener, store, signals, busy.clone()));
-            Some(Server {
-                path: dir.join(SOCKET),
-                task,
-                busy,
-            })
-        }
+    let started = (|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        // Bound inside the server's runtime: the listener belongs to its reactor.
+        let listener = runtime.block_on(async { bind(dir) })?;
+        let busy = Arc::new(AtomicUsize::new(0));
+        let (shutdown, ended) = tokio::sync::oneshot::channel::<()>();
+        let counted = busy.clone();
+        std::thread::Builder::new()
+            .name("control-socket".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = accept(listener, store, signals, counted) => {}
+                        _ = ended => {}
+                    }
+                });
+            })?;
+        std::io::Result::Ok(Server {
+            path: dir.join(SOCKET),
+            _shutdown: shutdown,
+            busy,
+        })
+    })();
+    match started {
+        Ok(server) => Some(server),
         Err(e) => {
             eprintln!(
                 "stepstone: warning: no control socket at {} ({e}): `stepstone describe`, \
@@ -159,9 +190,20 @@ async fn accept(
     signals: Signals,
     busy: Arc<AtomicUsize>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        // A connection is taken only when one can be answered.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of file descriptors (or another passing fault): wait, rather than spin
+                // on an error that repeats at once.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let (store, signals, busy) = (store.clone(), signals.clone(), busy.clone());
         busy.fetch_add(1, Ordering::AcqRel);
@@ -169,6 +211,7 @@ async fn accept(
             // A client that goes away mid-request loses its answer; nothing else is affected.
             let _ = answer_one(stream, &*store, &signals).await;
             busy.fetch_sub(1, Ordering::AcqRel);
+            drop(slot);
         });
     }
 }
@@ -186,9 +229,10 @@ async fn answer_one(
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(read.take(MAX_REQUEST))
-        .read_line(&mut line)
-        .await?;
+    let mut reader = BufReader::new(read.take(MAX_REQUEST));
+    tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let reply = match serde_json::from_str::<Value>(&line) {
         Ok(request) => match super::executions::answer(store, signals, &request).await {
             Ok(value) => json!({"ok": value}),

@@ -426,8 +426,7 @@ fn restart(
     let store: std::sync::Arc<dyn CheckpointStore> = store.into();
     let runtime = runtime()?;
     let signals = Signals::default();
-    let server =
-        runtime.block_on(async { control::serve(&dir.dir, store.clone(), signals.clone()) });
+    let server = control::serve(&dir.dir, store.clone(), signals.clone());
     let mut code = ExitCode::SUCCESS;
     let mut unfinished = Vec::new();
     for record in records {

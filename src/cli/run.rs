@@ -198,8 +198,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
             let signals = Signals::default();
             options.signals = Some(signals.clone());
             // Answers `describe`, `history` and `stop` from other processes while this runs.
-            let control = runtime
-                .block_on(async { super::control::serve(&spec.dir, store.clone(), signals) });
+            let control = super::control::serve(&spec.dir, store.clone(), signals);
             let launch = json!({"tasks": args.tasks, "virtual_time": args.virtual_time, "history_limit": args.history_limit, "aws": args.aws.to_json(), "mocks": args.mocks.to_json()});
             let observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)> = if args.quiet {
                 None

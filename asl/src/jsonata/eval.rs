@@ -18,8 +18,10 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use std::time::Duration;
+
 use jsonata_core::ast::AstNode;
-use jsonata_core::evaluator::{Context, Evaluator, EvaluatorError};
+use jsonata_core::evaluator::{Context, Evaluator, EvaluatorError, EvaluatorOptions};
 use jsonata_core::value::JValue;
 use serde_json::Value;
 
@@ -37,6 +39,49 @@ impl std::fmt::Debug for Compiled {
     }
 }
 
+/// The most items a sequence may hold while an expression runs (`[1..10000].([1..10000])`
+/// would build 100 million): past it, JSONata's D2015. A result that large could not be a
+/// state's payload anyway (256 KiB).
+pub const MAX_SEQUENCE: usize = 1_000_000;
+
+/// The longest string `$pad` makes, in characters: `$pad('', 1e9)` is an error, not a
+/// gigabyte.
+pub const MAX_PAD: usize = 1 << 20;
+
+/// A flag that stops the evaluations that hold it, from any thread: StopExecution raises it,
+/// and an expression that loops forever then fails at its next step instead of running on.
+/// Once raised it stays raised.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Interrupt {
+    /// A flag not raised yet.
+    pub fn new() -> Interrupt {
+        Interrupt::default()
+    }
+
+    /// Stops every evaluation holding this flag (or a clone of it), within milliseconds (the
+    /// watchdog, `watchdog.rs`, passes it on).
+    pub fn raise(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`Interrupt::raise`] was called on this flag or a clone.
+    pub fn is_raised(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// What bounds one evaluation besides [`MAX_SEQUENCE`] and the watchdog's memory bound
+/// ([`super::MAX_GROWTH`]): a time budget, and a flag that stops it.
+#[derive(Debug, Clone, Default)]
+pub struct Bounds {
+    /// The longest the evaluation may run; past it, JSONata's D1012.
+    pub time: Option<Duration>,
+    /// Raised, the evaluation stops (U1003).
+    pub interrupt: Option<Interrupt>,
+}
+
 /// What an expression sees when it runs, converted once for all the expressions of a state
 /// (the conversion of `$states` costs more than a simple evaluation).
 pub struct Scope {
@@ -46,6 +91,8 @@ pub struct Scope {
     variables: Vec<(String, JValue)>,
     /// Where `$random()` and `$uuid()` draw from.
     seed: u64,
+    /// How long each evaluation may run, and what stops it.
+    bounds: Bounds,
 }
 
 impl Scope {
@@ -63,7 +110,14 @@ impl Scope {
                 .map(|(name, value)| (name.to_owned(), jvalue(value)))
                 .collect(),
             seed,
+            bounds: Bounds::default(),
         }
+    }
+
+    /// The same scope, its evaluations bounded by `bounds`.
+    pub fn bounded(mut self, bounds: Bounds) -> Scope {
+        self.bounds = bounds;
+        self
     }
 
     /// As [`Scope::new`], with `$states` given by its fields (`input`, `result`...): each value
@@ -84,6 +138,7 @@ impl Scope {
                 .map(|(name, value)| (name.to_owned(), jvalue(value)))
                 .collect(),
             seed,
+            bounds: Bounds::default(),
         }
     }
 }
@@ -143,11 +198,36 @@ impl Compiled {
             context.bind(name.clone(), value.clone());
         }
         context.bind("states".to_owned(), scope.states.clone());
-        let mut evaluator = Evaluator::with_context(context);
+        let interrupt = scope.bounds.interrupt.as_ref();
+        if interrupt.is_some_and(Interrupt::is_raised) {
+            return Err(QueryError(STOPPED.into()));
+        }
+        let watched = super::watchdog::watch(interrupt);
+        let options = EvaluatorOptions {
+            timeout_ms: scope
+                .bounds
+                .time
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)),
+            cancel: Some(watched.token.clone()),
+            max_sequence_length: Some(MAX_SEQUENCE),
+            ..EvaluatorOptions::default()
+        };
+        let mut evaluator = Evaluator::with_options(context, options);
         register_functions(&mut evaluator, scope.seed).map_err(query_error)?;
-        let result = evaluator
-            .evaluate(&self.ast, &JValue::Undefined)
-            .map_err(query_error)?;
+        let result = evaluator.evaluate(&self.ast, &JValue::Undefined);
+        // The watchdog's reasons first: an evaluation it stopped may still have returned (a
+        // last builtin call finishes before jsonata-core looks at its token again).
+        if watched.over_memory() {
+            return Err(QueryError(format!(
+                "The expression needed more than {} MiB of memory",
+                super::watchdog::MAX_GROWTH >> 20
+            )));
+        }
+        if interrupt.is_some_and(Interrupt::is_raised) {
+            return Err(QueryError(STOPPED.into()));
+        }
+        drop(watched);
+        let result = result.map_err(query_error)?;
         match result {
             JValue::Undefined => Ok(None),
             JValue::Lambda(_) | JValue::Builtin { .. } | JValue::Regex { .. } => Err(QueryError(
@@ -182,8 +262,57 @@ fn number(v: Option<&JValue>, function: &str, what: &str) -> Result<f64, Evaluat
     }
 }
 
+/// The message of an evaluation stopped by its [`Interrupt`] (jsonata-core's code).
+const STOPPED: &str = "U1003: The evaluation was stopped";
+
+/// `$pad(text, width[, with])` as JSONata defines it (padding on the right for a positive
+/// width, on the left for a negative one, with `with` repeated, a space by default), refusing a
+/// width over [`MAX_PAD`] characters before making anything.
+fn pad(args: &[JValue]) -> Result<JValue, EvaluatorError> {
+    let text = match args.first() {
+        Some(JValue::String(s)) => s.clone(),
+        Some(JValue::Null) => return Ok(JValue::Null),
+        Some(JValue::Undefined) | None => return Ok(JValue::Undefined),
+        Some(_) => {
+            return Err(EvaluatorError::TypeError(
+                "T0410: Argument 1 of function \"pad\" does not match function signature".into(),
+            ));
+        }
+    };
+    let width = match args.get(1) {
+        Some(JValue::Number(n)) => n.trunc(),
+        Some(JValue::Undefined) | None => return Ok(JValue::String(text)),
+        Some(_) => {
+            return Err(EvaluatorError::TypeError(
+                "T0410: Argument 2 of function \"pad\" does not match function signature".into(),
+            ));
+        }
+    };
+    if width.abs() > MAX_PAD as f64 {
+        return Err(fail(format!(
+            "$pad: a width of {width} characters is over the limit of {MAX_PAD}"
+        )));
+    }
+    let with: Vec<char> = match args.get(2) {
+        Some(JValue::String(s)) if !s.is_empty() => s.chars().collect(),
+        _ => vec![' '],
+    };
+    let missing = (width.abs() as usize).saturating_sub(text.chars().count());
+    if missing == 0 {
+        return Ok(JValue::String(text));
+    }
+    let padding: String = with.iter().cycle().take(missing).collect();
+    let padded = if width < 0.0 {
+        padding + &text
+    } else {
+        format!("{text}{padding}")
+    };
+    Ok(JValue::String(Rc::from(padded.as_str())))
+}
+
 /// Step Functions' functions, and `$eval` taken away.
 fn register_functions(evaluator: &mut Evaluator, seed: u64) -> Result<(), EvaluatorError> {
+    evaluator.register_fn_override("pad", pad)?;
     evaluator.register_fn("partition", |args: &[JValue]| {
         let Some(JValue::Array(items)) = args.first() else {
             return Err(fail("$partition: the first argument must be an array"));
@@ -324,6 +453,68 @@ mod tests {
         assert_ne!(value("$random(42)"), value("$random(43)"));
         // The same scope seed draws the same values: recomputing after a crash agrees.
         assert_eq!(value("$uuid()"), value("$uuid()"));
+    }
+
+    #[test]
+    fn pad_as_jsonata_pads() {
+        assert_eq!(value("$pad('5', -3, '0')"), json!("005"));
+        assert_eq!(value("$pad('ab', 5)"), json!("ab   "));
+        assert_eq!(value("$pad('ab', 6, '-+')"), json!("ab-+-+"));
+        assert_eq!(value("$pad('ab', -5.9, 'é')"), json!("éééab"));
+        assert_eq!(value("$pad('abcdef', 3)"), json!("abcdef"));
+        assert_eq!(value("$pad('ab', 2 + 1e-9)"), json!("ab"));
+        assert_eq!(
+            eval("$pad($states.input.none, 3)", json!({"input": {}})).unwrap(),
+            None
+        );
+    }
+
+    /// Bounded evaluations end: an endless loop by its time budget or its interrupt, a huge
+    /// sequence or string by its size limit; none of them builds gigabytes first.
+    #[test]
+    fn runaway_expressions_end_with_an_error() {
+        let run = |text: &str, bounds: Bounds| {
+            let states = json!({"input": {}});
+            let scope = Scope::new(&states, std::iter::empty(), 1).bounded(bounds);
+            let started = std::time::Instant::now();
+            let result = Compiled::compile(text).unwrap().evaluate(&scope);
+            (result, started.elapsed())
+        };
+        let endless = "($f := function($x){ $f($x+1) }; $f(0))";
+        let timed = Bounds {
+            time: Some(Duration::from_millis(200)),
+            interrupt: None,
+        };
+        let (result, took) = run(endless, timed.clone());
+        assert!(result.unwrap_err().0.starts_with("D1012"));
+        assert!(took < Duration::from_secs(5), "{took:?}");
+
+        let interrupt = Interrupt::new();
+        let raiser = interrupt.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            raiser.raise();
+        });
+        let stoppable = Bounds {
+            time: None,
+            interrupt: Some(interrupt),
+        };
+        let (result, took) = run(endless, stoppable);
+        assert!(result.unwrap_err().0.starts_with("U1003"));
+        assert!(took < Duration::from_secs(5), "{took:?}");
+
+        let roomy = Bounds {
+            time: Some(Duration::from_secs(60)),
+            interrupt: None,
+        };
+        let (result, took) = run("$count([1..10000].([1..10000]))", roomy);
+        let e = result.unwrap_err().0;
+        assert!(e.contains("MiB of memory"), "{e}");
+        assert!(took < Duration::from_secs(30), "{took:?}");
+        let (result, _) = run("$pad('', 1e9, 'x')", timed.clone());
+        assert!(result.unwrap_err().0.contains("over the limit"));
+        let (result, _) = run("$count([1..1000])", timed);
+        assert_eq!(result.unwrap(), Some(json!(1000)));
     }
 
     #[test]

@@ -10,8 +10,10 @@ use serde_json::Value;
 
 mod analysis;
 mod eval;
+mod watchdog;
 
-pub use eval::{Compiled, QueryError, Scope};
+pub use eval::{Bounds, Compiled, Interrupt, MAX_PAD, MAX_SEQUENCE, QueryError, Scope};
+pub use watchdog::MAX_GROWTH;
 
 use crate::diagnostic::Code;
 use crate::parse::Loader;

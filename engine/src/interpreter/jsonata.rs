@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 use stepstone_asl::QueryLanguage;
 use stepstone_asl::eval;
-use stepstone_asl::jsonata::{Expression, FieldError, JsonataValue, Problem, Scope};
+use stepstone_asl::jsonata::{Bounds, Expression, FieldError, JsonataValue, Problem, Scope};
 use stepstone_asl::states::Assign;
 
 use crate::Failure;
@@ -60,7 +60,20 @@ impl Execution<'_> {
             .into_iter()
             .flat_map(|frame| frame.iter().map(|(k, v)| (k.as_str(), v)))
             .filter(|(k, _)| state.variables_read.contains(*k));
-        Scope::of_fields(&fields, variables, seed)
+        let budget = self.limits.evaluation_budget;
+        let time = match self.evaluation_deadline {
+            // A millisecond past the deadline (the evaluator counts whole milliseconds): an
+            // evaluation cut short there is the timeout's, never the state's failure.
+            Some(deadline) => budget.min(
+                deadline.saturating_duration_since(std::time::Instant::now())
+                    + std::time::Duration::from_millis(1),
+            ),
+            None => budget,
+        };
+        Scope::of_fields(&fields, variables, seed).bounded(Bounds {
+            time: Some(time),
+            interrupt: Some(self.interrupt.clone()),
+        })
     }
 
     /// The failure for a JSONata field `field` of run `id`'s state.
@@ -72,6 +85,15 @@ impl Execution<'_> {
     /// States.QueryEvaluationError for `field` of run `id`'s state, noting the field for the
     /// EvaluationFailed event's location.
     fn field_failure(&self, id: RunId, message: String, field: String) -> Failure {
+        // Cut short because the execution is being stopped or has timed out: not the state's
+        // failure (see `Execution::interrupted`).
+        if self.interrupt.is_raised()
+            || self
+                .evaluation_deadline
+                .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            self.interrupted.set(true);
+        }
         let failure = self.state_failure(id, query_error(message));
         self.evaluation_failed.replace(Some((id, Some(field))));
         failure

@@ -18,6 +18,7 @@ use crate::failure::Failure;
 use crate::history::{EventKind, History, HistoryMode};
 use crate::limits::Limits;
 use crate::vars::Vars;
+use stepstone_asl::jsonata::Interrupt;
 
 mod children;
 mod context;
@@ -82,6 +83,15 @@ pub struct Execution<'m> {
     pub(crate) next_children: u64,
     /// Children let go of since the last checkpoint whose results the store holds.
     pub(crate) dropped_children: Vec<u64>,
+    /// Stops the JSONata evaluation in progress from another thread (StopExecution).
+    pub(crate) interrupt: Interrupt,
+    /// When the execution times out, on the real clock: no evaluation runs past it.
+    pub(crate) evaluation_deadline: Option<std::time::Instant>,
+    /// An evaluation was cut short by the interrupt or the execution's deadline: the state it
+    /// belonged to neither fails nor goes on, and no run advances any more. The execution is
+    /// being stopped or timed out, which the driver applies next (and which freezes every run
+    /// where it is, for a redrive).
+    pub(crate) interrupted: std::cell::Cell<bool>,
 }
 
 impl<'m> Execution<'m> {
@@ -118,14 +128,43 @@ impl<'m> Execution<'m> {
             probe: None,
             persisted: persist::Persisted::default(),
             next_children: 0,
+            interrupt: Interrupt::new(),
+            evaluation_deadline: None,
+            interrupted: std::cell::Cell::new(false),
             dropped_children: Vec::new(),
         }
+    }
+
+    /// The flag that stops this execution's JSONata evaluation in progress, from any thread
+    /// (what StopExecution raises through [`crate::Signals`]).
+    pub fn interrupt(&self) -> Interrupt {
+        self.interrupt.clone()
+    }
+
+    /// No JSONata evaluation runs past `deadline` (when the execution times out, on the real
+    /// clock); one cut short there leaves its state for the timeout to freeze.
+    pub fn set_evaluation_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        self.evaluation_deadline = deadline;
+    }
+
+    /// Whether an evaluation was cut short by the interrupt or the deadline: the execution
+    /// advances no further until it is stopped or timed out.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.get()
     }
 
     /// Starts the execution at `now`; returns the first commands.
     pub fn start(&mut self, now: Timestamp) -> Vec<Command> {
         let root = self.machine.root();
         self.start_at(root, root.start(), Vars::default(), now)
+    }
+
+    /// Begins the execution at `now` without entering a state: its ExecutionStarted event is
+    /// recorded and its first state is ready for [`Execution::resume`]. A driver stores the
+    /// execution and makes it reachable (stop) first, since entering states may take long.
+    pub fn begin(&mut self, now: Timestamp) {
+        let root = self.machine.root();
+        self.begin_at(root, root.start(), Vars::default(), now);
     }
 
     /// Starts the execution at state `state` of `scope`, with `vars` in scope (TestState tests
@@ -137,6 +176,12 @@ impl<'m> Execution<'m> {
         vars: Vars,
         now: Timestamp,
     ) -> Vec<Command> {
+        self.begin_at(scope, state, vars, now);
+        self.advance();
+        std::mem::take(&mut self.commands)
+    }
+
+    fn begin_at(&mut self, scope: ScopeRef<'m>, state: StateId, vars: Vars, now: Timestamp) {
         self.now = now;
         let (input, role) = (&self.info.input, &self.info.role_arn);
         let id = self.history.push(0, now, || EventKind::ExecutionStarted {
@@ -147,8 +192,6 @@ impl<'m> Execution<'m> {
         if let Some(probe) = &mut self.probe {
             probe.root = Some(run);
         }
-        self.advance();
-        std::mem::take(&mut self.commands)
     }
 
     /// Reports what the driver saw at `now`; returns the next commands.

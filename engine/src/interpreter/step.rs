@@ -21,6 +21,12 @@ impl<'m> Execution<'m> {
             if self.status != Status::Running {
                 return;
             }
+            if self.interrupted.get() {
+                // The run stays ready for whatever comes next (a stop or the timeout freezes
+                // it).
+                self.ready.push_front(id);
+                return;
+            }
             if self.get(id).is_some_and(|r| !r.fallen) {
                 let flow = self.enter_state(id);
                 self.follow(id, flow);
@@ -76,6 +82,9 @@ impl<'m> Execution<'m> {
                     self.enter_state(id)
                 }
                 Flow::End(output) => return self.finish(id, Ok(output)),
+                // An evaluation cut short (see `Execution::interrupted`): the run stays where it
+                // is, in its state, for the stop or timeout that follows.
+                Flow::Fail(_) if self.interrupted.get() => return,
                 Flow::Fail(failure) => {
                     self.record_evaluation_failure(id, &failure);
                     match self.handle_error(id, failure) {
