@@ -100,6 +100,14 @@ impl StoreSpec {
     /// there but cannot be read is an error, never "no store": an empty answer would make
     /// `executions` print nothing and `run` start a new store over the old one.
     fn found(&self) -> Result<Option<StoreEngine>, String> {
+        Ok(self.survey()?.map(|(engine, _)| engine))
+    }
+
+    /// The engine of the store in the directory (`None`: no store), and whether the store is
+    /// known complete: its marker was written after the store was made, so a database that
+    /// went missing or reads empty is damage. A store without its marker (made by an older
+    /// version, or killed while being made) is opened as it is found.
+    fn survey(&self) -> Result<Option<(StoreEngine, bool)>, String> {
         let dir = &self.dir;
         let unreadable =
             |e: std::io::Error| format!("cannot read the store {}: {e}", dir.display());
@@ -142,11 +150,10 @@ impl StoreSpec {
             Some(StoreEngine::Redb) if !redb => damaged(REDB_FILE),
             Some(StoreEngine::Sled) if !sled_conf => damaged("sled's conf"),
             Some(StoreEngine::Sled) if !sled_db => damaged("sled's db"),
-            Some(engine) => Ok(Some(engine)),
-            // Stores made before the marker: told by their files.
-            None if redb => Ok(Some(StoreEngine::Redb)),
-            None if sled_conf => Ok(Some(StoreEngine::Sled)),
-            None if sled_db => damaged("sled's conf"),
+            Some(engine) => Ok(Some((engine, true))),
+            // No marker: told by the files.
+            None if redb => Ok(Some((StoreEngine::Redb, false))),
+            None if sled_conf || sled_db => Ok(Some((StoreEngine::Sled, false))),
             None => Ok(None),
         }
     }
@@ -177,7 +184,8 @@ impl StoreSpec {
     /// "Durability" says why).
     pub(crate) fn open(&self) -> Result<Box<dyn CheckpointStore>, String> {
         let dir = &self.dir;
-        let found = self.found()?;
+        let surveyed = self.survey()?;
+        let found = surveyed.map(|(engine, _)| engine);
         self.ensure_dir()?;
         let engine = match (self.engine, found) {
             (Some(StoreEngine::Sled), Some(StoreEngine::Redb)) => {
@@ -195,9 +203,9 @@ impl StoreSpec {
             (_, Some(e)) | (Some(e), None) => e,
             (None, None) => StoreEngine::Redb,
         };
-        // A store that exists must hold Stepstone's records: one that was emptied (a
+        // A store known complete must hold Stepstone's records: one that was emptied (a
         // truncated file) is an error, not a new store.
-        let existing = found.is_some();
+        let existing = surveyed.is_some_and(|(_, complete)| complete);
         let opened: Result<Box<dyn CheckpointStore>, _> =
             match engine {
                 StoreEngine::Sled => SledStore::open_with(dir, existing)
