@@ -495,3 +495,66 @@ fn test_state_ends_an_endless_expression() {
         stderr(&o)
     );
 }
+
+/// Thousands of connections to the control socket that never say anything: the engine takes
+/// only a few at a time and closes idle ones, so its file descriptors stay free for its tasks
+/// (here the engine may open 128).
+#[test]
+fn a_flood_of_idle_connections_does_not_starve_the_engine() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let dir = scratch("flood");
+    let store = dir.join("store");
+    let s = store.display().to_string();
+    let def = write_json(
+        &dir,
+        "wait-task.asl.json",
+        &json!({"StartAt": "W", "States": {
+            "W": {"Type": "Wait", "Seconds": 3, "Next": "T"},
+            "T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:ok", "End": true}
+        }}),
+    );
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 128 && exec '{}' run '{def}' --store '{s}' --name flooded --detach --task 'arn:aws:lambda:us-east-1:123456789012:function:ok=cat' --input '{{\"ok\": true}}'",
+            env!("CARGO_BIN_EXE_stepstone")
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_ok(&o);
+    let pid = stderr(&o)
+        .split("pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap()
+        .to_owned();
+    let socket = store.join("control.sock");
+    let mut held = Vec::new();
+    for _ in 0..1000 {
+        // Past the backlog the kernel refuses: that costs the engine nothing.
+        if let Ok(stream) = UnixStream::connect(&socket) {
+            held.push(stream);
+        }
+    }
+    assert!(
+        held.len() > 128,
+        "only {} connections were made",
+        held.len()
+    );
+    // An idle connection the engine took is closed by it, well within 10 s.
+    let first = &mut held[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buffer = [0u8; 16];
+    let read = first.read(&mut buffer);
+    assert!(matches!(read, Ok(0)), "closed by the engine: {read:?}");
+    wait_until_gone(&pid);
+    drop(held);
+    let o = stepstone(&["describe", "flooded", "--store", &s, "--json"]);
+    let described: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(described["status"], "SUCCEEDED", "{described}");
+    assert_eq!(described["output"], json!({"ok": true}));
+}
