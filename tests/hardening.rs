@@ -558,3 +558,59 @@ fn a_flood_of_idle_connections_does_not_starve_the_engine() {
     assert_eq!(described["status"], "SUCCEEDED", "{described}");
     assert_eq!(described["output"], json!({"ok": true}));
 }
+
+/// A task token cannot be forged from what can be guessed (the execution's ARN, the state, the
+/// event and attempt numbers): only the token the task was given completes it, whether the
+/// engine runs or the store takes the answer.
+#[test]
+fn task_tokens_cannot_be_forged() {
+    let dir = scratch("forged-tokens");
+    let store = dir.join("store").display().to_string();
+    let token_file = dir.join("token");
+    let def = write_json(
+        &dir,
+        "approve.asl.json",
+        &json!({"StartAt": "Approve", "States": {
+            "Approve": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "approver", "Payload": {"token.$": "$$.Task.Token"}},
+                "End": true}}}),
+    );
+    let route = format!(
+        "arn:aws:states:::lambda:invoke.waitForTaskToken=echo \"$STEPSTONE_TASK_TOKEN\" > {}; cat",
+        token_file.display()
+    );
+    let o = stepstone(&[
+        "run", &def, "--store", &store, "--name", "gate", "--detach", "--task", &route,
+    ]);
+    assert_ok(&o);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let token = loop {
+        let t = std::fs::read_to_string(&token_file).unwrap_or_default();
+        if !t.trim().is_empty() {
+            break t.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no token delivered");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (names, tag) = token.split_once('.').expect("a signed token");
+    let arn = stdout(&o).trim().to_owned();
+    // Everything before the tag is guessable: it is the attempt's name, hex-encoded.
+    let guessed: String = format!("{arn}/Approve/2/0")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(names, guessed);
+    let flipped = format!("{names}.{}", tag.chars().rev().collect::<String>());
+    for forged in [guessed.clone(), flipped] {
+        let o = stepstone(&["send-task-success", &forged, "{}", "--store", &store]);
+        assert_refused(&o, "TaskDoesNotExist");
+    }
+    let o = stepstone(&[
+        "send-task-success",
+        &token,
+        r#"{"ok": 1}"#,
+        "--store",
+        &store,
+    ]);
+    assert_ok(&o);
+}

@@ -193,6 +193,9 @@ async fn drive_new(
         let deadline = timeout_at(&exec, start);
         exec.set_evaluation_deadline(deadline.map(|d| real_instant(d, &clock)));
     }
+    if let Some(store) = durable.store {
+        exec.set_token_key(store.token_key()?);
+    }
     // Stored (and reachable by a stop) before any state is entered: the first states may take
     // long (a JSONata expression runs up to its budget).
     exec.begin(start);
@@ -230,7 +233,8 @@ pub async fn resume(
     store: &dyn CheckpointStore,
     observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
 ) -> Result<Outcome, ResumeError> {
-    let exec = Execution::restore(machine, checkpoint)?;
+    let mut exec = Execution::restore(machine, checkpoint)?;
+    exec.set_token_key(store.token_key()?);
     // A virtual clock never runs backwards across a resume.
     let clock = Clock::resuming_at(exec.now);
     // Outstanding commands are already durable (they are in the checkpoint); runs that were
@@ -263,6 +267,7 @@ pub async fn redrive(
     observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
 ) -> Result<Outcome, ResumeError> {
     let mut exec = Execution::restore(machine, checkpoint)?;
+    exec.set_token_key(store.token_key()?);
     let clock = Clock::resuming_at(exec.now);
     let arn = exec.info().execution_arn.clone();
     let mut read = std::collections::HashMap::new();

@@ -26,6 +26,7 @@ mod record;
 mod signal;
 pub mod store;
 mod test_state;
+mod tokens;
 mod vars;
 
 pub use dispatch::{FnTasks, NoTasks, TaskDispatcher, TaskFuture};
@@ -52,3 +53,4 @@ pub use test_state::{
     InspectionLevel, Mock, StateConfiguration, TestState, TestStateError, TestStateResponse,
     TestStatus, UNSUPPORTED_WITHOUT_MOCK, test_state,
 };
+pub use tokens::{TokenKey, random_key};

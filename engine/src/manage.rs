@@ -65,6 +65,7 @@ pub fn callback_stored(
         .ok_or(CallbackError::TaskDoesNotExist)?;
     let (stored, machine) = load_stored(store, &record.execution_arn)?;
     let mut exec = Execution::restore(&machine, stored.checkpoint)?;
+    exec.set_token_key(store.token_key()?);
     let run = exec
         .waiting_for_token(token)
         .filter(|_| *exec.status() == Status::Running)

@@ -70,6 +70,8 @@ pub enum CallbackError {
 /// The idempotency token a task token encodes (`<execution ARN>/<state>/<event>/<attempt>`), or
 /// `None` if it is not a Stepstone task token.
 pub fn token_names(token: &str) -> Option<String> {
+    // The tag after the `.` (see `tokens.rs`) is checked by matching the whole token.
+    let token = token.split_once('.').map_or(token, |(names, _)| names);
     if !token.len().is_multiple_of(2) || token.is_empty() {
         return None;
     }

@@ -92,6 +92,8 @@ pub struct Execution<'m> {
     /// being stopped or timed out, which the driver applies next (and which freezes every run
     /// where it is, for a redrive).
     pub(crate) interrupted: std::cell::Cell<bool>,
+    /// What task tokens are signed with (see `tokens.rs`): the store's key.
+    pub(crate) token_key: crate::TokenKey,
 }
 
 impl<'m> Execution<'m> {
@@ -131,6 +133,7 @@ impl<'m> Execution<'m> {
             interrupt: Interrupt::new(),
             evaluation_deadline: None,
             interrupted: std::cell::Cell::new(false),
+            token_key: crate::tokens::process_key(),
             dropped_children: Vec::new(),
         }
     }
@@ -145,6 +148,12 @@ impl<'m> Execution<'m> {
     /// clock); one cut short there leaves its state for the timeout to freeze.
     pub fn set_evaluation_deadline(&mut self, deadline: Option<std::time::Instant>) {
         self.evaluation_deadline = deadline;
+    }
+
+    /// Signs this execution's task tokens with `key` (its store's, so that they are the same
+    /// after a resume; by default a key of this process).
+    pub fn set_token_key(&mut self, key: crate::TokenKey) {
+        self.token_key = key;
     }
 
     /// Whether an evaluation was cut short by the interrupt or the deadline: the execution

@@ -74,6 +74,9 @@ pub(crate) struct Keyed<K> {
     keys: Mutex<HashMap<String, u64>>,
     /// The number the next execution gets (the store is one process's: see each store).
     next: Mutex<u64>,
+    /// What task tokens are signed with (`meta/token-key`, made with the store, or at the
+    /// first open of a store older than it).
+    pub(crate) token_key: crate::TokenKey,
 }
 
 fn x(key: u64) -> String {
@@ -127,10 +130,23 @@ impl<K: KeyValue> Keyed<K> {
             Some(bytes) => record::decode("meta/next", &bytes)?,
             None => 1,
         };
+        let token_key = match kv.get("meta/token-key")? {
+            Some(bytes) => record::decode("meta/token-key", &bytes)?,
+            None => {
+                let key = crate::random_key();
+                let mut write = Write::default();
+                write
+                    .puts
+                    .push(("meta/token-key".into(), Cow::Owned(record::encode(&key)?)));
+                kv.apply(write)?;
+                key
+            }
+        };
         Ok(Keyed {
             kv,
             keys: Mutex::new(HashMap::new()),
             next: Mutex::new(next),
+            token_key,
         })
     }
 
@@ -517,6 +533,10 @@ macro_rules! checkpoint_store_over_keys {
 
             fn list(&self) -> $crate::store::Result<Vec<$crate::store::ExecutionRecord>> {
                 self.keyed.list()
+            }
+
+            fn token_key(&self) -> $crate::store::Result<$crate::TokenKey> {
+                Ok(self.keyed.token_key)
             }
         }
     };

@@ -81,6 +81,10 @@ pub trait CheckpointStore: Send + Sync {
 
     /// Every execution, in ARN order.
     fn list(&self) -> Result<Vec<ExecutionRecord>>;
+
+    /// The key the store's executions sign their task tokens with: random, made with the
+    /// store and kept in it (a resumed execution's tokens are the ones it gave out before).
+    fn token_key(&self) -> Result<crate::TokenKey>;
 }
 
 /// A shared store is a store: an engine and its caller (a test, a server) can hold one store.
@@ -115,5 +119,9 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
 
     fn list(&self) -> Result<Vec<ExecutionRecord>> {
         (**self).list()
+    }
+
+    fn token_key(&self) -> Result<crate::TokenKey> {
+        (**self).token_key()
     }
 }

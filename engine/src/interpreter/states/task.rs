@@ -190,8 +190,8 @@ impl Execution<'_> {
     }
 
     /// `$$.Task.Token` for run `id`, if its current state is a Task that waits for its token:
-    /// the attempt's idempotency token, hex-encoded. It names the execution (see
-    /// [`crate::signal::token_names`]) and is the same after a resume.
+    /// the attempt's idempotency token, hex-encoded and signed (`tokens.rs`). It names the
+    /// execution (see [`crate::signal::token_names`]) and is the same after a resume.
     pub(crate) fn task_token(&self, id: RunId) -> Option<String> {
         let (name, state) = self.current(id);
         let stepstone_asl::StateKind::Task(task) = &state.kind else {
@@ -205,7 +205,7 @@ impl Execution<'_> {
             return None;
         };
         let idempotency = self.idempotency_token(id, name);
-        Some(idempotency.bytes().map(|b| format!("{b:02x}")).collect())
+        Some(crate::tokens::task_token(&self.token_key, &idempotency))
     }
 
     /// The task finished: record it, then ResultSelector, ResultPath, OutputPath and Assign.
