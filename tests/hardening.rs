@@ -601,7 +601,7 @@ fn task_tokens_cannot_be_forged() {
         .collect();
     assert_eq!(names, guessed);
     let flipped = format!("{names}.{}", tag.chars().rev().collect::<String>());
-    for forged in [guessed.clone(), flipped] {
+    for forged in [guessed, flipped] {
         let o = stepstone(&["send-task-success", &forged, "{}", "--store", &store]);
         assert_refused(&o, "TaskDoesNotExist");
     }

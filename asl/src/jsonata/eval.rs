@@ -174,7 +174,8 @@ pub struct QueryError(pub String);
 impl Compiled {
     /// Parses `text`, the expression without its `{% %}`.
     pub fn compile(text: &str) -> Result<Compiled, QueryError> {
-        let ast = jsonata_core::parser::parse(text).map_err(|e| QueryError(e.to_string()))?;
+        let ast =
+            contained(|| jsonata_core::parser::parse(text).map_err(|e| QueryError(e.to_string())))?;
         Ok(Compiled {
             text: text.to_owned(),
             ast,
@@ -193,6 +194,10 @@ impl Compiled {
 
     /// Evaluates the expression in `scope`; `None` when its value is undefined (no match).
     pub fn evaluate(&self, scope: &Scope) -> Result<Option<Value>, QueryError> {
+        contained(|| self.evaluate_here(scope))
+    }
+
+    fn evaluate_here(&self, scope: &Scope) -> Result<Option<Value>, QueryError> {
         let mut context = Context::new();
         for (name, value) in &scope.variables {
             context.bind(name.clone(), value.clone());
@@ -238,6 +243,19 @@ impl Compiled {
                 .map_err(|e| QueryError(e.to_string())),
         }
     }
+}
+
+/// Runs `f`, turning a panic inside jsonata-core into the expression's error: a fault of the
+/// evaluator fails one state, never the engine.
+fn contained<T>(f: impl FnOnce() -> Result<T, QueryError>) -> Result<T, QueryError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(QueryError(format!("The JSONata evaluator failed: {what}")))
+    })
 }
 
 /// jsonata-core's error without the category it prefixes ("Type error: "...): the coded
