@@ -614,3 +614,71 @@ fn task_tokens_cannot_be_forged() {
     ]);
     assert_ok(&o);
 }
+
+/// The same in JSONPath, where the engine bounds a value's depth from the state's fields
+/// instead of measuring it at each state: the state fails exactly where the value would pass
+/// 128 levels, inside a Parallel as at the top.
+#[test]
+fn a_jsonpath_loop_that_wraps_its_input_fails_at_the_exact_depth() {
+    let dir = scratch("deep-jsonpath");
+    let wrap = |next: &str| {
+        json!({"Type": "Pass", "Parameters": {"w.$": "$", "n.$": "States.MathAdd($.n, 1)"},
+            "Next": next})
+    };
+    let looped = |end: Value| {
+        json!({
+            "StartAt": "Wrap",
+            "States": {
+                "Wrap": wrap("Again"),
+                "Again": {"Type": "Choice",
+                    "Choices": [{"Variable": "$.n", "NumericLessThan": 500, "Next": "Wrap"}],
+                    "Default": "Done"},
+                "Done": end
+            }
+        })
+    };
+    let top = write_json(&dir, "top.asl.json", &looped(json!({"Type": "Succeed"})));
+    let o = stepstone(&[
+        "run",
+        &top,
+        "--ephemeral",
+        "--json",
+        "--history",
+        "-q",
+        "--input",
+        r#"{"n": 0}"#,
+    ]);
+    let lines: Vec<&str> = std::str::from_utf8(&o.stdout).unwrap().lines().collect();
+    let result: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(result["error"], "States.DataLimitExceeded", "{result}");
+    let history: Value = serde_json::from_str(lines[1]).unwrap();
+    let wraps = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["type"] == "PassStateEntered" && e["stateEnteredEventDetails"]["name"] == "Wrap"
+        })
+        .count();
+    // {"n": 0} is one level; the 128th wrap would make 129.
+    assert_eq!(wraps, 128);
+
+    // Inside a Parallel branch: the branch fails, then the Parallel.
+    let parallel = write_json(
+        &dir,
+        "parallel.asl.json",
+        &json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true,
+            "Branches": [looped(json!({"Type": "Succeed"}))]}}}),
+    );
+    let o = stepstone(&[
+        "run",
+        &parallel,
+        "--ephemeral",
+        "--json",
+        "-q",
+        "--input",
+        r#"{"n": 0}"#,
+    ]);
+    let result: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(result["error"], "States.DataLimitExceeded", "{result}");
+}

@@ -41,26 +41,24 @@ impl Default for Limits {
 /// the stack holds. AWS states no such limit; its 256 KiB payload limit allows far deeper.
 pub const MAX_DEPTH: usize = 128;
 
-/// Whether `value` nests deeper than `limit` levels (`[]` and `{"a": 1}` are one level). Counted
-/// without recursion: the value may be deeper than the stack allows.
+/// Whether `value` nests deeper than `limit` levels (`[]` and `{"a": 1}` are one level).
 pub(crate) fn nests_deeper(value: &serde_json::Value, limit: usize) -> bool {
+    depth(value, limit) > limit
+}
+
+/// How deep `value` nests, counted up to `limit + 1` (0 for a scalar). It never descends more
+/// than `limit + 1` levels, so the recursion is bounded however deep the value is.
+pub(crate) fn depth(value: &serde_json::Value, limit: usize) -> usize {
     use serde_json::Value;
-    let container = |v: &&Value| v.is_array() || v.is_object();
-    let mut pending: Vec<(&Value, usize)> = vec![(value, 1)];
-    while let Some((v, level)) = pending.pop() {
-        let inner = level + 1;
-        match v {
-            Value::Array(_) | Value::Object(_) if level > limit => return true,
-            Value::Array(items) => {
-                pending.extend(items.iter().filter(container).map(|c| (c, inner)))
-            }
-            Value::Object(map) => {
-                pending.extend(map.values().filter(container).map(|c| (c, inner)))
-            }
-            _ => {}
-        }
+    let below = |children: &mut dyn Iterator<Item = &Value>| match limit {
+        0 => 0,
+        _ => children.map(|c| depth(c, limit - 1)).max().unwrap_or(0),
+    };
+    match value {
+        Value::Array(items) => 1 + below(&mut items.iter()),
+        Value::Object(map) => 1 + below(&mut map.values()),
+        _ => 0,
     }
-    false
 }
 
 /// The size of `value` as compact JSON text, in bytes, counted without building the text.
@@ -104,5 +102,30 @@ impl Limits {
     pub fn with_max_map_concurrency(mut self, n: usize) -> Limits {
         self.max_map_concurrency = n.max(1);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::nests_deeper;
+
+    #[test]
+    fn nesting_is_counted_by_containers() {
+        assert!(!nests_deeper(&json!(1), 0));
+        assert!(nests_deeper(&json!([]), 0));
+        assert!(!nests_deeper(&json!([1, {"a": 2}]), 2));
+        assert!(nests_deeper(&json!([1, {"a": [2]}]), 2));
+        let mut deep = json!(0);
+        for _ in 0..100_000 {
+            deep = Value::Array(vec![deep]);
+        }
+        assert!(nests_deeper(&deep, 128));
+        // Dropping it recursively would overflow the stack: take it apart from the top.
+        let mut items = vec![deep];
+        while let Some(Value::Array(inner)) = items.pop() {
+            items.extend(inner);
+        }
     }
 }

@@ -261,9 +261,13 @@ impl Execution<'_> {
     /// The children a state starts with: fresh ones, or, when a redrive re-enters the state,
     /// what its previous attempt left (see [`Children::carry_over`]).
     pub(crate) fn children_for(&mut self, id: RunId, mut fresh: Children) -> Children {
+        // Children all of this attempt: their outputs' depths will be known as they end (see
+        // `Run::children_depth`); results carried over from before are not.
+        self.run(id).children_depth.set(Some(0));
         if let Waiting::Children(mut old) =
             std::mem::replace(&mut self.run_mut(id).waiting, Waiting::Nothing)
         {
+            self.run(id).children_depth.set(None);
             let carried = fresh.carry_over(&mut old);
             // Whatever was not carried over will not run again.
             self.dispose_children(&old);

@@ -57,10 +57,8 @@ impl<'m> Execution<'m> {
                 return;
             }
             flow = match flow {
-                Flow::Next(_, ref value) | Flow::End(ref value)
-                    if crate::limits::nests_deeper(value, crate::limits::MAX_DEPTH) =>
-                {
-                    Flow::Fail(self.too_deep(id))
+                Flow::Next(_, ref value) | Flow::End(ref value) if self.too_deep(id, value) => {
+                    Flow::Fail(self.too_deep_failure(id))
                 }
                 Flow::Next(next, input) => {
                     if self.probe.is_some() && self.probe_stops_before(id, next) {
@@ -95,6 +93,40 @@ impl<'m> Execution<'m> {
                 Flow::Blocked => return,
             };
         }
+    }
+
+    /// Whether `output`, what run `id`'s current state outputs, nests deeper than
+    /// [`crate::limits::MAX_DEPTH`]. The value is walked only when the run's known bound plus
+    /// what the state can add (`State::growth`) could pass the limit: a loop of JSONPath
+    /// states over a large document walks it once every few dozen states, not at each.
+    fn too_deep(&self, id: RunId, output: &Value) -> bool {
+        use crate::limits::MAX_DEPTH;
+        let (_, state) = self.current(id);
+        let run = self.run(id);
+        let grown = match (run.depth_bound.get(), state.growth) {
+            (Some(bound), Some(growth)) => Some(bound.saturating_add(growth)),
+            // A Map's or Parallel's output holds its children's outputs, one level down, in
+            // what its own fields build (ResultSelector, ResultPath).
+            (Some(bound), None) => match (run.children_depth.get(), state.children_growth) {
+                (Some(children), Some(growth)) => {
+                    Some(bound.max(children.saturating_add(1)).saturating_add(growth))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let depth = match grown {
+            Some(bound) if usize::from(bound) <= MAX_DEPTH => bound,
+            _ => {
+                let depth = crate::limits::depth(output, MAX_DEPTH);
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+                u16::try_from(depth).unwrap_or(u16::MAX)
+            }
+        };
+        run.depth_bound.set(Some(depth));
+        false
     }
 
     /// Enters the run's current state: counts it, records the entered event, runs its body.
@@ -152,10 +184,12 @@ impl<'m> Execution<'m> {
         struct Finished {
             parent: Option<Link>,
             last_event: u64,
+            depth: Option<u16>,
         }
         let finished = |r: &Run<'_>| Finished {
             parent: r.parent,
             last_event: r.last_event,
+            depth: r.depth_bound.get(),
         };
         let run = match &result {
             Ok(_) => self.remove(id).as_ref().map(finished),
@@ -194,6 +228,14 @@ impl<'m> Execution<'m> {
                 }
             }
             Some(link) => {
+                if let Some(parent) = self.get(link.parent) {
+                    let deepest = parent.children_depth.get();
+                    let deepest = match (&result, run.depth) {
+                        (Ok(_), Some(depth)) => deepest.map(|d| d.max(depth)),
+                        _ => None,
+                    };
+                    parent.children_depth.set(deepest);
+                }
                 if self.get(link.parent).is_some_and(|p| !p.fallen) {
                     let flow = self.child_done(link, result);
                     self.follow(link.parent, flow);

@@ -264,7 +264,7 @@ impl Execution<'_> {
 
     /// States.DataLimitExceeded for a state whose output nests deeper than
     /// [`crate::limits::MAX_DEPTH`].
-    pub(crate) fn too_deep(&self, id: RunId) -> Failure {
+    pub(crate) fn too_deep_failure(&self, id: RunId) -> Failure {
         let (name, _) = self.current(id);
         Failure::new(
             errors::DATA_LIMIT_EXCEEDED,
