@@ -205,6 +205,18 @@ enum Command {
     ///
     /// Edges carry their Choice rule, Default, or Catch with its errors; Parallel branches and Map
     /// item processors are drawn as subgraphs.
+    /// Serve the Step Functions API (AWS JSON 1.0) on this store, for AWS SDKs, the AWS CLI
+    /// and other tools: state machines, executions, histories, stops and task callbacks.
+    ///
+    /// Point a client at the endpoint URL it prints (http://127.0.0.1:8083 by default). Any
+    /// number of executions run at once; state machines and executions are kept in the store,
+    /// and the executions a restart finds RUNNING go on. Operations not implemented yet answer
+    /// UnknownOperationException. boto3 needs `Config(inject_host_prefix=False)` for
+    /// StartSyncExecution (its `sync-` host prefix).
+    #[command(
+        after_help = "Examples:\n  stepstone serve --virtual-time\n  aws stepfunctions --endpoint-url http://127.0.0.1:8083 list-state-machines\n  AWS_ENDPOINT_URL_SFN=http://127.0.0.1:8083 python3 my_test.py"
+    )]
+    Serve(cli::serve::ServeArgs),
     #[command(
         after_help = "Examples:\n  stepstone graph deploy.asl.json > deploy.mmd\n  stepstone graph deploy.asl.json --format dot | dot -Tpng > deploy.png"
     )]
@@ -322,6 +334,7 @@ fn main() -> ExitCode {
             store,
         } => cli::executions::history(&store.spec(), &execution, json),
         Command::Run(args) => cli::run::run(args),
+        Command::Serve(args) => cli::serve::serve(args),
         Command::TestState(args) => cli::test_state::run(args),
         Command::Validate {
             file,

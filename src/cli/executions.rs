@@ -19,7 +19,10 @@ use super::run::{AwsArgs, MockArgs, Progress, exit_code, report, router, runtime
 use super::{StoreSpec, control};
 
 /// Finds an execution by ARN or by name.
-fn find(store: &dyn CheckpointStore, execution: &str) -> Result<ExecutionRecord, String> {
+pub(crate) fn find(
+    store: &dyn CheckpointStore,
+    execution: &str,
+) -> Result<ExecutionRecord, String> {
     let records = store.list().map_err(|e| e.to_string())?;
     let mut matching = records
         .into_iter()
@@ -109,7 +112,10 @@ fn state_machine_arn(record: &ExecutionRecord) -> String {
 }
 
 /// ListExecutions' response, newest first.
-fn list_executions(store: &dyn CheckpointStore, status: Option<&str>) -> Result<Value, String> {
+pub(crate) fn list_executions(
+    store: &dyn CheckpointStore,
+    status: Option<&str>,
+) -> Result<Value, String> {
     let mut records = store.list().map_err(|e| e.to_string())?;
     records.retain(|r| status.is_none_or(|s| r.status.eq_ignore_ascii_case(s)));
     records.sort_by_key(|r| std::cmp::Reverse(r.start_date));
@@ -127,7 +133,7 @@ fn list_executions(store: &dyn CheckpointStore, status: Option<&str>) -> Result<
 }
 
 /// DescribeExecution's response.
-fn describe_execution(
+pub(crate) fn describe_execution(
     store: &dyn CheckpointStore,
     record: &ExecutionRecord,
 ) -> Result<Value, String> {
@@ -513,7 +519,7 @@ fn restart(
 
 /// The task routes and options an execution was launched with (kept in its launch record),
 /// plus the routes given now.
-fn launch_options(
+pub(crate) fn launch_options(
     stored: &Stored,
     extra_tasks: &[String],
     aws: &AwsArgs,

@@ -31,6 +31,7 @@ pub(crate) mod detach;
 pub(crate) mod executions;
 pub(crate) mod graph;
 pub(crate) mod run;
+pub(crate) mod serve;
 pub(crate) mod test_state;
 pub(crate) mod validate;
 

@@ -42,7 +42,7 @@ pub(crate) fn run(
 }
 
 /// ValidateStateMachineDefinition's response: `location` only when there is one.
-fn response(ok: bool, diagnostics: &[Diagnostic]) -> Value {
+pub(crate) fn response(ok: bool, diagnostics: &[Diagnostic]) -> Value {
     let diagnostics: Vec<Value> = diagnostics
         .iter()
         .map(|d| {

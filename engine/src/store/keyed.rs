@@ -468,6 +468,42 @@ impl<K: KeyValue> Keyed<K> {
         }
     }
 
+    pub(crate) fn put_state_machine(&self, machine: &super::StateMachineRecord) -> Result<()> {
+        let mut write = Write::default();
+        write.puts.push((
+            format!("m/{}", machine.arn),
+            Cow::Owned(record::encode(machine)?),
+        ));
+        self.kv.apply(write)
+    }
+
+    pub(crate) fn state_machine(&self, arn: &str) -> Result<Option<super::StateMachineRecord>> {
+        let key = format!("m/{arn}");
+        match self.kv.get(&key)? {
+            Some(bytes) => Ok(Some(record::decode(&key, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn state_machines(&self) -> Result<Vec<super::StateMachineRecord>> {
+        self.kv
+            .scan("m/")?
+            .iter()
+            .map(|(k, v)| record::decode(k, v))
+            .collect()
+    }
+
+    pub(crate) fn delete_state_machine(&self, arn: &str) -> Result<bool> {
+        let key = format!("m/{arn}");
+        if self.kv.get(&key)?.is_none() {
+            return Ok(false);
+        }
+        let mut write = Write::default();
+        write.deletes.push(key);
+        self.kv.apply(write)?;
+        Ok(true)
+    }
+
     pub(crate) fn list(&self) -> Result<Vec<ExecutionRecord>> {
         self.kv
             .scan("e/")?
@@ -537,6 +573,30 @@ macro_rules! checkpoint_store_over_keys {
 
             fn token_key(&self) -> $crate::store::Result<$crate::TokenKey> {
                 Ok(self.keyed.token_key)
+            }
+
+            fn put_state_machine(
+                &self,
+                machine: &$crate::store::StateMachineRecord,
+            ) -> $crate::store::Result<()> {
+                self.keyed.put_state_machine(machine)
+            }
+
+            fn state_machine(
+                &self,
+                arn: &str,
+            ) -> $crate::store::Result<Option<$crate::store::StateMachineRecord>> {
+                self.keyed.state_machine(arn)
+            }
+
+            fn state_machines(
+                &self,
+            ) -> $crate::store::Result<Vec<$crate::store::StateMachineRecord>> {
+                self.keyed.state_machines()
+            }
+
+            fn delete_state_machine(&self, arn: &str) -> $crate::store::Result<bool> {
+                self.keyed.delete_state_machine(arn)
             }
         }
     };

@@ -20,6 +20,29 @@ pub use memory::MemStore;
 pub use redb_store::{REDB_FILE, RedbStore};
 pub use sled_store::SledStore;
 
+/// A state machine as a service keeps it (CreateStateMachine; `stepstone serve`). The store
+/// keeps it as given; the service validates it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StateMachineRecord {
+    /// Its ARN.
+    pub arn: String,
+    /// Its name.
+    pub name: String,
+    /// The definition text.
+    pub definition: String,
+    /// The role it was given (kept, never assumed).
+    pub role_arn: String,
+    /// `STANDARD` or `EXPRESS`.
+    pub kind: String,
+    /// When it was created, in Unix nanoseconds.
+    pub created: i128,
+    /// When its definition last changed, in Unix nanoseconds.
+    pub updated: i128,
+    /// Its tags, in order.
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+}
+
 /// What a store keeps of one execution, besides its events.
 pub struct Stored {
     /// The definition text it runs.
@@ -85,6 +108,18 @@ pub trait CheckpointStore: Send + Sync {
     /// The key the store's executions sign their task tokens with: random, made with the
     /// store and kept in it (a resumed execution's tokens are the ones it gave out before).
     fn token_key(&self) -> Result<crate::TokenKey>;
+
+    /// Creates or replaces a state machine (by ARN).
+    fn put_state_machine(&self, machine: &StateMachineRecord) -> Result<()>;
+
+    /// A state machine, by ARN.
+    fn state_machine(&self, arn: &str) -> Result<Option<StateMachineRecord>>;
+
+    /// Every state machine, in ARN order.
+    fn state_machines(&self) -> Result<Vec<StateMachineRecord>>;
+
+    /// Deletes a state machine; false when there was none. Its executions stay.
+    fn delete_state_machine(&self, arn: &str) -> Result<bool>;
 }
 
 /// A shared store is a store: an engine and its caller (a test, a server) can hold one store.
@@ -123,5 +158,21 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
 
     fn token_key(&self) -> Result<crate::TokenKey> {
         (**self).token_key()
+    }
+
+    fn put_state_machine(&self, machine: &StateMachineRecord) -> Result<()> {
+        (**self).put_state_machine(machine)
+    }
+
+    fn state_machine(&self, arn: &str) -> Result<Option<StateMachineRecord>> {
+        (**self).state_machine(arn)
+    }
+
+    fn state_machines(&self) -> Result<Vec<StateMachineRecord>> {
+        (**self).state_machines()
+    }
+
+    fn delete_state_machine(&self, arn: &str) -> Result<bool> {
+        (**self).delete_state_machine(arn)
     }
 }

@@ -1,0 +1,597 @@
+//! `stepstone serve`: the Step Functions API (AWS JSON 1.0) over HTTP, on a store this process
+//! owns, running any number of executions at once.
+//!
+//! A request is `POST /` with `X-Amz-Target: AWSStepFunctions.<Operation>` and a JSON body; the
+//! answer is the operation's JSON, or AWS's error shape `{"__type": "...", "message": "..."}`
+//! with status 400. Any Host is accepted, so SDKs need only an endpoint URL. State machines
+//! are kept in the store with the executions; a restart resumes the RUNNING executions.
+//!
+//! This is the first part of the service (issue 13): state machines (create, update,
+//! describe, list, delete), ValidateStateMachineDefinition, executions (start, describe,
+//! list, history, stop) and task callbacks. Any other operation answers
+//! UnknownOperationException naming it.
+
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{Value, json};
+use stepstone::asl::{MachineType, Options, validate_str};
+use stepstone::engine::store::{CheckpointStore, StateMachineRecord};
+use stepstone::engine::{
+    Limits, Persistence, RunOptions, Signals, check_name, load_stored, resume, run_durable,
+};
+
+use super::StoreSpec;
+use super::executions::{answer, describe_execution, find, launch_options, list_executions};
+use super::run::{AwsArgs, MockArgs, router};
+
+/// The account and region of every ARN the service makes (the engine's).
+const ARN_PREFIX: &str = "arn:aws:states:us-east-1:123456789012";
+
+/// The largest request body accepted: a definition may be 1 MB, an input 256 KiB.
+const MAX_BODY: usize = 4 << 20;
+
+/// What `stepstone serve` was asked.
+#[derive(clap::Args)]
+pub(crate) struct ServeArgs {
+    /// The port to listen on (0: any free port; the one taken is printed).
+    #[arg(long, default_value_t = 8083)]
+    pub(crate) port: u16,
+    /// The address to listen on. Only loopback addresses: the API has no authentication yet.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) bind: IpAddr,
+    /// Run Waits, retry backoff and timeouts on a virtual clock.
+    #[arg(long)]
+    pub(crate) virtual_time: bool,
+    /// Handle the Tasks whose Resource is RESOURCE with a local command; repeatable.
+    #[arg(long = "task", value_name = "RESOURCE=COMMAND")]
+    pub(crate) tasks: Vec<String>,
+    /// A Step Functions Local MockConfigFile: StartExecution with a state machine ARN ending in
+    /// `#TestCaseName` answers that test case's mocked states.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) mock_config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) aws: AwsArgs,
+    #[command(flatten)]
+    pub(crate) store: crate::StoreArgs,
+}
+
+/// An error as AWS answers it.
+struct ApiError {
+    kind: &'static str,
+    message: String,
+}
+
+fn api_error(kind: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        kind,
+        message: message.into(),
+    }
+}
+
+/// The error an `answer` message stands for.
+fn answered_error(message: String) -> ApiError {
+    let kind = if message.starts_with("no execution") {
+        "ExecutionDoesNotExist"
+    } else if message.starts_with("TaskDoesNotExist") {
+        "TaskDoesNotExist"
+    } else if message.starts_with("InvalidToken") {
+        "InvalidToken"
+    } else if message.contains("is already") {
+        "ExecutionNotRunning"
+    } else {
+        "InternalFailure"
+    };
+    api_error(kind, message)
+}
+
+/// The service: its store, the executions running in it, how tasks are performed.
+struct Service {
+    store: Arc<dyn CheckpointStore>,
+    signals: Signals,
+    args: ServeArgs,
+}
+
+pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
+    if !args.bind.is_loopback() {
+        return Err(format!(
+            "--bind {}: the API has no authentication yet, so it listens on loopback addresses only (127.0.0.1, ::1)",
+            args.bind
+        ));
+    }
+    let spec: StoreSpec = args.store.spec();
+    let store: Arc<dyn CheckpointStore> = spec.open()?.into();
+    let runtime = super::run::runtime()?;
+    let local = tokio::task::LocalSet::new();
+    let service = Rc::new(Service {
+        store,
+        signals: Signals::default(),
+        args,
+    });
+    let _control = super::control::serve(&spec.dir, service.store.clone(), service.signals.clone());
+    local.block_on(&runtime, async move {
+        let listener = tokio::net::TcpListener::bind((service.args.bind, service.args.port))
+            .await
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", service.args.bind, service.args.port))?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        eprintln!("stepstone serve: listening on http://{address} (store {})", spec.display());
+        resume_running(&service);
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    // Out of descriptors, or a passing fault: wait rather than spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let service = service.clone();
+            tokio::task::spawn_local(async move {
+                let handler = hyper::service::service_fn(move |request| {
+                    let service = service.clone();
+                    async move { Ok::<_, std::convert::Infallible>(respond(&service, request).await) }
+                });
+                // A client that goes away mid-request loses its answer; nothing else is affected.
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
+                    .await;
+            });
+        }
+    })
+}
+
+/// Resumes the executions a previous run of the service (or a killed `run`) left RUNNING.
+fn resume_running(service: &Rc<Service>) {
+    let running = match service.store.list() {
+        Ok(all) => all.into_iter().filter(|r| r.status == "RUNNING"),
+        Err(e) => {
+            eprintln!("stepstone serve: cannot list the executions to resume: {e}");
+            return;
+        }
+    };
+    for record in running {
+        let service = service.clone();
+        tokio::task::spawn_local(async move {
+            let arn = record.execution_arn;
+            let resumed = async {
+                let (stored, machine) =
+                    load_stored(&*service.store, &arn).map_err(|e| e.to_string())?;
+                let (routes, mut options) =
+                    launch_options(&stored, &service.args.tasks, &service.args.aws)?;
+                options.signals = Some(service.signals.clone());
+                resume(
+                    &machine,
+                    stored.checkpoint,
+                    &options,
+                    &routes,
+                    &*service.store,
+                    None,
+                )
+                .await
+                .map_err(|e| e.to_string())
+            };
+            match resumed.await {
+                Ok(_) => eprintln!("stepstone serve: resumed {arn}"),
+                Err(e) => eprintln!("stepstone serve: cannot resume {arn}: {e}"),
+            }
+        });
+    }
+}
+
+async fn respond(service: &Service, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let target = request
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = Limited::new(request.into_body(), MAX_BODY).collect().await;
+    let answered = match body {
+        Err(e) => Err(api_error(
+            "ValidationException",
+            format!("cannot read the request: {e}"),
+        )),
+        Ok(body) => {
+            let bytes = body.to_bytes();
+            let parsed = if bytes.is_empty() {
+                Ok(json!({}))
+            } else {
+                serde_json::from_slice::<Value>(&bytes)
+            };
+            match parsed {
+                Err(e) => Err(api_error(
+                    "SerializationException",
+                    format!("the body is not JSON: {e}"),
+                )),
+                Ok(input) => {
+                    let operation = target.strip_prefix("AWSStepFunctions.").unwrap_or(&target);
+                    operate(service, operation, &input).await
+                }
+            }
+        }
+    };
+    let (status, body) = match answered {
+        Ok(value) => (StatusCode::OK, value),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            json!({"__type": e.kind, "message": e.message}),
+        ),
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/x-amz-json-1.0")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a response of valid parts")
+}
+
+fn text<'a>(input: &'a Value, field: &str) -> Result<&'a str, ApiError> {
+    input[field]
+        .as_str()
+        .ok_or_else(|| api_error("ValidationException", format!("'{field}' is required")))
+}
+
+fn seconds(unix_nanos: i128) -> f64 {
+    unix_nanos as f64 / 1e9
+}
+
+fn now_nanos() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+fn store_error(e: impl std::fmt::Display) -> ApiError {
+    api_error("InternalFailure", e.to_string())
+}
+
+/// The definition checked as CreateStateMachine checks it: InvalidDefinition with the
+/// validator's problems.
+fn check_definition(definition: &str, kind: &str) -> Result<(), ApiError> {
+    let mut options = Options::default();
+    options.machine_type = if kind == "EXPRESS" {
+        MachineType::Express
+    } else {
+        MachineType::Standard
+    };
+    let validation = validate_str(definition, options);
+    if validation.is_ok() {
+        return Ok(());
+    }
+    let problems: Vec<String> = validation
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(ToString::to_string)
+        .collect();
+    Err(api_error(
+        "InvalidDefinition",
+        format!(
+            "Invalid State Machine Definition: '{}'",
+            problems.join(", ")
+        ),
+    ))
+}
+
+fn machine_of(service: &Service, arn: &str) -> Result<StateMachineRecord, ApiError> {
+    service
+        .store
+        .state_machine(arn)
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            api_error(
+                "StateMachineDoesNotExist",
+                format!("State Machine Does Not Exist: '{arn}'"),
+            )
+        })
+}
+
+async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Value, ApiError> {
+    match operation {
+        "CreateStateMachine" => {
+            let name = text(input, "name")?;
+            check_name("state machine name", name)
+                .map_err(|e| api_error("InvalidName", e.to_string()))?;
+            let definition = text(input, "definition")?;
+            let kind = input["type"].as_str().unwrap_or("STANDARD");
+            if !matches!(kind, "STANDARD" | "EXPRESS") {
+                return Err(api_error(
+                    "ValidationException",
+                    format!("type '{kind}' is not STANDARD or EXPRESS"),
+                ));
+            }
+            check_definition(definition, kind)?;
+            let arn = format!("{ARN_PREFIX}:stateMachine:{name}");
+            if let Some(existing) = service.store.state_machine(&arn).map_err(store_error)? {
+                // AWS: the same request again answers the same machine.
+                if existing.definition == definition && existing.kind == kind {
+                    return Ok(
+                        json!({"stateMachineArn": arn, "creationDate": seconds(existing.created)}),
+                    );
+                }
+                return Err(api_error(
+                    "StateMachineAlreadyExists",
+                    format!("State Machine Already Exists: '{arn}'"),
+                ));
+            }
+            let created = now_nanos();
+            let tags = input["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| {
+                    Some((
+                        t["key"].as_str()?.to_owned(),
+                        t["value"].as_str().unwrap_or("").to_owned(),
+                    ))
+                })
+                .collect();
+            let record = StateMachineRecord {
+                arn: arn.clone(),
+                name: name.to_owned(),
+                definition: definition.to_owned(),
+                role_arn: input["roleArn"].as_str().unwrap_or_default().to_owned(),
+                kind: kind.to_owned(),
+                created,
+                updated: created,
+                tags,
+            };
+            service
+                .store
+                .put_state_machine(&record)
+                .map_err(store_error)?;
+            Ok(json!({"stateMachineArn": arn, "creationDate": seconds(created)}))
+        }
+        "UpdateStateMachine" => {
+            let mut record = machine_of(service, text(input, "stateMachineArn")?)?;
+            if let Some(definition) = input["definition"].as_str() {
+                check_definition(definition, &record.kind)?;
+                record.definition = definition.to_owned();
+            }
+            if let Some(role) = input["roleArn"].as_str() {
+                record.role_arn = role.to_owned();
+            }
+            record.updated = now_nanos();
+            service
+                .store
+                .put_state_machine(&record)
+                .map_err(store_error)?;
+            Ok(json!({"updateDate": seconds(record.updated)}))
+        }
+        "DescribeStateMachine" => {
+            let record = machine_of(service, text(input, "stateMachineArn")?)?;
+            Ok(json!({
+                "stateMachineArn": record.arn, "name": record.name, "status": "ACTIVE",
+                "definition": record.definition, "roleArn": record.role_arn, "type": record.kind,
+                "creationDate": seconds(record.created),
+            }))
+        }
+        "ListStateMachines" => {
+            let machines: Vec<Value> = service
+                .store
+                .state_machines()
+                .map_err(store_error)?
+                .into_iter()
+                .map(|m| json!({"stateMachineArn": m.arn, "name": m.name, "type": m.kind, "creationDate": seconds(m.created)}))
+                .collect();
+            Ok(json!({"stateMachines": machines}))
+        }
+        "DeleteStateMachine" => {
+            service
+                .store
+                .delete_state_machine(text(input, "stateMachineArn")?)
+                .map_err(store_error)?;
+            Ok(json!({}))
+        }
+        "ValidateStateMachineDefinition" => {
+            let definition = text(input, "definition")?;
+            let mut options = Options::default();
+            if input["type"] == "EXPRESS" {
+                options.machine_type = MachineType::Express;
+            }
+            let validation = validate_str(definition, options);
+            Ok(super::validate::response(
+                validation.is_ok(),
+                &validation.diagnostics,
+            ))
+        }
+        "StartExecution" => start_execution(service, input).await,
+        "DescribeExecution" => {
+            let record =
+                find(&*service.store, text(input, "executionArn")?).map_err(answered_error)?;
+            let mut described =
+                describe_execution(&*service.store, &record).map_err(answered_error)?;
+            // The API carries input and output as JSON text (the CLI shows them as values).
+            for field in ["input", "output"] {
+                if let Some(value) = described.get_mut(field) {
+                    *value = Value::String(value.to_string());
+                }
+            }
+            Ok(described)
+        }
+        "ListExecutions" => {
+            let machine = text(input, "stateMachineArn")?;
+            machine_of(service, machine)?;
+            let mut listed = list_executions(&*service.store, input["statusFilter"].as_str())
+                .map_err(answered_error)?;
+            if let Some(all) = listed["executions"].as_array_mut() {
+                all.retain(|e| e["stateMachineArn"] == machine);
+            }
+            Ok(listed)
+        }
+        "GetExecutionHistory" => {
+            let arn = text(input, "executionArn")?;
+            let mut history = answer(
+                &*service.store,
+                &service.signals,
+                &json!({"op": "history", "execution": arn}),
+            )
+            .await
+            .map_err(answered_error)?;
+            if input["reverseOrder"] == true
+                && let Some(events) = history["events"].as_array_mut()
+            {
+                events.reverse();
+            }
+            Ok(history)
+        }
+        "StopExecution" => {
+            let request = json!({"op": "stop", "execution": text(input, "executionArn")?,
+                "error": input["error"], "cause": input["cause"]});
+            answer(&*service.store, &service.signals, &request)
+                .await
+                .map_err(answered_error)
+        }
+        "SendTaskSuccess" | "SendTaskFailure" | "SendTaskHeartbeat" => {
+            let token = text(input, "taskToken")?;
+            let request = match operation {
+                "SendTaskSuccess" => {
+                    let output: Value =
+                        serde_json::from_str(text(input, "output")?).map_err(|e| {
+                            api_error("InvalidOutput", format!("the output is not JSON: {e}"))
+                        })?;
+                    json!({"op": "task-success", "token": token, "output": output})
+                }
+                "SendTaskFailure" => json!({"op": "task-failure", "token": token,
+                    "error": input["error"], "cause": input["cause"]}),
+                _ => json!({"op": "task-heartbeat", "token": token}),
+            };
+            answer(&*service.store, &service.signals, &request)
+                .await
+                .map_err(answered_error)
+        }
+        "" => Err(api_error(
+            "UnknownOperationException",
+            "the request has no X-Amz-Target header",
+        )),
+        other => Err(api_error(
+            "UnknownOperationException",
+            format!("{other} is not implemented by stepstone serve yet"),
+        )),
+    }
+}
+
+/// StartExecution: the execution is stored before the answer; it runs on in this process.
+async fn start_execution(service: &Service, input: &Value) -> Result<Value, ApiError> {
+    let requested = text(input, "stateMachineArn")?;
+    // Step Functions Local: `<state machine ARN>#<test case>` picks a MockConfigFile test case.
+    let (machine_arn, test_case) = match requested.split_once('#') {
+        Some((arn, case)) => (arn, Some(case.to_owned())),
+        None => (requested, None),
+    };
+    let record = machine_of(service, machine_arn)?;
+    let name = match input["name"].as_str() {
+        Some(name) => {
+            check_name("execution name", name)
+                .map_err(|e| api_error("InvalidName", e.to_string()))?;
+            name.to_owned()
+        }
+        None => format!(
+            "{:032x}",
+            now_nanos() as u128 ^ (u128::from(std::process::id()) << 64)
+        ),
+    };
+    let execution_input: Value = match input["input"].as_str() {
+        Some(text) => serde_json::from_str(text).map_err(|e| {
+            api_error(
+                "InvalidExecutionInput",
+                format!("the input is not JSON: {e}"),
+            )
+        })?,
+        None => json!({}),
+    };
+    if test_case.is_some() && service.args.mock_config.is_none() {
+        return Err(api_error(
+            "ValidationException",
+            "a test case needs `stepstone serve --mock-config FILE`",
+        ));
+    }
+    let mocks = MockArgs {
+        mock_config: test_case.as_ref().and(service.args.mock_config.clone()),
+        test_case,
+    };
+    let routes = router(
+        &service.args.tasks,
+        &service.args.aws,
+        mocks
+            .load(&record.name)
+            .map_err(|e| api_error("ValidationException", e))?,
+    )
+    .map_err(|e| api_error("ValidationException", e))?;
+    let validation = validate_str(&record.definition, Options::default());
+    let machine = validation.machine.ok_or_else(|| {
+        api_error(
+            "InvalidDefinition",
+            "the stored definition no longer validates",
+        )
+    })?;
+    let mut options = RunOptions::default();
+    options.name = Some(name.clone());
+    options.machine_name = record.name.clone();
+    options.virtual_time = service.args.virtual_time;
+    options.record_history = true;
+    options.express = record.kind == "EXPRESS";
+    options.limits = Limits::default();
+    options.signals = Some(service.signals.clone());
+    let launch = json!({"tasks": service.args.tasks, "virtual_time": service.args.virtual_time,
+        "history_limit": 25_000, "aws": service.args.aws.to_json(), "mocks": mocks.to_json()});
+    let store = service.store.clone();
+    let record_for_run = record.clone();
+    let (stored, is_stored) = tokio::sync::oneshot::channel::<Result<(String, i128), String>>();
+    tokio::task::spawn_local(async move {
+        let mut stored = Some(stored);
+        let record = record_for_run;
+        let mut observer = |notice: stepstone::engine::Notice<'_>| {
+            if let stepstone::engine::Notice::Event(event) = notice
+                && let Some(sender) = stored.take()
+            {
+                let _ = sender.send(Ok((String::new(), event.timestamp.unix_nanos)));
+            }
+        };
+        let persistence = Persistence {
+            store: &*store,
+            definition: &record.definition,
+            launch: &launch,
+        };
+        let outcome = run_durable(
+            &machine,
+            execution_input,
+            &options,
+            &routes,
+            persistence,
+            Some(&mut observer),
+        )
+        .await;
+        if let Err(e) = outcome
+            && let Some(sender) = stored.take()
+        {
+            let _ = sender.send(Err(e.to_string()));
+        }
+    });
+    match is_stored.await {
+        Ok(Ok((_, started))) => {
+            let listed = service.store.list().map_err(store_error)?;
+            let arn = listed
+                .into_iter()
+                .find(|r| r.name == name && r.state_machine_name == record.name)
+                .map(|r| r.execution_arn)
+                .ok_or_else(|| api_error("InternalFailure", "the execution is not in the store"))?;
+            Ok(json!({"executionArn": arn, "startDate": seconds(started)}))
+        }
+        Ok(Err(e)) if e.starts_with("ExecutionAlreadyExists") => {
+            Err(api_error("ExecutionAlreadyExists", e))
+        }
+        Ok(Err(e)) if e.starts_with("InvalidName") => Err(api_error("InvalidName", e)),
+        Ok(Err(e)) if e.starts_with("InvalidExecutionInput") => {
+            Err(api_error("InvalidExecutionInput", e))
+        }
+        Ok(Err(e)) => Err(api_error("InternalFailure", e)),
+        Err(_) => Err(api_error(
+            "InternalFailure",
+            "the execution ended before it was stored",
+        )),
+    }
+}

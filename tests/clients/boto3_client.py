@@ -1,0 +1,158 @@
+"""boto3 against `stepstone serve`: what a Python test suite of a Step Functions user does.
+
+Usage: boto3_client.py ENDPOINT PHASE
+  PHASE "main": state machines, executions, histories, errors, callbacks.
+  PHASE "before-kill": starts an execution that waits, prints its ARN.
+  PHASE "after-restart ARN": waits for that execution to succeed.
+Exits non-zero (an assertion) on any difference from what AWS answers.
+"""
+
+import json
+import sys
+import time
+
+import boto3
+from botocore.config import Config
+
+endpoint, phase = sys.argv[1], sys.argv[2]
+sfn = boto3.client(
+    "stepfunctions",
+    endpoint_url=endpoint,
+    region_name="us-east-1",
+    aws_access_key_id="test",
+    aws_secret_access_key="test",
+    config=Config(inject_host_prefix=False, retries={"max_attempts": 1}),
+)
+ROLE = "arn:aws:iam::123456789012:role/stepstone"
+
+
+def wait_for(arn, status="SUCCEEDED", seconds=30):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            assert described["status"] == status, described
+            return described
+        time.sleep(0.05)
+    raise AssertionError(f"{arn} still RUNNING after {seconds} s")
+
+
+def error_code(call, **kwargs):
+    try:
+        call(**kwargs)
+    except sfn.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+    raise AssertionError(f"{call.__name__} did not fail")
+
+
+def main():
+    hello = {
+        "StartAt": "Greet",
+        "States": {
+            "Greet": {
+                "Type": "Pass",
+                "Parameters": {"greeting.$": "States.Format('hello, {}', $.who)"},
+                "ResultPath": "$.out",
+                "Next": "Pause",
+            },
+            "Pause": {"Type": "Wait", "Seconds": 1, "End": True},
+        },
+    }
+    created = sfn.create_state_machine(name="hello", definition=json.dumps(hello), roleArn=ROLE)
+    arn = created["stateMachineArn"]
+    assert arn == "arn:aws:states:us-east-1:123456789012:stateMachine:hello", arn
+    # The same request again answers the same machine; another definition is refused.
+    assert sfn.create_state_machine(name="hello", definition=json.dumps(hello), roleArn=ROLE)["stateMachineArn"] == arn
+    other = dict(hello, Comment="changed")
+    assert error_code(sfn.create_state_machine, name="hello", definition=json.dumps(other), roleArn=ROLE) == "StateMachineAlreadyExists"
+    assert error_code(sfn.create_state_machine, name="bad", definition='{"StartAt": "X", "States": {}}', roleArn=ROLE) == "InvalidDefinition"
+    assert error_code(sfn.create_state_machine, name="a b", definition=json.dumps(hello), roleArn=ROLE) == "InvalidName"
+
+    described = sfn.describe_state_machine(stateMachineArn=arn)
+    assert described["name"] == "hello" and described["type"] == "STANDARD", described
+    assert json.loads(described["definition"]) == hello
+    assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]] == ["hello"]
+    assert error_code(sfn.describe_state_machine, stateMachineArn=arn + "-nope") == "StateMachineDoesNotExist"
+
+    validated = sfn.validate_state_machine_definition(definition='{"StartAt": "X", "States": {}}')
+    assert validated["result"] == "FAIL" and validated["diagnostics"], validated
+
+    started = sfn.start_execution(stateMachineArn=arn, name="first", input=json.dumps({"who": "ops"}))
+    execution = started["executionArn"]
+    assert execution == "arn:aws:states:us-east-1:123456789012:execution:hello:first", execution
+    assert error_code(sfn.start_execution, stateMachineArn=arn, name="first", input="{}") == "ExecutionAlreadyExists"
+    assert error_code(sfn.start_execution, stateMachineArn=arn, name="no/slash", input="{}") == "InvalidName"
+    assert error_code(sfn.start_execution, stateMachineArn=arn, input="{not json") == "InvalidExecutionInput"
+    done = wait_for(execution)
+    assert json.loads(done["output"]) == {"who": "ops", "out": {"greeting": "hello, ops"}}, done
+
+    history = sfn.get_execution_history(executionArn=execution)["events"]
+    types = [e["type"] for e in history]
+    assert types[0] == "ExecutionStarted" and types[-1] == "ExecutionSucceeded", types
+    reverse = sfn.get_execution_history(executionArn=execution, reverseOrder=True)["events"]
+    assert [e["type"] for e in reverse] == types[::-1]
+
+    # Several at once; one stopped while it waits.
+    many = [sfn.start_execution(stateMachineArn=arn, input=json.dumps({"who": str(i)}))["executionArn"] for i in range(20)]
+    sfn.stop_execution(executionArn=many[0], error="Ops.Stop", cause="by the test")
+    assert wait_for(many[0], "ABORTED")["error"] == "Ops.Stop"
+    for e in many[1:]:
+        wait_for(e)
+    listed = sfn.list_executions(stateMachineArn=arn)["executions"]
+    assert len(listed) == 21, len(listed)
+    aborted = sfn.list_executions(stateMachineArn=arn, statusFilter="ABORTED")["executions"]
+    assert [e["executionArn"] for e in aborted] == [many[0]]
+    assert error_code(sfn.describe_execution, executionArn=execution + "-nope") == "ExecutionDoesNotExist"
+
+    # A task waiting for its token, completed through the API.
+    callback = {
+        "StartAt": "Approve",
+        "States": {
+            "Approve": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "approver", "Payload": {"token.$": "$$.Task.Token"}},
+                "End": True,
+            }
+        },
+    }
+    gate = sfn.create_state_machine(name="gate", definition=json.dumps(callback), roleArn=ROLE)["stateMachineArn"]
+    waiting = sfn.start_execution(stateMachineArn=gate, name="w")["executionArn"]
+    token = None
+    deadline = time.time() + 20
+    while token is None and time.time() < deadline:
+        for event in sfn.get_execution_history(executionArn=waiting)["events"]:
+            details = event.get("taskScheduledEventDetails")
+            if details:
+                token = json.loads(details["parameters"])["Payload"]["token"]
+        time.sleep(0.05)
+    assert token, "no task scheduled"
+    assert error_code(sfn.send_task_success, taskToken=token + "00", output="{}") in ("TaskDoesNotExist", "InvalidToken")
+    sfn.send_task_heartbeat(taskToken=token)
+    sfn.send_task_success(taskToken=token, output=json.dumps({"approved": True}))
+    assert json.loads(wait_for(waiting)["output"]) == {"approved": True}
+
+    assert error_code(sfn.list_activities) == "UnknownOperationException"
+    sfn.delete_state_machine(stateMachineArn=gate)
+    assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]] == ["hello"]
+
+
+def before_kill():
+    slow = {"StartAt": "Long", "States": {"Long": {"Type": "Wait", "Seconds": 3, "Next": "Done"}, "Done": {"Type": "Pass", "Result": "resumed", "End": True}}}
+    arn = sfn.create_state_machine(name="slow", definition=json.dumps(slow), roleArn=ROLE)["stateMachineArn"]
+    print(sfn.start_execution(stateMachineArn=arn, name="survivor")["executionArn"])
+
+
+def after_restart(arn):
+    assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]] == ["slow"]
+    assert json.loads(wait_for(arn)["output"]) == "resumed"
+
+
+if phase == "main":
+    main()
+elif phase == "before-kill":
+    before_kill()
+elif phase == "after-restart":
+    after_restart(sys.argv[3])
+else:
+    raise SystemExit(f"unknown phase {phase}")

@@ -1,0 +1,101 @@
+//! `stepstone serve` driven by a real client: boto3 (tests/clients/boto3_client.py), from the
+//! virtual environment `scripts/test` makes (STEPSTONE_TEST_PYTHON). Without it the tests fail:
+//! they never skip.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// A running `stepstone serve` and the endpoint it printed.
+struct Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl Server {
+    fn start(store: &PathBuf) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stepstone"))
+            .args(["serve", "--port", "0", "--store"])
+            .arg(store)
+            .args([
+                "--task",
+                "arn:aws:states:::lambda:invoke.waitForTaskToken=cat",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("stepstone serve starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let first = lines.next().expect("serve says where it listens").unwrap();
+        let endpoint = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no endpoint in: {first}"))
+            .to_owned();
+        // The rest of its standard error goes on to the test's.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                eprintln!("serve: {line}");
+            }
+        });
+        Server { child, endpoint }
+    }
+
+    /// SIGKILL: nothing is flushed or finished.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn boto3(server: &Server, args: &[&str]) -> String {
+    let python = std::env::var("STEPSTONE_TEST_PYTHON").expect(
+        "STEPSTONE_TEST_PYTHON is not set: run the tests with scripts/test, which installs boto3 \
+         into .venv-aws",
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/boto3_client.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(&server.endpoint)
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "boto3 {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn store(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("stepstone-serve-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn boto3_manages_state_machines_and_executions() {
+    let server = Server::start(&store("boto3"));
+    boto3(&server, &["main"]);
+}
+
+#[test]
+fn a_killed_server_restarts_with_nothing_lost() {
+    let dir = store("restart");
+    let server = Server::start(&dir);
+    let arn = boto3(&server, &["before-kill"]);
+    assert!(arn.ends_with(":execution:slow:survivor"), "{arn}");
+    server.kill();
+    let server = Server::start(&dir);
+    boto3(&server, &["after-restart", &arn]);
+}
