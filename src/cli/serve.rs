@@ -7,9 +7,10 @@
 //! are kept in the store with the executions; a restart resumes the RUNNING executions.
 //!
 //! This is the first part of the service (issue 13): state machines (create, update,
-//! describe, list, delete), ValidateStateMachineDefinition, executions (start, describe,
-//! list, history, stop) and task callbacks. Any other operation answers
-//! UnknownOperationException naming it.
+//! describe, list, delete, tags), ValidateStateMachineDefinition, executions (start, start
+//! sync for EXPRESS, describe, list, history, stop, the state machine of one) and task
+//! callbacks; lists and histories are paged (`maxResults`, `nextToken`). Any other operation
+//! answers UnknownOperationException naming it.
 
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -234,6 +235,42 @@ fn text<'a>(input: &'a Value, field: &str) -> Result<&'a str, ApiError> {
         .ok_or_else(|| api_error("ValidationException", format!("'{field}' is required")))
 }
 
+/// One page of `items` under `key`, as the List and Get operations page: `maxResults` (default
+/// 100, at most 1000) from the position `nextToken` names; `nextToken` when more follow. The
+/// token is the position, as text.
+fn page(mut items: Vec<Value>, input: &Value, key: &str) -> Result<Value, ApiError> {
+    let size = match input["maxResults"].as_u64() {
+        None | Some(0) => 100,
+        Some(n) if n <= 1000 => n as usize,
+        Some(n) => {
+            return Err(api_error(
+                "ValidationException",
+                format!("maxResults {n} is over 1000"),
+            ));
+        }
+    };
+    let from = match input["nextToken"].as_str() {
+        None => 0,
+        Some(token) => token
+            .strip_prefix("stepstone-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n <= items.len())
+            .ok_or_else(|| {
+                api_error(
+                    "InvalidToken",
+                    format!("'{token}' is not a token this service gave"),
+                )
+            })?,
+    };
+    let rest = items.split_off(from);
+    let more = rest.len() > size;
+    let mut out = json!({ key: rest.into_iter().take(size).collect::<Vec<_>>() });
+    if more {
+        out["nextToken"] = json!(format!("stepstone-{}", from + size));
+    }
+    Ok(out)
+}
+
 fn seconds(unix_nanos: i128) -> f64 {
     unix_nanos as f64 / 1e9
 }
@@ -377,7 +414,7 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
                 .into_iter()
                 .map(|m| json!({"stateMachineArn": m.arn, "name": m.name, "type": m.kind, "creationDate": seconds(m.created)}))
                 .collect();
-            Ok(json!({"stateMachines": machines}))
+            page(machines, input, "stateMachines")
         }
         "DeleteStateMachine" => {
             service
@@ -399,6 +436,70 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             ))
         }
         "StartExecution" => start_execution(service, input).await,
+        "StartSyncExecution" => start_sync_execution(service, input).await,
+        "DescribeStateMachineForExecution" => {
+            let record =
+                find(&*service.store, text(input, "executionArn")?).map_err(answered_error)?;
+            let stored = service
+                .store
+                .load(&record.execution_arn)
+                .map_err(store_error)?
+                .ok_or_else(|| {
+                    api_error("ExecutionDoesNotExist", "the execution has no checkpoint")
+                })?;
+            let machine_arn = stored.checkpoint.info.state_machine_arn.clone();
+            let kept = service
+                .store
+                .state_machine(&machine_arn)
+                .map_err(store_error)?;
+            let mut v = json!({
+                "stateMachineArn": machine_arn,
+                "name": record.state_machine_name,
+                "definition": stored.definition,
+                "roleArn": stored.checkpoint.info.role_arn,
+                "updateDate": seconds(record.start_date.unix_nanos),
+            });
+            if let Some(kept) = kept {
+                v["roleArn"] = json!(kept.role_arn);
+            }
+            Ok(v)
+        }
+        "TagResource" | "UntagResource" | "ListTagsForResource" => {
+            let mut record = machine_of(service, text(input, "resourceArn")?)
+                .map_err(|e| api_error("ResourceNotFound", e.message))?;
+            match operation {
+                "TagResource" => {
+                    for tag in input["tags"].as_array().into_iter().flatten() {
+                        let key = tag["key"].as_str().unwrap_or_default().to_owned();
+                        let value = tag["value"].as_str().unwrap_or_default().to_owned();
+                        record.tags.retain(|(k, _)| *k != key);
+                        record.tags.push((key, value));
+                    }
+                }
+                "UntagResource" => {
+                    let keys: Vec<&str> = input["tagKeys"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    record.tags.retain(|(k, _)| !keys.contains(&k.as_str()));
+                }
+                _ => {
+                    let tags: Vec<Value> = record
+                        .tags
+                        .iter()
+                        .map(|(k, v)| json!({"key": k, "value": v}))
+                        .collect();
+                    return Ok(json!({ "tags": tags }));
+                }
+            }
+            service
+                .store
+                .put_state_machine(&record)
+                .map_err(store_error)?;
+            Ok(json!({}))
+        }
         "DescribeExecution" => {
             let record =
                 find(&*service.store, text(input, "executionArn")?).map_err(answered_error)?;
@@ -417,10 +518,12 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             machine_of(service, machine)?;
             let mut listed = list_executions(&*service.store, input["statusFilter"].as_str())
                 .map_err(answered_error)?;
-            if let Some(all) = listed["executions"].as_array_mut() {
-                all.retain(|e| e["stateMachineArn"] == machine);
-            }
-            Ok(listed)
+            let mut all = match listed["executions"].take() {
+                Value::Array(all) => all,
+                _ => Vec::new(),
+            };
+            all.retain(|e| e["stateMachineArn"] == machine);
+            page(all, input, "executions")
         }
         "GetExecutionHistory" => {
             let arn = text(input, "executionArn")?;
@@ -431,12 +534,14 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             )
             .await
             .map_err(answered_error)?;
-            if input["reverseOrder"] == true
-                && let Some(events) = history["events"].as_array_mut()
-            {
+            let mut events = match history["events"].take() {
+                Value::Array(events) => events,
+                _ => Vec::new(),
+            };
+            if input["reverseOrder"] == true {
                 events.reverse();
             }
-            Ok(history)
+            page(events, input, "events")
         }
         "StopExecution" => {
             let request = json!({"op": "stop", "execution": text(input, "executionArn")?,
@@ -472,6 +577,80 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             format!("{other} is not implemented by stepstone serve yet"),
         )),
     }
+}
+
+/// StartSyncExecution: an EXPRESS state machine's execution, run to its end before the answer,
+/// and not kept (as on AWS, where express executions are not listed).
+async fn start_sync_execution(service: &Service, input: &Value) -> Result<Value, ApiError> {
+    let record = machine_of(service, text(input, "stateMachineArn")?)?;
+    if record.kind != "EXPRESS" {
+        return Err(api_error(
+            "StateMachineTypeNotSupported",
+            "StartSyncExecution runs EXPRESS state machines only",
+        ));
+    }
+    let name = match input["name"].as_str() {
+        Some(name) => {
+            check_name("execution name", name)
+                .map_err(|e| api_error("InvalidName", e.to_string()))?;
+            name.to_owned()
+        }
+        None => format!("{:032x}", now_nanos() as u128),
+    };
+    let execution_input: Value = match input["input"].as_str() {
+        Some(text) => serde_json::from_str(text).map_err(|e| {
+            api_error(
+                "InvalidExecutionInput",
+                format!("the input is not JSON: {e}"),
+            )
+        })?,
+        None => json!({}),
+    };
+    let machine = validate_str(&record.definition, Options::default())
+        .machine
+        .ok_or_else(|| {
+            api_error(
+                "InvalidDefinition",
+                "the stored definition no longer validates",
+            )
+        })?;
+    let routes = router(&service.args.tasks, &service.args.aws, None)
+        .map_err(|e| api_error("ValidationException", e))?;
+    let mut options = RunOptions::default();
+    options.name = Some(name);
+    options.machine_name = record.name.clone();
+    options.virtual_time = service.args.virtual_time;
+    options.express = true;
+    let outcome = stepstone::engine::run(&machine, execution_input, &options, &routes).await;
+    let info = &outcome.info;
+    let mut v = json!({
+        "executionArn": info.execution_arn,
+        "stateMachineArn": info.state_machine_arn,
+        "name": info.name,
+        "startDate": seconds(info.start_time.unix_nanos),
+        "stopDate": seconds(outcome.stop_time.unix_nanos),
+        "input": info.input.to_string(),
+        "billingDetails": {"billedMemoryUsedInMB": 64, "billedDurationInMilliseconds":
+            ((outcome.stop_time.unix_nanos - info.start_time.unix_nanos) / 1_000_000).max(100)},
+    });
+    match &outcome.status {
+        stepstone::engine::Status::Succeeded(output) => {
+            v["status"] = json!("SUCCEEDED");
+            v["output"] = json!(output.to_string());
+        }
+        stepstone::engine::Status::Failed(f) | stepstone::engine::Status::Aborted(f) => {
+            v["status"] = json!("FAILED");
+            v["error"] = json!(f.error);
+            v["cause"] = json!(f.cause);
+        }
+        stepstone::engine::Status::TimedOut(f) => {
+            v["status"] = json!("TIMED_OUT");
+            v["error"] = json!(f.error);
+            v["cause"] = json!(f.cause);
+        }
+        stepstone::engine::Status::Running => v["status"] = json!("RUNNING"),
+    }
+    Ok(v)
 }
 
 /// StartExecution: the execution is stored before the answer; it runs on in this process.

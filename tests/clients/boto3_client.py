@@ -132,6 +132,34 @@ def main():
     sfn.send_task_success(taskToken=token, output=json.dumps({"approved": True}))
     assert json.loads(wait_for(waiting)["output"]) == {"approved": True}
 
+    # Pages, as boto3's paginators read them.
+    pages = list(sfn.get_paginator("list_executions").paginate(stateMachineArn=arn, PaginationConfig={"PageSize": 6}))
+    assert [len(p["executions"]) for p in pages] == [6, 6, 6, 3], [len(p["executions"]) for p in pages]
+    assert len({e["executionArn"] for p in pages for e in p["executions"]}) == 21
+    events = [e for p in sfn.get_paginator("get_execution_history").paginate(executionArn=execution, PaginationConfig={"PageSize": 2}) for e in p["events"]]
+    assert [e["type"] for e in events] == types
+    assert error_code(sfn.list_executions, stateMachineArn=arn, nextToken="forged") == "InvalidToken"
+
+    # The state machine an execution ran, and tags.
+    for_execution = sfn.describe_state_machine_for_execution(executionArn=execution)
+    assert for_execution["stateMachineArn"] == arn and json.loads(for_execution["definition"]) == hello
+    sfn.tag_resource(resourceArn=arn, tags=[{"key": "team", "value": "platform"}, {"key": "tier", "value": "1"}])
+    sfn.untag_resource(resourceArn=arn, tagKeys=["tier"])
+    assert sfn.list_tags_for_resource(resourceArn=arn)["tags"] == [{"key": "team", "value": "platform"}]
+
+    # EXPRESS, synchronously (boto3 needs inject_host_prefix=False for the sync- host).
+    express = sfn.create_state_machine(
+        name="quick",
+        type="EXPRESS",
+        definition=json.dumps({"StartAt": "Add", "States": {"Add": {"Type": "Pass", "Parameters": {"sum.$": "States.MathAdd($.a, $.b)"}, "End": True}}}),
+        roleArn=ROLE,
+    )["stateMachineArn"]
+    synced = sfn.start_sync_execution(stateMachineArn=express, input=json.dumps({"a": 2, "b": 3}))
+    assert synced["status"] == "SUCCEEDED" and json.loads(synced["output"]) == {"sum": 5}, synced
+    assert ":express:quick:" in synced["executionArn"], synced
+    assert error_code(sfn.start_sync_execution, stateMachineArn=arn, input="{}") == "StateMachineTypeNotSupported"
+    sfn.delete_state_machine(stateMachineArn=express)
+
     assert error_code(sfn.list_activities) == "UnknownOperationException"
     sfn.delete_state_machine(stateMachineArn=gate)
     assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]] == ["hello"]
