@@ -99,3 +99,87 @@ fn a_killed_server_restarts_with_nothing_lost() {
     let server = Server::start(&dir);
     boto3(&server, &["after-restart", &arn]);
 }
+
+/// `aws stepfunctions` (the AWS CLI, from the same environment as boto3).
+fn aws(server: &Server, args: &[&str]) -> serde_json::Value {
+    let python = std::env::var("STEPSTONE_TEST_PYTHON").expect(
+        "STEPSTONE_TEST_PYTHON is not set: run the tests with scripts/test, which installs the \
+         AWS CLI into .venv-aws",
+    );
+    let aws = PathBuf::from(python).with_file_name("aws");
+    let out = Command::new(&aws)
+        .args([
+            "stepfunctions",
+            "--endpoint-url",
+            &server.endpoint,
+            "--output",
+            "json",
+        ])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap_or_else(|e| panic!("{} does not run: {e}", aws.display()));
+    assert!(
+        out.status.success(),
+        "aws {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim().is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn the_aws_cli_creates_runs_and_reads_an_execution() {
+    let server = Server::start(&store("aws-cli"));
+    let definition = r#"{"StartAt": "Hi", "States": {"Hi": {"Type": "Pass", "Result": {"hi": "there"}, "End": true}}}"#;
+    let created = aws(
+        &server,
+        &[
+            "create-state-machine",
+            "--name",
+            "cli",
+            "--role-arn",
+            "arn:aws:iam::123456789012:role/r",
+            "--definition",
+            definition,
+        ],
+    );
+    let machine = created["stateMachineArn"].as_str().unwrap().to_owned();
+    let listed = aws(&server, &["list-state-machines"]);
+    assert_eq!(listed["stateMachines"][0]["name"], "cli");
+    let started = aws(
+        &server,
+        &[
+            "start-execution",
+            "--state-machine-arn",
+            &machine,
+            "--name",
+            "one",
+        ],
+    );
+    let execution = started["executionArn"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let described = loop {
+        let d = aws(
+            &server,
+            &["describe-execution", "--execution-arn", &execution],
+        );
+        if d["status"] != "RUNNING" {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "still RUNNING");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(described["status"], "SUCCEEDED");
+    assert_eq!(described["output"], r#"{"hi":"there"}"#);
+    let history = aws(
+        &server,
+        &["get-execution-history", "--execution-arn", &execution],
+    );
+    assert_eq!(history["events"][0]["type"], "ExecutionStarted");
+}
