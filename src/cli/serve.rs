@@ -9,7 +9,7 @@
 //! This is the first part of the service (issue 13): state machines (create, update,
 //! describe, list, delete, tags), ValidateStateMachineDefinition, executions (start, start
 //! sync for EXPRESS, describe, list, history, stop, the state machine of one) and task
-//! callbacks; lists and histories are paged (`maxResults`, `nextToken`). Any other operation
+//! callbacks, TestState; lists and histories are paged (`maxResults`, `nextToken`). Any other operation
 //! answers UnknownOperationException naming it.
 
 use std::net::IpAddr;
@@ -436,6 +436,7 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             ))
         }
         "StartExecution" => start_execution(service, input).await,
+        "TestState" => test_state(service, input).await,
         "StartSyncExecution" => start_sync_execution(service, input).await,
         "DescribeStateMachineForExecution" => {
             let record =
@@ -577,6 +578,122 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             format!("{other} is not implemented by stepstone serve yet"),
         )),
     }
+}
+
+/// A JSON text field of a request (`input`, `variables`, `context`, a mock's `result`).
+fn json_text(input: &Value, field: &str) -> Result<Option<Value>, ApiError> {
+    match &input[field] {
+        Value::Null => Ok(None),
+        Value::String(text) => serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| api_error("ValidationException", format!("'{field}' is not JSON: {e}"))),
+        _ => Err(api_error(
+            "ValidationException",
+            format!("'{field}' must be JSON text"),
+        )),
+    }
+}
+
+/// TestState: one state (or `stateName` of a machine) run on its own; the answer's values
+/// are JSON text, as the API gives them.
+async fn test_state(service: &Service, input: &Value) -> Result<Value, ApiError> {
+    use stepstone::asl::{SINGLE_STATE_NAME, validate, validate_state};
+    use stepstone::engine::{InspectionLevel, Mock, StateConfiguration, TestState, test_state};
+    let definition: Value = serde_json::from_str(text(input, "definition")?).map_err(|e| {
+        api_error(
+            "InvalidDefinition",
+            format!("the definition is not JSON: {e}"),
+        )
+    })?;
+    let invalid = |v: stepstone::asl::Validation| {
+        v.machine.ok_or_else(|| {
+            let problems: Vec<String> = v
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(ToString::to_string)
+                .collect();
+            api_error("InvalidDefinition", problems.join(", "))
+        })
+    };
+    let (machine, state) = if definition.get("States").is_none() {
+        let name = input["stateName"].as_str().unwrap_or(SINGLE_STATE_NAME);
+        let machine = invalid(validate_state(&definition, name, Options::default()))?;
+        (machine, name.to_owned())
+    } else {
+        let machine = invalid(validate(&definition, Options::default()))?;
+        let state = match input["stateName"].as_str() {
+            Some(s) => s.to_owned(),
+            None => machine.definition().scope.start_at.clone(),
+        };
+        (machine, state)
+    };
+    let mock = &input["mock"];
+    let mock = if let Some(result) = json_text(mock, "result")? {
+        Some(Mock::Result(result))
+    } else if mock["errorOutput"].is_object() {
+        let e = &mock["errorOutput"];
+        Some(Mock::Error(stepstone::engine::Failure::new(
+            e["error"].as_str().unwrap_or_default(),
+            e["cause"].as_str().unwrap_or_default(),
+        )))
+    } else {
+        None
+    };
+    let config = &input["stateConfiguration"];
+    let mut configuration = StateConfiguration::default();
+    configuration.retrier_retry_count = config["retrierRetryCount"].as_u64().unwrap_or(0) as u32;
+    configuration.error_caused_by_state = config["errorCausedByState"].as_str().map(str::to_owned);
+    configuration.map_iteration_failure_count = config["mapIterationFailureCount"].as_u64();
+    configuration.map_item_reader_data = json_text(config, "mapItemReaderData")?;
+    let variables = match json_text(input, "variables")? {
+        None => serde_json::Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(api_error(
+                "ValidationException",
+                "'variables' must be a JSON object",
+            ));
+        }
+    };
+    let test = TestState {
+        input: json_text(input, "input")?.unwrap_or_else(|| json!({})),
+        mock,
+        context: json_text(input, "context")?,
+        variables,
+        inspection_level: match input["inspectionLevel"].as_str() {
+            Some("DEBUG") => InspectionLevel::Debug,
+            Some("TRACE") => InspectionLevel::Trace,
+            _ => InspectionLevel::Info,
+        },
+        configuration,
+        machine_name: None,
+    };
+    let routes = router(&service.args.tasks, &service.args.aws, None)
+        .map_err(|e| api_error("ValidationException", e))?;
+    let response = test_state(&machine, &state, &test, &routes)
+        .await
+        .map_err(|e| api_error("ValidationException", e.to_string()))?;
+    let mut answer = response.to_json();
+    if let Some(output) = answer.get_mut("output") {
+        *output = Value::String(output.to_string());
+    }
+    if let Some(Value::Object(data)) = answer.get_mut("inspectionData") {
+        for (key, value) in data.iter_mut() {
+            // Counts are numbers and errorDetails an object in the API; the rest is JSON text.
+            let kept = matches!(
+                key.as_str(),
+                "maxConcurrency"
+                    | "toleratedFailureCount"
+                    | "toleratedFailurePercentage"
+                    | "errorDetails"
+            );
+            if !kept {
+                *value = Value::String(value.to_string());
+            }
+        }
+    }
+    Ok(answer)
 }
 
 /// StartSyncExecution: an EXPRESS state machine's execution, run to its end before the answer,

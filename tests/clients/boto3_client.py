@@ -160,6 +160,25 @@ def main():
     assert error_code(sfn.start_sync_execution, stateMachineArn=arn, input="{}") == "StateMachineTypeNotSupported"
     sfn.delete_state_machine(stateMachineArn=express)
 
+    # TestState: one state on its own; values come back as JSON text.
+    tested = sfn.test_state(
+        definition=json.dumps({"Type": "Pass", "Parameters": {"x.$": "$.a"}, "ResultPath": "$.r", "Next": "After"}),
+        roleArn=ROLE,
+        input=json.dumps({"a": 1}),
+        inspectionLevel="DEBUG",
+    )
+    assert tested["status"] == "SUCCEEDED" and tested["nextState"] == "After", tested
+    assert json.loads(tested["output"]) == {"a": 1, "r": {"x": 1}}
+    assert json.loads(tested["inspectionData"]["afterParameters"]) == {"x": 1}
+    retried = sfn.test_state(
+        definition=json.dumps({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "f"},
+                               "Retry": [{"ErrorEquals": ["Boom"], "IntervalSeconds": 2}], "End": True}),
+        roleArn=ROLE,
+        mock={"errorOutput": {"error": "Boom", "cause": "mocked"}},
+        inspectionLevel="DEBUG",
+    )
+    assert retried["status"] == "RETRIABLE" and retried["error"] == "Boom", retried
+
     assert error_code(sfn.list_activities) == "UnknownOperationException"
     sfn.delete_state_machine(stateMachineArn=gate)
     assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]] == ["hello"]
