@@ -641,11 +641,13 @@ async fn test_state(service: &Service, input: &Value) -> Result<Value, ApiError>
         None
     };
     let config = &input["stateConfiguration"];
-    let mut configuration = StateConfiguration::default();
-    configuration.retrier_retry_count = config["retrierRetryCount"].as_u64().unwrap_or(0) as u32;
-    configuration.error_caused_by_state = config["errorCausedByState"].as_str().map(str::to_owned);
-    configuration.map_iteration_failure_count = config["mapIterationFailureCount"].as_u64();
-    configuration.map_item_reader_data = json_text(config, "mapItemReaderData")?;
+    let configuration = StateConfiguration {
+        retrier_retry_count: u32::try_from(config["retrierRetryCount"].as_u64().unwrap_or(0))
+            .unwrap_or(u32::MAX),
+        error_caused_by_state: config["errorCausedByState"].as_str().map(str::to_owned),
+        map_iteration_failure_count: config["mapIterationFailureCount"].as_u64(),
+        map_item_reader_data: json_text(config, "mapItemReaderData")?,
+    };
     let variables = match json_text(input, "variables")? {
         None => serde_json::Map::new(),
         Some(Value::Object(m)) => m,
