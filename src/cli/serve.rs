@@ -21,13 +21,13 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 use stepstone::asl::{MachineType, Options, validate_str};
-use stepstone::engine::store::{CheckpointStore, StateMachineRecord};
+use stepstone::engine::store::{CheckpointStore, ExecutionRecord, StateMachineRecord};
 use stepstone::engine::{
     Limits, Persistence, RunOptions, Signals, check_name, load_stored, resume, run_durable,
 };
 
 use super::StoreSpec;
-use super::executions::{answer, describe_execution, find, launch_options, list_executions};
+use super::executions::{answer, describe_execution, launch_options, list_executions};
 use super::run::{AwsArgs, MockArgs, router};
 
 /// The account and region of every ARN the service makes (the engine's).
@@ -313,6 +313,30 @@ fn check_definition(definition: &str, kind: &str) -> Result<(), ApiError> {
     ))
 }
 
+/// The execution `arn` as ListExecutions shows it, read by key (a listing of the whole store per
+/// request would cost more as executions accumulate).
+fn execution_of(service: &Service, arn: &str) -> Result<ExecutionRecord, ApiError> {
+    let described = service
+        .store
+        .describe(arn)
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            api_error(
+                "ExecutionDoesNotExist",
+                format!("Execution Does Not Exist: '{arn}'"),
+            )
+        })?;
+    let running = described.status == stepstone::engine::Status::Running;
+    Ok(ExecutionRecord {
+        execution_arn: described.info.execution_arn.clone(),
+        name: described.info.name.clone(),
+        state_machine_name: described.info.state_machine_name.clone(),
+        status: described.status.as_str().to_owned(),
+        start_date: described.info.start_time,
+        stop_date: (!running).then_some(described.now),
+    })
+}
+
 fn machine_of(service: &Service, arn: &str) -> Result<StateMachineRecord, ApiError> {
     service
         .store
@@ -439,8 +463,7 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
         "TestState" => test_state(service, input).await,
         "StartSyncExecution" => start_sync_execution(service, input).await,
         "DescribeStateMachineForExecution" => {
-            let record =
-                find(&*service.store, text(input, "executionArn")?).map_err(answered_error)?;
+            let record = execution_of(service, text(input, "executionArn")?)?;
             let stored = service
                 .store
                 .load(&record.execution_arn)
@@ -502,8 +525,7 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             Ok(json!({}))
         }
         "DescribeExecution" => {
-            let record =
-                find(&*service.store, text(input, "executionArn")?).map_err(answered_error)?;
+            let record = execution_of(service, text(input, "executionArn")?)?;
             let mut described =
                 describe_execution(&*service.store, &record).map_err(answered_error)?;
             // The API carries input and output as JSON text (the CLI shows them as values).
@@ -528,24 +550,29 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
         }
         "GetExecutionHistory" => {
             let arn = text(input, "executionArn")?;
-            let mut history = answer(
-                &*service.store,
-                &service.signals,
-                &json!({"op": "history", "execution": arn}),
-            )
-            .await
-            .map_err(answered_error)?;
-            let mut events = match history["events"].take() {
-                Value::Array(events) => events,
-                _ => Vec::new(),
-            };
+            execution_of(service, arn)?;
+            let mut events: Vec<Value> = service
+                .store
+                .events(arn)
+                .map_err(store_error)?
+                .iter()
+                .map(|e| e.to_json())
+                .collect();
             if input["reverseOrder"] == true {
                 events.reverse();
             }
             page(events, input, "events")
         }
         "StopExecution" => {
-            let request = json!({"op": "stop", "execution": text(input, "executionArn")?,
+            let arn = text(input, "executionArn")?;
+            let record = execution_of(service, arn)?;
+            if record.status != "RUNNING" {
+                return Err(api_error(
+                    "ExecutionNotRunning",
+                    format!("Execution is {}: '{arn}'", record.status),
+                ));
+            }
+            let request = json!({"op": "stop", "execution": arn,
                 "error": input["error"], "cause": input["cause"]});
             answer(&*service.store, &service.signals, &request)
                 .await
@@ -871,12 +898,17 @@ async fn start_execution(service: &Service, input: &Value) -> Result<Value, ApiE
     });
     match is_stored.await {
         Ok(Ok((_, started))) => {
-            let listed = service.store.list().map_err(store_error)?;
-            let arn = listed
-                .into_iter()
-                .find(|r| r.name == name && r.state_machine_name == record.name)
-                .map(|r| r.execution_arn)
-                .ok_or_else(|| api_error("InternalFailure", "the execution is not in the store"))?;
+            // The ARN the engine made, made again the same way.
+            let arn = stepstone::engine::ExecutionInfo::new(
+                &record.name,
+                &name,
+                Value::Null,
+                stepstone::asl::timestamp::Timestamp {
+                    unix_nanos: started,
+                },
+                record.kind == "EXPRESS",
+            )
+            .execution_arn;
             Ok(json!({"executionArn": arn, "startDate": seconds(started)}))
         }
         Ok(Err(e)) if e.starts_with("ExecutionAlreadyExists") => {

@@ -1,0 +1,188 @@
+//! StartExecution over HTTP against `stepstone serve` (release build): throughput and latency
+//! of starting executions of a 20-state machine whose one Task is mocked (MockConfigFile test
+//! case), each execution durable in a redb store, from several keep-alive connections.
+//!
+//! `cargo bench --bench serve`; `STEPSTONE_BENCH_REQUESTS` (default 4000) and
+//! `STEPSTONE_BENCH_CLIENTS` (default 4) change the load. Prints requests/s and the latency
+//! percentiles, then checks that every execution succeeded.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn main() {
+    let requests: usize = setting("STEPSTONE_BENCH_REQUESTS", 4000);
+    let clients: usize = setting("STEPSTONE_BENCH_CLIENTS", 4);
+    let dir = std::env::temp_dir().join(format!("stepstone-bench-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mocks = dir.join("mocks.json");
+    std::fs::write(
+        &mocks,
+        json!({
+            "StateMachines": {"twenty": {"TestCases": {"Fast": {"Deploy": "Done"}}}},
+            "MockedResponses": {"Done": {"0": {"Return": {"ok": true}}}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_stepstone"))
+        .args(["serve", "--port", "0", "--virtual-time", "--store"])
+        .arg(dir.join("store"))
+        .arg("--mock-config")
+        .arg(&mocks)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stepstone serve starts");
+    let first = BufReader::new(server.stderr.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let address = first
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .expect("the address")
+        .to_owned();
+
+    // 19 Pass states and a Task.
+    let mut states = serde_json::Map::new();
+    for i in 0..19 {
+        states.insert(
+            format!("P{i}"),
+            json!({"Type": "Pass", "Parameters": {"i": i, "v.$": "$"}, "OutputPath": "$.v", "Next": if i < 18 { format!("P{}", i + 1) } else { "Deploy".into() }}),
+        );
+    }
+    states.insert(
+        "Deploy".into(),
+        json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "deploy"}, "End": true}),
+    );
+    let definition = json!({"StartAt": "P0", "States": states}).to_string();
+    let mut connection = Client::connect(&address);
+    let created = connection.call(
+        "CreateStateMachine",
+        &json!({"name": "twenty", "definition": definition, "roleArn": "arn:aws:iam::123456789012:role/r"}),
+    );
+    let machine = format!("{}#Fast", created["stateMachineArn"].as_str().unwrap());
+
+    let started = Instant::now();
+    let per_client = requests / clients;
+    let workers: Vec<_> = (0..clients)
+        .map(|c| {
+            let (address, machine) = (address.clone(), machine.clone());
+            std::thread::spawn(move || {
+                let mut client = Client::connect(&address);
+                let mut latencies = Vec::with_capacity(per_client);
+                for i in 0..per_client {
+                    let asked = Instant::now();
+                    let answer = client.call(
+                        "StartExecution",
+                        &json!({"stateMachineArn": machine, "name": format!("c{c}-{i}"), "input": "{\"x\": 1}"}),
+                    );
+                    latencies.push(asked.elapsed());
+                    assert!(answer["executionArn"].is_string(), "{answer}");
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let at = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "serve/StartExecution: {} requests from {clients} connections in {:.2} s: {:.0} executions/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        latencies.len(),
+        elapsed.as_secs_f64(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        at(0.5).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3,
+    );
+
+    // Every execution ends SUCCEEDED.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let listed = connection.call(
+            "ListExecutions",
+            &json!({"stateMachineArn": created["stateMachineArn"], "statusFilter": "SUCCEEDED", "maxResults": 1000}),
+        );
+        let mut done = listed["executions"].as_array().unwrap().len();
+        let mut token = listed["nextToken"].clone();
+        while let Some(t) = token.as_str() {
+            let page = connection.call(
+                "ListExecutions",
+                &json!({"stateMachineArn": created["stateMachineArn"], "statusFilter": "SUCCEEDED", "maxResults": 1000, "nextToken": t}),
+            );
+            done += page["executions"].as_array().unwrap().len();
+            token = page["nextToken"].clone();
+        }
+        if done == latencies.len() {
+            println!("all {done} executions SUCCEEDED");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done} executions succeeded"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.kill().unwrap();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// HTTP/1.1 on one keep-alive connection, as SDKs use it.
+struct Client {
+    stream: BufReader<TcpStream>,
+}
+
+impl Client {
+    fn connect(address: &str) -> Client {
+        let stream = TcpStream::connect(address).expect("connects");
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream: BufReader::new(stream),
+        }
+    }
+
+    fn call(&mut self, operation: &str, body: &Value) -> Value {
+        let body = body.to_string();
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: AWSStepFunctions.{operation}\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.stream.get_mut().write_all(request.as_bytes()).unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut answer = vec![0; length];
+        self.stream.read_exact(&mut answer).unwrap();
+        serde_json::from_slice(&answer).unwrap()
+    }
+}
