@@ -183,3 +183,86 @@ fn the_aws_cli_creates_runs_and_reads_an_execution() {
     );
     assert_eq!(history["events"][0]["type"], "ExecutionStarted");
 }
+
+/// One request on a new connection, raw HTTP/1.1 (what the flood below leaves room for).
+fn call(endpoint: &str, operation: &str, body: &serde_json::Value) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let address = endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Amz-Target: AWSStepFunctions.{operation}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (_, json) = answer.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+/// Hundreds of connections that never send a request: the server takes only as many as its
+/// descriptors allow (here it may open 128), so the execution it runs still starts its task
+/// command and succeeds.
+#[test]
+fn a_flood_of_idle_connections_does_not_starve_the_server() {
+    let dir = store("flood");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 128 && exec '{}' serve --port 0 --store '{}' --task 'arn:aws:lambda:us-east-1:123456789012:function:f=cat'",
+            env!("CARGO_BIN_EXE_stepstone"),
+            dir.display()
+        ))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let endpoint = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let definition = serde_json::json!({"StartAt": "W", "States": {
+        "W": {"Type": "Wait", "Seconds": 2, "Next": "T"},
+        "T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "End": true}}});
+    let created = call(
+        &endpoint,
+        "CreateStateMachine",
+        &serde_json::json!({"name": "flooded", "definition": definition.to_string(), "roleArn": "r"}),
+    );
+    let started = call(
+        &endpoint,
+        "StartExecution",
+        &serde_json::json!({"stateMachineArn": created["stateMachineArn"], "name": "one", "input": "{\"ok\": true}"}),
+    );
+    assert!(started["executionArn"].is_string(), "{started}");
+    let address: std::net::SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
+    // Until the listen backlog is full (a connect then waits for the kernel's retries).
+    let held: Vec<_> = (0..600)
+        .map_while(|_| {
+            std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_millis(200))
+                .ok()
+        })
+        .collect();
+    assert!(held.len() > 128, "only {} connections", held.len());
+    // The task command runs once the Wait is over; the store says how it went.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let described = Command::new(env!("CARGO_BIN_EXE_stepstone"))
+        .args(["describe", "one", "--json", "--store"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let described: serde_json::Value = serde_json::from_slice(&described.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&described.stderr)));
+    assert_eq!(described["status"], "SUCCEEDED", "{described}");
+    drop(held);
+    let _ = child.kill();
+    let _ = child.wait();
+}

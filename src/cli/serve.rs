@@ -33,6 +33,24 @@ use super::run::{AwsArgs, MockArgs, router};
 /// The account and region of every ARN the service makes (the engine's).
 const ARN_PREFIX: &str = "arn:aws:states:us-east-1:123456789012";
 
+/// The most HTTP connections served at once: a quarter of the descriptors this process may
+/// open (the rest stay for stores, sockets and task commands), between 8 and 256.
+fn max_connections() -> usize {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct it is given, nothing else.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            let quarter = usize::try_from(limit.rlim_cur / 4).unwrap_or(usize::MAX);
+            return quarter.clamp(8, 256);
+        }
+    }
+    256
+}
+
 /// The largest request body accepted: a definition may be 1 MB, an input 256 KiB.
 const MAX_BODY: usize = 4 << 20;
 
@@ -121,7 +139,13 @@ pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         eprintln!("stepstone serve: listening on http://{address} (store {})", spec.display());
         resume_running(&service);
+        let slots = Arc::new(tokio::sync::Semaphore::new(max_connections()));
         loop {
+            // A connection is taken only when it can be served: past the cap, clients wait in
+            // the listen backlog and cost this process no descriptor.
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return Ok(std::process::ExitCode::SUCCESS);
+            };
             let (stream, _) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(_) => {
@@ -137,9 +161,13 @@ pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
                     async move { Ok::<_, std::convert::Infallible>(respond(&service, request).await) }
                 });
                 // A client that goes away mid-request loses its answer; nothing else is affected.
+                // One that sends no request head within 30 s (hyper's default, which needs the
+                // timer) is closed, so idle connections do not hold the slots.
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
                     .await;
+                drop(slot);
             });
         }
     })
