@@ -8,7 +8,7 @@
 //!
 //! This is the first part of the service (issue 13): state machines (create, update,
 //! describe, list, delete, tags), ValidateStateMachineDefinition, executions (start, start
-//! sync for EXPRESS, describe, list, history, stop, the state machine of one) and task
+//! sync for EXPRESS, describe, list, history, stop, redrive, the state machine of one) and task
 //! callbacks, TestState; lists and histories are paged (`maxResults`, `nextToken`). Any other operation
 //! answers UnknownOperationException naming it.
 
@@ -490,6 +490,7 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
         "StartExecution" => start_execution(service, input).await,
         "TestState" => test_state(service, input).await,
         "StartSyncExecution" => start_sync_execution(service, input).await,
+        "RedriveExecution" => redrive_execution(service, input).await,
         "DescribeStateMachineForExecution" => {
             let record = execution_of(service, text(input, "executionArn")?)?;
             let stored = service
@@ -751,6 +752,57 @@ async fn test_state(service: &Service, input: &Value) -> Result<Value, ApiError>
         }
     }
     Ok(answer)
+}
+
+/// RedriveExecution: a FAILED, ABORTED or TIMED_OUT execution goes on from where it stopped,
+/// in this process; the answer comes once the redrive is stored.
+async fn redrive_execution(service: &Service, input: &Value) -> Result<Value, ApiError> {
+    let arn = text(input, "executionArn")?.to_owned();
+    let record = execution_of(service, &arn)?;
+    if !matches!(record.status.as_str(), "FAILED" | "ABORTED" | "TIMED_OUT") {
+        return Err(api_error(
+            "ExecutionNotRedrivable",
+            format!("Execution is {} and cannot be redriven.", record.status),
+        ));
+    }
+    let (stored, machine) = load_stored(&*service.store, &arn).map_err(store_error)?;
+    let (routes, mut options) = launch_options(&stored, &service.args.tasks, &service.args.aws)
+        .map_err(|e| api_error("ValidationException", e))?;
+    options.signals = Some(service.signals.clone());
+    let store = service.store.clone();
+    let (saved, is_saved) = tokio::sync::oneshot::channel::<Result<i128, String>>();
+    tokio::task::spawn_local(async move {
+        let mut saved = Some(saved);
+        let mut observer = |notice: stepstone::engine::Notice<'_>| {
+            if let stepstone::engine::Notice::Event(event) = notice
+                && let Some(sender) = saved.take()
+            {
+                let _ = sender.send(Ok(event.timestamp.unix_nanos));
+            }
+        };
+        let outcome = stepstone::engine::redrive(
+            &machine,
+            stored.checkpoint,
+            &options,
+            &routes,
+            &*store,
+            Some(&mut observer),
+        )
+        .await;
+        if let Err(e) = outcome
+            && let Some(sender) = saved.take()
+        {
+            let _ = sender.send(Err(e.to_string()));
+        }
+    });
+    match is_saved.await {
+        Ok(Ok(at)) => Ok(json!({"redriveDate": seconds(at)})),
+        Ok(Err(e)) => Err(api_error("ExecutionNotRedrivable", e)),
+        Err(_) => Err(api_error(
+            "InternalFailure",
+            "the redrive ended before it was stored",
+        )),
+    }
 }
 
 /// StartSyncExecution: an EXPRESS state machine's execution, run to its end before the answer,

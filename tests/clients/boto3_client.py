@@ -104,6 +104,13 @@ def main():
     assert [e["executionArn"] for e in aborted] == [many[0]]
     assert error_code(sfn.describe_execution, executionArn=execution + "-nope") == "ExecutionDoesNotExist"
 
+    # The stopped one goes on from where it stopped; a succeeded one cannot.
+    redriven = sfn.redrive_execution(executionArn=many[0])
+    assert "redriveDate" in redriven, redriven
+    done = wait_for(many[0])
+    assert done["redriveCount"] == 1, done
+    assert error_code(sfn.redrive_execution, executionArn=execution) == "ExecutionNotRedrivable"
+
     # A task waiting for its token, completed through the API.
     callback = {
         "StartAt": "Approve",
