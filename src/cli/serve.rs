@@ -805,6 +805,32 @@ async fn redrive_execution(service: &Service, input: &Value) -> Result<Value, Ap
     }
 }
 
+/// A start request's execution name (checked as AWS checks it; made up when absent) and input
+/// (JSON text; `{}` when absent).
+fn name_and_input(input: &Value) -> Result<(String, Value), ApiError> {
+    let name = match input["name"].as_str() {
+        Some(name) => {
+            check_name("execution name", name)
+                .map_err(|e| api_error("InvalidName", e.to_string()))?;
+            name.to_owned()
+        }
+        None => format!(
+            "{:032x}",
+            now_nanos() as u128 ^ (u128::from(std::process::id()) << 64)
+        ),
+    };
+    let execution_input = match input["input"].as_str() {
+        Some(text) => serde_json::from_str(text).map_err(|e| {
+            api_error(
+                "InvalidExecutionInput",
+                format!("the input is not JSON: {e}"),
+            )
+        })?,
+        None => json!({}),
+    };
+    Ok((name, execution_input))
+}
+
 /// StartSyncExecution: an EXPRESS state machine's execution, run to its end before the answer,
 /// and not kept (as on AWS, where express executions are not listed).
 async fn start_sync_execution(service: &Service, input: &Value) -> Result<Value, ApiError> {
@@ -815,23 +841,7 @@ async fn start_sync_execution(service: &Service, input: &Value) -> Result<Value,
             "StartSyncExecution runs EXPRESS state machines only",
         ));
     }
-    let name = match input["name"].as_str() {
-        Some(name) => {
-            check_name("execution name", name)
-                .map_err(|e| api_error("InvalidName", e.to_string()))?;
-            name.to_owned()
-        }
-        None => format!("{:032x}", now_nanos() as u128),
-    };
-    let execution_input: Value = match input["input"].as_str() {
-        Some(text) => serde_json::from_str(text).map_err(|e| {
-            api_error(
-                "InvalidExecutionInput",
-                format!("the input is not JSON: {e}"),
-            )
-        })?,
-        None => json!({}),
-    };
+    let (name, execution_input) = name_and_input(input)?;
     let machine = validate_str(&record.definition, Options::default())
         .machine
         .ok_or_else(|| {
@@ -888,26 +898,7 @@ async fn start_execution(service: &Service, input: &Value) -> Result<Value, ApiE
         None => (requested, None),
     };
     let record = machine_of(service, machine_arn)?;
-    let name = match input["name"].as_str() {
-        Some(name) => {
-            check_name("execution name", name)
-                .map_err(|e| api_error("InvalidName", e.to_string()))?;
-            name.to_owned()
-        }
-        None => format!(
-            "{:032x}",
-            now_nanos() as u128 ^ (u128::from(std::process::id()) << 64)
-        ),
-    };
-    let execution_input: Value = match input["input"].as_str() {
-        Some(text) => serde_json::from_str(text).map_err(|e| {
-            api_error(
-                "InvalidExecutionInput",
-                format!("the input is not JSON: {e}"),
-            )
-        })?,
-        None => json!({}),
-    };
+    let (name, execution_input) = name_and_input(input)?;
     if test_case.is_some() && service.args.mock_config.is_none() {
         return Err(api_error(
             "ValidationException",
