@@ -43,6 +43,11 @@ pub struct Env<'a> {
     /// Random 64-bit numbers for States.UUID and States.MathRandom without a seed. The engine
     /// seeds it from the execution, so that recomputing a state draws the same numbers.
     pub random: &'a dyn Fn() -> u64,
+    /// The largest value, in bytes of JSON text, an intrinsic function may make (the payload
+    /// limit): past it the call fails with States.DataLimitExceeded. Nested calls could
+    /// otherwise grow a value exponentially (`States.JsonToString` doubles its argument's
+    /// escapes; 40 of them nested would make terabytes).
+    pub max_bytes: usize,
 }
 
 /// A failed evaluation: the error name Step Functions raises and the cause's text after
@@ -260,6 +265,7 @@ pub fn template_taking(env: &Env, t: &Template, mut input: Value) -> Result<Valu
             context: env.context,
             variables: env.variables,
             random: env.random,
+            max_bytes: env.max_bytes,
         };
         return reading.template(t);
     }
@@ -284,6 +290,7 @@ pub fn template_taking(env: &Env, t: &Template, mut input: Value) -> Result<Valu
             context: env.context,
             variables: env.variables,
             random: env.random,
+            max_bytes: env.max_bytes,
         };
         // Field names are only built for an error message.
         let read = |d: &Dynamic, key: &str| {
@@ -406,6 +413,7 @@ mod tests {
             context: ctx,
             variables: vars,
             random: &|| 4,
+            max_bytes: 256 * 1024,
         }
     }
 

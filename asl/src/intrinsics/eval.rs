@@ -63,10 +63,58 @@ fn content_hash(value: &Value) -> u64 {
     }
 }
 
+/// Whether `value` takes at most `limit` bytes as JSON text. The count stops as soon as it
+/// passes the limit.
+fn fits(value: &Value, limit: usize) -> bool {
+    struct Budget(usize);
+    impl std::io::Write for Budget {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self
+                .0
+                .checked_sub(buf.len())
+                .ok_or(std::io::ErrorKind::FileTooLarge)?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(Budget(limit), value).is_ok()
+}
+
 impl Call {
     /// Evaluates the call; failures are `States.IntrinsicFailure` (or `States.Runtime` for a
-    /// path that reads nothing).
+    /// path that reads nothing, `States.DataLimitExceeded` for a value over `env.max_bytes`).
     pub fn evaluate(&self, env: &Env) -> Result<Value, Error> {
+        let value = self.evaluate_unchecked(env)?;
+        // The functions whose value is built from their arguments, and may be larger; the
+        // others make a number, a boolean, a UUID, a digest, a part of an argument, or at
+        // most ARRAY_RANGE_MAX numbers.
+        let builds = matches!(
+            self.function,
+            Function::Format
+                | Function::StringToJson
+                | Function::JsonToString
+                | Function::Array
+                | Function::ArrayPartition
+                | Function::Base64Encode
+                | Function::Base64Decode
+                | Function::JsonMerge
+                | Function::StringSplit
+        );
+        if builds && !fits(&value, env.max_bytes) {
+            return Err(Error {
+                error: crate::errors::DATA_LIMIT_EXCEEDED,
+                message: format!(
+                    "{} made a value larger than {} bytes, the payload limit",
+                    self.function, env.max_bytes
+                ),
+            });
+        }
+        Ok(value)
+    }
+
+    fn evaluate_unchecked(&self, env: &Env) -> Result<Value, Error> {
         let args = self
             .args
             .iter()
@@ -391,6 +439,7 @@ mod tests {
             context: &ctx,
             variables: &vars,
             random: &|| 0x0123_4567_89AB_CDEF,
+            max_bytes: 256 * 1024,
         };
         call.evaluate(&env)
     }
@@ -641,5 +690,27 @@ mod tests {
             fails("States.ArrayLength($.nope)", json!({})).error,
             "States.Runtime"
         );
+    }
+
+    #[test]
+    fn nested_calls_cannot_grow_a_value_past_the_payload_limit() {
+        // Each JsonToString doubles the backslashes of the one inside: 40 of them would make
+        // terabytes. The call that passes 256 KiB fails, long before.
+        let mut text = "$.s".to_owned();
+        for _ in 0..40 {
+            text = format!("States.JsonToString({text})");
+        }
+        let e = fails(&text, json!({"s": "\"quoted\""}));
+        assert_eq!(e.error, "States.DataLimitExceeded", "{e}");
+        assert!(
+            e.message
+                .contains("States.JsonToString made a value larger than 262144 bytes")
+        );
+        // Within the limit, the value is whole: {"s": 262140 x's} is 262144 bytes.
+        let s = "x".repeat(256 * 1024 - 4);
+        yields("States.Array($.s)", json!({"s": s}), json!([s]));
+        let s = "x".repeat(256 * 1024 - 3);
+        let e = fails("States.Array($.s)", json!({"s": s}));
+        assert_eq!(e.error, "States.DataLimitExceeded");
     }
 }

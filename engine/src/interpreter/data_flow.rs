@@ -60,6 +60,7 @@ impl Execution<'_> {
             },
             variables: run.vars(),
             random: &random,
+            max_bytes: self.limits.max_payload_bytes,
         };
         f(&env)
     }
