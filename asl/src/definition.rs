@@ -240,7 +240,8 @@ fn load_state(l: &mut Loader, value: &Value, at: String) -> Option<State> {
     let reads_context = std::mem::replace(&mut l.reads_context, outer);
     let variables_read = std::mem::replace(&mut l.variables_read, outer_variables);
     state.map(|s| {
-        let (growth, children_growth) = growth(value, &s);
+        let growth = crate::bounds::growth(value, &s);
+        let children_growth = crate::bounds::children_growth(value, &s);
         State {
             reads_context,
             variables_read,
@@ -249,88 +250,6 @@ fn load_state(l: &mut Loader, value: &Value, at: String) -> Option<State> {
             ..s
         }
     })
-}
-
-/// [`State::growth`] and [`State::children_growth`]. A JSONPath Choice, Wait, Succeed or Fail
-/// outputs a part of its input (InputPath, OutputPath); a Pass builds its output from its
-/// fields (Parameters, Result, ResultPath, intrinsic calls), and a Map or Parallel its
-/// children's inputs (ItemSelector, Parameters), which nest no deeper than the state's own JSON
-/// plus what its paths and intrinsic calls add. What reads outside the
-/// input (`$$`, a variable `$name`, `States.StringToJson`) may be any depth: unknown.
-fn growth(value: &Value, state: &State) -> (Option<u16>, Option<u16>) {
-    if state.query_language == crate::QueryLanguage::Jsonata {
-        return (None, None);
-    }
-    let own = || {
-        // The state's own fields: a Map's or Parallel's nested definitions are not.
-        let Value::Object(fields) = value else {
-            return None;
-        };
-        let mut own = fields.clone();
-        for nested in ["Branches", "ItemProcessor", "Iterator"] {
-            own.remove(nested);
-        }
-        bound(&Value::Object(own))
-    };
-    match state.kind {
-        StateKind::Choice(_) | StateKind::Wait(_) | StateKind::Succeed(_) | StateKind::Fail(_) => {
-            (Some(0), None)
-        }
-        StateKind::Pass(_) => (own(), None),
-        StateKind::Task(_) => (None, None),
-        StateKind::Map(_) | StateKind::Parallel(_) => (None, own()),
-    }
-}
-
-/// How much deeper than the input a value built from `fields` can be; `None` when they read
-/// outside the input.
-fn bound(fields: &Value) -> Option<u16> {
-    fn outside_input(s: &str) -> bool {
-        // A Map's item is a part of its input; the rest of the context object is not.
-        let s = s
-            .replace("$$.Map.Item.Value", "")
-            .replace("$$.Map.Item.Index", "");
-        s.contains("StringToJson")
-            || s.contains("$$")
-            || s.as_bytes()
-                .windows(2)
-                .any(|w| w[0] == b'$' && (w[1].is_ascii_alphabetic() || w[1] == b'_'))
-    }
-    fn walk(v: &Value, depth: usize, deepest: &mut usize, longest: &mut usize, fresh: &mut bool) {
-        match v {
-            Value::String(s) => {
-                // What a path or an intrinsic call can add: a segment of ResultPath per `.` or
-                // `[`, a level per call (`States.Array(...)`).
-                let levels = s
-                    .bytes()
-                    .filter(|b| matches!(b, b'.' | b'[' | b'('))
-                    .count();
-                *longest = (*longest).max(levels);
-                *fresh |= outside_input(s);
-            }
-            Value::Array(items) => {
-                *deepest = (*deepest).max(depth + 1);
-                for item in items {
-                    walk(item, depth + 1, deepest, longest, fresh);
-                }
-            }
-            Value::Object(map) => {
-                *deepest = (*deepest).max(depth + 1);
-                for item in map.values() {
-                    walk(item, depth + 1, deepest, longest, fresh);
-                }
-            }
-            _ => {}
-        }
-    }
-    let (mut deepest, mut longest, mut fresh) = (0, 0, false);
-    walk(fields, 0, &mut deepest, &mut longest, &mut fresh);
-    if fresh {
-        return None;
-    }
-    // Two of them may apply one after the other (Parameters then ResultPath; ResultSelector
-    // then ResultPath), each nesting as deep as the state's JSON and its deepest path.
-    u16::try_from(2 * (deepest + longest) + 1).ok()
 }
 
 fn load_state_fields(l: &mut Loader, value: &Value, at: String) -> Option<State> {

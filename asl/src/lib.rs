@@ -27,6 +27,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod bounds;
 mod definition;
 mod diagnostic;
 pub mod errors;

@@ -44,7 +44,11 @@ async fn a_killed_100k_map_reruns_no_finished_iteration() {
         Engine::builder()
             .tasks(tasks)
             .virtual_time(true)
-            .limits(Limits::default().with_max_history_events(None))
+            .limits(
+                Limits::default()
+                    .with_max_history_events(None)
+                    .with_max_payload_bytes(usize::MAX),
+            )
             .store(store)
             .build()
     };

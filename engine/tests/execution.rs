@@ -668,3 +668,126 @@ async fn a_panicking_handler_fails_its_task_and_catch_sees_it() {
             .starts_with("The task handler panicked")
     );
 }
+
+fn failed(out: &Outcome) -> &Failure {
+    let Status::Failed(f) = &out.status else {
+        let text = format!("{:?}", out.status);
+        panic!("expected a failure: {}", &text[..text.len().min(200)])
+    };
+    f
+}
+
+/// AWS fails a state whose output passes 256 KiB with States.DataLimitExceeded. A JSONPath
+/// loop that doubles its document (whose growth the engine bounds from the state's fields
+/// instead of measuring each output) fails at the very pass whose output first passes it.
+#[tokio::test]
+async fn a_loop_that_doubles_its_document_fails_where_it_passes_the_payload_limit() {
+    let def = json!({"StartAt": "Double", "States": {
+        "Double": {"Type": "Pass", "Parameters": {"a.$": "$", "b.$": "$"}, "Next": "Again"},
+        "Again": {"Type": "Choice", "Choices": [{"Variable": "$.a", "IsPresent": true, "Next": "Double"}],
+            "Default": "Done"},
+        "Done": {"Type": "Succeed"}}});
+    let start = json!("x".repeat(1000));
+    let out = go(def, start.clone(), &NoTasks).await;
+    let f = failed(&out);
+    assert_eq!(f.error, "States.DataLimitExceeded");
+    let (mut doc, mut passes) = (start, 0);
+    let size = loop {
+        passes += 1;
+        doc = json!({"a": doc, "b": doc});
+        let size = serde_json::to_vec(&doc).unwrap().len();
+        if size > 256 * 1024 {
+            break size;
+        }
+    };
+    assert!(
+        f.cause
+            .contains("'Double' returned a result with a size exceeding"),
+        "{}",
+        f.cause
+    );
+    assert!(
+        f.cause.contains(&format!("its output is {size} bytes")),
+        "{}",
+        f.cause
+    );
+    let entered = event_types(&out)
+        .iter()
+        .filter(|t| *t == "PassStateEntered")
+        .count();
+    assert_eq!(entered, passes);
+}
+
+#[tokio::test]
+async fn an_output_of_exactly_the_payload_limit_passes() {
+    let def = json!({"StartAt": "Wrap", "States": {
+        "Wrap": {"Type": "Pass", "Parameters": {"a.$": "$"}, "End": true}}});
+    // {"a":"x..."} is the string and 8 bytes more.
+    let at_limit = "x".repeat(256 * 1024 - 8);
+    let out = go(def.clone(), json!(at_limit), &NoTasks).await;
+    assert_eq!(out.status, Status::Succeeded(json!({"a": at_limit})));
+    let over = "x".repeat(256 * 1024 - 7);
+    let out = go(def, json!(over), &NoTasks).await;
+    assert_eq!(failed(&out).error, "States.DataLimitExceeded");
+    assert!(
+        failed(&out)
+            .cause
+            .contains("its output is 262145 bytes, the limit is 262144")
+    );
+}
+
+/// A Map's or Parallel's output gathers its children's: each child within the limit, all of
+/// them together over it.
+#[tokio::test]
+async fn children_whose_outputs_together_pass_the_limit_fail_their_map_or_parallel() {
+    let pass =
+        |name: &str| json!({"StartAt": name, "States": {name: {"Type": "Pass", "End": true}}});
+    let half = "x".repeat(140 * 1024);
+    let parallel = |branches: usize| {
+        let branches: Vec<Value> = (0..branches).map(|b| pass(&format!("P{b}"))).collect();
+        json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Parallel", "End": true,
+            "Branches": branches}}})
+    };
+    let out = go(parallel(1), json!(half), &NoTasks).await;
+    assert_eq!(out.status, Status::Succeeded(json!([half])));
+    let out = go(parallel(2), json!(half), &NoTasks).await;
+    assert_eq!(failed(&out).error, "States.DataLimitExceeded");
+    assert!(
+        failed(&out).cause.contains("'Fan'"),
+        "{}",
+        failed(&out).cause
+    );
+
+    let map = json!({"StartAt": "Each", "States": {"Each": {"Type": "Map", "End": true,
+        "ItemSelector": {"a.$": "$$.Map.Item.Value", "b.$": "$$.Map.Item.Value"},
+        "ItemProcessor": pass("P")}}});
+    let out = go(map, json!(["x".repeat(140 * 1024)]), &NoTasks).await;
+    assert_eq!(failed(&out).error, "States.DataLimitExceeded");
+    // The item's copies fail the iteration's first state, and so the Map.
+    assert!(failed(&out).cause.contains("'P'"), "{}", failed(&out).cause);
+}
+
+/// A Task's result within the limit, placed into an input within the limit, can still make an
+/// output over it.
+#[tokio::test]
+async fn a_task_result_placed_into_a_large_input_can_pass_the_limit() {
+    let result = "r".repeat(100 * 1024);
+    let r = result.clone();
+    let tasks = FnTasks(move |_req: TaskRequest| std::future::ready(Ok(json!(r.clone()))));
+    let def = json!({"StartAt": "T", "States": {"T": task(json!({"ResultPath": "$.r"}))}});
+    let small = json!({"doc": "d".repeat(100 * 1024)});
+    let out = go(def.clone(), small, &tasks).await;
+    assert!(
+        matches!(out.status, Status::Succeeded(_)),
+        "{:?}",
+        out.status
+    );
+    let large = json!({"doc": "d".repeat(200 * 1024)});
+    let out = go(def, large, &tasks).await;
+    assert_eq!(failed(&out).error, "States.DataLimitExceeded");
+    assert!(
+        failed(&out).cause.contains("its output"),
+        "{}",
+        failed(&out).cause
+    );
+}

@@ -72,14 +72,15 @@ pub struct State {
     /// The variables a JSONata state's expressions may read: only those are made visible to
     /// them (a large variable costs nothing to the states that do not read it).
     pub variables_read: std::collections::BTreeSet<String>,
-    /// How many levels deeper than its input this state's output can nest, known from its
-    /// fields alone (`None`: its output may be any depth: a JSONata state, a Task's result, a
-    /// Map's or Parallel's children, `States.StringToJson`). The engine walks an output to
-    /// check its depth only when this bound could take it past its limit.
-    pub growth: Option<u16>,
-    /// For a Map or Parallel, how many levels deeper than the state's input its children's
-    /// inputs can nest (ItemSelector, Parameters); `None` when unknown, as for `growth`.
-    pub children_growth: Option<u16>,
+    /// How much deeper and larger than its input this state's output can be, known from its
+    /// fields alone (`None`: its output may be anything: a JSONata state, a Task's result,
+    /// what reads `$$` or a variable). For a Map or Parallel, the bound is over its input and
+    /// its children's outputs together. The engine walks an output to check the limits on it
+    /// only when this bound could take it past one of them.
+    pub growth: Option<crate::bounds::Growth>,
+    /// For a Map or Parallel, how much deeper and larger than the state's input each child's
+    /// input can be (ItemSelector, Parameters); `None` when unknown, as for `growth`.
+    pub children_growth: Option<crate::bounds::Growth>,
 }
 
 /// The state types of the States Language.

@@ -10,6 +10,7 @@
 
 use serde_json::Value;
 use serde_json::value::RawValue;
+use stepstone_asl::bounds::Extent;
 
 use super::{Execution, RunId, Waiting};
 
@@ -261,13 +262,13 @@ impl Execution<'_> {
     /// The children a state starts with: fresh ones, or, when a redrive re-enters the state,
     /// what its previous attempt left (see [`Children::carry_over`]).
     pub(crate) fn children_for(&mut self, id: RunId, mut fresh: Children) -> Children {
-        // Children all of this attempt: their outputs' depths will be known as they end (see
-        // `Run::children_depth`); results carried over from before are not.
-        self.run(id).children_depth.set(Some(0));
+        // Children all of this attempt: their outputs' extents will be known as they end (see
+        // `Run::children_extent`); results carried over from before are not.
+        self.run(id).children_extent.set(Some(Extent::EMPTY_ARRAY));
         if let Waiting::Children(mut old) =
             std::mem::replace(&mut self.run_mut(id).waiting, Waiting::Nothing)
         {
-            self.run(id).children_depth.set(None);
+            self.run(id).children_extent.set(None);
             let carried = fresh.carry_over(&mut old);
             // Whatever was not carried over will not run again.
             self.dispose_children(&old);

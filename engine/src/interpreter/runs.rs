@@ -1,6 +1,7 @@
 //! The run table: every run of an execution in a slot, by id.
 
 use serde_json::{Map, Value};
+use stepstone_asl::bounds::Extent;
 use stepstone_asl::timestamp::Timestamp;
 use stepstone_asl::{ScopeRef, State, StateId, StateKind};
 
@@ -56,12 +57,12 @@ pub(crate) struct Run<'m> {
     /// Attempts used per retrier of the current state.
     pub(crate) attempts: Vec<u32>,
     pub(crate) retry_count: u32,
-    /// A bound on how deep the current input nests, when known (see `Execution::too_deep`):
-    /// not checkpointed, so a restored run measures again.
-    pub(crate) depth_bound: std::cell::Cell<Option<u16>>,
-    /// For a Map or Parallel, the deepest output of its children so far, when each of them
-    /// ended with a known bound (`None` once one did not, or for a restored run).
-    pub(crate) children_depth: std::cell::Cell<Option<u16>>,
+    /// A bound on how deep and large the current input is, when known (see
+    /// `Execution::check_output`): not checkpointed, so a restored run measures again.
+    pub(crate) extent: std::cell::Cell<Option<Extent>>,
+    /// For a Map or Parallel, a bound on the array of its children's outputs so far, while
+    /// each of them ended with a known bound (`None` once one did not, or for a restored run).
+    pub(crate) children_extent: std::cell::Cell<Option<Extent>>,
     pub(crate) waiting: Waiting,
     /// Set when Parameters consumed the raw input: how the output follows from the result.
     pub(crate) output_from_result: Option<OutputFrom>,
@@ -111,8 +112,8 @@ impl<'m> Run<'m> {
             last_event: 0,
             attempts: Vec::new(),
             retry_count: 0,
-            depth_bound: std::cell::Cell::new(None),
-            children_depth: std::cell::Cell::new(None),
+            extent: std::cell::Cell::new(None),
+            children_extent: std::cell::Cell::new(None),
             waiting: Waiting::Nothing,
             output_from_result: None,
             assigned: None,
@@ -230,13 +231,15 @@ impl<'m> Execution<'m> {
             input_for_items: None,
         };
         let mut run = Run::new(scope, scope_path, state, data, false);
-        // A child's input is built from its parent's (`State::children_growth`): its depth is
+        // A child's input is built from its parent's (`State::children_growth`): its extent is
         // bounded without walking it.
         if let Some(link) = parent {
             let (_, parent_state) = self.current(link.parent);
-            let parent_bound = self.run(link.parent).depth_bound.get();
-            if let (Some(bound), Some(growth)) = (parent_bound, parent_state.children_growth) {
-                run.depth_bound.set(Some(bound.saturating_add(growth)));
+            if let (Some(input), Some(growth)) = (
+                self.run(link.parent).extent.get(),
+                parent_state.children_growth,
+            ) {
+                run.extent.set(Some(growth.apply(input)));
             }
         }
         run.parent = parent;

@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 use stepstone_asl::StateKind;
+use stepstone_asl::bounds::Extent;
 use stepstone_asl::errors;
 use stepstone_asl::timestamp::Timestamp;
 
@@ -56,10 +57,12 @@ impl<'m> Execution<'m> {
             if self.status != Status::Running || self.get(id).is_none() {
                 return;
             }
+            if let Flow::Next(_, ref output) | Flow::End(ref output) = flow
+                && let Err(failure) = self.check_output(id, output)
+            {
+                flow = Flow::Fail(failure);
+            }
             flow = match flow {
-                Flow::Next(_, ref value) | Flow::End(ref value) if self.too_deep(id, value) => {
-                    Flow::Fail(self.too_deep_failure(id))
-                }
                 Flow::Next(next, input) => {
                     if self.probe.is_some() && self.probe_stops_before(id, next) {
                         return self.finish(id, Ok(input));
@@ -95,38 +98,59 @@ impl<'m> Execution<'m> {
         }
     }
 
-    /// Whether `output`, what run `id`'s current state outputs, nests deeper than
-    /// [`crate::limits::MAX_DEPTH`]. The value is walked only when the run's known bound plus
-    /// what the state can add (`State::growth`) could pass the limit: a loop of JSONPath
-    /// states over a large document walks it once every few dozen states, not at each.
-    fn too_deep(&self, id: RunId, output: &Value) -> bool {
+    /// States.DataLimitExceeded when `output`, what run `id`'s current state outputs, nests
+    /// deeper than [`crate::limits::MAX_DEPTH`] or is larger than the payload limit (AWS: a
+    /// state's output over 256 KiB fails it with States.DataLimitExceeded). The value is walked
+    /// only when the run's known bound, grown by what the state can add (`State::growth`),
+    /// could pass a limit: a loop of JSONPath states over a document walks it once every few
+    /// states, not at each, and a loop that doubles its document fails within the limit.
+    fn check_output(&self, id: RunId, output: &Value) -> Result<(), Failure> {
         use crate::limits::MAX_DEPTH;
         let (_, state) = self.current(id);
         let run = self.run(id);
-        let grown = match (run.depth_bound.get(), state.growth) {
-            (Some(bound), Some(growth)) => Some(bound.saturating_add(growth)),
-            // A Map's or Parallel's output holds its children's outputs, one level down, in
-            // what its own fields build (ResultSelector, ResultPath).
-            (Some(bound), None) => match (run.children_depth.get(), state.children_growth) {
-                (Some(children), Some(growth)) => {
-                    Some(bound.max(children.saturating_add(1)).saturating_add(growth))
-                }
-                _ => None,
-            },
+        let limit = self.limits.max_payload_bytes;
+        let within = |e: Extent| usize::from(e.depth) <= MAX_DEPTH && e.size <= limit as u64;
+        let input = match state.kind {
+            // A Map's or Parallel's bound is over its input and its children's outputs.
+            StateKind::Map(_) | StateKind::Parallel(_) => run
+                .extent
+                .get()
+                .zip(run.children_extent.get())
+                .map(|(input, children)| input.with(children)),
+            _ => run.extent.get(),
+        };
+        let extent = match (input, state.growth) {
+            (Some(input), Some(growth)) => Some(growth.apply(input)).filter(|&e| within(e)),
             _ => None,
         };
-        let depth = match grown {
-            Some(bound) if usize::from(bound) <= MAX_DEPTH => bound,
-            _ => {
-                let depth = crate::limits::depth(output, MAX_DEPTH);
-                if depth > MAX_DEPTH {
-                    return true;
+        let extent = match extent {
+            Some(bound) => {
+                // Every test run checks that the bounds hold: one below the truth would let an
+                // output past the limits.
+                #[cfg(debug_assertions)]
+                {
+                    let real = crate::limits::measure(output, MAX_DEPTH, usize::MAX);
+                    assert!(
+                        real.depth <= bound.depth && real.size <= bound.size,
+                        "the bound {bound:?} on the output of '{}' is below its extent {real:?}",
+                        self.current(id).0
+                    );
                 }
-                u16::try_from(depth).unwrap_or(u16::MAX)
+                bound
+            }
+            None => {
+                let measured = crate::limits::measure(output, MAX_DEPTH, limit);
+                if usize::from(measured.depth) > MAX_DEPTH {
+                    return Err(self.too_deep_failure(id));
+                }
+                if measured.size > limit as u64 {
+                    return Err(self.too_large_failure(id, output));
+                }
+                measured
             }
         };
-        run.depth_bound.set(Some(depth));
-        false
+        run.extent.set(Some(extent));
+        Ok(())
     }
 
     /// Enters the run's current state: counts it, records the entered event, runs its body.
@@ -184,12 +208,12 @@ impl<'m> Execution<'m> {
         struct Finished {
             parent: Option<Link>,
             last_event: u64,
-            depth: Option<u16>,
+            extent: Option<Extent>,
         }
         let finished = |r: &Run<'_>| Finished {
             parent: r.parent,
             last_event: r.last_event,
-            depth: r.depth_bound.get(),
+            extent: r.extent.get(),
         };
         let run = match &result {
             Ok(_) => self.remove(id).as_ref().map(finished),
@@ -229,12 +253,13 @@ impl<'m> Execution<'m> {
             }
             Some(link) => {
                 if let Some(parent) = self.get(link.parent) {
-                    let deepest = parent.children_depth.get();
-                    let deepest = match (&result, run.depth) {
-                        (Ok(_), Some(depth)) => deepest.map(|d| d.max(depth)),
+                    let gathered = match (&result, run.extent) {
+                        (Ok(_), Some(output)) => {
+                            parent.children_extent.get().map(|c| c.with_item(output))
+                        }
                         _ => None,
                     };
-                    parent.children_depth.set(deepest);
+                    parent.children_extent.set(gathered);
                 }
                 if self.get(link.parent).is_some_and(|p| !p.fallen) {
                     let flow = self.child_done(link, result);

@@ -277,18 +277,27 @@ impl Execution<'_> {
 
     /// States.DataLimitExceeded when a payload is over the limit.
     pub(crate) fn check_size(&self, id: RunId, value: &Value, what: &str) -> Result<(), Failure> {
-        let limit = self.limits.max_payload_bytes;
         let size = crate::limits::json_size(value);
-        if size > limit {
-            let (name, _) = self.current(id);
-            return Err(Failure::new(
-                errors::DATA_LIMIT_EXCEEDED,
-                format!(
-                    "The state/task '{name}' returned a result with a size exceeding the maximum number of bytes service limit: {what} is {size} bytes, the limit is {limit}."
-                ),
-            ));
+        if size > self.limits.max_payload_bytes {
+            return Err(self.over_limit_failure(id, what, size));
         }
         Ok(())
+    }
+
+    /// States.DataLimitExceeded for a state whose output is over the payload limit.
+    pub(crate) fn too_large_failure(&self, id: RunId, output: &Value) -> Failure {
+        self.over_limit_failure(id, "its output", crate::limits::json_size(output))
+    }
+
+    fn over_limit_failure(&self, id: RunId, what: &str, size: usize) -> Failure {
+        let (name, _) = self.current(id);
+        let limit = self.limits.max_payload_bytes;
+        Failure::new(
+            errors::DATA_LIMIT_EXCEEDED,
+            format!(
+                "The state/task '{name}' returned a result with a size exceeding the maximum number of bytes service limit: {what} is {size} bytes, the limit is {limit}."
+            ),
+        )
     }
 }
 
