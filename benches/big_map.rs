@@ -1,6 +1,6 @@
 //! A big Map, durable, as a user runs it: `stepstone run` over 10,000, 100,000 and 1,000,000
 //! items, each iteration a mocked Lambda task (`lambda:invoke`, answered from a MockConfigFile;
-//! the iteration keeps `$.Payload.ok`), with `--virtual-time --history-limit 0 --quiet`, in
+//! the iteration keeps `$.Payload.ok`), with `--virtual-time --history-limit 0 --payload-limit 0 --quiet`, in
 //! memory (`--ephemeral`) and on each store. It prints one line per run: wall time, time per
 //! item, peak memory (the process's VmHWM, polled), the store's size on disk, and the ratio to
 //! the in-memory run of the same size.
@@ -77,7 +77,14 @@ fn run(definition: &Path, input: &Path, mocks: &Path, store: &str, dir: &Path) -
         .arg(definition)
         .arg("--input-file")
         .arg(input)
-        .args(["--virtual-time", "--history-limit", "0", "--quiet"])
+        .args([
+            "--virtual-time",
+            "--history-limit",
+            "0",
+            "--payload-limit",
+            "0",
+            "--quiet",
+        ])
         .arg("--mock-config")
         .arg(mocks)
         .args(["--test-case", "Bench"]);

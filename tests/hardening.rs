@@ -682,3 +682,77 @@ fn a_jsonpath_loop_that_wraps_its_input_fails_at_the_exact_depth() {
     let result: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(result["error"], "States.DataLimitExceeded", "{result}");
 }
+
+/// A loop that doubles its document (`{"a": $, "b": $}`) once grew without bound until the
+/// process was killed; it now fails with States.DataLimitExceeded where the output passes
+/// 256 KiB, as AWS fails it. A Map whose results together pass the limit fails the same way,
+/// unless `--payload-limit 0` lifts it (for a large Map run locally).
+#[test]
+fn outputs_over_the_payload_limit_fail_their_state_unless_the_limit_is_lifted() {
+    let dir = scratch("payload-limit");
+    let doubling = write_json(
+        &dir,
+        "double.asl.json",
+        &json!({"StartAt": "Double", "States": {
+            "Double": {"Type": "Pass", "Parameters": {"a.$": "$", "b.$": "$"}, "Next": "Again"},
+            "Again": {"Type": "Choice",
+                "Choices": [{"Variable": "$.a", "IsPresent": true, "Next": "Double"}],
+                "Default": "Done"},
+            "Done": {"Type": "Succeed"}}}),
+    );
+    let o = stepstone(&[
+        "run",
+        &doubling,
+        "--ephemeral",
+        "--json",
+        "-q",
+        "--input",
+        r#""x""#,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let result: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(result["error"], "States.DataLimitExceeded", "{result}");
+    assert!(
+        result["cause"]
+            .as_str()
+            .unwrap()
+            .contains("the limit is 262144"),
+        "{result}"
+    );
+
+    let map = write_json(
+        &dir,
+        "map.asl.json",
+        &json!({"StartAt": "Each", "States": {"Each": {"Type": "Map", "End": true,
+            "ItemSelector": {"item.$": "$$.Map.Item.Value", "pad.$": "$$.Execution.Input.pad"},
+            "ItemProcessor": {"StartAt": "Keep", "States": {"Keep": {"Type": "Pass", "End": true}}},
+            "ItemsPath": "$.items"}}}),
+    );
+    let input =
+        json!({"items": (0..100).collect::<Vec<u32>>(), "pad": "p".repeat(3000)}).to_string();
+    let o = stepstone(&[
+        "run",
+        &map,
+        "--ephemeral",
+        "--json",
+        "-q",
+        "--input",
+        &input,
+    ]);
+    let result: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(result["error"], "States.DataLimitExceeded", "{result}");
+    let o = stepstone(&[
+        "run",
+        &map,
+        "--ephemeral",
+        "--json",
+        "-q",
+        "--payload-limit",
+        "0",
+        "--input",
+        &input,
+    ]);
+    assert_ok(&o);
+    let result: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(result["output"].as_array().map(Vec::len), Some(100));
+}

@@ -113,6 +113,11 @@ pub(crate) struct RunArgs {
     /// The most history events an execution may have (AWS: 25000); 0 lifts the limit.
     #[arg(long, value_name = "N", default_value_t = 25_000)]
     pub(crate) history_limit: u64,
+    /// The largest state output, task input or result, and variable, in bytes (AWS: 262144):
+    /// past it the state fails with States.DataLimitExceeded. 0 lifts the limit (a Map whose
+    /// results together pass 256 KiB, as a large Map's do).
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024)]
+    pub(crate) payload_limit: usize,
     /// Handle the Tasks whose Resource is RESOURCE with a local command; repeatable.
     #[arg(long = "task", value_name = "RESOURCE=COMMAND")]
     pub(crate) tasks: Vec<String>,
@@ -185,7 +190,11 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
     options.name = args.name.clone();
     options.machine_name = name;
     options.limits = Limits::default()
-        .with_max_history_events((args.history_limit > 0).then_some(args.history_limit));
+        .with_max_history_events((args.history_limit > 0).then_some(args.history_limit))
+        .with_max_payload_bytes(match args.payload_limit {
+            0 => usize::MAX,
+            bytes => bytes,
+        });
     let runtime = runtime()?;
     let mut progress = Progress::new(!args.quiet, args.virtual_time);
     let started = Instant::now();
