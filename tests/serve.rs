@@ -14,9 +14,14 @@ struct Server {
 
 impl Server {
     fn start(store: &PathBuf) -> Server {
+        Server::start_with(store, &[])
+    }
+
+    fn start_with(store: &PathBuf, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_stepstone"))
             .args(["serve", "--port", "0", "--store"])
             .arg(store)
+            .args(extra)
             .args([
                 "--task",
                 "arn:aws:states:::lambda:invoke.waitForTaskToken=cat",
@@ -102,25 +107,7 @@ fn a_killed_server_restarts_with_nothing_lost() {
 
 /// `aws stepfunctions` (the AWS CLI, from the same environment as boto3).
 fn aws(server: &Server, args: &[&str]) -> serde_json::Value {
-    let python = std::env::var("STEPSTONE_TEST_PYTHON").expect(
-        "STEPSTONE_TEST_PYTHON is not set: run the tests with scripts/test, which installs the \
-         AWS CLI into .venv-aws",
-    );
-    let aws = PathBuf::from(python).with_file_name("aws");
-    let out = Command::new(&aws)
-        .args([
-            "stepfunctions",
-            "--endpoint-url",
-            &server.endpoint,
-            "--output",
-            "json",
-        ])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .unwrap_or_else(|e| panic!("{} does not run: {e}", aws.display()));
+    let out = aws_signed_with(server, ("test", "test"), args);
     assert!(
         out.status.success(),
         "aws {args:?} failed: {}",
@@ -131,6 +118,116 @@ fn aws(server: &Server, args: &[&str]) -> serde_json::Value {
         return serde_json::Value::Null;
     }
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// `aws stepfunctions ARGS` signing with the access key `(id, secret)`.
+fn aws_signed_with(
+    server: &Server,
+    (id, secret): (&str, &str),
+    args: &[&str],
+) -> std::process::Output {
+    let python = std::env::var("STEPSTONE_TEST_PYTHON").expect(
+        "STEPSTONE_TEST_PYTHON is not set: run the tests with scripts/test, which installs the \
+         AWS CLI into .venv-aws",
+    );
+    let aws = PathBuf::from(python).with_file_name("aws");
+    Command::new(&aws)
+        .args([
+            "stepfunctions",
+            "--endpoint-url",
+            &server.endpoint,
+            "--output",
+            "json",
+        ])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_DEFAULT_REGION", "eu-west-3")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("{} does not run: {e}", aws.display()))
+}
+
+/// With `--credentials`, only requests signed with one of its keys are answered (the AWS CLI
+/// signs as for AWS); without it, `serve` refuses to listen beyond loopback.
+#[test]
+fn with_credentials_only_signed_requests_are_answered() {
+    let dir = store("sigv4");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.with_extension("credentials");
+    std::fs::write(
+        &file,
+        "[ci]\naws_access_key_id = AKIDSTEPSTONE\naws_secret_access_key = s3cr3t/Key+\n",
+    )
+    .unwrap();
+    let serve = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stepstone"))
+            .args(["serve", "--port", "0", "--store"])
+            .arg(&dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Other users could read the secret: refused.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let o = serve(&["--credentials", file.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("chmod 600"));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let o = serve(&["--bind", "0.0.0.0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--credentials FILE"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let server = Server::start_with(&dir, &["--credentials", file.to_str().unwrap()]);
+    let ok = aws_signed_with(
+        &server,
+        ("AKIDSTEPSTONE", "s3cr3t/Key+"),
+        &["list-state-machines"],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let wrong_secret = aws_signed_with(
+        &server,
+        ("AKIDSTEPSTONE", "guess"),
+        &["list-state-machines"],
+    );
+    assert!(!wrong_secret.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong_secret.stderr).contains("InvalidSignatureException"),
+        "{}",
+        String::from_utf8_lossy(&wrong_secret.stderr)
+    );
+    let unknown = aws_signed_with(
+        &server,
+        ("AKIDOTHER", "s3cr3t/Key+"),
+        &["list-state-machines"],
+    );
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("UnrecognizedClientException"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    // No signature at all (a plain HTTP client).
+    let answer = call(
+        &server.endpoint,
+        "ListStateMachines",
+        &serde_json::json!({}),
+    );
+    assert_eq!(
+        answer["__type"], "MissingAuthenticationTokenException",
+        "{answer}"
+    );
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //!
 //! A request is `POST /` with `X-Amz-Target: AWSStepFunctions.<Operation>` and a JSON body; the
 //! answer is the operation's JSON, or AWS's error shape `{"__type": "...", "message": "..."}`
-//! with status 400. Any Host is accepted, so SDKs need only an endpoint URL. State machines
+//! with status 400. Any Host is accepted, so SDKs need only an endpoint URL; with
+//! `--credentials`, only requests signed with one of its keys (`sigv4`). State machines
 //! are kept in the store with the executions; a restart resumes the RUNNING executions.
 //!
 //! This is the first part of the service (issue 13): state machines (create, update,
@@ -25,6 +26,8 @@ use stepstone::engine::store::{CheckpointStore, ExecutionRecord, StateMachineRec
 use stepstone::engine::{
     Limits, Persistence, RunOptions, Signals, check_name, load_stored, resume, run_durable,
 };
+
+mod sigv4;
 
 use super::StoreSpec;
 use super::executions::{answer, describe_execution, launch_options, list_executions};
@@ -60,9 +63,15 @@ pub(crate) struct ServeArgs {
     /// The port to listen on (0: any free port; the one taken is printed).
     #[arg(long, default_value_t = 8083)]
     pub(crate) port: u16,
-    /// The address to listen on. Only loopback addresses: the API has no authentication yet.
+    /// The address to listen on. Beyond loopback (127.0.0.1, ::1) --credentials is required.
     #[arg(long, default_value = "127.0.0.1")]
     pub(crate) bind: IpAddr,
+    /// Answer only requests signed (AWS Signature Version 4) with one of the access keys in
+    /// FILE, an AWS shared-credentials file (`aws_access_key_id` and `aws_secret_access_key`
+    /// per section) readable by its owner only. Clients sign with those keys as they would for
+    /// AWS; the secret never crosses the network.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) credentials: Option<std::path::PathBuf>,
     /// Run Waits, retry backoff and timeouts on a virtual clock.
     #[arg(long)]
     pub(crate) virtual_time: bool,
@@ -113,12 +122,19 @@ struct Service {
     store: Arc<dyn CheckpointStore>,
     signals: Signals,
     args: ServeArgs,
+    /// When given, every request must be signed with one of these keys.
+    credentials: Option<sigv4::Credentials>,
 }
 
 pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
-    if !args.bind.is_loopback() {
+    let credentials = args
+        .credentials
+        .as_deref()
+        .map(sigv4::Credentials::load)
+        .transpose()?;
+    if !args.bind.is_loopback() && credentials.is_none() {
         return Err(format!(
-            "--bind {}: the API has no authentication yet, so it listens on loopback addresses only (127.0.0.1, ::1)",
+            "--bind {}: anyone who can reach this address could run executions (and their tasks' commands and AWS calls); give --credentials FILE, the access keys whose signed requests are answered, or bind to 127.0.0.1",
             args.bind
         ));
     }
@@ -130,6 +146,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
         store,
         signals: Signals::default(),
         args,
+        credentials,
     });
     let _control = super::control::serve(&spec.dir, service.store.clone(), service.signals.clone());
     local.block_on(&runtime, async move {
@@ -218,7 +235,8 @@ async fn respond(service: &Service, request: Request<Incoming>) -> Response<Full
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let body = Limited::new(request.into_body(), MAX_BODY).collect().await;
+    let (parts, body) = request.into_parts();
+    let body = Limited::new(body, MAX_BODY).collect().await;
     let answered = match body {
         Err(e) => Err(api_error(
             "ValidationException",
@@ -226,6 +244,29 @@ async fn respond(service: &Service, request: Request<Incoming>) -> Response<Full
         )),
         Ok(body) => {
             let bytes = body.to_bytes();
+            if let Some(credentials) = &service.credentials {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                if let Err(refused) = credentials.verify(
+                    parts.method.as_str(),
+                    parts.uri.path(),
+                    parts.uri.query().unwrap_or_default(),
+                    &parts.headers,
+                    &bytes,
+                    now,
+                ) {
+                    // AWS answers a request without a signature 403, a bad one 400.
+                    let status = match refused.kind {
+                        "MissingAuthenticationTokenException" => StatusCode::FORBIDDEN,
+                        _ => StatusCode::BAD_REQUEST,
+                    };
+                    return json_response(
+                        status,
+                        &json!({"__type": refused.kind, "message": refused.message}),
+                    );
+                }
+            }
             let parsed = if bytes.is_empty() {
                 Ok(json!({}))
             } else {
@@ -250,6 +291,10 @@ async fn respond(service: &Service, request: Request<Incoming>) -> Response<Full
             json!({"__type": e.kind, "message": e.message}),
         ),
     };
+    json_response(status, &body)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header("content-type", "application/x-amz-json-1.0")
