@@ -1042,7 +1042,7 @@ fn a_store_that_cannot_grow_ends_the_run_with_an_error_then_resumes() {
         // `ulimit -f` (512-byte blocks in sh): writes past the limit fail with EFBIG, as past a
         // full disk's end with ENOSPC; SIGXFSZ is ignored so that the write returns the error.
         let script = format!(
-            "trap '' XFSZ; ulimit -f {blocks}; exec '{}' run '{def}' --input-file '{input}' --name full --history-limit 0 --quiet --store '{}' --store-engine {engine}",
+            "trap '' XFSZ; ulimit -f {blocks}; exec '{}' run '{def}' --input-file '{input}' --name full --history-limit 0 --payload-limit 0 --quiet --store '{}' --store-engine {engine}",
             env!("CARGO_BIN_EXE_stepstone"),
             store.display()
         );
