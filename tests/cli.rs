@@ -1137,3 +1137,45 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
     }
     let _ = std::fs::remove_dir_all(&store);
 }
+
+/// The file naming a store's engine is written whole or not at all; one left empty (by an
+/// older version killed while writing it, as the crash suite once did) reads as no marker,
+/// and the store opens by its files.
+#[test]
+fn an_empty_engine_marker_does_not_make_a_store_unreadable() {
+    let store = std::env::temp_dir().join(format!("stepstone-cli-marker-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&store);
+    let store_arg = store.display().to_string();
+    let def = temp_file(
+        "marker.asl.json",
+        &json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}).to_string(),
+    );
+    let o = stepstone(&[
+        "run", &def, "--name", "kept", "--quiet", "--store", &store_arg,
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(store.join("STORE")).unwrap(),
+        "redb\n"
+    );
+    assert!(!store.join("STORE.partial").exists());
+    std::fs::write(store.join("STORE"), "").unwrap();
+    let o = stepstone(&["executions", "--store", &store_arg]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout(&o).contains("kept"), "{}", stdout(&o));
+    // Opened again, the store gets its marker back.
+    assert_eq!(
+        std::fs::read_to_string(store.join("STORE")).unwrap(),
+        "redb\n"
+    );
+}

@@ -129,6 +129,9 @@ impl StoreSpec {
             Ok(text) => match text.trim() {
                 "redb" => Some(StoreEngine::Redb),
                 "sled" => Some(StoreEngine::Sled),
+                // Left by a version that wrote the marker in place and was killed before
+                // writing it: as if there were none.
+                "" => None,
                 other => {
                     return Err(format!(
                         "{}: unknown store engine '{other}'",
@@ -218,13 +221,24 @@ impl StoreSpec {
             stepstone::engine::store::Error::Locked(_) => self.in_use(),
             e => format!("cannot open the store {}: {e}", dir.display()),
         })?;
-        if !dir.join(STORE_MARKER).exists() {
+        let marked = std::fs::read_to_string(dir.join(STORE_MARKER))
+            .is_ok_and(|text| !text.trim().is_empty());
+        if !marked {
             let name = match engine {
                 StoreEngine::Sled => "sled\n",
                 StoreEngine::Redb => "redb\n",
             };
-            std::fs::write(dir.join(STORE_MARKER), name)
-                .map_err(|e| format!("cannot write {}: {e}", dir.join(STORE_MARKER).display()))?;
+            // Written whole or not at all: a kill between creating the file and writing it
+            // would leave an empty marker, naming no engine.
+            let marker = dir.join(STORE_MARKER);
+            let partial = dir.join(format!("{STORE_MARKER}.partial"));
+            let written = std::fs::File::create(&partial).and_then(|mut f| {
+                std::io::Write::write_all(&mut f, name.as_bytes())?;
+                f.sync_all()
+            });
+            written
+                .and_then(|()| std::fs::rename(&partial, &marker))
+                .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
         }
         // The database files too, should the directory ever be opened up again.
         restrict_files(dir);
