@@ -443,7 +443,13 @@ async fn drive_execution(
                     let run = request.run;
                     let timeout = request.timeout_seconds;
                     let state = request.state_name.clone();
-                    let waits_for_token = (!tasks.answers_callbacks(&request))
+                    let answered_here = tasks.answers_callbacks(&request);
+                    if answered_here && let Some(token) = &request.task_token {
+                        // An activity whose handler is its worker (a command, a mock): taken at
+                        // once (no-op for other tasks).
+                        exec.activity_started(token, LOCAL_WORKER, clock.now());
+                    }
+                    let waits_for_token = (!answered_here)
                         .then(|| request.task_token.clone())
                         .flatten();
                     let heartbeat = request.heartbeat_seconds;
@@ -623,12 +629,16 @@ async fn wait_for_callback(
         match next {
             Some(Callback::Success(output)) => return Ok(output),
             Some(Callback::Failure { error, cause }) => return Err(Failure::new(error, cause)),
-            Some(Callback::Heartbeat) => {}
+            Some(Callback::Heartbeat | Callback::Started { .. }) => {}
             // The driver went away; the execution no longer waits.
             None => return std::future::pending().await,
         }
     }
 }
+
+/// The `workerName` of ActivityStarted when a local handler (a command, a mock, a closure) is
+/// the activity's worker.
+const LOCAL_WORKER: &str = "stepstone";
 
 /// A task's answer, for the run that waits for it.
 type TaskAnswer = (RunId, Result<Value, Failure>);
@@ -662,8 +672,16 @@ fn on_signal(
         } => {
             // Tasks that have ended dropped their receivers.
             callbacks.retain(|_, sender| !sender.is_closed());
-            let delivered = match callbacks.get(&token) {
-                Some(sender) if *exec.status() == Status::Running => sender.send(callback).is_ok(),
+            let delivered = match (callbacks.get(&token), callback) {
+                (Some(_), Callback::Started { worker_name })
+                    if *exec.status() == Status::Running =>
+                {
+                    // A history event, not an answer: the task goes on waiting for its result.
+                    exec.activity_started(&token, &worker_name, now)
+                }
+                (Some(sender), callback) if *exec.status() == Status::Running => {
+                    sender.send(callback).is_ok()
+                }
                 _ => false,
             };
             let _ = reply.send(if delivered {

@@ -126,6 +126,41 @@ pub enum EventKind {
         /// Cause.
         cause: String,
     },
+    /// An activity task was queued for a worker (a Task whose Resource is an activity ARN).
+    ActivityScheduled {
+        /// The activity's ARN.
+        resource: String,
+        /// The task's input.
+        input: Value,
+        /// The task's timeout, when it has one.
+        timeout_in_seconds: Option<u64>,
+        /// Its heartbeat timeout, when it has one.
+        heartbeat_in_seconds: Option<u64>,
+    },
+    /// A worker took the activity task (GetActivityTask).
+    ActivityStarted {
+        /// The `workerName` it gave.
+        worker_name: String,
+    },
+    /// The worker sent the activity's result (SendTaskSuccess).
+    ActivitySucceeded {
+        /// Its result.
+        output: Value,
+    },
+    /// The worker failed the activity (SendTaskFailure).
+    ActivityFailed {
+        /// Error name.
+        error: String,
+        /// Cause.
+        cause: String,
+    },
+    /// The activity ran past its TimeoutSeconds or HeartbeatSeconds.
+    ActivityTimedOut {
+        /// Error name.
+        error: String,
+        /// Cause.
+        cause: String,
+    },
     /// A JSONata expression of a state failed (States.QueryEvaluationError), before the state
     /// failed with it. Since checkpoint v2 (older stores have none).
     EvaluationFailed {
@@ -193,6 +228,11 @@ impl EventKind {
             EventKind::TaskSucceeded { .. } => "TaskSucceeded".into(),
             EventKind::TaskFailed { .. } => "TaskFailed".into(),
             EventKind::TaskTimedOut { .. } => "TaskTimedOut".into(),
+            EventKind::ActivityScheduled { .. } => "ActivityScheduled".into(),
+            EventKind::ActivityStarted { .. } => "ActivityStarted".into(),
+            EventKind::ActivitySucceeded { .. } => "ActivitySucceeded".into(),
+            EventKind::ActivityFailed { .. } => "ActivityFailed".into(),
+            EventKind::ActivityTimedOut { .. } => "ActivityTimedOut".into(),
             EventKind::EvaluationFailed { .. } => "EvaluationFailed".into(),
             EventKind::ParallelStateStarted => "ParallelStateStarted".into(),
             EventKind::ParallelStateSucceeded => "ParallelStateSucceeded".into(),
@@ -317,6 +357,37 @@ impl Event {
             } => (
                 "taskTimedOutEventDetails",
                 json!({"resourceType": resource_type, "resource": resource, "error": error, "cause": cause}),
+            ),
+            EventKind::ActivityScheduled {
+                resource,
+                input,
+                timeout_in_seconds,
+                heartbeat_in_seconds,
+            } => {
+                let mut d = json!({"resource": resource, "input": text(input), "inputDetails": not_truncated()});
+                if let Some(t) = timeout_in_seconds {
+                    d["timeoutInSeconds"] = json!(t);
+                }
+                if let Some(h) = heartbeat_in_seconds {
+                    d["heartbeatInSeconds"] = json!(h);
+                }
+                ("activityScheduledEventDetails", d)
+            }
+            EventKind::ActivityStarted { worker_name } => (
+                "activityStartedEventDetails",
+                json!({"workerName": worker_name}),
+            ),
+            EventKind::ActivitySucceeded { output } => (
+                "activitySucceededEventDetails",
+                json!({"output": text(output), "outputDetails": not_truncated()}),
+            ),
+            EventKind::ActivityFailed { error, cause } => (
+                "activityFailedEventDetails",
+                json!({"error": error, "cause": cause}),
+            ),
+            EventKind::ActivityTimedOut { error, cause } => (
+                "activityTimedOutEventDetails",
+                json!({"error": error, "cause": cause}),
             ),
             EventKind::EvaluationFailed {
                 state,

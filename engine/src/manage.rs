@@ -73,7 +73,8 @@ pub fn callback_stored(
     let result = match callback {
         Callback::Success(output) => Ok(output),
         Callback::Failure { error, cause } => Err(crate::Failure::new(error, cause)),
-        Callback::Heartbeat => return Ok(()),
+        // A worker takes an activity task only from a live `serve`: nothing to record here.
+        Callback::Heartbeat | Callback::Started { .. } => return Ok(()),
     };
     let now = Clock::resuming_at(exec.now).now();
     // The commands this yields are recorded in the runs that wait for them: `resume` sends them.

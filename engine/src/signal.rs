@@ -51,6 +51,11 @@ pub enum Callback {
     },
     /// SendTaskHeartbeat: the task is still being worked on.
     Heartbeat,
+    /// GetActivityTask: a worker of this name took the activity task (ActivityStarted).
+    Started {
+        /// The `workerName` it gave.
+        worker_name: String,
+    },
 }
 
 /// Why a callback was refused (AWS's errors for SendTask*).

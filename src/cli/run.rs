@@ -494,7 +494,9 @@ impl Progress {
                     }
                 }
                 EventKind::TaskFailed { error, cause, .. }
-                | EventKind::TaskTimedOut { error, cause, .. } => {
+                | EventKind::TaskTimedOut { error, cause, .. }
+                | EventKind::ActivityFailed { error, cause }
+                | EventKind::ActivityTimedOut { error, cause } => {
                     self.line(format!("   task failed: {error}: {}", first_line(cause)));
                 }
                 EventKind::MapStateStarted { length } => {

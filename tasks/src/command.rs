@@ -61,6 +61,12 @@ impl TaskDispatcher for CommandTask {
         let this = self.clone();
         Box::pin(async move { this.run(&request).await })
     }
+
+    /// A command routed an activity is its worker: what it prints is the activity's result.
+    /// For a `.waitForTaskToken` task it only delivers the request, as on Step Functions.
+    fn answers_callbacks(&self, request: &TaskRequest) -> bool {
+        request.resource.contains(":activity:")
+    }
 }
 
 /// The process group of a running command: killed whole when dropped before the command was

@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 use stepstone_asl::states::{IntegrationPattern, NumberOrExpr, Resource, Task};
+use stepstone_asl::timestamp::Timestamp;
 use stepstone_asl::{errors, eval};
 
 use crate::Failure;
@@ -91,18 +92,29 @@ impl Execution<'_> {
             resource.clone(),
             region.clone().unwrap_or_default(),
         );
-        self.event(id, || EventKind::TaskScheduled {
-            resource_type: rt,
-            resource: rs,
-            region: rg,
-            parameters: recorded,
-            timeout_in_seconds: timeout_seconds,
-        });
-        let (rt, rs) = (resource_type.clone(), resource.clone());
-        self.event(id, || EventKind::TaskStarted {
-            resource_type: rt,
-            resource: rs,
-        });
+        if matches!(state.resource, Some(Resource::Activity { .. })) {
+            // An activity is queued for a worker: ActivityStarted comes when one takes it
+            // (`Execution::activity_started`).
+            self.event(id, || EventKind::ActivityScheduled {
+                resource: rs,
+                input: recorded,
+                timeout_in_seconds: timeout_seconds,
+                heartbeat_in_seconds: heartbeat_seconds,
+            });
+        } else {
+            self.event(id, || EventKind::TaskScheduled {
+                resource_type: rt,
+                resource: rs,
+                region: rg,
+                parameters: recorded,
+                timeout_in_seconds: timeout_seconds,
+            });
+            let (rt, rs) = (resource_type.clone(), resource.clone());
+            self.event(id, || EventKind::TaskStarted {
+                resource_type: rt,
+                resource: rs,
+            });
+        }
         let invocation = match self.dispatches.get_mut(name) {
             Some(n) => {
                 *n += 1;
@@ -197,15 +209,40 @@ impl Execution<'_> {
         let stepstone_asl::StateKind::Task(task) = &state.kind else {
             return None;
         };
-        let Some(Resource::Service {
-            pattern: IntegrationPattern::WaitForTaskToken,
-            ..
-        }) = &task.resource
-        else {
+        // A callback task, or an activity (whose worker answers with the token).
+        let waits_for_token = matches!(
+            &task.resource,
+            Some(
+                Resource::Service {
+                    pattern: IntegrationPattern::WaitForTaskToken,
+                    ..
+                } | Resource::Activity { .. }
+            )
+        );
+        if !waits_for_token {
             return None;
-        };
+        }
         let idempotency = self.idempotency_token(id, name);
         Some(crate::tokens::task_token(&self.token_key, &idempotency))
+    }
+
+    /// A worker took the activity task waiting for `token` (GetActivityTask): records
+    /// ActivityStarted with its name. False when no activity task waits for it.
+    pub fn activity_started(&mut self, token: &str, worker_name: &str, now: Timestamp) -> bool {
+        let Some(id) = self.waiting_for_token(token) else {
+            return false;
+        };
+        let (_, state) = self.current(id);
+        let stepstone_asl::StateKind::Task(task) = &state.kind else {
+            return false;
+        };
+        if !matches!(task.resource, Some(Resource::Activity { .. })) {
+            return false;
+        }
+        self.now = now;
+        let worker_name = worker_name.to_owned();
+        self.event(id, || EventKind::ActivityStarted { worker_name });
+        true
     }
 
     /// The task finished: record it, then ResultSelector, ResultPath, OutputPath and Assign.
@@ -233,16 +270,30 @@ impl Execution<'_> {
                 } else {
                     Value::Null
                 };
-                self.event(id, || EventKind::TaskSucceeded {
-                    resource_type,
-                    resource,
-                    output: recorded,
-                });
+                if resource_type == ACTIVITIES {
+                    self.event(id, || EventKind::ActivitySucceeded { output: recorded });
+                } else {
+                    self.event(id, || EventKind::TaskSucceeded {
+                        resource_type,
+                        resource,
+                        output: recorded,
+                    });
+                }
                 self.complete(id, &task.flow, task.transition.as_ref(), output)
             }
             Err(failure) => {
                 let (error, cause) = (failure.error.clone(), failure.cause.clone());
-                if failure.error == errors::TIMEOUT || failure.error == errors::HEARTBEAT_TIMEOUT {
+                let timed_out =
+                    failure.error == errors::TIMEOUT || failure.error == errors::HEARTBEAT_TIMEOUT;
+                if resource_type == ACTIVITIES {
+                    self.event(id, || {
+                        if timed_out {
+                            EventKind::ActivityTimedOut { error, cause }
+                        } else {
+                            EventKind::ActivityFailed { error, cause }
+                        }
+                    });
+                } else if timed_out {
                     self.event(id, || EventKind::TaskTimedOut {
                         resource_type,
                         resource,
@@ -301,6 +352,9 @@ impl Execution<'_> {
     }
 }
 
+/// The `resourceType` of an activity task.
+const ACTIVITIES: &str = "activities";
+
 /// `resourceType` and `resource` as Step Functions' history shows them.
 fn resource_names(state: &Task, arn: &str) -> (String, String) {
     match &state.resource {
@@ -308,7 +362,7 @@ fn resource_names(state: &Task, arn: &str) -> (String, String) {
             service, action, ..
         }) => (service.clone(), action.clone()),
         Some(Resource::LambdaFunction { .. }) => ("lambda".into(), arn.to_owned()),
-        Some(Resource::Activity { .. }) => ("activities".into(), arn.to_owned()),
+        Some(Resource::Activity { .. }) => (ACTIVITIES.into(), arn.to_owned()),
         None => (String::new(), arn.to_owned()),
     }
 }
