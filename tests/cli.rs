@@ -1179,3 +1179,55 @@ fn an_empty_engine_marker_does_not_make_a_store_unreadable() {
         "redb\n"
     );
 }
+
+/// An activity routed to a command: the command is its worker (what it prints is the result),
+/// and the history is an activity's, as AWS records it.
+#[test]
+fn an_activity_routed_to_a_command_is_worked_by_it() {
+    let arn = "arn:aws:states:us-east-1:123456789012:activity:review";
+    let file = run_file(
+        "activity.asl.json",
+        json!({"StartAt": "Review", "States": {"Review": {"Type": "Task", "Resource": arn,
+            "ResultPath": "$.review", "End": true}}}),
+    );
+    let handler = format!(
+        "{arn}=python3 -c 'import json,sys; print(json.dumps({{\"seen\": json.load(sys.stdin)}}))'"
+    );
+    let o = stepstone(&[
+        "run",
+        "--ephemeral",
+        &file,
+        "--input",
+        r#"{"pr": 7}"#,
+        "--task",
+        &handler,
+        "--json",
+        "--history",
+        "--quiet",
+    ]);
+    assert_ok(&o);
+    let text = stdout(&o);
+    let mut lines = text.lines();
+    let result: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(
+        result["output"],
+        json!({"pr": 7, "review": {"seen": {"pr": 7}}})
+    );
+    let history: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(
+        event_types(&history),
+        [
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "ActivityScheduled",
+            "ActivityStarted",
+            "ActivitySucceeded",
+            "TaskStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    assert_eq!(
+        history["events"][2]["activityScheduledEventDetails"]["resource"],
+        arn
+    );
+}

@@ -95,6 +95,12 @@ fn boto3_manages_state_machines_and_executions() {
 }
 
 #[test]
+fn boto3_works_activities_as_a_worker_does() {
+    let server = Server::start(&store("activities"));
+    boto3(&server, &["activities"]);
+}
+
+#[test]
 fn a_killed_server_restarts_with_nothing_lost() {
     let dir = store("restart");
     let server = Server::start(&dir);

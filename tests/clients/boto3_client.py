@@ -2,6 +2,7 @@
 
 Usage: boto3_client.py ENDPOINT PHASE
   PHASE "main": state machines, executions, histories, errors, callbacks.
+  PHASE "activities": an activity worker (poll, heartbeat, success, failure).
   PHASE "before-kill": starts an execution that waits, prints its ARN.
   PHASE "after-restart ARN": waits for that execution to succeed.
 Exits non-zero (an assertion) on any difference from what AWS answers.
@@ -9,6 +10,7 @@ Exits non-zero (an assertion) on any difference from what AWS answers.
 
 import json
 import sys
+import threading
 import time
 
 import boto3
@@ -186,9 +188,90 @@ def main():
     )
     assert retried["status"] == "RETRIABLE" and retried["error"] == "Boom", retried
 
-    assert error_code(sfn.list_activities) == "UnknownOperationException"
+    assert error_code(sfn.list_state_machine_versions, stateMachineArn=gate) == "UnknownOperationException"
     sfn.delete_state_machine(stateMachineArn=gate)
     assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]] == ["hello"]
+
+
+def activities():
+    """An activity worker, as one is written against AWS: poll, heartbeat, answer."""
+    arn = sfn.create_activity(name="approve")["activityArn"]
+    assert arn == "arn:aws:states:us-east-1:123456789012:activity:approve", arn
+    assert sfn.create_activity(name="approve")["activityArn"] == arn
+    assert sfn.describe_activity(activityArn=arn)["name"] == "approve"
+    assert [a["name"] for a in sfn.list_activities()["activities"]] == ["approve"]
+    assert error_code(sfn.get_activity_task, activityArn=arn + "-nope") == "ActivityDoesNotExist"
+    definition = {
+        "StartAt": "Approve",
+        "States": {
+            "Approve": {
+                "Type": "Task",
+                "Resource": arn,
+                "HeartbeatSeconds": 30,
+                "TimeoutSeconds": 60,
+                "ResultPath": "$.approval",
+                "End": True,
+            }
+        },
+    }
+    machine = sfn.create_state_machine(
+        name="approval", definition=json.dumps(definition), roleArn=ROLE
+    )["stateMachineArn"]
+    # Activities are not state machines.
+    assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]] == ["approval"]
+    execution = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"change": 42}))[
+        "executionArn"
+    ]
+    task = sfn.get_activity_task(activityArn=arn, workerName="reviewer-1")
+    assert json.loads(task["input"]) == {"change": 42}, task
+    sfn.send_task_heartbeat(taskToken=task["taskToken"])
+    sfn.send_task_success(taskToken=task["taskToken"], output=json.dumps({"approved": True}))
+    out = json.loads(wait_for(execution)["output"])
+    assert out == {"change": 42, "approval": {"approved": True}}, out
+    events = sfn.get_execution_history(executionArn=execution)["events"]
+    types = [e["type"] for e in events]
+    assert types == [
+        "ExecutionStarted",
+        "TaskStateEntered",
+        "ActivityScheduled",
+        "ActivityStarted",
+        "ActivitySucceeded",
+        "TaskStateExited",
+        "ExecutionSucceeded",
+    ], types
+    scheduled = events[2]["activityScheduledEventDetails"]
+    assert scheduled["resource"] == arn, scheduled
+    assert scheduled["timeoutInSeconds"] == 60 and scheduled["heartbeatInSeconds"] == 30, scheduled
+    assert json.loads(scheduled["input"]) == {"change": 42}, scheduled
+    assert events[3]["activityStartedEventDetails"] == {"workerName": "reviewer-1"}, events[3]
+    assert json.loads(events[4]["activitySucceededEventDetails"]["output"]) == {"approved": True}
+
+    # A worker already polling gets the task as soon as it is scheduled (long poll).
+    got = {}
+    worker = threading.Thread(
+        target=lambda: got.update(sfn.get_activity_task(activityArn=arn, workerName="early"))
+    )
+    worker.start()
+    time.sleep(0.3)
+    second = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"change": 43}))[
+        "executionArn"
+    ]
+    worker.join(timeout=30)
+    assert json.loads(got["input"]) == {"change": 43}, got
+    sfn.send_task_failure(taskToken=got["taskToken"], error="Rejected", cause="not today")
+    failed = wait_for(second, "FAILED")
+    assert failed["error"] == "Rejected" and failed["cause"] == "not today", failed
+    types = [e["type"] for e in sfn.get_execution_history(executionArn=second)["events"]]
+    assert "ActivityFailed" in types and "TaskFailed" not in types, types
+    # Its token is spent.
+    assert (
+        error_code(sfn.send_task_success, taskToken=got["taskToken"], output="{}")
+        == "TaskDoesNotExist"
+    )
+
+    sfn.delete_activity(activityArn=arn)
+    assert sfn.list_activities()["activities"] == []
+    assert error_code(sfn.describe_activity, activityArn=arn) == "ActivityDoesNotExist"
 
 
 def before_kill():
@@ -204,6 +287,8 @@ def after_restart(arn):
 
 if phase == "main":
     main()
+elif phase == "activities":
+    activities()
 elif phase == "before-kill":
     before_kill()
 elif phase == "after-restart":

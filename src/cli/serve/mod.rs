@@ -9,8 +9,8 @@
 //!
 //! This is the first part of the service (issue 13): state machines (create, update,
 //! describe, list, delete, tags), ValidateStateMachineDefinition, executions (start, start
-//! sync for EXPRESS, describe, list, history, stop, redrive, the state machine of one) and task
-//! callbacks, TestState; lists and histories are paged (`maxResults`, `nextToken`). Any other operation
+//! sync for EXPRESS, describe, list, history, stop, redrive, the state machine of one), task
+//! callbacks, activities and their workers (`activities`), TestState; lists and histories are paged (`maxResults`, `nextToken`). Any other operation
 //! answers UnknownOperationException naming it.
 
 use std::net::IpAddr;
@@ -27,6 +27,7 @@ use stepstone::engine::{
     Limits, Persistence, RunOptions, Signals, check_name, load_stored, resume, run_durable,
 };
 
+mod activities;
 mod sigv4;
 
 use super::StoreSpec;
@@ -124,6 +125,19 @@ struct Service {
     args: ServeArgs,
     /// When given, every request must be signed with one of these keys.
     credentials: Option<sigv4::Credentials>,
+    /// The activity tasks waiting for workers.
+    queues: Arc<activities::Queues>,
+}
+
+impl Service {
+    /// What an execution of this service dispatches its tasks to: `routes`, and the activity
+    /// queues.
+    fn tasks(&self, routes: stepstone::tasks::Router) -> activities::ServeTasks {
+        activities::ServeTasks {
+            queues: self.queues.clone(),
+            routes,
+        }
+    }
 }
 
 pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
@@ -147,6 +161,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
         signals: Signals::default(),
         args,
         credentials,
+        queues: Default::default(),
     });
     let _control = super::control::serve(&spec.dir, service.store.clone(), service.signals.clone());
     local.block_on(&runtime, async move {
@@ -213,7 +228,7 @@ fn resume_running(service: &Rc<Service>) {
                     &machine,
                     stored.checkpoint,
                     &options,
-                    &routes,
+                    &service.tasks(routes),
                     &*service.store,
                     None,
                 )
@@ -344,6 +359,21 @@ fn page(mut items: Vec<Value>, input: &Value, key: &str) -> Result<Value, ApiErr
     Ok(out)
 }
 
+/// The `tags` of a Create request, in order.
+fn tags_of(input: &Value) -> Vec<(String, String)> {
+    input["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            Some((
+                t["key"].as_str()?.to_owned(),
+                t["value"].as_str().unwrap_or("").to_owned(),
+            ))
+        })
+        .collect()
+}
+
 fn seconds(unix_nanos: i128) -> f64 {
     unix_nanos as f64 / 1e9
 }
@@ -415,6 +445,7 @@ fn machine_of(service: &Service, arn: &str) -> Result<StateMachineRecord, ApiErr
         .store
         .state_machine(arn)
         .map_err(store_error)?
+        .filter(|r| r.kind != activities::ACTIVITY)
         .ok_or_else(|| {
             api_error(
                 "StateMachineDoesNotExist",
@@ -452,17 +483,7 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
                 ));
             }
             let created = now_nanos();
-            let tags = input["tags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| {
-                    Some((
-                        t["key"].as_str()?.to_owned(),
-                        t["value"].as_str().unwrap_or("").to_owned(),
-                    ))
-                })
-                .collect();
+            let tags = tags_of(input);
             let record = StateMachineRecord {
                 arn: arn.clone(),
                 name: name.to_owned(),
@@ -509,15 +530,19 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
                 .state_machines()
                 .map_err(store_error)?
                 .into_iter()
+                .filter(|m| m.kind != activities::ACTIVITY)
                 .map(|m| json!({"stateMachineArn": m.arn, "name": m.name, "type": m.kind, "creationDate": seconds(m.created)}))
                 .collect();
             page(machines, input, "stateMachines")
         }
         "DeleteStateMachine" => {
-            service
-                .store
-                .delete_state_machine(text(input, "stateMachineArn")?)
-                .map_err(store_error)?;
+            let arn = text(input, "stateMachineArn")?;
+            if machine_of(service, arn).is_ok() {
+                service
+                    .store
+                    .delete_state_machine(arn)
+                    .map_err(store_error)?;
+            }
             Ok(json!({}))
         }
         "ValidateStateMachineDefinition" => {
@@ -563,8 +588,15 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             Ok(v)
         }
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
-            let mut record = machine_of(service, text(input, "resourceArn")?)
-                .map_err(|e| api_error("ResourceNotFound", e.message))?;
+            // A state machine's or an activity's.
+            let arn = text(input, "resourceArn")?;
+            let mut record = service
+                .store
+                .state_machine(arn)
+                .map_err(store_error)?
+                .ok_or_else(|| {
+                    api_error("ResourceNotFound", format!("Resource not found: '{arn}'"))
+                })?;
             match operation {
                 "TagResource" => {
                     for tag in input["tags"].as_array().into_iter().flatten() {
@@ -674,10 +706,13 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             "UnknownOperationException",
             "the request has no X-Amz-Target header",
         )),
-        other => Err(api_error(
-            "UnknownOperationException",
-            format!("{other} is not implemented by stepstone serve yet"),
-        )),
+        other => match activities::operate(service, other, input).await {
+            Some(answered) => answered,
+            None => Err(api_error(
+                "UnknownOperationException",
+                format!("{other} is not implemented by stepstone serve yet"),
+            )),
+        },
     }
 }
 
@@ -813,6 +848,7 @@ async fn redrive_execution(service: &Service, input: &Value) -> Result<Value, Ap
     let (stored, machine) = load_stored(&*service.store, &arn).map_err(store_error)?;
     let (routes, mut options) = launch_options(&stored, &service.args.tasks, &service.args.aws)
         .map_err(|e| api_error("ValidationException", e))?;
+    let routes = service.tasks(routes);
     options.signals = Some(service.signals.clone());
     let store = service.store.clone();
     let (saved, is_saved) = tokio::sync::oneshot::channel::<Result<i128, String>>();
@@ -962,6 +998,7 @@ async fn start_execution(service: &Service, input: &Value) -> Result<Value, ApiE
             .map_err(|e| api_error("ValidationException", e))?,
     )
     .map_err(|e| api_error("ValidationException", e))?;
+    let routes = service.tasks(routes);
     let validation = validate_str(&record.definition, Options::default());
     let machine = validation.machine.ok_or_else(|| {
         api_error(
