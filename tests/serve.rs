@@ -101,6 +101,12 @@ fn boto3_works_activities_as_a_worker_does() {
 }
 
 #[test]
+fn boto3_publishes_versions_and_routes_aliases() {
+    let server = Server::start(&store("versions"));
+    boto3(&server, &["versions"]);
+}
+
+#[test]
 fn a_killed_server_restarts_with_nothing_lost() {
     let dir = store("restart");
     let server = Server::start(&dir);

@@ -3,6 +3,7 @@
 Usage: boto3_client.py ENDPOINT PHASE
   PHASE "main": state machines, executions, histories, errors, callbacks.
   PHASE "activities": an activity worker (poll, heartbeat, success, failure).
+  PHASE "versions": versions and aliases.
   PHASE "before-kill": starts an execution that waits, prints its ARN.
   PHASE "after-restart ARN": waits for that execution to succeed.
 Exits non-zero (an assertion) on any difference from what AWS answers.
@@ -188,7 +189,7 @@ def main():
     )
     assert retried["status"] == "RETRIABLE" and retried["error"] == "Boom", retried
 
-    assert error_code(sfn.list_state_machine_versions, stateMachineArn=gate) == "UnknownOperationException"
+    assert error_code(sfn.list_map_runs, executionArn=gate) == "UnknownOperationException"
     sfn.delete_state_machine(stateMachineArn=gate)
     assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]] == ["hello"]
 
@@ -274,6 +275,74 @@ def activities():
     assert error_code(sfn.describe_activity, activityArn=arn) == "ActivityDoesNotExist"
 
 
+def versions():
+    """Versions and aliases, as Terraform (`publish = true`) and CDK use them."""
+    one = {"StartAt": "V", "States": {"V": {"Type": "Pass", "Result": "one", "End": True}}}
+    two = {"StartAt": "V", "States": {"V": {"Type": "Pass", "Result": "two", "End": True}}}
+    created = sfn.create_state_machine(
+        name="versioned", definition=json.dumps(one), roleArn=ROLE, publish=True,
+        versionDescription="first",
+    )
+    arn, v1 = created["stateMachineArn"], created["stateMachineVersionArn"]
+    assert v1 == arn + ":1", created
+    # The same revision published again is the same version.
+    assert sfn.publish_state_machine_version(stateMachineArn=arn)["stateMachineVersionArn"] == v1
+    updated = sfn.update_state_machine(
+        stateMachineArn=arn, definition=json.dumps(two), publish=True, versionDescription="second"
+    )
+    v2 = updated["stateMachineVersionArn"]
+    assert v2 == arn + ":2", updated
+    assert updated["revisionId"] == sfn.describe_state_machine(stateMachineArn=arn)["revisionId"]
+    first = sfn.describe_state_machine(stateMachineArn=v1)
+    assert json.loads(first["definition"]) == one and first["description"] == "first", first
+    listed = sfn.list_state_machine_versions(stateMachineArn=arn)["stateMachineVersions"]
+    assert [v["stateMachineVersionArn"] for v in listed] == [v2, v1], listed
+    # Versions and aliases are not state machines of their own.
+    assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]] == ["versioned"]
+
+    def output_of(target):
+        execution = sfn.start_execution(stateMachineArn=target)["executionArn"]
+        return json.loads(wait_for(execution)["output"])
+
+    assert output_of(arn) == "two"
+    assert output_of(v1) == "one"
+    alias = sfn.create_state_machine_alias(
+        name="prod", routingConfiguration=[{"stateMachineVersionArn": v1, "weight": 100}]
+    )["stateMachineAliasArn"]
+    assert alias == arn + ":prod", alias
+    assert output_of(alias) == "one"
+    sfn.update_state_machine_alias(
+        stateMachineAliasArn=alias,
+        routingConfiguration=[{"stateMachineVersionArn": v2, "weight": 100}],
+    )
+    assert output_of(alias) == "two"
+    described = sfn.describe_state_machine_alias(stateMachineAliasArn=alias)
+    assert described["routingConfiguration"] == [{"stateMachineVersionArn": v2, "weight": 100}]
+    assert [a["stateMachineAliasArn"] for a in sfn.list_state_machine_aliases(stateMachineArn=arn)["stateMachineAliases"]] == [alias]
+    assert error_code(sfn.delete_state_machine_version, stateMachineVersionArn=v2) == "ConflictException"
+    assert (
+        error_code(
+            sfn.update_state_machine_alias,
+            stateMachineAliasArn=alias,
+            routingConfiguration=[
+                {"stateMachineVersionArn": v1, "weight": 50},
+                {"stateMachineVersionArn": v2, "weight": 40},
+            ],
+        )
+        == "ValidationException"
+    )
+    sfn.delete_state_machine_alias(stateMachineAliasArn=alias)
+    sfn.delete_state_machine_version(stateMachineVersionArn=v1)
+    listed = sfn.list_state_machine_versions(stateMachineArn=arn)["stateMachineVersions"]
+    assert [v["stateMachineVersionArn"] for v in listed] == [v2], listed
+    # A number is never given twice.
+    sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(one))
+    assert sfn.publish_state_machine_version(stateMachineArn=arn)["stateMachineVersionArn"] == arn + ":3"
+    sfn.delete_state_machine(stateMachineArn=arn)
+    assert error_code(sfn.describe_state_machine, stateMachineArn=v2) == "StateMachineDoesNotExist"
+    assert sfn.list_state_machines()["stateMachines"] == []
+
+
 def before_kill():
     slow = {"StartAt": "Long", "States": {"Long": {"Type": "Wait", "Seconds": 3, "Next": "Done"}, "Done": {"Type": "Pass", "Result": "resumed", "End": True}}}
     arn = sfn.create_state_machine(name="slow", definition=json.dumps(slow), roleArn=ROLE)["stateMachineArn"]
@@ -289,6 +358,8 @@ if phase == "main":
     main()
 elif phase == "activities":
     activities()
+elif phase == "versions":
+    versions()
 elif phase == "before-kill":
     before_kill()
 elif phase == "after-restart":

@@ -20,8 +20,10 @@ pub use memory::MemStore;
 pub use redb_store::{REDB_FILE, RedbStore};
 pub use sled_store::SledStore;
 
-/// A state machine as a service keeps it (CreateStateMachine; `stepstone serve`). The store
-/// keeps it as given; the service validates it.
+/// A state machine as a service keeps it (CreateStateMachine; `stepstone serve`), or what the
+/// service keeps beside its state machines under the same kind of ARN: their versions
+/// (`…:stateMachine:name:3`) and aliases (`…:stateMachine:name:prod`, kind `ALIAS`), and
+/// activities (kind `ACTIVITY`). The store keeps it as given; the service validates it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StateMachineRecord {
     /// Its ARN.
@@ -41,6 +43,40 @@ pub struct StateMachineRecord {
     /// Its tags, in order.
     #[serde(default)]
     pub tags: Vec<(String, String)>,
+    /// The revision of its definition and settings (`revisionId`), new with each update; for a
+    /// version, the revision it published.
+    #[serde(default)]
+    pub revision_id: String,
+    /// A version's or an alias's description.
+    #[serde(default)]
+    pub description: String,
+    /// An alias's routing: the versions it starts, with their weights (percent).
+    #[serde(default)]
+    pub routing: Vec<(String, u32)>,
+    /// A state machine's latest version number: versions are numbered from 1 and a number is
+    /// never given twice, even after its version was deleted.
+    #[serde(default)]
+    pub versions: u64,
+}
+
+impl StateMachineRecord {
+    /// A record of `kind` with nothing else set but its identity and dates.
+    pub fn new(arn: String, name: String, kind: String, created: i128) -> StateMachineRecord {
+        StateMachineRecord {
+            arn,
+            name,
+            definition: String::new(),
+            role_arn: String::new(),
+            kind,
+            created,
+            updated: created,
+            tags: Vec::new(),
+            revision_id: String::new(),
+            description: String::new(),
+            routing: Vec::new(),
+            versions: 0,
+        }
+    }
 }
 
 /// What a store keeps of one execution, besides its events.

@@ -146,14 +146,8 @@ fn create(service: &Service, input: &Value) -> Result<Value, ApiError> {
     service
         .store
         .put_state_machine(&StateMachineRecord {
-            arn: arn.clone(),
-            name: name.to_owned(),
-            definition: String::new(),
-            role_arn: String::new(),
-            kind: ACTIVITY.into(),
-            created,
-            updated: created,
             tags,
+            ..StateMachineRecord::new(arn.clone(), name.to_owned(), ACTIVITY.into(), created)
         })
         .map_err(store_error)?;
     Ok(json!({"activityArn": arn, "creationDate": seconds(created)}))

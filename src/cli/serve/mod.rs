@@ -29,9 +29,11 @@ use stepstone::engine::{
 
 mod activities;
 mod sigv4;
+mod versions;
 
 use super::StoreSpec;
-use super::executions::{answer, describe_execution, launch_options, list_executions};
+use super::answers::{answer, describe_execution, list_executions};
+use super::executions::launch_options;
 use super::run::{AwsArgs, MockArgs, router};
 
 /// The account and region of every ARN the service makes (the engine's).
@@ -445,7 +447,7 @@ fn machine_of(service: &Service, arn: &str) -> Result<StateMachineRecord, ApiErr
         .store
         .state_machine(arn)
         .map_err(store_error)?
-        .filter(|r| r.kind != activities::ACTIVITY)
+        .filter(|r| r.kind != activities::ACTIVITY && r.kind != versions::ALIAS)
         .ok_or_else(|| {
             api_error(
                 "StateMachineDoesNotExist",
@@ -483,25 +485,35 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
                 ));
             }
             let created = now_nanos();
-            let tags = tags_of(input);
-            let record = StateMachineRecord {
-                arn: arn.clone(),
-                name: name.to_owned(),
+            let mut record = StateMachineRecord {
                 definition: definition.to_owned(),
                 role_arn: input["roleArn"].as_str().unwrap_or_default().to_owned(),
-                kind: kind.to_owned(),
-                created,
-                updated: created,
-                tags,
+                tags: tags_of(input),
+                revision_id: versions::new_revision(),
+                ..StateMachineRecord::new(arn.clone(), name.to_owned(), kind.to_owned(), created)
             };
             service
                 .store
                 .put_state_machine(&record)
                 .map_err(store_error)?;
-            Ok(json!({"stateMachineArn": arn, "creationDate": seconds(created)}))
+            let mut answer = json!({"stateMachineArn": arn, "creationDate": seconds(created)});
+            if input["publish"] == true {
+                let description = input["versionDescription"].as_str().unwrap_or_default();
+                let version = versions::publish(service, &mut record, description)?;
+                answer["stateMachineVersionArn"] = json!(version.arn);
+            }
+            Ok(answer)
         }
         "UpdateStateMachine" => {
-            let mut record = machine_of(service, text(input, "stateMachineArn")?)?;
+            let arn = text(input, "stateMachineArn")?;
+            if versions::qualified(arn) != versions::Qualified::Machine {
+                return Err(api_error(
+                    "ValidationException",
+                    format!("'{arn}' is a version or an alias: versions cannot be changed"),
+                ));
+            }
+            let mut record = machine_of(service, arn)?;
+            let before = (record.definition.clone(), record.role_arn.clone());
             if let Some(definition) = input["definition"].as_str() {
                 check_definition(definition, &record.kind)?;
                 record.definition = definition.to_owned();
@@ -509,20 +521,37 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             if let Some(role) = input["roleArn"].as_str() {
                 record.role_arn = role.to_owned();
             }
+            if (record.definition.clone(), record.role_arn.clone()) != before {
+                record.revision_id = versions::new_revision();
+            }
             record.updated = now_nanos();
             service
                 .store
                 .put_state_machine(&record)
                 .map_err(store_error)?;
-            Ok(json!({"updateDate": seconds(record.updated)}))
+            let mut answer =
+                json!({"updateDate": seconds(record.updated), "revisionId": record.revision_id});
+            if input["publish"] == true {
+                let description = input["versionDescription"].as_str().unwrap_or_default();
+                let version = versions::publish(service, &mut record, description)?;
+                answer["stateMachineVersionArn"] = json!(version.arn);
+            }
+            Ok(answer)
         }
         "DescribeStateMachine" => {
             let record = machine_of(service, text(input, "stateMachineArn")?)?;
-            Ok(json!({
+            let mut answer = json!({
                 "stateMachineArn": record.arn, "name": record.name, "status": "ACTIVE",
                 "definition": record.definition, "roleArn": record.role_arn, "type": record.kind,
                 "creationDate": seconds(record.created),
-            }))
+            });
+            if !record.revision_id.is_empty() {
+                answer["revisionId"] = json!(record.revision_id);
+            }
+            if !record.description.is_empty() {
+                answer["description"] = json!(record.description);
+            }
+            Ok(answer)
         }
         "ListStateMachines" => {
             let machines: Vec<Value> = service
@@ -530,14 +559,16 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
                 .state_machines()
                 .map_err(store_error)?
                 .into_iter()
-                .filter(|m| m.kind != activities::ACTIVITY)
+                .filter(versions::is_machine)
                 .map(|m| json!({"stateMachineArn": m.arn, "name": m.name, "type": m.kind, "creationDate": seconds(m.created)}))
                 .collect();
             page(machines, input, "stateMachines")
         }
         "DeleteStateMachine" => {
             let arn = text(input, "stateMachineArn")?;
-            if machine_of(service, arn).is_ok() {
+            if machine_of(service, arn).is_ok_and(|m| versions::is_machine(&m)) {
+                // Its versions and aliases go with it.
+                versions::delete_all_of(service, arn)?;
                 service
                     .store
                     .delete_state_machine(arn)
@@ -706,13 +737,18 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             "UnknownOperationException",
             "the request has no X-Amz-Target header",
         )),
-        other => match activities::operate(service, other, input).await {
-            Some(answered) => answered,
-            None => Err(api_error(
-                "UnknownOperationException",
-                format!("{other} is not implemented by stepstone serve yet"),
-            )),
-        },
+        other => {
+            if let Some(answered) = versions::operate(service, other, input) {
+                return answered;
+            }
+            match activities::operate(service, other, input).await {
+                Some(answered) => answered,
+                None => Err(api_error(
+                    "UnknownOperationException",
+                    format!("{other} is not implemented by stepstone serve yet"),
+                )),
+            }
+        }
     }
 }
 
@@ -978,7 +1014,8 @@ async fn start_execution(service: &Service, input: &Value) -> Result<Value, ApiE
         Some((arn, case)) => (arn, Some(case.to_owned())),
         None => (requested, None),
     };
-    let record = machine_of(service, machine_arn)?;
+    // A state machine, one of its versions, or an alias that picks a version.
+    let (record, version_arn, alias_arn) = versions::to_run(service, machine_arn)?;
     let (name, execution_input) = name_and_input(input)?;
     if test_case.is_some() && service.args.mock_config.is_none() {
         return Err(api_error(
@@ -1015,7 +1052,8 @@ async fn start_execution(service: &Service, input: &Value) -> Result<Value, ApiE
     options.limits = Limits::default();
     options.signals = Some(service.signals.clone());
     let launch = json!({"tasks": service.args.tasks, "virtual_time": service.args.virtual_time,
-        "history_limit": 25_000, "aws": service.args.aws.to_json(), "mocks": mocks.to_json()});
+        "history_limit": 25_000, "aws": service.args.aws.to_json(), "mocks": mocks.to_json(),
+        "version": version_arn, "alias": alias_arn});
     let store = service.store.clone();
     let record_for_run = record.clone();
     let (stored, is_stored) = tokio::sync::oneshot::channel::<Result<(String, i128), String>>();
