@@ -333,6 +333,10 @@ fn main() -> ExitCode {
             json,
             store,
         } => cli::executions::history(&store.spec(), &execution, json),
+        // In the background: a process of its own runs it, this one reports where.
+        Command::Run(args) if args.detach => {
+            cli::run::check_names(&args).and_then(|()| cli::detach::start(&args))
+        }
         Command::Run(args) => cli::run::run(args),
         Command::Serve(args) => cli::serve::serve(args),
         Command::TestState(args) => cli::test_state::run(args),

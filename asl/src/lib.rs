@@ -27,12 +27,13 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod bounds;
+mod bounds;
 mod definition;
 mod diagnostic;
 pub mod errors;
 pub mod eval;
 pub mod graph;
+pub mod growth;
 pub mod intrinsics;
 pub mod jsonata;
 mod machine;

@@ -69,13 +69,13 @@ pub(crate) fn measure(
     value: &serde_json::Value,
     depth_limit: usize,
     size_limit: usize,
-) -> stepstone_asl::bounds::Extent {
+) -> stepstone_asl::growth::Extent {
     let mut walk = Measure {
         size: 0,
         size_limit,
     };
     let depth = walk.value(value, depth_limit);
-    stepstone_asl::bounds::Extent {
+    stepstone_asl::growth::Extent {
         depth: u16::try_from(depth).unwrap_or(u16::MAX),
         size: walk.size as u64,
     }

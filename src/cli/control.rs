@@ -234,7 +234,7 @@ async fn answer_one(
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let reply = match serde_json::from_str::<Value>(&line) {
-        Ok(request) => match super::executions::answer(store, signals, &request).await {
+        Ok(request) => match super::answers::answer(store, signals, &request).await {
             Ok(value) => json!({"ok": value}),
             Err(e) => json!({"error": e}),
         },

@@ -26,6 +26,7 @@ pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
     }
 }
 
+pub(crate) mod answers;
 pub(crate) mod control;
 pub(crate) mod detach;
 pub(crate) mod executions;

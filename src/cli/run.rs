@@ -154,11 +154,9 @@ impl RunArgs {
     }
 }
 
+/// Runs an execution in this process (`--detach` is started by `detach::start` instead).
 pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
     check_names(&args)?;
-    if args.detach {
-        return super::detach::start(&args);
-    }
     let text = super::read_definition(&args.definition)?;
     let machine = compile(&text, &args.definition.display().to_string())?;
     let input = read_input(&args)?;

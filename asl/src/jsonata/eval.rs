@@ -25,6 +25,7 @@ use jsonata_core::evaluator::{Context, Evaluator, EvaluatorError, EvaluatorOptio
 use jsonata_core::value::JValue;
 use serde_json::Value;
 
+use super::watchdog::Interrupt;
 use crate::intrinsics::{hash, splitmix64, uuid_v4};
 
 /// A JSONata expression, parsed once.
@@ -47,30 +48,6 @@ pub const MAX_SEQUENCE: usize = 1_000_000;
 /// The longest string `$pad` makes, in characters: `$pad('', 1e9)` is an error, not a
 /// gigabyte.
 pub const MAX_PAD: usize = 1 << 20;
-
-/// A flag that stops the evaluations that hold it, from any thread: StopExecution raises it,
-/// and an expression that loops forever then fails at its next step instead of running on.
-/// Once raised it stays raised.
-#[derive(Debug, Clone, Default)]
-pub struct Interrupt(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl Interrupt {
-    /// A flag not raised yet.
-    pub fn new() -> Interrupt {
-        Interrupt::default()
-    }
-
-    /// Stops every evaluation holding this flag (or a clone of it), within milliseconds (the
-    /// watchdog, `watchdog.rs`, passes it on).
-    pub fn raise(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Whether [`Interrupt::raise`] was called on this flag or a clone.
-    pub fn is_raised(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
 
 /// What bounds one evaluation besides [`MAX_SEQUENCE`] and the watchdog's memory bound
 /// ([`super::MAX_GROWTH`]): a time budget, and a flag that stops it.

@@ -12,8 +12,8 @@ mod analysis;
 mod eval;
 mod watchdog;
 
-pub use eval::{Bounds, Compiled, Interrupt, MAX_PAD, MAX_SEQUENCE, QueryError, Scope};
-pub use watchdog::MAX_GROWTH;
+pub use eval::{Bounds, Compiled, MAX_PAD, MAX_SEQUENCE, QueryError, Scope};
+pub use watchdog::{Interrupt, MAX_GROWTH};
 
 use crate::diagnostic::Code;
 use crate::parse::Loader;

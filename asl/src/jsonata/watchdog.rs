@@ -18,7 +18,29 @@ use std::time::Duration;
 
 use jsonata_core::evaluator::CancelToken;
 
-use super::eval::Interrupt;
+/// A flag that stops the evaluations that hold it, from any thread: StopExecution raises it,
+/// and an expression that loops forever then fails at its next step instead of running on.
+/// Once raised it stays raised.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Interrupt {
+    /// A flag not raised yet.
+    pub fn new() -> Interrupt {
+        Interrupt::default()
+    }
+
+    /// Stops every evaluation holding this flag (or a clone of it), within milliseconds (the
+    /// watchdog, `watchdog.rs`, passes it on).
+    pub fn raise(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`Interrupt::raise`] was called on this flag or a clone.
+    pub fn is_raised(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 /// How much an evaluation may grow the process, in bytes.
 pub const MAX_GROWTH: u64 = 512 << 20;

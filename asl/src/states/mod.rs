@@ -77,10 +77,10 @@ pub struct State {
     /// what reads `$$` or a variable). For a Map or Parallel, the bound is over its input and
     /// its children's outputs together. The engine walks an output to check the limits on it
     /// only when this bound could take it past one of them.
-    pub growth: Option<crate::bounds::Growth>,
+    pub growth: Option<crate::growth::Growth>,
     /// For a Map or Parallel, how much deeper and larger than the state's input each child's
     /// input can be (ItemSelector, Parameters); `None` when unknown, as for `growth`.
-    pub children_growth: Option<crate::bounds::Growth>,
+    pub children_growth: Option<crate::growth::Growth>,
 }
 
 /// The state types of the States Language.

@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 use serde_json::value::RawValue;
-use stepstone_asl::bounds::Extent;
+use stepstone_asl::growth::Extent;
 
 use super::{Execution, RunId, Waiting};
 

@@ -1,7 +1,7 @@
 //! The run table: every run of an execution in a slot, by id.
 
 use serde_json::{Map, Value};
-use stepstone_asl::bounds::Extent;
+use stepstone_asl::growth::Extent;
 use stepstone_asl::timestamp::Timestamp;
 use stepstone_asl::{ScopeRef, State, StateId, StateKind};
 

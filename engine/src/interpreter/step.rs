@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 use stepstone_asl::StateKind;
-use stepstone_asl::bounds::Extent;
 use stepstone_asl::errors;
+use stepstone_asl::growth::Extent;
 use stepstone_asl::timestamp::Timestamp;
 
 use super::{Command, Execution, Flow, Link, Run, RunId, STATES_PER_CALL, Status};

@@ -1,0 +1,170 @@
+//! The answers to the requests of the control protocol (`ping`, `list`, `describe`,
+//! `history`, `stop`, `task-*`), from the store and the executions running in this process:
+//! what the control socket (`control.rs`) and the reading commands answer, and what `serve`
+//! reuses, in the AWS API's response shapes.
+
+use serde_json::{Value, json};
+use stepstone::engine::store::{CheckpointStore, ExecutionRecord};
+use stepstone::engine::{Callback, Signals, Status, callback_stored, stop_stored};
+
+/// Finds an execution by ARN or by name.
+pub(crate) fn find(
+    store: &dyn CheckpointStore,
+    execution: &str,
+) -> Result<ExecutionRecord, String> {
+    let records = store.list().map_err(|e| e.to_string())?;
+    let mut matching = records
+        .into_iter()
+        .filter(|r| r.execution_arn == execution || r.name == execution);
+    let first = matching.next().ok_or_else(|| {
+        format!("no execution '{execution}' in the store (see `stepstone executions`)")
+    })?;
+    if matching.next().is_some() {
+        return Err(format!(
+            "several executions are named '{execution}': give its ARN"
+        ));
+    }
+    Ok(first)
+}
+
+/// Answers one request against `store`, stopping through `signals` the executions that run in
+/// this process. Requests: `ping`, `list` (`status`), `describe`, `history` and `stop`
+/// (`execution`, and `error`, `cause` for stop).
+pub(crate) async fn answer(
+    store: &dyn CheckpointStore,
+    signals: &Signals,
+    request: &Value,
+) -> Result<Value, String> {
+    let execution = || {
+        request["execution"]
+            .as_str()
+            .ok_or("the request names no execution")
+    };
+    match request["op"].as_str().unwrap_or_default() {
+        "ping" => Ok(json!({"pid": std::process::id(), "running": signals.running()})),
+        "list" => list_executions(store, request["status"].as_str()),
+        "describe" => describe_execution(store, &find(store, execution()?)?),
+        "history" => {
+            let record = find(store, execution()?)?;
+            let events = store
+                .events(&record.execution_arn)
+                .map_err(|e| e.to_string())?;
+            let events: Vec<Value> = events.iter().map(|e| e.to_json()).collect();
+            Ok(json!({"events": events}))
+        }
+        "stop" => {
+            let arn = find(store, execution()?)?.execution_arn;
+            let error = request["error"].as_str().unwrap_or_default();
+            let cause = request["cause"].as_str().unwrap_or_default();
+            let running_here = match signals.stop(&arn, error, cause) {
+                Some(answer) => answer.await.ok(),
+                None => None,
+            };
+            let stop_date = match running_here {
+                Some(date) => date,
+                None => stop_stored(store, &arn, error, cause).map_err(|e| e.to_string())?,
+            };
+            Ok(json!({"stopDate": stop_date.to_string()}))
+        }
+        op @ ("task-success" | "task-failure" | "task-heartbeat") => {
+            let token = request["token"]
+                .as_str()
+                .ok_or("the request carries no task token")?;
+            let text = |k: &str| request[k].as_str().unwrap_or_default().to_owned();
+            let callback = match op {
+                "task-success" => Callback::Success(request["output"].clone()),
+                "task-failure" => Callback::Failure {
+                    error: text("error"),
+                    cause: text("cause"),
+                },
+                _ => Callback::Heartbeat,
+            };
+            // The engine running the task takes it; otherwise the store does.
+            if let Some(answer) = signals.callback(token, callback.clone())
+                && let Ok(delivered) = answer.await
+            {
+                delivered.map_err(|e| e.to_string())?;
+            } else {
+                callback_stored(store, token, callback).map_err(|e| e.to_string())?;
+            }
+            Ok(json!({}))
+        }
+        other => Err(format!("unknown request '{other}'")),
+    }
+}
+
+fn state_machine_arn(record: &ExecutionRecord) -> String {
+    format!(
+        "arn:aws:states:us-east-1:123456789012:stateMachine:{}",
+        record.state_machine_name
+    )
+}
+
+/// ListExecutions' response, newest first.
+pub(crate) fn list_executions(
+    store: &dyn CheckpointStore,
+    status: Option<&str>,
+) -> Result<Value, String> {
+    let mut records = store.list().map_err(|e| e.to_string())?;
+    records.retain(|r| status.is_none_or(|s| r.status.eq_ignore_ascii_case(s)));
+    records.sort_by_key(|r| std::cmp::Reverse(r.start_date));
+    let executions: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let mut v = json!({"executionArn": r.execution_arn, "stateMachineArn": state_machine_arn(r), "name": r.name, "status": r.status, "startDate": r.start_date.to_string()});
+            if let Some(stop) = r.stop_date {
+                v["stopDate"] = json!(stop.to_string());
+            }
+            v
+        })
+        .collect();
+    Ok(json!({"executions": executions}))
+}
+
+/// DescribeExecution's response.
+pub(crate) fn describe_execution(
+    store: &dyn CheckpointStore,
+    record: &ExecutionRecord,
+) -> Result<Value, String> {
+    let described = store
+        .describe(&record.execution_arn)
+        .map_err(|e| e.to_string())?
+        .ok_or("the execution has no checkpoint")?;
+    let info = &described.info;
+    let mut v = json!({
+        "executionArn": info.execution_arn,
+        "stateMachineArn": info.state_machine_arn,
+        "name": info.name,
+        "status": record.status,
+        "startDate": info.start_time.to_string(),
+        "input": info.input,
+        "redriveCount": info.redrive_count,
+    });
+    if let Some(stop) = record.stop_date {
+        v["stopDate"] = json!(stop.to_string());
+    }
+    if let Some(redriven) = info.redrive_time {
+        v["redriveDate"] = json!(redriven.to_string());
+    }
+    match &described.status {
+        Status::Succeeded(output) => v["output"] = output.clone(),
+        Status::Failed(f) | Status::TimedOut(f) | Status::Aborted(f) => {
+            v["error"] = json!(f.error);
+            v["cause"] = json!(f.cause);
+        }
+        Status::Running => {}
+    }
+    match &described.status {
+        Status::Failed(_) | Status::TimedOut(_) | Status::Aborted(_) => {
+            v["redriveStatus"] = json!("REDRIVABLE");
+        }
+        other => {
+            v["redriveStatus"] = json!("NOT_REDRIVABLE");
+            v["redriveStatusReason"] = json!(format!(
+                "Execution is {} and cannot be redriven.",
+                other.as_str()
+            ));
+        }
+    }
+    Ok(v)
+}
