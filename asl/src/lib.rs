@@ -36,6 +36,7 @@ pub mod graph;
 pub mod growth;
 pub mod intrinsics;
 pub mod jsonata;
+mod language;
 mod machine;
 mod parse;
 pub mod path;

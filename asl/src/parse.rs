@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 
 use crate::diagnostic::{Code, Diagnostic, child, index};
 use crate::intrinsics::{self, Call};
+use crate::language::QueryLanguage;
 use crate::path::Path;
-use crate::states::QueryLanguage;
 
 /// Which kind of state machine the definition is for; EXPRESS refuses some integrations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
