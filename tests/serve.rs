@@ -107,6 +107,12 @@ fn boto3_publishes_versions_and_routes_aliases() {
 }
 
 #[test]
+fn boto3_runs_child_executions() {
+    let server = Server::start(&store("children"));
+    boto3(&server, &["children"]);
+}
+
+#[test]
 fn a_killed_server_restarts_with_nothing_lost() {
     let dir = store("restart");
     let server = Server::start(&dir);

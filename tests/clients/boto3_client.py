@@ -4,6 +4,7 @@ Usage: boto3_client.py ENDPOINT PHASE
   PHASE "main": state machines, executions, histories, errors, callbacks.
   PHASE "activities": an activity worker (poll, heartbeat, success, failure).
   PHASE "versions": versions and aliases.
+  PHASE "children": states:startExecution child executions.
   PHASE "before-kill": starts an execution that waits, prints its ARN.
   PHASE "after-restart ARN": waits for that execution to succeed.
 Exits non-zero (an assertion) on any difference from what AWS answers.
@@ -343,6 +344,48 @@ def versions():
     assert sfn.list_state_machines()["stateMachines"] == []
 
 
+def children():
+    """states:startExecution: child executions, waited for (.sync, .sync:2) or not."""
+    double = {"StartAt": "Double", "States": {"Double": {"Type": "Pass",
+        "Parameters": {"n.$": "States.MathAdd($.n, $.n)"}, "End": True}}}
+    refuse = {"StartAt": "No", "States": {"No": {"Type": "Fail", "Error": "Nope", "Cause": "child says no"}}}
+    child = sfn.create_state_machine(name="child", definition=json.dumps(double), roleArn=ROLE)["stateMachineArn"]
+    bad = sfn.create_state_machine(name="bad", definition=json.dumps(refuse), roleArn=ROLE)["stateMachineArn"]
+    start = "arn:aws:states:::states:startExecution"
+    parent = {"StartAt": "Sync2", "States": {
+        "Sync2": {"Type": "Task", "Resource": start + ".sync:2",
+            "Parameters": {"StateMachineArn": child, "Input": {"n.$": "$.n"}},
+            "ResultSelector": {"n.$": "$.Output.n", "status.$": "$.Status"},
+            "ResultPath": "$.sync2", "Next": "Sync"},
+        "Sync": {"Type": "Task", "Resource": start + ".sync",
+            "Parameters": {"StateMachineArn": child, "Input": {"n": 5}, "Name": "named-child"},
+            "ResultSelector": {"output.$": "$.Output", "name.$": "$.Name"},
+            "ResultPath": "$.sync", "Next": "Fire"},
+        "Fire": {"Type": "Task", "Resource": start,
+            "Parameters": {"StateMachineArn": child, "Input": "{\"n\": 1}"},
+            "ResultSelector": {"arn.$": "$.ExecutionArn"}, "ResultPath": "$.fired", "Next": "Bad"},
+        "Bad": {"Type": "Task", "Resource": start + ".sync", "Parameters": {"StateMachineArn": bad},
+            "Catch": [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.caught", "Next": "Done"}],
+            "End": True},
+        "Done": {"Type": "Succeed"}}}
+    machine = sfn.create_state_machine(name="parent", definition=json.dumps(parent), roleArn=ROLE)["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"n": 21}))["executionArn"]
+    out = json.loads(wait_for(execution)["output"])
+    assert out["sync2"] == {"n": 42, "status": "SUCCEEDED"}, out
+    assert json.loads(out["sync"]["output"]) == {"n": 10} and out["sync"]["name"] == "named-child", out
+    assert out["fired"]["arn"].startswith("arn:aws:states:us-east-1:123456789012:execution:child:"), out
+    assert out["caught"]["Error"] == "States.TaskFailed", out
+    assert json.loads(out["caught"]["Cause"])["Error"] == "Nope", out
+    children = sfn.list_executions(stateMachineArn=child)["executions"]
+    assert len(children) == 3 and "named-child" in [e["name"] for e in children], children
+    # A missing state machine fails the task with the integration's error name.
+    missing = {"StartAt": "S", "States": {"S": {"Type": "Task", "Resource": start,
+        "Parameters": {"StateMachineArn": child + "-nope"}, "End": True}}}
+    orphan = sfn.create_state_machine(name="orphan", definition=json.dumps(missing), roleArn=ROLE)["stateMachineArn"]
+    failed = wait_for(sfn.start_execution(stateMachineArn=orphan)["executionArn"], "FAILED")
+    assert failed["error"] == "StepFunctions.StateMachineDoesNotExistException", failed
+
+
 def before_kill():
     slow = {"StartAt": "Long", "States": {"Long": {"Type": "Wait", "Seconds": 3, "Next": "Done"}, "Done": {"Type": "Pass", "Result": "resumed", "End": True}}}
     arn = sfn.create_state_machine(name="slow", definition=json.dumps(slow), roleArn=ROLE)["stateMachineArn"]
@@ -360,6 +403,8 @@ elif phase == "activities":
     activities()
 elif phase == "versions":
     versions()
+elif phase == "children":
+    children()
 elif phase == "before-kill":
     before_kill()
 elif phase == "after-restart":

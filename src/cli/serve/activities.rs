@@ -10,13 +10,12 @@
 //! which schedule their activity tasks again.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use stepstone::engine::store::StateMachineRecord;
-use stepstone::engine::{Callback, Failure, TaskDispatcher, TaskFuture, TaskRequest};
-use stepstone::tasks::Router;
+use stepstone::engine::{Callback, Failure, TaskFuture, TaskRequest};
 
 use super::{ARN_PREFIX, ApiError, Service, api_error, now_nanos, seconds, store_error, text};
 
@@ -70,50 +69,36 @@ impl Queues {
     }
 }
 
-/// The task routes of an execution of `serve`: activity tasks are queued for workers, the
-/// rest go to the routes given.
-pub(super) struct ServeTasks {
-    pub(super) queues: Arc<Queues>,
-    pub(super) routes: Router,
-}
-
-fn is_activity(resource: &str) -> bool {
+/// Whether `resource` is an activity's ARN.
+pub(super) fn is_activity(resource: &str) -> bool {
     resource.starts_with("arn:") && resource.contains(":activity:")
 }
 
-impl TaskDispatcher for ServeTasks {
-    fn dispatch(&self, request: TaskRequest) -> TaskFuture {
-        if !is_activity(&request.resource) {
-            return self.routes.dispatch(request);
+/// Queues an activity task for a worker. Its future is the delivery: it resolves when a worker
+/// takes the task; the result comes back with the token.
+pub(super) fn dispatch(queues: &Queues, request: TaskRequest) -> TaskFuture {
+    let Some(token) = request.task_token.clone() else {
+        // The engine gives every activity task a token.
+        return Box::pin(std::future::ready(Err(Failure::new(
+            "States.Runtime",
+            "an activity task without a task token",
+        ))));
+    };
+    let (taken, picked) = tokio::sync::oneshot::channel();
+    queues.push(
+        request.resource,
+        Queued {
+            token,
+            input: request.input,
+            taken,
+        },
+    );
+    Box::pin(async move {
+        match picked.await {
+            Ok(()) => Ok(Value::Null),
+            Err(_) => std::future::pending().await,
         }
-        let Some(token) = request.task_token.clone() else {
-            // The engine gives every activity task a token.
-            return Box::pin(std::future::ready(Err(Failure::new(
-                "States.Runtime",
-                "an activity task without a task token",
-            ))));
-        };
-        let (taken, picked) = tokio::sync::oneshot::channel();
-        self.queues.push(
-            request.resource,
-            Queued {
-                token,
-                input: request.input,
-                taken,
-            },
-        );
-        // Delivered when a worker takes it: the result comes back with the token.
-        Box::pin(async move {
-            match picked.await {
-                Ok(()) => Ok(Value::Null),
-                Err(_) => std::future::pending().await,
-            }
-        })
-    }
-
-    fn answers_callbacks(&self, request: &TaskRequest) -> bool {
-        !is_activity(&request.resource) && self.routes.answers_callbacks(request)
-    }
+    })
 }
 
 /// The activity operations; `None` for any other.

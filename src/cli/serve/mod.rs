@@ -28,7 +28,9 @@ use stepstone::engine::{
 };
 
 mod activities;
+mod children;
 mod sigv4;
+mod tasks;
 mod versions;
 
 use super::StoreSpec;
@@ -129,14 +131,17 @@ struct Service {
     credentials: Option<sigv4::Credentials>,
     /// The activity tasks waiting for workers.
     queues: Arc<activities::Queues>,
+    /// Where `states:startExecution` tasks ask for child executions (`children::serve`).
+    children: tokio::sync::mpsc::UnboundedSender<children::ChildRequest>,
 }
 
 impl Service {
-    /// What an execution of this service dispatches its tasks to: `routes`, and the activity
-    /// queues.
-    fn tasks(&self, routes: stepstone::tasks::Router) -> activities::ServeTasks {
-        activities::ServeTasks {
+    /// What an execution of this service dispatches its tasks to: `routes`, the activity
+    /// queues, and child executions.
+    fn tasks(&self, routes: stepstone::tasks::Router) -> tasks::ServeTasks {
+        tasks::ServeTasks {
             queues: self.queues.clone(),
+            children: self.children.clone(),
             routes,
         }
     }
@@ -158,12 +163,14 @@ pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
     let store: Arc<dyn CheckpointStore> = spec.open()?.into();
     let runtime = super::run::runtime()?;
     let local = tokio::task::LocalSet::new();
+    let (children_sender, child_requests) = tokio::sync::mpsc::unbounded_channel();
     let service = Rc::new(Service {
         store,
         signals: Signals::default(),
         args,
         credentials,
         queues: Default::default(),
+        children: children_sender,
     });
     let _control = super::control::serve(&spec.dir, service.store.clone(), service.signals.clone());
     local.block_on(&runtime, async move {
@@ -172,6 +179,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
             .map_err(|e| format!("cannot listen on {}:{}: {e}", service.args.bind, service.args.port))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         eprintln!("stepstone serve: listening on http://{address} (store {})", spec.display());
+        tokio::task::spawn_local(children::serve(service.clone(), child_requests));
         resume_running(&service);
         let slots = Arc::new(tokio::sync::Semaphore::new(max_connections()));
         loop {
