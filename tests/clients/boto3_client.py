@@ -303,7 +303,17 @@ def versions():
 
     def output_of(target):
         execution = sfn.start_execution(stateMachineArn=target)["executionArn"]
-        return json.loads(wait_for(execution)["output"])
+        described = wait_for(execution)
+        # DescribeExecution names the version and the alias it went through.
+        if target == v1:
+            assert described["stateMachineVersionArn"] == v1, described
+            assert "stateMachineAliasArn" not in described, described
+        if target.endswith(":prod"):
+            assert described["stateMachineAliasArn"] == target, described
+            assert described["stateMachineVersionArn"] in (v1, v2), described
+        if target == arn:
+            assert "stateMachineVersionArn" not in described, described
+        return json.loads(described["output"])
 
     assert output_of(arn) == "two"
     assert output_of(v1) == "one"

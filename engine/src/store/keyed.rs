@@ -370,6 +370,14 @@ impl<K: KeyValue> Keyed<K> {
         }))
     }
 
+    pub(crate) fn launch(&self, arn: &str) -> Result<Option<Value>> {
+        match self.kv.get(&format!("l/{arn}"))? {
+            Some(bytes) => Ok(Some(record::decode(arn, &bytes)?)),
+            // Stores of format v1 and v2 kept no launch apart: as `load` reads it.
+            None => Ok(self.checkpoint(arn)?.map(|_| Value::Null)),
+        }
+    }
+
     pub(crate) fn describe(&self, arn: &str) -> Result<Option<Described>> {
         let Some(key) = self.key_of(arn)? else {
             // v1 or v2: the document holds everything.
@@ -569,6 +577,13 @@ macro_rules! checkpoint_store_over_keys {
 
             fn list(&self) -> $crate::store::Result<Vec<$crate::store::ExecutionRecord>> {
                 self.keyed.list()
+            }
+
+            fn launch(
+                &self,
+                execution_arn: &str,
+            ) -> $crate::store::Result<Option<serde_json::Value>> {
+                self.keyed.launch(execution_arn)
             }
 
             fn token_key(&self) -> $crate::store::Result<$crate::TokenKey> {

@@ -120,6 +120,12 @@ pub trait CheckpointStore: Send + Sync {
     /// DescribeExecution's data, read without the execution's runs and results.
     fn describe(&self, execution_arn: &str) -> Result<Option<Described>>;
 
+    /// What the execution was launched with ([`Stored::launch`]), without its checkpoint.
+    /// By default through [`CheckpointStore::load`].
+    fn launch(&self, execution_arn: &str) -> Result<Option<Value>> {
+        Ok(self.load(execution_arn)?.map(|stored| stored.launch))
+    }
+
     /// An execution's history events, in order.
     fn events(&self, execution_arn: &str) -> Result<Vec<Event>>;
 
@@ -174,6 +180,10 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
 
     fn describe(&self, execution_arn: &str) -> Result<Option<Described>> {
         (**self).describe(execution_arn)
+    }
+
+    fn launch(&self, execution_arn: &str) -> Result<Option<Value>> {
+        (**self).launch(execution_arn)
     }
 
     fn events(&self, execution_arn: &str) -> Result<Vec<Event>> {

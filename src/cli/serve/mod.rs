@@ -673,6 +673,20 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             let record = execution_of(service, text(input, "executionArn")?)?;
             let mut described =
                 describe_execution(&*service.store, &record).map_err(answered_error)?;
+            // Started through a version or an alias (`versions::to_run`).
+            let launch = service
+                .store
+                .launch(&record.execution_arn)
+                .map_err(store_error)?
+                .unwrap_or_default();
+            for (kept, field) in [
+                ("version", "stateMachineVersionArn"),
+                ("alias", "stateMachineAliasArn"),
+            ] {
+                if let Some(arn) = launch[kept].as_str() {
+                    described[field] = json!(arn);
+                }
+            }
             // The API carries input and output as JSON text (the CLI shows them as values).
             for field in ["input", "output"] {
                 if let Some(value) = described.get_mut(field) {
