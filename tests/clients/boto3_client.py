@@ -95,6 +95,15 @@ def main():
     assert types[0] == "ExecutionStarted" and types[-1] == "ExecutionSucceeded", types
     reverse = sfn.get_execution_history(executionArn=execution, reverseOrder=True)["events"]
     assert [e["type"] for e in reverse] == types[::-1]
+    # In pages of 2, both ways, as boto3's paginator reads them.
+    pages = sfn.get_paginator("get_execution_history")
+    for reverse_order, expected in ((False, history), (True, reverse)):
+        paged = pages.paginate(
+            executionArn=execution, reverseOrder=reverse_order, PaginationConfig={"PageSize": 2}
+        )
+        chunks = [page["events"] for page in paged]
+        assert all(len(chunk) <= 2 for chunk in chunks) and len(chunks) > 2, chunks
+        assert [e["id"] for chunk in chunks for e in chunk] == [e["id"] for e in expected]
 
     # Several at once; one stopped while it waits.
     many = [sfn.start_execution(stateMachineArn=arn, input=json.dumps({"who": str(i)}))["executionArn"] for i in range(20)]

@@ -337,6 +337,17 @@ fn text<'a>(input: &'a Value, field: &str) -> Result<&'a str, ApiError> {
 /// 100, at most 1000) from the position `nextToken` names; `nextToken` when more follow. The
 /// token is the position, as text.
 fn page(mut items: Vec<Value>, input: &Value, key: &str) -> Result<Value, ApiError> {
+    let (from, size) = window(input)?;
+    if from > items.len() {
+        return Err(forged(input));
+    }
+    let rest = items.split_off(from);
+    Ok(paged(rest, from, size, key))
+}
+
+/// Where a page starts (`nextToken`) and how long it is (`maxResults`: default 100, at most
+/// 1000).
+fn window(input: &Value) -> Result<(usize, usize), ApiError> {
     let size = match input["maxResults"].as_u64() {
         None | Some(0) => 100,
         Some(n) if n <= 1000 => n as usize,
@@ -352,21 +363,74 @@ fn page(mut items: Vec<Value>, input: &Value, key: &str) -> Result<Value, ApiErr
         Some(token) => token
             .strip_prefix("stepstone-")
             .and_then(|n| n.parse::<usize>().ok())
-            .filter(|n| *n <= items.len())
-            .ok_or_else(|| {
-                api_error(
-                    "InvalidToken",
-                    format!("'{token}' is not a token this service gave"),
-                )
-            })?,
+            .ok_or_else(|| forged(input))?,
     };
-    let rest = items.split_off(from);
+    Ok((from, size))
+}
+
+fn forged(input: &Value) -> ApiError {
+    api_error(
+        "InvalidToken",
+        format!(
+            "'{}' is not a token this service gave",
+            input["nextToken"].as_str().unwrap_or_default()
+        ),
+    )
+}
+
+/// The page of `rest` (the items from `from` on, at least one more than the page when more
+/// follow) under `key`, with a `nextToken` when more follow.
+fn paged(rest: Vec<Value>, from: usize, size: usize, key: &str) -> Value {
     let more = rest.len() > size;
     let mut out = json!({ key: rest.into_iter().take(size).collect::<Vec<_>>() });
     if more {
         out["nextToken"] = json!(format!("stepstone-{}", from + size));
     }
-    Ok(out)
+    out
+}
+
+/// A page of an execution's history, read from the store as a stream: a page costs what
+/// comes before it and the page itself, never the whole history held at once (a big Map's
+/// history has millions of events).
+fn history_page(service: &Service, arn: &str, input: &Value) -> Result<Value, ApiError> {
+    let (from, size) = window(input)?;
+    let mut kept = std::collections::VecDeque::new();
+    let mut seen = 0usize;
+    if input["reverseOrder"] == true {
+        // The newest `from + size + 1` events, newest first.
+        let keep = from.saturating_add(size).saturating_add(1);
+        service
+            .store
+            .each_event(arn, &mut |event| {
+                seen += 1;
+                kept.push_back(event);
+                if kept.len() > keep {
+                    kept.pop_front();
+                }
+                true
+            })
+            .map_err(store_error)?;
+        let newest: Vec<Value> = kept.iter().rev().skip(from).map(|e| e.to_json()).collect();
+        if from > seen {
+            return Err(forged(input));
+        }
+        return Ok(paged(newest, from, size, "events"));
+    }
+    service
+        .store
+        .each_event(arn, &mut |event| {
+            seen += 1;
+            if seen > from {
+                kept.push_back(event);
+            }
+            kept.len() <= size
+        })
+        .map_err(store_error)?;
+    if from > seen {
+        return Err(forged(input));
+    }
+    let rest: Vec<Value> = kept.iter().map(|e| e.to_json()).collect();
+    Ok(paged(rest, from, size, "events"))
 }
 
 /// The `tags` of a Create request, in order.
@@ -710,17 +774,7 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
         "GetExecutionHistory" => {
             let arn = text(input, "executionArn")?;
             execution_of(service, arn)?;
-            let mut events: Vec<Value> = service
-                .store
-                .events(arn)
-                .map_err(store_error)?
-                .iter()
-                .map(|e| e.to_json())
-                .collect();
-            if input["reverseOrder"] == true {
-                events.reverse();
-            }
-            page(events, input, "events")
+            history_page(service, arn, input)
         }
         "StopExecution" => {
             let arn = text(input, "executionArn")?;
