@@ -280,6 +280,20 @@ def activities():
         == "TaskDoesNotExist"
     )
 
+    # A worker that takes the task and goes silent: HeartbeatSeconds ends it.
+    silent = {"StartAt": "Slow", "States": {"Slow": {"Type": "Task", "Resource": arn,
+        "HeartbeatSeconds": 1, "End": True}}}
+    silent_arn = sfn.create_state_machine(
+        name="silent", definition=json.dumps(silent), roleArn=ROLE
+    )["stateMachineArn"]
+    third = sfn.start_execution(stateMachineArn=silent_arn)["executionArn"]
+    taken = sfn.get_activity_task(activityArn=arn, workerName="sleepy")
+    assert taken.get("taskToken"), taken
+    timed_out = wait_for(third, "FAILED")
+    assert timed_out["error"] == "States.HeartbeatTimeout", timed_out
+    types = [e["type"] for e in sfn.get_execution_history(executionArn=third)["events"]]
+    assert "ActivityTimedOut" in types, types
+
     sfn.delete_activity(activityArn=arn)
     assert sfn.list_activities()["activities"] == []
     assert error_code(sfn.describe_activity, activityArn=arn) == "ActivityDoesNotExist"
@@ -408,12 +422,25 @@ def children():
 def before_kill():
     slow = {"StartAt": "Long", "States": {"Long": {"Type": "Wait", "Seconds": 3, "Next": "Done"}, "Done": {"Type": "Pass", "Result": "resumed", "End": True}}}
     arn = sfn.create_state_machine(name="slow", definition=json.dumps(slow), roleArn=ROLE)["stateMachineArn"]
+    # An activity task queued for a worker that has not come yet.
+    activity = sfn.create_activity(name="later")["activityArn"]
+    waiting = {"StartAt": "Work", "States": {"Work": {"Type": "Task", "Resource": activity, "End": True}}}
+    worked = sfn.create_state_machine(name="worked", definition=json.dumps(waiting), roleArn=ROLE)["stateMachineArn"]
+    sfn.start_execution(stateMachineArn=worked, name="queued", input=json.dumps({"job": 1}))
     print(sfn.start_execution(stateMachineArn=arn, name="survivor")["executionArn"])
 
 
 def after_restart(arn):
-    assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]] == ["slow"]
+    names = sorted(m["name"] for m in sfn.list_state_machines()["stateMachines"])
+    assert names == ["slow", "worked"], names
     assert json.loads(wait_for(arn)["output"]) == "resumed"
+    # The activity and its queued task survived the kill: a worker gets the task now.
+    activity = sfn.list_activities()["activities"][0]["activityArn"]
+    task = sfn.get_activity_task(activityArn=activity, workerName="after-restart")
+    assert json.loads(task["input"]) == {"job": 1}, task
+    sfn.send_task_success(taskToken=task["taskToken"], output='"done"')
+    queued = arn.replace(":execution:slow:survivor", ":execution:worked:queued")
+    assert json.loads(wait_for(queued)["output"]) == "done"
 
 
 if phase == "main":
