@@ -417,6 +417,19 @@ def children():
     orphan = sfn.create_state_machine(name="orphan", definition=json.dumps(missing), roleArn=ROLE)["stateMachineArn"]
     failed = wait_for(sfn.start_execution(stateMachineArn=orphan)["executionArn"], "FAILED")
     assert failed["error"] == "StepFunctions.StateMachineDoesNotExistException", failed
+    # A state machine that starts itself: the chain ends at 100 levels, and each parent fails.
+    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:itself"
+    itself = {"StartAt": "Again", "States": {"Again": {"Type": "Task", "Resource": start + ".sync:2",
+        "Parameters": {"StateMachineArn": arn}, "End": True}}}
+    sfn.create_state_machine(name="itself", definition=json.dumps(itself), roleArn=ROLE)
+    top = wait_for(sfn.start_execution(stateMachineArn=arn)["executionArn"], "FAILED", seconds=120)
+    assert top["error"] == "States.TaskFailed", top
+    chain = sfn.list_executions(stateMachineArn=arn, maxResults=1000)["executions"]
+    assert len(chain) == 101, len(chain)
+    errors = [sfn.describe_execution(executionArn=e["executionArn"]).get("error") for e in chain]
+    assert errors.count("StepFunctions.ExecutionLimitExceededException") == 1, errors
+    # Each level quotes its child's failure; the cause stays within AWS's 32,768 characters.
+    assert len(top["cause"]) <= 32768, len(top["cause"])
 
 
 def before_kill():

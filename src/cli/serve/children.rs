@@ -20,8 +20,52 @@ use super::Service;
 /// The resource of the integration, without its pattern suffix.
 const START_EXECUTION: &str = "arn:aws:states:::states:startExecution";
 
-/// How often `.sync` looks whether the child has ended.
-const POLL: Duration = Duration::from_millis(20);
+/// How often `.sync` looks whether the child has ended when nothing tells it (a child that
+/// was resumed after a restart): the service wakes it when a child it started ends.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Who waits for the end of which execution: a `.sync` parent for its child. The service
+/// calls [`Endings::ended`] when an execution it started ends.
+#[derive(Default)]
+pub(super) struct Endings(
+    std::cell::RefCell<std::collections::HashMap<String, Rc<tokio::sync::Notify>>>,
+);
+
+impl Endings {
+    fn waiter(&self, arn: &str) -> Rc<tokio::sync::Notify> {
+        self.0
+            .borrow_mut()
+            .entry(arn.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    fn forget(&self, arn: &str) {
+        self.0.borrow_mut().remove(arn);
+    }
+
+    /// `arn` ended: wakes its waiters.
+    pub(super) fn ended(&self, arn: &str) {
+        let waiting = self.0.borrow_mut().remove(arn);
+        if let Some(notify) = waiting {
+            notify.notify_waiters();
+        }
+    }
+}
+
+/// The longest cause AWS keeps (its API's limit on `cause`), in characters.
+const MAX_CAUSE_CHARS: usize = 32_768;
+
+/// How deep children may nest (a child of a child...): a state machine that starts itself
+/// would otherwise make executions without end. AWS states no such figure; a real
+/// orchestration nests a few levels.
+const MAX_NESTING: u32 = 100;
+
+/// How deep each child this service started is nested (its parent's depth plus one), so that
+/// its own children are held to [`MAX_NESTING`]. Kept in memory: after a restart, resumed
+/// executions count from zero again, which still bounds every chain.
+#[derive(Default)]
+pub(super) struct Nesting(std::cell::RefCell<std::collections::HashMap<String, u32>>);
 
 /// A child to start, and where its answer goes.
 pub(super) struct ChildRequest {
@@ -107,6 +151,23 @@ async fn perform(service: &Service, request: &TaskRequest) -> Result<Value, Fail
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
+    let depth = service
+        .nesting
+        .0
+        .borrow()
+        .get(&request.execution_arn)
+        .copied()
+        .unwrap_or(0)
+        + 1;
+    if depth > MAX_NESTING {
+        return Err(Failure::new(
+            "StepFunctions.ExecutionLimitExceededException",
+            format!(
+                "Execution {} would start a child nested {depth} levels deep; Stepstone allows {MAX_NESTING} (a state machine that starts itself without end?)",
+                request.execution_arn
+            ),
+        ));
+    }
     let mut start = json!({"stateMachineArn": machine, "input": input});
     if let Some(name) = parameters["Name"].as_str() {
         start["name"] = json!(name);
@@ -120,17 +181,22 @@ async fn perform(service: &Service, request: &TaskRequest) -> Result<Value, Fail
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    service.nesting.0.borrow_mut().insert(arn.clone(), depth);
     let millis = |seconds: &Value| (seconds.as_f64().unwrap_or_default() * 1000.0).round() as i64;
     if matches!(pattern, Pattern::Start | Pattern::Callback) {
         return Ok(json!({"ExecutionArn": arn, "StartDate": millis(&started["startDate"])}));
     }
     let record = loop {
+        let waiter = service.endings.waiter(&arn);
+        // Registered before looking, so an end in between still wakes this wait.
+        let woken = waiter.notified();
         let record = super::execution_of(service, &arn)
             .map_err(|e| Failure::new("States.TaskFailed", e.message))?;
         if record.status != "RUNNING" {
+            service.endings.forget(&arn);
             break record;
         }
-        tokio::time::sleep(POLL).await;
+        let _ = tokio::time::timeout(POLL, woken).await;
     };
     let described = super::describe_execution(&*service.store, &record)
         .map_err(|e| Failure::new("States.TaskFailed", e))?;
@@ -158,7 +224,10 @@ async fn perform(service: &Service, request: &TaskRequest) -> Result<Value, Fail
     } else {
         output["Error"] = described["error"].clone();
         output["Cause"] = described["cause"].clone();
-        Err(Failure::new("States.TaskFailed", output.to_string()))
+        // AWS's longest cause. Each level of nested children escapes its child's cause again:
+        // uncut, a chain of failed children would double it at every level.
+        let cause: String = output.to_string().chars().take(MAX_CAUSE_CHARS).collect();
+        Err(Failure::new("States.TaskFailed", cause))
     }
 }
 

@@ -133,6 +133,10 @@ struct Service {
     queues: Arc<activities::Queues>,
     /// Where `states:startExecution` tasks ask for child executions (`children::serve`).
     children: tokio::sync::mpsc::UnboundedSender<children::ChildRequest>,
+    /// How deep the children started here are nested.
+    nesting: children::Nesting,
+    /// Who waits for which execution's end.
+    endings: Rc<children::Endings>,
 }
 
 impl Service {
@@ -171,6 +175,8 @@ pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
         credentials,
         queues: Default::default(),
         children: children_sender,
+        nesting: Default::default(),
+        endings: Default::default(),
     });
     let _control = super::control::serve(&spec.dir, service.store.clone(), service.signals.clone());
     local.block_on(&runtime, async move {
@@ -1131,6 +1137,7 @@ async fn start_execution(service: &Service, input: &Value) -> Result<Value, ApiE
         "history_limit": 25_000, "aws": service.args.aws.to_json(), "mocks": mocks.to_json(),
         "version": version_arn, "alias": alias_arn});
     let store = service.store.clone();
+    let endings = service.endings.clone();
     let record_for_run = record.clone();
     let (stored, is_stored) = tokio::sync::oneshot::channel::<Result<(String, i128), String>>();
     tokio::task::spawn_local(async move {
@@ -1157,10 +1164,13 @@ async fn start_execution(service: &Service, input: &Value) -> Result<Value, ApiE
             Some(&mut observer),
         )
         .await;
-        if let Err(e) = outcome
-            && let Some(sender) = stored.take()
-        {
-            let _ = sender.send(Err(e.to_string()));
+        match outcome {
+            Ok(outcome) => endings.ended(&outcome.info.execution_arn),
+            Err(e) => {
+                if let Some(sender) = stored.take() {
+                    let _ = sender.send(Err(e.to_string()));
+                }
+            }
         }
     });
     match is_stored.await {
