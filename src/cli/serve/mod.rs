@@ -575,11 +575,7 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
                 .put_state_machine(&record)
                 .map_err(store_error)?;
             let mut answer = json!({"stateMachineArn": arn, "creationDate": seconds(created)});
-            if input["publish"] == true {
-                let description = input["versionDescription"].as_str().unwrap_or_default();
-                let version = versions::publish(service, &mut record, description)?;
-                answer["stateMachineVersionArn"] = json!(version.arn);
-            }
+            versions::publish_if_asked(service, &mut record, input, &mut answer)?;
             Ok(answer)
         }
         "UpdateStateMachine" => {
@@ -609,11 +605,7 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
                 .map_err(store_error)?;
             let mut answer =
                 json!({"updateDate": seconds(record.updated), "revisionId": record.revision_id});
-            if input["publish"] == true {
-                let description = input["versionDescription"].as_str().unwrap_or_default();
-                let version = versions::publish(service, &mut record, description)?;
-                answer["stateMachineVersionArn"] = json!(version.arn);
-            }
+            versions::publish_if_asked(service, &mut record, input, &mut answer)?;
             Ok(answer)
         }
         "DescribeStateMachine" => {

@@ -100,6 +100,22 @@ pub(super) fn publish(
     Ok(version)
 }
 
+/// `publish: true` on CreateStateMachine or UpdateStateMachine: publishes the machine's
+/// revision (`versionDescription`) and adds `stateMachineVersionArn` to `answer`.
+pub(super) fn publish_if_asked(
+    service: &Service,
+    machine: &mut StateMachineRecord,
+    input: &Value,
+    answer: &mut Value,
+) -> Result<(), ApiError> {
+    if input["publish"] == true {
+        let description = input["versionDescription"].as_str().unwrap_or_default();
+        let version = publish(service, machine, description)?;
+        answer["stateMachineVersionArn"] = json!(version.arn);
+    }
+    Ok(())
+}
+
 /// The record an execution started with `arn` runs, and the version and alias it went
 /// through: a machine runs its latest definition; a version its own; an alias picks one of its
 /// versions by weight.
