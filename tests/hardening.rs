@@ -756,3 +756,39 @@ fn outputs_over_the_payload_limit_fail_their_state_unless_the_limit_is_lifted() 
     let result: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(result["output"].as_array().map(Vec::len), Some(100));
 }
+
+/// An input over the payload limit is refused before the execution starts, as StartExecution
+/// refuses it (exit 2, nothing stored); `--payload-limit 0` takes it.
+#[test]
+fn an_input_over_the_payload_limit_is_refused_before_anything_starts() {
+    let dir = scratch("big-input");
+    let machine = pass_machine(&dir);
+    let input = write_json(&dir, "big.json", &json!({"pad": "p".repeat(300 * 1024)}));
+    let store = dir.join("store");
+    let store = store.to_str().unwrap();
+    let o = stepstone(&[
+        "run",
+        &machine,
+        "--input-file",
+        &input,
+        "--store",
+        store,
+        "-q",
+    ]);
+    assert_refused(&o, "may be at most 262144 bytes");
+    assert!(
+        !dir.join("store").exists(),
+        "nothing is stored for a refused input"
+    );
+    let o = stepstone(&[
+        "run",
+        &machine,
+        "--input-file",
+        &input,
+        "--ephemeral",
+        "-q",
+        "--payload-limit",
+        "0",
+    ]);
+    assert_ok(&o);
+}

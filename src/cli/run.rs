@@ -293,8 +293,20 @@ impl InputArgs {
 }
 
 /// The execution's input: `--input`, `--input-file`, or `{}`.
+/// The execution's input, held to the payload limit as StartExecution holds it (AWS refuses an
+/// input over 262,144 bytes before the execution starts).
 pub(crate) fn read_input(args: &RunArgs) -> Result<Value, String> {
-    args.input.read()
+    let input = args.input.read()?;
+    if args.payload_limit > 0 {
+        let size = serde_json::to_vec(&input).map_or(0, |text| text.len());
+        if size > args.payload_limit {
+            return Err(format!(
+                "the input is {size} bytes (as compact JSON); an execution's input may be at most {} bytes (--payload-limit, 0 lifts it)",
+                args.payload_limit
+            ));
+        }
+    }
+    Ok(input)
 }
 
 /// Validates definition text for running; the diagnostics go to stderr when it is invalid.

@@ -87,6 +87,8 @@ def main():
     assert error_code(sfn.start_execution, stateMachineArn=arn, name="first", input="{}") == "ExecutionAlreadyExists"
     assert error_code(sfn.start_execution, stateMachineArn=arn, name="no/slash", input="{}") == "InvalidName"
     assert error_code(sfn.start_execution, stateMachineArn=arn, input="{not json") == "InvalidExecutionInput"
+    too_big = json.dumps({"pad": "p" * (256 * 1024)})
+    assert error_code(sfn.start_execution, stateMachineArn=arn, input=too_big) == "ValidationException"
     done = wait_for(execution)
     assert json.loads(done["output"]) == {"who": "ops", "out": {"greeting": "hello, ops"}}, done
 

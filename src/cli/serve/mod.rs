@@ -62,6 +62,9 @@ fn max_connections() -> usize {
 /// The largest request body accepted: a definition may be 1 MB, an input 256 KiB.
 const MAX_BODY: usize = 4 << 20;
 
+/// The longest execution input StartExecution accepts, in bytes of its text (AWS's).
+const MAX_INPUT_BYTES: usize = 256 * 1024;
+
 /// What `stepstone serve` was asked.
 #[derive(clap::Args)]
 pub(crate) struct ServeArgs {
@@ -1010,6 +1013,17 @@ fn name_and_input(input: &Value) -> Result<(String, Value), ApiError> {
             now_nanos() as u128 ^ (u128::from(std::process::id()) << 64)
         ),
     };
+    // AWS's constraint on the input's text, checked before anything else reads it.
+    if let Some(text) = input["input"].as_str()
+        && text.len() > MAX_INPUT_BYTES
+    {
+        return Err(api_error(
+            "ValidationException",
+            format!(
+                "1 validation error detected: Value at 'input' failed to satisfy constraint: Member must have length less than or equal to {MAX_INPUT_BYTES}"
+            ),
+        ));
+    }
     let execution_input = match input["input"].as_str() {
         Some(text) => serde_json::from_str(text).map_err(|e| {
             api_error(
