@@ -17,28 +17,43 @@ pub(super) struct ServeTasks {
     pub(super) routes: Router,
 }
 
-impl TaskDispatcher for ServeTasks {
-    fn dispatch(&self, request: TaskRequest) -> TaskFuture {
+/// Where one task goes.
+enum Route {
+    Activity,
+    Child,
+    Routes,
+}
+
+impl ServeTasks {
+    fn route(&self, request: &TaskRequest) -> Route {
         if activities::is_activity(&request.resource) {
-            activities::dispatch(&self.queues, request)
+            Route::Activity
         } else if children::is_start_execution(&request.resource)
             && !self.routes.has_route(&request.resource)
         {
-            children::dispatch(&self.children, request)
+            // A `--task` route for the resource wins, as everywhere else.
+            Route::Child
         } else {
-            self.routes.dispatch(request)
+            Route::Routes
+        }
+    }
+}
+
+impl TaskDispatcher for ServeTasks {
+    fn dispatch(&self, request: TaskRequest) -> TaskFuture {
+        match self.route(&request) {
+            Route::Activity => activities::dispatch(&self.queues, request),
+            Route::Child => children::dispatch(&self.children, request),
+            Route::Routes => self.routes.dispatch(request),
         }
     }
 
     fn answers_callbacks(&self, request: &TaskRequest) -> bool {
-        if activities::is_activity(&request.resource) {
-            false
-        } else if children::is_start_execution(&request.resource)
-            && !self.routes.has_route(&request.resource)
-        {
-            children::answers(&request.resource)
-        } else {
-            self.routes.answers_callbacks(request)
+        match self.route(request) {
+            // A worker answers, with the token.
+            Route::Activity => false,
+            Route::Child => children::answers(&request.resource),
+            Route::Routes => self.routes.answers_callbacks(request),
         }
     }
 }
