@@ -177,6 +177,20 @@ fn qualifiers_of(
     Ok(found)
 }
 
+/// ListStateMachineVersions, or ListStateMachineAliases: newest first, paged.
+fn list(service: &Service, input: &Value, aliases: bool) -> Result<Value, ApiError> {
+    let (arn_key, list_key) = match aliases {
+        true => ("stateMachineAliasArn", "stateMachineAliases"),
+        false => ("stateMachineVersionArn", "stateMachineVersions"),
+    };
+    let machine = machine_of(service, text(input, "stateMachineArn")?)?;
+    let listed: Vec<Value> = qualifiers_of(service, &machine.arn, aliases)?
+        .iter()
+        .map(|r| json!({arn_key: r.arn, "creationDate": seconds(r.created)}))
+        .collect();
+    page(listed, input, list_key)
+}
+
 /// Deletes `machine`'s versions and aliases (DeleteStateMachine).
 pub(super) fn delete_all_of(service: &Service, machine: &str) -> Result<(), ApiError> {
     for aliases in [true, false] {
@@ -272,14 +286,7 @@ fn answer(service: &Service, operation: &str, input: &Value) -> Result<Option<Va
                 Ok(json!({"stateMachineVersionArn": version.arn,
                     "creationDate": seconds(version.created)}))
             }
-            "ListStateMachineVersions" => {
-                let machine = machine_of(service, text(input, "stateMachineArn")?)?;
-                let versions: Vec<Value> = qualifiers_of(service, &machine.arn, false)?
-                    .iter()
-                    .map(|v| json!({"stateMachineVersionArn": v.arn, "creationDate": seconds(v.created)}))
-                    .collect();
-                page(versions, input, "stateMachineVersions")
-            }
+            "ListStateMachineVersions" => list(service, input, false),
             "DeleteStateMachineVersion" => {
                 let arn = text(input, "stateMachineVersionArn")?;
                 let Qualified::Version { machine } = qualified(arn) else {
@@ -387,14 +394,7 @@ fn answer(service: &Service, operation: &str, input: &Value) -> Result<Option<Va
                     .map_err(store_error)?;
                 Ok(json!({}))
             }
-            "ListStateMachineAliases" => {
-                let machine = machine_of(service, text(input, "stateMachineArn")?)?;
-                let aliases: Vec<Value> = qualifiers_of(service, &machine.arn, true)?
-                    .iter()
-                    .map(|a| json!({"stateMachineAliasArn": a.arn, "creationDate": seconds(a.created)}))
-                    .collect();
-                page(aliases, input, "stateMachineAliases")
-            }
+            "ListStateMachineAliases" => list(service, input, true),
             _ => return Ok(None),
         }
     };
