@@ -214,8 +214,9 @@ async fn drive_new(
         }
         // Durable before any of its commands is performed.
         let changes = exec.take_changes()?;
-        store.create(durable.definition, durable.launch, &changes)?;
-        created = changes.into_events();
+        created = store
+            .create_async(durable.definition, durable.launch, changes)
+            .await?;
     }
     drive_execution(
         exec, commands, created, clock, options, tasks, observer, durable,
@@ -278,10 +279,8 @@ pub async fn redrive(
     }
     exec.redrive(clock.now(), |id| read.remove(&id))?;
     // Saved before anything runs: a crash from here on leaves it RUNNING, for `resume`.
-    let changes = exec.take_changes()?;
-    store.save(&changes)?;
+    let events = store.save_async(exec.take_changes()?).await?;
     let durable = Durable::resumed(store);
-    let events = changes.into_events();
     Ok(drive_execution(
         exec,
         Vec::new(),
@@ -419,9 +418,8 @@ async fn drive_execution(
             let pure_progress =
                 commands.is_empty() && exec.has_ready_runs() && *exec.status() == Status::Running;
             if !pure_progress || last_save.elapsed() >= PURE_PROGRESS_SAVE_INTERVAL {
-                let changes = exec.take_changes()?;
-                store.save(&changes)?;
-                pass_on(changes.into_events(), &mut notify);
+                let saved = store.save_async(exec.take_changes()?).await?;
+                pass_on(saved, &mut notify);
                 last_save = std::time::Instant::now();
             }
         } else if durable.store.is_none() {

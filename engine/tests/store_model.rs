@@ -263,3 +263,123 @@ proptest! {
         check(ops, || Box::new(SledStore::open(&path).unwrap()))?;
     }
 }
+
+/// Runs execution `e` to its end on `store` from this thread, every task succeeding, each step
+/// saved; returns it, and the ids of the events it recorded.
+fn run_to_end<'m>(
+    machine: &'m Machine,
+    store: &dyn CheckpointStore,
+    e: usize,
+) -> (Execution<'m>, Vec<u64>) {
+    let info = ExecutionInfo::new(
+        "model",
+        &format!("ex-{e}"),
+        json!({"items": (0..5).map(|i| format!("region-{e}-{i}")).collect::<Vec<_>>()}),
+        at(1_000),
+        false,
+    );
+    let mut exec = Execution::new(machine, info, Limits::default(), HistoryMode::Full);
+    let mut pending: VecDeque<Command> = exec.start(at(1_000)).into();
+    let changes = exec.take_changes().unwrap();
+    store
+        .create(machine.source(), &json!({"e": e}), &changes)
+        .unwrap();
+    let mut events: Vec<u64> = changes.events().iter().map(|ev| ev.id).collect();
+    let mut clock = 1_000;
+    while let Some(command) = pending.pop_front() {
+        clock += 1_000_000;
+        let input = match command {
+            Command::Dispatch(request) => Input::TaskDone {
+                run: request.run,
+                result: Ok(json!({"done": request.input})),
+            },
+            Command::Timer { run, until, .. } => {
+                clock = clock.max(until.unix_nanos);
+                Input::TimerFired { run }
+            }
+        };
+        pending.extend(exec.on_input(input, at(clock)));
+        let changes = exec.take_changes().unwrap();
+        events.extend(changes.events().iter().map(|ev| ev.id));
+        store.save(&changes).unwrap();
+    }
+    (exec, events)
+}
+
+/// Executions saving from several threads at once (the disk stores commit their saves
+/// together, `group_commit.rs`): each reads back as it was saved, after a reopen too; and of
+/// one ARN created from every thread at the same moment, exactly one creation is stored.
+#[test]
+fn executions_saving_at_once_each_read_back_whole() {
+    let machine = machine();
+    type Open = fn(&std::path::Path) -> Box<dyn CheckpointStore>;
+    let stores: [(&str, Open); 2] = [
+        ("redb", |p| Box::new(RedbStore::open(p).unwrap())),
+        ("sled", |p| Box::new(SledStore::open(p).unwrap())),
+    ];
+    for (name, open) in stores {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let threads = 8;
+        let barrier = std::sync::Barrier::new(threads);
+        let (finished, same_name): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|e| {
+                    let (store, machine, barrier) = (&*store, &machine, &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        let info = ExecutionInfo::new("model", "same", json!({}), at(1), false);
+                        let mut exec =
+                            Execution::new(machine, info, Limits::default(), HistoryMode::Full);
+                        exec.start(at(1));
+                        let raced = store.create(
+                            machine.source(),
+                            &json!({}),
+                            &exec.take_changes().unwrap(),
+                        );
+                        let (exec, events) = run_to_end(machine, store, e);
+                        (
+                            (
+                                e,
+                                exec.snapshot().unwrap(),
+                                exec.status().as_str().to_owned(),
+                                events,
+                            ),
+                            raced,
+                        )
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).unzip()
+        });
+        let stored = same_name.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(stored, 1, "{name}: one creation of a name is stored");
+        assert!(
+            same_name.iter().all(|r| matches!(
+                r,
+                Ok(()) | Err(stepstone_engine::store::Error::AlreadyExists(_))
+            )),
+            "{name}: the others are refused as existing"
+        );
+        drop(store);
+        let store = open(dir.path());
+        for (e, snapshot, status, events) in finished {
+            assert_eq!(status, "SUCCEEDED", "{name}: ex-{e}");
+            let stored = store.load(&arn(e)).unwrap().expect("stored");
+            let restored = Execution::restore(&machine, stored.checkpoint).unwrap();
+            assert_eq!(
+                readable(&restored.snapshot().unwrap()),
+                readable(&snapshot),
+                "{name}: ex-{e} reads back as saved"
+            );
+            let ids: Vec<u64> = store
+                .events(&arn(e))
+                .unwrap()
+                .iter()
+                .map(|ev| ev.id)
+                .collect();
+            assert_eq!(ids, events, "{name}: ex-{e}'s history");
+        }
+        assert_eq!(store.list().unwrap().len(), threads + 1, "{name}");
+    }
+}

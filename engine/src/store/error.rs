@@ -1,7 +1,7 @@
 //! What a store can fail with.
 
 /// A store's failure. These are engine faults, never workflow errors: Catch does not see them.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The disk or the database failed.

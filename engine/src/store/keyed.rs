@@ -18,12 +18,13 @@
 //! digits), so keys sort in number order and no execution's prefix is another's.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::{Described, Error, ExecutionRecord, Result, Stored};
+use super::group_commit::{Committer, Done};
+use super::{Described, Error, ExecutionRecord, Result, Saving, Stored, wait};
 use crate::history::Event;
 use crate::record::legacy::Document;
 use crate::record::{
@@ -35,9 +36,9 @@ pub(crate) trait KeyValue {
     /// The value under `key`.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
 
-    /// Applies `write` atomically (deletions first, then puts), durable when it returns (as
-    /// durable as the database makes it: see each store).
-    fn apply(&self, write: Write<'_>) -> Result<()>;
+    /// Applies `writes` in order, all or none, each one's deletions first, then its puts;
+    /// durable when it returns (as durable as the database makes it: see each store).
+    fn apply(&self, writes: Vec<Write<'_>>) -> Result<()>;
 
     /// Every pair whose key starts with `prefix`, in key order.
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
@@ -69,11 +70,19 @@ pub(crate) struct Write<'a> {
 /// The layout over a database: where each execution's records are, and the number the next
 /// one gets.
 pub(crate) struct Keyed<K> {
-    pub(crate) kv: K,
-    /// Execution ARN to the number its records are kept under, as learnt.
-    keys: Mutex<HashMap<String, u64>>,
-    /// The number the next execution gets (the store is one process's: see each store).
+    pub(crate) kv: Arc<K>,
+    /// Execution ARN to the number its records are kept under, as learnt (shared with the
+    /// writer thread, which adds an execution once its creation is committed).
+    keys: Arc<Mutex<HashMap<String, u64>>>,
+    /// The executions being created, from the check that the store has none of that ARN to
+    /// the commit: a second creation of one of them is refused as if it were stored already.
+    creating: Arc<Mutex<HashSet<String>>>,
+    /// The number the next execution gets (the store is one process's: see each store). It
+    /// is held while a creation is queued, so numbers reach the writer in order.
     next: Mutex<u64>,
+    /// The writer thread, for a database whose commits are worth sharing (`None`: each write is
+    /// applied by its caller).
+    committer: Option<Committer>,
     /// What task tokens are signed with (`meta/token-key`, made with the store, or at the
     /// first open of a store older than it).
     pub(crate) token_key: crate::TokenKey,
@@ -106,9 +115,10 @@ fn number_after(key: &str, prefix: &str) -> Result<u64> {
         })
 }
 
-impl<K: KeyValue> Keyed<K> {
-    /// The layout over `kv`, marking a new store with the format it is created with.
-    pub(crate) fn open(kv: K, existing: bool) -> Result<Keyed<K>> {
+impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
+    /// The layout over `kv`, marking a new store with the format it is created with; with
+    /// `group_commit`, its executions' saves go through a writer thread (`group_commit.rs`).
+    pub(crate) fn open(kv: K, existing: bool, group_commit: bool) -> Result<Keyed<K>> {
         if kv.get("meta/format")?.is_none() {
             if existing {
                 // What was a store reads as an empty database: refuse to start over on it.
@@ -124,7 +134,7 @@ impl<K: KeyValue> Keyed<K> {
                 "meta/format".into(),
                 Cow::Owned(FORMAT_VERSION.to_string().into_bytes()),
             ));
-            kv.apply(write)?;
+            kv.apply(vec![write])?;
         }
         let next = match kv.get("meta/next")? {
             Some(bytes) => record::decode("meta/next", &bytes)?,
@@ -138,15 +148,22 @@ impl<K: KeyValue> Keyed<K> {
                 write
                     .puts
                     .push(("meta/token-key".into(), Cow::Owned(record::encode(&key)?)));
-                kv.apply(write)?;
+                kv.apply(vec![write])?;
                 key
             }
         };
+        let kv = Arc::new(kv);
+        let committer = match group_commit {
+            true => Some(Committer::start(kv.clone())?),
+            false => None,
+        };
         Ok(Keyed {
             kv,
-            keys: Mutex::new(HashMap::new()),
+            keys: Arc::default(),
+            creating: Arc::default(),
             next: Mutex::new(next),
             token_key,
+            committer,
         })
     }
 
@@ -174,8 +191,15 @@ impl<K: KeyValue> Keyed<K> {
         Ok(key)
     }
 
-    /// The writes of `changes` for execution number `key`.
-    fn write_of<'a>(&self, key: u64, changes: &'a Changes, write: &mut Write<'a>) -> Result<()> {
+    /// The writes of `changes` for execution number `key`, with `puts`, the records of
+    /// `changes` (taken from them, or copied).
+    fn write_of(
+        &self,
+        key: u64,
+        changes: &Changes,
+        puts: Vec<(RecordKey, Vec<u8>)>,
+        write: &mut Write<'static>,
+    ) -> Result<()> {
         for record in changes.deletes() {
             match record {
                 RecordKey::AllResults { .. } => {
@@ -184,10 +208,10 @@ impl<K: KeyValue> Keyed<K> {
                 _ => write.deletes.push(record_key(key, *record)),
             }
         }
-        for (record, bytes) in changes.puts() {
+        for (record, bytes) in puts {
             write
                 .puts
-                .push((record_key(key, *record), Cow::Borrowed(bytes)));
+                .push((record_key(key, record), Cow::Owned(bytes)));
         }
         if let Some(listing) = changes.listing() {
             write.puts.push((
@@ -198,63 +222,123 @@ impl<K: KeyValue> Keyed<K> {
         Ok(())
     }
 
-    /// Takes the next execution number, adding its counter's update to `write`.
-    fn allocate(&self, write: &mut Write<'_>) -> Result<(u64, std::sync::MutexGuard<'_, u64>)> {
-        let next = self.next.lock().expect("not poisoned");
+    /// Hands `write` to the writer thread, or applies it now when there is none.
+    fn submit(&self, write: Write<'static>, done: Done) {
+        match &self.committer {
+            Some(committer) => committer.submit(write, done),
+            None => done(self.kv.apply(vec![write])),
+        }
+    }
+
+    /// Takes the next execution number and queues the first write of execution `arn` under
+    /// it, as `build` makes it (the counter's update is added); `done` is answered once it is
+    /// committed, after which the execution is known under its number.
+    fn submit_new(
+        &self,
+        arn: &str,
+        build: impl FnOnce(u64, &mut Write<'static>) -> Result<()>,
+        done: Done,
+    ) -> Result<()> {
+        let mut next = self.next.lock().expect("not poisoned");
         let key = *next;
+        let mut write = Write::default();
+        build(key, &mut write)?;
         write
             .puts
             .push(("meta/next".into(), Cow::Owned(record::encode(&(key + 1))?)));
-        Ok((key, next))
+        // A number is used once, whatever becomes of its write: a failed creation leaves a
+        // gap, never two executions under one number.
+        *next = key + 1;
+        let keys = self.keys.clone();
+        let arn = arn.to_owned();
+        self.submit(
+            write,
+            Box::new(move |result| {
+                if result.is_ok() {
+                    keys.lock().expect("not poisoned").insert(arn, key);
+                }
+                done(result)
+            }),
+        );
+        // Queued while the counter was held: the writes reach the writer in number order, so
+        // the last `meta/next` written is the greatest.
+        drop(next);
+        Ok(())
     }
 
-    pub(crate) fn create(&self, definition: &str, launch: &Value, changes: &Changes) -> Result<()> {
+    /// Queues the creation of an execution (see [`super::CheckpointStore::create`]); errors
+    /// found before anything is queued are returned, `done` answers the commit.
+    fn queue_create(
+        &self,
+        definition: &str,
+        launch: &Value,
+        changes: &Changes,
+        puts: Vec<(RecordKey, Vec<u8>)>,
+        done: Done,
+    ) -> Result<()> {
         let arn = changes.execution_arn();
-        if self.listing(arn)?.is_some() || self.kv.get(&format!("c/{arn}"))?.is_some() {
-            return Err(Error::AlreadyExists(arn.to_owned()));
-        }
         if !changes.is_complete() || changes.listing().is_none() {
             return Err(Error::Io(format!(
                 "the creation of {arn} does not hold the whole execution"
             )));
         }
-        let mut write = Write::default();
-        let (key, next) = self.allocate(&mut write)?;
-        write
-            .puts
-            .push((format!("d/{arn}"), Cow::Borrowed(definition.as_bytes())));
-        write
-            .puts
-            .push((format!("l/{arn}"), Cow::Owned(record::encode(launch)?)));
-        self.write_of(key, changes, &mut write)?;
-        self.commit_new(arn, write, key, next)
-    }
-
-    /// Applies the first write of execution `arn` under the number `allocate` gave it, which
-    /// then counts as taken.
-    fn commit_new(
-        &self,
-        arn: &str,
-        write: Write<'_>,
-        key: u64,
-        mut next: std::sync::MutexGuard<'_, u64>,
-    ) -> Result<()> {
-        self.kv.apply(write)?;
-        *next = key + 1;
-        drop(next);
-        self.keys
+        // Reserved from the check to the commit, so that two creations of one ARN at once
+        // cannot both pass the check.
+        if !self
+            .creating
             .lock()
             .expect("not poisoned")
-            .insert(arn.to_owned(), key);
-        Ok(())
+            .insert(arn.to_owned())
+        {
+            return Err(Error::AlreadyExists(arn.to_owned()));
+        }
+        let creating = self.creating.clone();
+        let release = move |arn: &str| {
+            creating.lock().expect("not poisoned").remove(arn);
+        };
+        let queued = (|| {
+            if self.listing(arn)?.is_some() || self.kv.get(&format!("c/{arn}"))?.is_some() {
+                return Err(Error::AlreadyExists(arn.to_owned()));
+            }
+            let owned = arn.to_owned();
+            let release = release.clone();
+            self.submit_new(
+                arn,
+                |key, write| {
+                    write.puts.push((
+                        format!("d/{arn}"),
+                        Cow::Owned(definition.as_bytes().to_vec()),
+                    ));
+                    write
+                        .puts
+                        .push((format!("l/{arn}"), Cow::Owned(record::encode(launch)?)));
+                    self.write_of(key, changes, puts, write)
+                },
+                Box::new(move |result| {
+                    release(&owned);
+                    done(result)
+                }),
+            )
+        })();
+        if queued.is_err() {
+            release(arn);
+        }
+        queued
     }
 
-    pub(crate) fn save(&self, changes: &Changes) -> Result<()> {
+    /// Queues what changed in an execution (see [`super::CheckpointStore::save`]).
+    fn queue_save(
+        &self,
+        changes: &Changes,
+        puts: Vec<(RecordKey, Vec<u8>)>,
+        done: Done,
+    ) -> Result<()> {
         let arn = changes.execution_arn();
-        let mut write = Write::default();
         if let Some(key) = self.key_of(arn)? {
-            self.write_of(key, changes, &mut write)?;
-            return self.kv.apply(write);
+            let mut write = Write::default();
+            self.write_of(key, changes, puts, &mut write)?;
+            self.submit(write, done);
+            return Ok(());
         }
         // A v1 or v2 execution's first save in v3: written whole, under a number of its own,
         // and its old document goes. (Its events stay where they are: `events` reads both.)
@@ -266,19 +350,51 @@ impl<K: KeyValue> Keyed<K> {
                 "{arn} is stored in format v1 or v2 and its first save is not whole"
             )));
         }
-        let (key, next) = self.allocate(&mut write)?;
-        write.deletes.push(format!("c/{arn}"));
-        self.write_of(key, changes, &mut write)?;
-        if changes.listing().is_none() {
-            let listing = ListingRecord {
-                key: Some(key),
-                ..listing
-            };
-            write
-                .puts
-                .push((format!("e/{arn}"), Cow::Owned(record::encode(&listing)?)));
-        }
-        self.commit_new(arn, write, key, next)
+        self.submit_new(
+            arn,
+            |key, write| {
+                write.deletes.push(format!("c/{arn}"));
+                self.write_of(key, changes, puts, write)?;
+                if changes.listing().is_none() {
+                    let listing = ListingRecord {
+                        key: Some(key),
+                        ..listing
+                    };
+                    write
+                        .puts
+                        .push((format!("e/{arn}"), Cow::Owned(record::encode(&listing)?)));
+                }
+                Ok(())
+            },
+            done,
+        )
+    }
+
+    pub(crate) fn create(&self, definition: &str, launch: &Value, changes: &Changes) -> Result<()> {
+        wait(|done| self.queue_create(definition, launch, changes, changes.puts().to_vec(), done))
+    }
+
+    pub(crate) fn save(&self, changes: &Changes) -> Result<()> {
+        wait(|done| self.queue_save(changes, changes.puts().to_vec(), done))
+    }
+
+    pub(crate) fn create_async(
+        &self,
+        definition: &str,
+        launch: &Value,
+        mut changes: Changes,
+    ) -> Saving {
+        let puts = std::mem::take(&mut changes.puts);
+        Saving::queue(changes, |changes, done| {
+            self.queue_create(definition, launch, changes, puts, done)
+        })
+    }
+
+    pub(crate) fn save_async(&self, mut changes: Changes) -> Saving {
+        let puts = std::mem::take(&mut changes.puts);
+        Saving::queue(changes, |changes, done| {
+            self.queue_save(changes, puts, done)
+        })
     }
 
     /// An execution's checkpoint: its v3 records, or its v1 or v2 document.
@@ -482,7 +598,7 @@ impl<K: KeyValue> Keyed<K> {
             format!("m/{}", machine.arn),
             Cow::Owned(record::encode(machine)?),
         ));
-        self.kv.apply(write)
+        self.kv.apply(vec![write])
     }
 
     pub(crate) fn state_machine(&self, arn: &str) -> Result<Option<super::StateMachineRecord>> {
@@ -508,7 +624,7 @@ impl<K: KeyValue> Keyed<K> {
         }
         let mut write = Write::default();
         write.deletes.push(key);
-        self.kv.apply(write)?;
+        self.kv.apply(vec![write])?;
         Ok(true)
     }
 
@@ -536,6 +652,19 @@ macro_rules! checkpoint_store_over_keys {
 
             fn save(&self, changes: &$crate::record::Changes) -> $crate::store::Result<()> {
                 self.keyed.save(changes)
+            }
+
+            fn create_async(
+                &self,
+                definition: &str,
+                launch: &serde_json::Value,
+                changes: $crate::record::Changes,
+            ) -> $crate::store::Saving {
+                self.keyed.create_async(definition, launch, changes)
+            }
+
+            fn save_async(&self, changes: $crate::record::Changes) -> $crate::store::Saving {
+                self.keyed.save_async(changes)
             }
 
             fn load(
@@ -629,7 +758,7 @@ mod tests {
     /// that stops is not handed more.
     #[test]
     fn a_long_history_is_read_a_page_at_a_time() {
-        let keyed = Keyed::open(Map::default(), false).unwrap();
+        let keyed = Keyed::open(Map::default(), false, false).unwrap();
         let arn = "arn:aws:states:us-east-1:123456789012:execution:m:e";
         let listing = ListingRecord {
             execution_arn: arn.into(),
@@ -664,7 +793,7 @@ mod tests {
                 .puts
                 .push((key, Cow::Owned(record::encode_events(&events).unwrap())));
         }
-        keyed.kv.apply(write).unwrap();
+        keyed.kv.apply(vec![write]).unwrap();
         let mut ids = Vec::new();
         keyed
             .each_event(arn, &mut |e| {

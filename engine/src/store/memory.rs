@@ -21,7 +21,8 @@ impl MemStore {
     /// An empty store.
     pub fn new() -> MemStore {
         MemStore {
-            keyed: Keyed::open(Map::default(), false).expect("a map cannot fail"),
+            // Nothing to gain from a writer thread: a map's writes take no time.
+            keyed: Keyed::open(Map::default(), false, false).expect("a map cannot fail"),
         }
     }
 }
@@ -37,23 +38,25 @@ impl KeyValue for Map {
         Ok(self.0.lock().expect("not poisoned").get(key).cloned())
     }
 
-    fn apply(&self, write: Write<'_>) -> Result<()> {
+    fn apply(&self, writes: Vec<Write<'_>>) -> Result<()> {
         let mut map = self.0.lock().expect("not poisoned");
-        for prefix in &write.delete_prefixes {
-            let doomed: Vec<String> = map
-                .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
-                .take_while(|(k, _)| k.starts_with(prefix.as_str()))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in doomed {
-                map.remove(&k);
+        for write in writes {
+            for prefix in &write.delete_prefixes {
+                let doomed: Vec<String> = map
+                    .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+                    .take_while(|(k, _)| k.starts_with(prefix.as_str()))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in doomed {
+                    map.remove(&k);
+                }
             }
-        }
-        for k in &write.deletes {
-            map.remove(k);
-        }
-        for (k, v) in write.puts {
-            map.insert(k, v.into_owned());
+            for k in &write.deletes {
+                map.remove(k);
+            }
+            for (k, v) in write.puts {
+                map.insert(k, v.into_owned());
+            }
         }
         Ok(())
     }

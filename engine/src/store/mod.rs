@@ -9,6 +9,7 @@ use crate::model::{ExecutionInfo, Status};
 use crate::record::{Changes, Checkpoint};
 
 pub(crate) mod error;
+mod group_commit;
 mod keyed;
 pub(crate) mod memory;
 mod redb_store;
@@ -114,6 +115,23 @@ pub trait CheckpointStore: Send + Sync {
     /// events), in one atomic write.
     fn save(&self, changes: &Changes) -> Result<()>;
 
+    /// [`CheckpointStore::create`] as a future, which resolves to the history events `changes`
+    /// carried once they are durable. The disk stores do not hold the calling thread while
+    /// they commit, and commit the saves of executions that save at the same time together
+    /// (one fsync for all). By default, `create` at once.
+    fn create_async(&self, definition: &str, launch: &Value, changes: Changes) -> Saving {
+        Saving::done(
+            self.create(definition, launch, &changes)
+                .map(|()| changes.into_events()),
+        )
+    }
+
+    /// [`CheckpointStore::save`] as a future, as [`CheckpointStore::create_async`] is
+    /// `create`'s.
+    fn save_async(&self, changes: Changes) -> Saving {
+        Saving::done(self.save(&changes).map(|()| changes.into_events()))
+    }
+
     /// What the store has of an execution, to resume or redrive it.
     fn load(&self, execution_arn: &str) -> Result<Option<Stored>>;
 
@@ -174,6 +192,14 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
         (**self).save(changes)
     }
 
+    fn create_async(&self, definition: &str, launch: &Value, changes: Changes) -> Saving {
+        (**self).create_async(definition, launch, changes)
+    }
+
+    fn save_async(&self, changes: Changes) -> Saving {
+        (**self).save_async(changes)
+    }
+
     fn load(&self, execution_arn: &str) -> Result<Option<Stored>> {
         (**self).load(execution_arn)
     }
@@ -221,4 +247,78 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
     fn delete_state_machine(&self, arn: &str) -> Result<bool> {
         (**self).delete_state_machine(arn)
     }
+}
+
+/// A save under way ([`CheckpointStore::save_async`], [`CheckpointStore::create_async`]): a
+/// future of the history events the saved changes carried, ready once they are durable.
+#[must_use = "changes are durable only once their save resolves"]
+pub struct Saving(SavingState);
+
+enum SavingState {
+    Done(Option<Result<Vec<Event>>>),
+    Queued {
+        answer: tokio::sync::oneshot::Receiver<Result<()>>,
+        events: Option<Vec<Event>>,
+    },
+}
+
+impl Saving {
+    /// A save that is over: `result` is what it resolves to.
+    pub fn done(result: Result<Vec<Event>>) -> Saving {
+        Saving(SavingState::Done(Some(result)))
+    }
+
+    /// Queues `changes` through `queue`, which returns what failed before anything was queued
+    /// and hands the commit's result to the callback it is given.
+    fn queue(
+        changes: Changes,
+        queue: impl FnOnce(&Changes, group_commit::Done) -> Result<()>,
+    ) -> Saving {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let done = Box::new(move |result| {
+            let _ = answer.send(result);
+        });
+        match queue(&changes, done) {
+            Ok(()) => Saving(SavingState::Queued {
+                answer: answered,
+                events: Some(changes.into_events()),
+            }),
+            Err(e) => Saving::done(Err(e)),
+        }
+    }
+}
+
+impl std::future::Future for Saving {
+    type Output = Result<Vec<Event>>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        match &mut self.get_mut().0 {
+            SavingState::Done(result) => Poll::Ready(
+                result
+                    .take()
+                    .expect("a save is not polled after it resolved"),
+            ),
+            SavingState::Queued { answer, events } => match std::pin::Pin::new(answer).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(Ok(()))) => Poll::Ready(Ok(events.take().unwrap_or_default())),
+                Poll::Ready(Ok(Err(e))) => Poll::Ready(Err(e)),
+                Poll::Ready(Err(_)) => Poll::Ready(Err(group_commit::stopped())),
+            },
+        }
+    }
+}
+
+/// Waits, holding the thread, for a write queued by `queue` (see [`Saving::queue`]).
+fn wait(queue: impl FnOnce(group_commit::Done) -> Result<()>) -> Result<()> {
+    let (answer, answered) = std::sync::mpsc::channel();
+    queue(Box::new(move |result| {
+        let _ = answer.send(result);
+    }))?;
+    answered
+        .recv()
+        .unwrap_or_else(|_| Err(group_commit::stopped()))
 }

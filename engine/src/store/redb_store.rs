@@ -52,7 +52,7 @@ fn io(e: impl std::fmt::Display) -> Error {
 fn create_whole(dir: &Path, file: &Path) -> Result<()> {
     let partial = dir.join(format!("{REDB_FILE}.{}.partial", std::process::id()));
     let _ = std::fs::remove_file(&partial);
-    Keyed::open(Db(open_file(&partial).map_err(io)?), false)?;
+    Keyed::open(Db(open_file(&partial).map_err(io)?), false, false)?;
     let linked = std::fs::hard_link(&partial, file);
     let _ = std::fs::remove_file(&partial);
     match linked {
@@ -119,7 +119,7 @@ impl RedbStore {
                 Err(e) => return Err(io(e)),
             }
         };
-        let keyed = Keyed::open(Db(db), existing)?;
+        let keyed = Keyed::open(Db(db), existing, true)?;
         remove_partials(dir);
         Ok(RedbStore { keyed })
     }
@@ -136,30 +136,33 @@ impl KeyValue for Db {
         Ok(table.get(key).map_err(io)?.map(|v| v.value().to_vec()))
     }
 
-    /// One write transaction, committed with redb's default durability (fsynced).
-    fn apply(&self, write: Write<'_>) -> Result<()> {
+    /// One write transaction for all of `writes`, committed with redb's default durability
+    /// (fsynced).
+    fn apply(&self, writes: Vec<Write<'_>>) -> Result<()> {
         let txn = self.0.begin_write().map_err(io)?;
         {
             let mut table = txn.open_table(TABLE).map_err(io)?;
-            for prefix in &write.delete_prefixes {
-                let doomed: Vec<String> = table
-                    .range(prefix.as_str()..)
-                    .map_err(io)?
-                    .map_while(|entry| {
-                        let (k, _) = entry.ok()?;
-                        let k = k.value();
-                        k.starts_with(prefix.as_str()).then(|| k.to_owned())
-                    })
-                    .collect();
-                for k in doomed {
+            for write in &writes {
+                for prefix in &write.delete_prefixes {
+                    let doomed: Vec<String> = table
+                        .range(prefix.as_str()..)
+                        .map_err(io)?
+                        .map_while(|entry| {
+                            let (k, _) = entry.ok()?;
+                            let k = k.value();
+                            k.starts_with(prefix.as_str()).then(|| k.to_owned())
+                        })
+                        .collect();
+                    for k in doomed {
+                        table.remove(k.as_str()).map_err(io)?;
+                    }
+                }
+                for k in &write.deletes {
                     table.remove(k.as_str()).map_err(io)?;
                 }
-            }
-            for k in &write.deletes {
-                table.remove(k.as_str()).map_err(io)?;
-            }
-            for (k, v) in &write.puts {
-                table.insert(k.as_str(), v.as_ref()).map_err(io)?;
+                for (k, v) in &write.puts {
+                    table.insert(k.as_str(), v.as_ref()).map_err(io)?;
+                }
             }
         }
         txn.commit().map_err(io)
@@ -260,7 +263,7 @@ mod tests {
         // Reopening finds the format marker written at creation.
         let store = RedbStore::open(dir.path()).unwrap();
         assert_eq!(
-            KeyValue::get(&store.keyed.kv, "meta/format").unwrap(),
+            KeyValue::get(&*store.keyed.kv, "meta/format").unwrap(),
             Some(crate::record::FORMAT_VERSION.to_string().into_bytes())
         );
     }

@@ -146,7 +146,7 @@ impl SledStore {
             }
         };
         Ok(SledStore {
-            keyed: Keyed::open(Db::new(db), existing)?,
+            keyed: Keyed::open(Db::new(db), existing, true)?,
         })
     }
 }
@@ -173,19 +173,23 @@ impl KeyValue for Db {
         guarded("reading", || self.sled().get(key)).map(|v| v.map(|v| v.to_vec()))
     }
 
-    /// One atomic batch, then a flush (`sync_file_range` on Linux: see the module's comment).
-    fn apply(&self, write: Write<'_>) -> Result<()> {
+    /// One atomic batch for all of `writes`, then a flush (`sync_file_range` on Linux: see
+    /// the module's comment). In a batch the last operation on a key wins, so the writes keep
+    /// their order.
+    fn apply(&self, writes: Vec<Write<'_>>) -> Result<()> {
         let mut batch = sled::Batch::default();
-        for prefix in &write.delete_prefixes {
-            for entry in self.sled().scan_prefix(prefix.as_bytes()).keys() {
-                batch.remove(guarded("reading", || entry)?);
+        for write in writes {
+            for prefix in &write.delete_prefixes {
+                for entry in self.sled().scan_prefix(prefix.as_bytes()).keys() {
+                    batch.remove(guarded("reading", || entry)?);
+                }
             }
-        }
-        for k in write.deletes {
-            batch.remove(k.as_bytes());
-        }
-        for (k, v) in &write.puts {
-            batch.insert(k.as_bytes(), v.as_ref());
+            for k in write.deletes {
+                batch.remove(k.as_bytes());
+            }
+            for (k, v) in &write.puts {
+                batch.insert(k.as_bytes(), v.as_ref());
+            }
         }
         self.writing("writing", || self.sled().apply_batch(batch))?;
         self.writing("flushing", || self.sled().flush())?;
