@@ -4,7 +4,9 @@
 //!
 //! `cargo bench --bench serve`; `STEPSTONE_BENCH_REQUESTS` (default 4000) and
 //! `STEPSTONE_BENCH_CLIENTS` (default 4) change the load. Prints requests/s and the latency
-//! percentiles, then checks that every execution succeeded.
+//! percentiles, then checks that every execution succeeded. Then the same run against
+//! MiniStack (`.venv-aws/bin/ministack`, which `scripts/test` installs, or
+//! `STEPSTONE_BENCH_MINISTACK`), which reads the same MockConfigFile.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -29,6 +31,7 @@ fn main() {
         .to_string(),
     )
     .unwrap();
+
     let mut server = Command::new(env!("CARGO_BIN_EXE_stepstone"))
         .args(["serve", "--port", "0", "--virtual-time", "--store"])
         .arg(dir.join("store"))
@@ -48,7 +51,54 @@ fn main() {
         .find_map(|w| w.strip_prefix("http://"))
         .expect("the address")
         .to_owned();
+    measure("stepstone serve (redb)", &address, requests, clients);
+    server.kill().unwrap();
+    let _ = server.wait();
 
+    // MiniStack, the same run: it reads the same MockConfigFile (SFN_MOCK_CONFIG) and takes the
+    // same `#TestCase` suffix. Installed by `scripts/test` into .venv-aws.
+    let ministack = std::env::var_os("STEPSTONE_BENCH_MINISTACK")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-aws/bin/ministack")
+        });
+    if ministack.exists() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut emulator = Command::new(&ministack)
+            .env("GATEWAY_PORT", port.to_string())
+            .env("BIND_HOST", "127.0.0.1")
+            .env("SFN_MOCK_CONFIG", &mocks)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("MiniStack starts");
+        let address = format!("127.0.0.1:{port}");
+        let up = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(&address).is_err() {
+            assert!(Instant::now() < up, "MiniStack did not start on {address}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        measure("MiniStack", &address, requests, clients);
+        let _ = emulator.kill();
+        let _ = emulator.wait();
+    } else {
+        println!(
+            "MiniStack: not measured ({} is missing: run scripts/test once, or set STEPSTONE_BENCH_MINISTACK)",
+            ministack.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Creates the 20-state machine on the service at `address`, starts `requests` executions of
+/// it from `clients` connections, prints throughput and latency, then waits for every
+/// execution to succeed and prints how long they took to.
+fn measure(label: &str, address: &str, requests: usize, clients: usize) {
     // 19 Pass states and a Task.
     let mut states = serde_json::Map::new();
     for i in 0..19 {
@@ -62,7 +112,7 @@ fn main() {
         json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "deploy"}, "End": true}),
     );
     let definition = json!({"StartAt": "P0", "States": states}).to_string();
-    let mut connection = Client::connect(&address);
+    let mut connection = Client::connect(address);
     let created = connection.call(
         "CreateStateMachine",
         &json!({"name": "twenty", "definition": definition, "roleArn": "arn:aws:iam::123456789012:role/r"}),
@@ -73,7 +123,7 @@ fn main() {
     let per_client = requests / clients;
     let workers: Vec<_> = (0..clients)
         .map(|c| {
-            let (address, machine) = (address.clone(), machine.clone());
+            let (address, machine) = (address.to_owned(), machine.clone());
             std::thread::spawn(move || {
                 let mut client = Client::connect(&address);
                 let mut latencies = Vec::with_capacity(per_client);
@@ -98,7 +148,7 @@ fn main() {
     latencies.sort();
     let at = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
-        "serve/StartExecution: {} requests from {clients} connections in {:.2} s: {:.0} executions/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "{label}: StartExecution x {} from {clients} connections in {:.2} s: {:.0} executions/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         latencies.len(),
         elapsed.as_secs_f64(),
         latencies.len() as f64 / elapsed.as_secs_f64(),
@@ -108,35 +158,35 @@ fn main() {
     );
 
     // Every execution ends SUCCEEDED.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let listed = connection.call(
-            "ListExecutions",
-            &json!({"stateMachineArn": created["stateMachineArn"], "statusFilter": "SUCCEEDED", "maxResults": 1000}),
-        );
-        let mut done = listed["executions"].as_array().unwrap().len();
-        let mut token = listed["nextToken"].clone();
-        while let Some(t) = token.as_str() {
-            let page = connection.call(
-                "ListExecutions",
-                &json!({"stateMachineArn": created["stateMachineArn"], "statusFilter": "SUCCEEDED", "maxResults": 1000, "nextToken": t}),
-            );
-            done += page["executions"].as_array().unwrap().len();
+        let mut done = 0;
+        let mut token = Value::Null;
+        loop {
+            let mut ask = json!({"stateMachineArn": created["stateMachineArn"], "statusFilter": "SUCCEEDED", "maxResults": 1000});
+            if token.is_string() {
+                ask["nextToken"] = token.clone();
+            }
+            let page = connection.call("ListExecutions", &ask);
+            done += page["executions"].as_array().map_or(0, Vec::len);
             token = page["nextToken"].clone();
+            if !token.is_string() {
+                break;
+            }
         }
         if done == latencies.len() {
-            println!("all {done} executions SUCCEEDED");
+            println!(
+                "{label}: all {done} executions SUCCEEDED {:.2} s after the first start",
+                started.elapsed().as_secs_f64()
+            );
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "only {done} executions succeeded"
+            "{label}: only {done} executions succeeded"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    server.kill().unwrap();
-    let _ = server.wait();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn setting(name: &str, default: usize) -> usize {
@@ -163,7 +213,7 @@ impl Client {
     fn call(&mut self, operation: &str, body: &Value) -> Value {
         let body = body.to_string();
         let request = format!(
-            "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: AWSStepFunctions.{operation}\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: AWS4-HMAC-SHA256 Credential=test/20261206/us-east-1/states/aws4_request, SignedHeaders=host, Signature=0\r\nX-Amz-Target: AWSStepFunctions.{operation}\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         self.stream.get_mut().write_all(request.as_bytes()).unwrap();
