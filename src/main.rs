@@ -37,6 +37,10 @@ enum Command {
     /// Progress goes to standard error while it runs (states entered, tasks dispatched, waits,
     /// retries); the status and output go to standard output. Exit status: 0 SUCCEEDED, 1
     /// FAILED or TIMED_OUT, 2 for an invalid definition, input or usage.
+    ///
+    /// When another `run` (detached or not) or a `serve` owns the store, the execution runs in
+    /// that process and this one follows it there, printing the same; its --task commands run
+    /// in this directory.
     #[command(
         after_help = "Examples:\n  stepstone run flow.asl.json --input '{\"n\": 1}'\n  stepstone run deploy.asl.json --input-file in.json --virtual-time \\\n      --task arn:aws:states:::lambda:invoke='./prepare.sh'\n  stepstone run loop.asl.json --json --stats --history-limit 0\n\nA --task command reads the task's input as JSON on stdin and prints its result as JSON on\nstdout; a non-zero exit fails the task with the {\"Error\", \"Cause\"} it printed, or\nStates.TaskFailed. It finds STEPSTONE_EXECUTION_ARN, STEPSTONE_STATE_NAME,\nSTEPSTONE_ATTEMPT, STEPSTONE_INVOCATION and STEPSTONE_IDEMPOTENCY_TOKEN in its\nenvironment."
     )]

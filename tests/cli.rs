@@ -551,16 +551,6 @@ fn a_detached_run_is_reached_through_its_control_socket_stopped_and_redriven() {
     assert_eq!(v["events"][1]["type"], "WaitStateEntered");
     let v = json_out(&stepstone(&["executions", "--store", &store, "--json"]));
     assert_eq!(v["executions"][0]["executionArn"], arn.as_str());
-    // A second engine on the same store is refused, and told who holds it.
-    let o = stepstone(&[
-        "run", &file, "--store", &store, "--name", "other", "--quiet",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("in use by another Stepstone engine") && err.contains(&arn),
-        "{err}"
-    );
 
     // Stop reaches the running engine, which ends: ABORTED, durably, before it answers.
     let v = json_out(&stepstone(&[
@@ -1230,4 +1220,167 @@ fn an_activity_routed_to_a_command_is_worked_by_it() {
         history["events"][2]["activityScheduledEventDetails"]["resource"],
         arn
     );
+}
+
+/// A `run` on a store that another process owns (here a detached run) hands its execution to
+/// that process and follows it there: the same output, history and exit code as a run of its
+/// own, its commands run in the directory it was called from, and the owner does not end
+/// before the executions it took.
+#[test]
+fn a_run_on_a_store_in_use_runs_in_the_engine_that_owns_it() {
+    let store = store_dir("guests");
+    let held = run_file(
+        "guest-held.asl.json",
+        json!({"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 3600, "End": true}}}),
+    );
+    assert_ok(&stepstone(&[
+        "run", &held, "--store", &store, "--name", "held", "--detach",
+    ]));
+    // A command named relative to where `run` is called, in a directory of its own.
+    let caller =
+        std::env::temp_dir().join(format!("stepstone-guest-caller-{}", std::process::id()));
+    std::fs::create_dir_all(&caller).unwrap();
+    std::fs::write(
+        caller.join("answer.sh"),
+        "#!/bin/sh\ncat > /dev/null\nprintf '{\"ran in\": \"%s\"}' \"$(basename \"$PWD\")\"\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            caller.join("answer.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let guest = run_file(
+        "guest.asl.json",
+        json!({"StartAt": "Call", "States": {
+            "Call": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": "f"}, "ResultPath": "$.call", "Next": "Check"},
+            "Check": {"Type": "Choice", "Choices": [
+                {"Variable": "$.fail", "IsPresent": true, "Next": "Boom"}], "Default": "Done"},
+            "Boom": {"Type": "Fail", "Error": "Boom", "Cause": "asked to"},
+            "Done": {"Type": "Pass", "OutputPath": "$.call", "End": true}}}),
+    );
+    let run_from_caller = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stepstone"))
+            .current_dir(&caller)
+            .args(["run", &guest, "--store", &store])
+            .args(["--task", "arn:aws:states:::lambda:invoke=./answer.sh"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run_from_caller(&["--name", "first", "--json", "--history"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    let result: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(result["status"], "SUCCEEDED");
+    assert_eq!(
+        result["executionArn"],
+        "arn:aws:states:us-east-1:123456789012:execution:guest:first"
+    );
+    let caller_name = caller.file_name().unwrap().to_str().unwrap();
+    assert_eq!(result["output"], json!({"ran in": caller_name}));
+    let history: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(
+        event_types(&history),
+        [
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "TaskScheduled",
+            "TaskStarted",
+            "TaskSucceeded",
+            "TaskStateExited",
+            "ChoiceStateEntered",
+            "ChoiceStateExited",
+            "PassStateEntered",
+            "PassStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is in use by process"), "{err}");
+    assert!(err.contains("-> Call (Task)"), "{err}");
+    assert!(err.contains("SUCCEEDED after 3 states"), "{err}");
+
+    // A failure exits 1 with its error, as a run of its own does.
+    let o = run_from_caller(&[
+        "--name",
+        "second",
+        "--input",
+        r#"{"fail": true}"#,
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(
+        (result["error"].as_str(), result["cause"].as_str()),
+        (Some("Boom"), Some("asked to"))
+    );
+    assert!(
+        o.stderr.is_empty(),
+        "--quiet: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A name is taken once, in the owner too.
+    let o = run_from_caller(&["--name", "first", "--quiet"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ExecutionAlreadyExists"));
+
+    // The owner's own execution is stopped while a guest still waits: the owner ends only
+    // after it.
+    let slow = run_file(
+        "guest-slow.asl.json",
+        json!({"StartAt": "Nap", "States": {"Nap": {"Type": "Wait", "Seconds": 2, "End": true}}}),
+    );
+    let follower = Command::new(env!("CARGO_BIN_EXE_stepstone"))
+        .args([
+            "run", &slow, "--store", &store, "--name", "slow", "--json", "--quiet",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for(10, "the guest did not start", || {
+        let o = stepstone(&["describe", "slow", "--store", &store, "--json"]);
+        o.status.success().then_some(())
+    });
+    json_out(&stepstone(&["stop", "held", "--store", &store, "--json"]));
+    let socket = std::path::PathBuf::from(format!("{store}/control.sock"));
+    assert!(socket.exists(), "the owner waits for its guest");
+    let out = follower.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let result: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(result["status"], "SUCCEEDED");
+    common::wait_for(10, "the owner did not end", || {
+        (!socket.exists()).then_some(())
+    });
+    let v = json_out(&stepstone(&["executions", "--store", &store, "--json"]));
+    let mut listed: Vec<(&str, &str)> = v["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["status"].as_str().unwrap()))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            ("first", "SUCCEEDED"),
+            ("held", "ABORTED"),
+            ("second", "FAILED"),
+            ("slow", "SUCCEEDED")
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&store);
+    let _ = std::fs::remove_dir_all(&caller);
 }

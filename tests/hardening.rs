@@ -792,3 +792,57 @@ fn an_input_over_the_payload_limit_is_refused_before_anything_starts() {
     ]);
     assert_ok(&o);
 }
+
+/// What a run was started with holds after a kill: a run whose output is 400 KB under
+/// `--payload-limit 0`, killed while it waits, resumes with the limit still lifted, and from
+/// another directory its command still runs where it was started.
+#[test]
+fn a_resumed_run_keeps_its_payload_limit_and_its_commands_directory() {
+    let dir = scratch("launch-kept");
+    let store = dir.join("store").display().to_string();
+    std::fs::write(
+        dir.join("big.sh"),
+        "#!/bin/sh\ncat > /dev/null\nprintf '{\"big\": \"%0200000d\"}' 0\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("big.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+    let def = write_json(
+        &dir,
+        "big.asl.json",
+        &json!({"StartAt": "W", "States": {
+            "W": {"Type": "Wait", "Seconds": 2, "Next": "T"},
+            "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": "Twice"},
+            "Twice": {"Type": "Pass", "Parameters": {"a.$": "$.big", "b.$": "$.big"}, "End": true}
+        }}),
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_stepstone"))
+        .current_dir(&dir)
+        .args(["run", &def, "--store", &store, "--name", "big", "--detach"])
+        .args(["--payload-limit", "0"])
+        .args(["--task", "arn:aws:states:::lambda:invoke=./big.sh"])
+        .output()
+        .unwrap();
+    assert_ok(&o);
+    let pid = stderr(&o)
+        .split("pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap()
+        .to_owned();
+    Command::new("kill").args(["-9", &pid]).status().unwrap();
+    wait_until_gone(&pid);
+    // Resumed from elsewhere (this test's directory, not the one holding big.sh).
+    let o = stepstone(&["resume", "--store", &store, "--json", "--quiet"]);
+    assert_ok(&o);
+    let finished: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(finished["status"], "SUCCEEDED", "{finished}");
+    assert_eq!(
+        finished["output"]["b"].as_str().map(str::len),
+        Some(200_000)
+    );
+}

@@ -381,3 +381,40 @@ fn a_flood_of_idle_connections_does_not_starve_the_server() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `stepstone run` on the store a server owns runs its execution in the server, which the API
+/// then shows like any other.
+#[test]
+fn a_run_on_the_servers_store_runs_in_the_server() {
+    let dir = store("guest");
+    let server = Server::start(&dir);
+    let definition = std::env::temp_dir().join(format!(
+        "stepstone-serve-guest-{}.asl.json",
+        std::process::id()
+    ));
+    std::fs::write(
+        &definition,
+        r#"{"StartAt": "Hi", "States": {"Hi": {"Type": "Pass", "Parameters": {"hi.$": "$.who"}, "End": true}}}"#,
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_stepstone"))
+        .arg("run")
+        .arg(&definition)
+        .arg("--store")
+        .arg(&dir)
+        .args(["--name", "handed", "--input", r#"{"who": "you"}"#, "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(result["output"], serde_json::json!({"hi": "you"}));
+    let arn = result["executionArn"].as_str().unwrap();
+    let described = call(
+        &server.endpoint,
+        "DescribeExecution",
+        &serde_json::json!({"executionArn": arn}),
+    );
+    assert_eq!(described["status"], "SUCCEEDED");
+    assert_eq!(described["output"], r#"{"hi":"you"}"#);
+    let _ = std::fs::remove_file(&definition);
+}

@@ -202,6 +202,16 @@ fn check(
                 if let Some(&some) = l.events.get(l.events.len() / 2) {
                     let one = store.event(&arn(e), some).unwrap().expect("event by id");
                     prop_assert_eq!(one.id, some);
+                    // Followed from the middle: exactly the events after it.
+                    let mut after = Vec::new();
+                    store
+                        .each_event_after(&arn(e), some, &mut |ev| {
+                            after.push(ev.id);
+                            true
+                        })
+                        .unwrap();
+                    let want: Vec<u64> = l.events.iter().copied().filter(|&id| id > some).collect();
+                    prop_assert_eq!(after, want);
                 }
             }
             Op::List => {

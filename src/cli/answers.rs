@@ -1,11 +1,14 @@
 //! The answers to the requests of the control protocol (`ping`, `list`, `describe`,
-//! `history`, `stop`, `task-*`), from the store and the executions running in this process:
+//! `history`, `events`, `stop`, `task-*`), from the store and the executions running in this
+//! process:
 //! what the control socket (`control.rs`) and the reading commands answer, and what `serve`
 //! reuses, in the AWS API's response shapes.
 
 use serde_json::{Value, json};
 use stepstone::engine::store::{CheckpointStore, ExecutionRecord};
 use stepstone::engine::{Callback, Signals, Status, callback_stored, stop_stored};
+
+use super::guests::EVENTS_PER_ANSWER;
 
 /// Finds an execution by ARN or by name.
 pub(crate) fn find(
@@ -52,6 +55,10 @@ pub(crate) async fn answer(
             let events: Vec<Value> = events.iter().map(|e| e.to_json()).collect();
             Ok(json!({"events": events}))
         }
+        "events" => {
+            let after = request["after"].as_u64().unwrap_or(0);
+            events_after(store, execution()?, after).await
+        }
         "stop" => {
             let arn = find(store, execution()?)?.execution_arn;
             let error = request["error"].as_str().unwrap_or_default();
@@ -90,6 +97,42 @@ pub(crate) async fn answer(
             Ok(json!({}))
         }
         other => Err(format!("unknown request '{other}'")),
+    }
+}
+
+/// `events`: the events of execution `arn` after event id `after` (at most
+/// [`EVENTS_PER_ANSWER`], as the engine keeps them: a `run` that follows an execution reads them
+/// back as events), and its status. While it runs and has nothing new, the answer waits for
+/// something new, up to a second: a follower polls without spinning.
+async fn events_after(store: &dyn CheckpointStore, arn: &str, after: u64) -> Result<Value, String> {
+    let waited = std::time::Instant::now();
+    loop {
+        // The status first: once it reads ended, every event is stored (the status and the
+        // last events are written in one save).
+        let status = store
+            .describe(arn)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no execution {arn} in the store"))?
+            .status;
+        let mut events = Vec::new();
+        let mut unreadable = None;
+        store
+            .each_event_after(arn, after, &mut |event| {
+                match serde_json::to_value(&event) {
+                    Ok(v) => events.push(v),
+                    Err(e) => unreadable = Some(e.to_string()),
+                }
+                events.len() < EVENTS_PER_ANSWER && unreadable.is_none()
+            })
+            .map_err(|e| e.to_string())?;
+        if let Some(e) = unreadable {
+            return Err(format!("an event of {arn} cannot be sent: {e}"));
+        }
+        let running = matches!(status, Status::Running);
+        if !events.is_empty() || !running || waited.elapsed().as_secs() >= 1 {
+            return Ok(json!({"events": events, "status": status.as_str()}));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

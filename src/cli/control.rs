@@ -1,5 +1,6 @@
 //! The control socket: how `describe`, `history`, `executions` and `stop` reach the engine that
-//! owns a store while it runs (only one process may open a store).
+//! owns a store while it runs (only one process may open a store), and how a `run` on that
+//! store hands its execution over (`start`, then `events` to follow it: `guests.rs`).
 //!
 //! The engine listens on `<store>/control.sock` (a Unix socket, owner-only). A request is one
 //! JSON line, `{"op": "describe", "execution": "..."}`; the answer is one JSON line,
@@ -13,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{Value, json};
 use stepstone::engine::Signals;
 use stepstone::engine::store::CheckpointStore;
+
+use super::guests::{Guest, Host};
 
 /// The socket's file name in the store directory.
 pub(crate) const SOCKET: &str = "control.sock";
@@ -111,11 +114,13 @@ const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// (it is open), so a socket file left there belongs to an engine that died. Without a socket
 /// (too long a path, a file system without them), the engine still runs: a warning says the
 /// commands cannot reach it.
+/// With a `host`, the engine takes the executions other `run`s hand over.
 #[cfg(unix)]
 pub(crate) fn serve(
     dir: &Path,
     store: Arc<dyn CheckpointStore>,
     signals: Signals,
+    host: Option<Arc<Host>>,
 ) -> Option<Server> {
     let started = (|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -131,7 +136,7 @@ pub(crate) fn serve(
             .spawn(move || {
                 runtime.block_on(async move {
                     tokio::select! {
-                        () = accept(listener, store, signals, counted) => {}
+                        () = accept(listener, store, signals, host, counted) => {}
                         _ = ended => {}
                     }
                 });
@@ -160,6 +165,7 @@ pub(crate) fn serve(
     _dir: &Path,
     _store: Arc<dyn CheckpointStore>,
     _signals: Signals,
+    _host: Option<Arc<Host>>,
 ) -> Option<Server> {
     None
 }
@@ -188,6 +194,7 @@ async fn accept(
     listener: tokio::net::UnixListener,
     store: Arc<dyn CheckpointStore>,
     signals: Signals,
+    host: Option<Arc<Host>>,
     busy: Arc<AtomicUsize>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -206,25 +213,43 @@ async fn accept(
             }
         };
         let (store, signals, busy) = (store.clone(), signals.clone(), busy.clone());
+        let host = host.clone();
         busy.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
             // A client that goes away mid-request loses its answer; nothing else is affected.
-            let _ = answer_one(stream, &*store, &signals).await;
+            let _ = answer_one(stream, &*store, &signals, host.as_deref()).await;
             busy.fetch_sub(1, Ordering::AcqRel);
             drop(slot);
         });
     }
 }
 
-/// The longest request line accepted.
+/// `start`: runs the execution another `run` hands over, answering once it is stored.
 #[cfg(unix)]
-const MAX_REQUEST: u64 = 1 << 20;
+async fn start(host: Option<&Host>, request: &Value) -> Result<Value, String> {
+    let host = host.ok_or(
+        "the engine that owns this store (a `stepstone resume` or `redrive`) takes no new \
+         executions: wait for it to end, or use another --store",
+    )?;
+    let guest = Guest::from_json(&request["guest"])?;
+    let arn = host
+        .start(guest)
+        .await
+        .map_err(|_| "the execution ended before it was stored".to_owned())??;
+    Ok(json!({"executionArn": arn}))
+}
+
+/// The longest request line accepted: a `start` carries a definition (AWS takes up to 1 MB)
+/// and an input (256 KiB, unless `--payload-limit` lifts it), escaped.
+#[cfg(unix)]
+const MAX_REQUEST: u64 = 16 << 20;
 
 #[cfg(unix)]
 async fn answer_one(
     stream: tokio::net::UnixStream,
     store: &dyn CheckpointStore,
     signals: &Signals,
+    host: Option<&Host>,
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let (read, mut write) = stream.into_split();
@@ -234,10 +259,19 @@ async fn answer_one(
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let reply = match serde_json::from_str::<Value>(&line) {
-        Ok(request) => match super::answers::answer(store, signals, &request).await {
-            Ok(value) => json!({"ok": value}),
-            Err(e) => json!({"error": e}),
-        },
+        Err(_) if line.len() as u64 == MAX_REQUEST => {
+            json!({"error": format!("the request is longer than {} MiB", MAX_REQUEST >> 20)})
+        }
+        Ok(request) => {
+            let answered = match request["op"].as_str() {
+                Some("start") => start(host, &request).await,
+                _ => super::answers::answer(store, signals, &request).await,
+            };
+            match answered {
+                Ok(value) => json!({"ok": value}),
+                Err(e) => json!({"error": e}),
+            }
+        }
         Err(e) => json!({"error": format!("the request is not JSON: {e}")}),
     };
     write.write_all(format!("{reply}\n").as_bytes()).await?;

@@ -6,7 +6,7 @@
 //! if the background process dies.
 
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -52,12 +52,7 @@ pub(crate) fn start(args: &RunArgs) -> Result<ExitCode, String> {
     {
         return Err("--detach cannot read the definition or input from standard input".into());
     }
-    let name = args.name.clone().unwrap_or_else(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        format!("run-{nanos:x}")
-    });
+    let name = args.name.clone().unwrap_or_else(super::run::generated_name);
     spec.ensure_dir()?;
     let logs = spec.dir.join("logs");
     // The name was checked (`check_names`): no `/`, so the log stays in `logs`.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use stepstone::engine::store::{CheckpointStore, ExecutionRecord, Stored};
+use stepstone::engine::store::{CheckpointStore, ExecutionRecord};
 use stepstone::engine::{
     Limits, Notice, Outcome, ResumeError, RunOptions, Signals, Status, load_stored, redrive,
     resume as resume_execution,
@@ -271,7 +271,8 @@ fn restart(
     let store: std::sync::Arc<dyn CheckpointStore> = store.into();
     let runtime = runtime()?;
     let signals = Signals::default();
-    let server = control::serve(&dir.dir, store.clone(), signals.clone());
+    // A resume or redrive takes no guests: it ends when its executions do.
+    let server = control::serve(&dir.dir, store.clone(), signals.clone(), None);
     let mut code = ExitCode::SUCCESS;
     let mut unfinished = Vec::new();
     for record in records {
@@ -280,7 +281,12 @@ fn restart(
         // is reported, and the others still go on.
         let restarted = (|| -> Result<Outcome, String> {
             let (stored, machine) = load_stored(&*store, arn).map_err(|e| e.to_string())?;
-            let (routes, mut options) = launch_options(&stored, &args.tasks, &args.aws)?;
+            let (routes, mut options) = launch_options(
+                &stored.launch,
+                &stored.checkpoint.info.state_machine_name,
+                &args.tasks,
+                &args.aws,
+            )?;
             options.signals = Some(signals.clone());
             if !quiet {
                 let verb = match how {
@@ -356,33 +362,44 @@ fn restart(
     Ok(code)
 }
 
-/// The task routes and options an execution was launched with (kept in its launch record),
-/// plus the routes given now.
+/// The task routes and options an execution was launched with (its launch record, as
+/// `run::launch_record` makes it), plus the routes given now; AWS settings given now replace
+/// the launch's. `machine_name` picks the MockConfigFile's state machine.
 pub(crate) fn launch_options(
-    stored: &Stored,
+    launch: &Value,
+    machine_name: &str,
     extra_tasks: &[String],
     aws: &AwsArgs,
 ) -> Result<(stepstone::tasks::Router, RunOptions), String> {
-    let mut tasks: Vec<String> = stored.launch["tasks"]
+    let mut tasks: Vec<String> = launch["tasks"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|t| t.as_str().map(str::to_owned))
         .collect();
     tasks.extend(extra_tasks.iter().cloned());
-    // AWS settings given now replace the launch's.
-    let launched = AwsArgs::from_json(&stored.launch["aws"]);
+    let launched = AwsArgs::from_json(&launch["aws"]);
     let aws_now = AwsArgs {
         region: aws.region.clone().or(launched.region),
         endpoint_url: aws.endpoint_url.clone().or(launched.endpoint_url),
     };
-    let mocks = MockArgs::from_json(&stored.launch["mocks"])
-        .load(&stored.checkpoint.info.state_machine_name)?;
-    let routes = router(&tasks, &aws_now, mocks)?;
+    let mocks = MockArgs::from_json(&launch["mocks"]).load(machine_name)?;
+    // Commands run where the execution was started from, wherever it is resumed (launch
+    // records older than this kept no directory: the current one, as then).
+    let dir = launch["dir"].as_str().map(std::path::Path::new);
+    let routes = router(&tasks, &aws_now, mocks, dir)?;
     let mut options = RunOptions::default();
-    options.virtual_time = stored.launch["virtual_time"].as_bool().unwrap_or(false);
+    options.virtual_time = launch["virtual_time"].as_bool().unwrap_or(false);
     options.record_history = true;
-    let limit = stored.launch["history_limit"].as_u64().unwrap_or(25_000);
-    options.limits = Limits::default().with_max_history_events((limit > 0).then_some(limit));
+    let history = launch["history_limit"].as_u64().unwrap_or(25_000);
+    let payload = launch["payload_limit"]
+        .as_u64()
+        .map_or(256 * 1024, |p| usize::try_from(p).unwrap_or(usize::MAX));
+    options.limits = Limits::default()
+        .with_max_history_events((history > 0).then_some(history))
+        .with_max_payload_bytes(match payload {
+            0 => usize::MAX,
+            bytes => bytes,
+        });
     Ok((routes, options))
 }

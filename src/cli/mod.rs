@@ -31,6 +31,7 @@ pub(crate) mod control;
 pub(crate) mod detach;
 pub(crate) mod executions;
 pub(crate) mod graph;
+pub(crate) mod guests;
 pub(crate) mod run;
 pub(crate) mod serve;
 pub(crate) mod test_state;
@@ -65,8 +66,9 @@ impl StoreSpec {
             .unwrap_or_default();
         format!(
             "the store {} is in use by another Stepstone engine{running}. `stepstone describe`, \
-             `history`, `executions` and `stop` reach it; `run`, `resume` and `redrive` need the \
-             store to themselves: wait for it to finish, or use another --store",
+             `history`, `executions` and `stop` reach it, and a `run` hands its execution to a \
+             `run` or `serve` that owns a store; `resume` and `redrive` need the store to \
+             themselves: wait for it to finish, or use another --store",
             self.dir.display()
         )
     }

@@ -182,7 +182,20 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
         .state_machine_name
         .clone()
         .unwrap_or_else(|| machine_name(&args.definition));
-    let router = router(&args.tasks, &args.aws, args.mocks.load(&name)?)?;
+    if let Some(spec) = &args.store() {
+        // A store another process owns: the execution runs there.
+        let guest = super::guests::Guest {
+            definition: text.clone(),
+            input: input.clone(),
+            name: args.name.clone().unwrap_or_else(generated_name),
+            state_machine_name: name.clone(),
+            launch: launch_record(&args),
+        };
+        if let Some(code) = super::guests::hand_over(&spec.dir, &args, guest)? {
+            return Ok(code);
+        }
+    }
+    let router = router(&args.tasks, &args.aws, args.mocks.load(&name)?, None)?;
     let mut options = RunOptions::default();
     options.virtual_time = args.virtual_time;
     options.name = args.name.clone();
@@ -204,9 +217,12 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
             let store: Arc<dyn CheckpointStore> = spec.open()?.into();
             let signals = Signals::default();
             options.signals = Some(signals.clone());
-            // Answers `describe`, `history` and `stop` from other processes while this runs.
-            let control = super::control::serve(&spec.dir, store.clone(), signals);
-            let launch = json!({"tasks": args.tasks, "virtual_time": args.virtual_time, "history_limit": args.history_limit, "aws": args.aws.to_json(), "mocks": args.mocks.to_json()});
+            // Answers `describe`, `history` and `stop` from other processes while this runs,
+            // and runs the executions other `run`s on this store hand over.
+            let host = super::guests::Host::new(store.clone(), signals.clone());
+            let control =
+                super::control::serve(&spec.dir, store.clone(), signals, Some(host.clone()));
+            let launch = launch_record(&args);
             let observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)> = if args.quiet {
                 None
             } else {
@@ -229,6 +245,13 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
                     StoreError::AlreadyExists(_) => e.to_string(),
                     e => format!("the execution could not be checkpointed: {e}"),
                 })?;
+            let guests = host.running();
+            if guests > 0 && !args.quiet {
+                eprintln!(
+                    "stepstone: waiting for {guests} execution(s) that other `stepstone run`s started in this process"
+                );
+            }
+            host.wait();
             if let Some(control) = &control {
                 runtime.block_on(control.drain());
             }
@@ -266,6 +289,24 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
         );
     }
     Ok(exit_code(&outcome))
+}
+
+/// What an execution is launched with, kept with it for `resume` and `redrive` (and read by
+/// `executions::launch_options`): task routes, clock, limits, AWS settings, mocks, and the
+/// directory the commands run in.
+pub(crate) fn launch_record(args: &RunArgs) -> Value {
+    let dir = std::env::current_dir().ok();
+    json!({"tasks": args.tasks, "virtual_time": args.virtual_time,
+        "history_limit": args.history_limit, "payload_limit": args.payload_limit,
+        "aws": args.aws.to_json(), "mocks": args.mocks.to_json(), "dir": dir})
+}
+
+/// An execution name for a run given none, as `--detach` and the engine make them.
+pub(crate) fn generated_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("run-{nanos:x}")
 }
 
 /// The input of an execution (`run`) or of a state (`test-state`).
@@ -330,10 +371,12 @@ pub(crate) fn machine_or_report(
 /// Where tasks go, first match first (as ../shared/DESIGN.md orders it): the `RESOURCE=COMMAND`
 /// specs; the states the mock test case mocks; AWS (Lambda and CloudFormation through the SDK,
 /// configured by `aws`).
+/// Commands run in `dir` (`None`: this process's working directory).
 pub(crate) fn router(
     specs: &[String],
     aws: &AwsArgs,
     mocks: Option<MockCase>,
+    dir: Option<&Path>,
 ) -> Result<Router, String> {
     let mut options = AwsOptions::default();
     if let Some(region) = &aws.region {
@@ -352,7 +395,11 @@ pub(crate) fn router(
             .split_once('=')
             .filter(|(r, c)| !r.is_empty() && !c.is_empty())
             .ok_or_else(|| format!("--task takes RESOURCE=COMMAND, got '{spec}'"))?;
-        router = router.route(resource, CommandTask::new(command));
+        let mut task = CommandTask::new(command);
+        if let Some(dir) = dir {
+            task = task.in_dir(dir);
+        }
+        router = router.route(resource, task);
     }
     Ok(router)
 }
@@ -422,33 +469,58 @@ pub(crate) fn check_names(args: &RunArgs) -> Result<(), String> {
 }
 
 pub(crate) fn print_outcome(outcome: &Outcome, as_json: bool) {
-    let (status, output, error, cause) = match &outcome.status {
-        Status::Succeeded(v) => ("SUCCEEDED", Some(v), None, None),
-        Status::Failed(f) => ("FAILED", None, Some(&f.error), Some(&f.cause)),
-        Status::TimedOut(f) => ("TIMED_OUT", None, Some(&f.error), Some(&f.cause)),
-        Status::Aborted(f) => ("ABORTED", None, Some(&f.error), Some(&f.cause)),
-        Status::Running => ("RUNNING", None, None, None),
+    let (output, error, cause) = match &outcome.status {
+        Status::Succeeded(v) => (Some(v), None, None),
+        Status::Failed(f) | Status::TimedOut(f) | Status::Aborted(f) => {
+            (None, Some(&f.error), Some(&f.cause))
+        }
+        Status::Running => (None, None, None),
     };
+    print_result(
+        &json!({
+            "executionArn": outcome.info.execution_arn,
+            "name": outcome.info.name,
+            "status": outcome.status.as_str(),
+            "output": output,
+            "error": error,
+            "cause": cause,
+            "startDate": outcome.info.start_time.to_string(),
+            "stopDate": outcome.stop_time.to_string(),
+        }),
+        as_json,
+    );
+}
+
+/// Prints an execution's result from its DescribeExecution shape: the status, then the output
+/// or the error and cause; with `as_json`, one line of executionArn, name, status, output,
+/// error, cause, startDate, stopDate.
+pub(crate) fn print_result(described: &Value, as_json: bool) {
+    let field = |k: &str| described.get(k).cloned().unwrap_or(Value::Null);
     if as_json {
         outln!(
             "{}",
             json!({
-                "executionArn": outcome.info.execution_arn,
-                "name": outcome.info.name,
-                "status": status,
-                "output": output,
-                "error": error,
-                "cause": cause,
-                "startDate": outcome.info.start_time.to_string(),
-                "stopDate": outcome.stop_time.to_string(),
+                "executionArn": field("executionArn"),
+                "name": field("name"),
+                "status": field("status"),
+                "output": field("output"),
+                "error": field("error"),
+                "cause": field("cause"),
+                "startDate": field("startDate"),
+                "stopDate": field("stopDate"),
             })
         );
         return;
     }
-    outln!("{status}");
-    match (output, error) {
-        (Some(v), _) => outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
-        (None, Some(e)) => outln!("error: {e}\ncause: {}", cause.map_or("", |c| c.as_str())),
+    outln!("{}", described["status"].as_str().unwrap_or("RUNNING"));
+    match (described.get("output"), described["error"].as_str()) {
+        (Some(v), _) if !v.is_null() => {
+            outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default())
+        }
+        (_, Some(e)) => outln!(
+            "error: {e}\ncause: {}",
+            described["cause"].as_str().unwrap_or_default()
+        ),
         _ => {}
     }
 }
@@ -553,16 +625,45 @@ impl Progress {
         }
     }
 
-    pub(crate) fn finish(&mut self, outcome: &Outcome, seconds: f64) {
+    /// An event of an execution followed from its history (one that runs in another
+    /// process): the history's TaskScheduled stands for the dispatch notice.
+    pub(crate) fn followed(&mut self, event: &Event) {
         if !self.on {
             return;
         }
-        let status = outcome.status.as_str();
-        let line = format!(
-            "{status} after {} states in {seconds:.3}s: {}",
-            outcome.states_entered, outcome.info.execution_arn
+        if let EventKind::TaskScheduled {
+            resource_type,
+            resource,
+            region,
+            ..
+        } = &event.kind
+        {
+            let region = match region.as_str() {
+                "" => String::new(),
+                region => format!(" in {region}"),
+            };
+            self.line(format!("   task {resource_type}:{resource}{region}"));
+            return;
+        }
+        self.notice(Notice::Event(event));
+    }
+
+    pub(crate) fn finish(&mut self, outcome: &Outcome, seconds: f64) {
+        self.ended(
+            outcome.status.as_str(),
+            outcome.states_entered,
+            &outcome.info.execution_arn,
+            seconds,
         );
-        self.line(line);
+    }
+
+    /// The last line: how the execution ended.
+    pub(crate) fn ended(&mut self, status: &str, states_entered: u64, arn: &str, seconds: f64) {
+        if self.on {
+            self.line(format!(
+                "{status} after {states_entered} states in {seconds:.3}s: {arn}"
+            ));
+        }
     }
 }
 

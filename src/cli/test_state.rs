@@ -132,7 +132,7 @@ pub(crate) fn run(args: TestStateArgs) -> Result<ExitCode, String> {
         },
         machine_name: Some(machine_name(&args.definition)),
     };
-    let tasks = router(&args.tasks, &args.aws, None)?;
+    let tasks = router(&args.tasks, &args.aws, None, None)?;
     let response = super::run::runtime()?
         .block_on(test_state(&machine, &state, &test, &tasks))
         .map_err(|e| e.to_string())?;

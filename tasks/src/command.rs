@@ -31,6 +31,7 @@ use tokio::process::Command;
 pub struct CommandTask {
     command: String,
     max_output: usize,
+    dir: Option<std::path::PathBuf>,
 }
 
 impl CommandTask {
@@ -46,7 +47,16 @@ impl CommandTask {
         CommandTask {
             command: command.into(),
             max_output: Self::MAX_OUTPUT,
+            dir: None,
         }
+    }
+
+    /// The same handler, running its command in `dir` (by default, in this process's working
+    /// directory): an execution resumed, or run by another process, from elsewhere runs its
+    /// commands where it was started.
+    pub fn in_dir(mut self, dir: impl Into<std::path::PathBuf>) -> CommandTask {
+        self.dir = Some(dir.into());
+        self
     }
 
     /// The same handler, reading at most `bytes` of standard output.
@@ -169,6 +179,9 @@ impl CommandTask {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if let Some(dir) = &self.dir {
+            process.current_dir(dir);
+        }
         #[cfg(unix)]
         process.process_group(0);
         let mut child = process

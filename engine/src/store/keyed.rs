@@ -542,21 +542,38 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
         Ok(events)
     }
 
-    /// Hands each event to `f`, in order, reading the history a page of batches at a time;
-    /// stops when `f` answers false.
-    pub(crate) fn each_event(&self, arn: &str, f: &mut dyn FnMut(Event) -> bool) -> Result<()> {
+    /// Hands each event after id `after` to `f`, in order, reading the history a page of
+    /// batches at a time from the batch that holds the first one wanted; stops when `f`
+    /// answers false.
+    pub(crate) fn each_event_after(
+        &self,
+        arn: &str,
+        after: u64,
+        f: &mut dyn FnMut(Event) -> bool,
+    ) -> Result<()> {
         const PAGE: usize = 64;
-        let mut prefixes = vec![format!("h/{arn}/")];
+        // A v1 or v2 execution's events, one per key, then its v3 batches.
+        let legacy = format!("h/{arn}/");
+        let mut sources = vec![(legacy.clone(), Some(format!("{legacy}{after:020}")))];
         if let Some(key) = self.key_of(arn)? {
-            prefixes.push(format!("{}e/", x(key)));
+            let prefix = format!("{}e/", x(key));
+            // The batch holding event `after + 1` starts at or before its id.
+            let first = record_key(key, RecordKey::History { first: after + 1 });
+            let start = self.kv.last_at_or_before(&prefix, &first)?.map(|(k, _)| k);
+            // Scanning resumes after a key: just before the batch found, or from the start.
+            let before = start.map(|k| {
+                let mut before = k;
+                before.pop();
+                before
+            });
+            sources.push((prefix, before));
         }
-        for prefix in &prefixes {
-            let mut after: Option<String> = None;
+        for (prefix, mut from) in sources {
             loop {
-                let page = self.kv.scan_page(prefix, after.as_deref(), PAGE)?;
+                let page = self.kv.scan_page(&prefix, from.as_deref(), PAGE)?;
                 for (k, v) in &page {
                     for event in record::decode_events(k, v)? {
-                        if !f(event) {
+                        if event.id > after && !f(event) {
                             return Ok(());
                         }
                     }
@@ -564,10 +581,14 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                 if page.len() < PAGE {
                     break;
                 }
-                after = page.last().map(|(k, _)| k.clone());
+                from = page.last().map(|(k, _)| k.clone());
             }
         }
         Ok(())
+    }
+
+    pub(crate) fn each_event(&self, arn: &str, f: &mut dyn FnMut(Event) -> bool) -> Result<()> {
+        self.each_event_after(arn, 0, f)
     }
 
     pub(crate) fn event(&self, arn: &str, id: u64) -> Result<Option<Event>> {
@@ -704,6 +725,15 @@ macro_rules! checkpoint_store_over_keys {
                 self.keyed.each_event(execution_arn, f)
             }
 
+            fn each_event_after(
+                &self,
+                execution_arn: &str,
+                after: u64,
+                f: &mut dyn FnMut($crate::history::Event) -> bool,
+            ) -> $crate::store::Result<()> {
+                self.keyed.each_event_after(execution_arn, after, f)
+            }
+
             fn list(&self) -> $crate::store::Result<Vec<$crate::store::ExecutionRecord>> {
                 self.keyed.list()
             }
@@ -810,5 +840,20 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen, 10);
+        // From any event on: at a batch's first, inside one, at the end.
+        for after in [0, 1, 2, 3, 4, 191, 192, 193, 449, 450, 451] {
+            let mut ids = Vec::new();
+            keyed
+                .each_event_after(arn, after, &mut |e| {
+                    ids.push(e.id);
+                    true
+                })
+                .unwrap();
+            assert_eq!(
+                ids,
+                (after + 1..=450).collect::<Vec<u64>>(),
+                "after {after}"
+            );
+        }
     }
 }

@@ -162,6 +162,18 @@ pub trait CheckpointStore: Send + Sync {
         Ok(())
     }
 
+    /// [`CheckpointStore::each_event`] from the event after id `after` (0: from the first),
+    /// without reading the ones before where the store can: how a history is followed while it
+    /// grows. By default through `each_event`.
+    fn each_event_after(
+        &self,
+        execution_arn: &str,
+        after: u64,
+        f: &mut dyn FnMut(Event) -> bool,
+    ) -> Result<()> {
+        self.each_event(execution_arn, &mut |event| event.id <= after || f(event))
+    }
+
     /// Every execution, in ARN order.
     fn list(&self) -> Result<Vec<ExecutionRecord>>;
 
@@ -222,6 +234,15 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
 
     fn each_event(&self, execution_arn: &str, f: &mut dyn FnMut(Event) -> bool) -> Result<()> {
         (**self).each_event(execution_arn, f)
+    }
+
+    fn each_event_after(
+        &self,
+        execution_arn: &str,
+        after: u64,
+        f: &mut dyn FnMut(Event) -> bool,
+    ) -> Result<()> {
+        (**self).each_event_after(execution_arn, after, f)
     }
 
     fn list(&self) -> Result<Vec<ExecutionRecord>> {

@@ -181,7 +181,14 @@ pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
         nesting: Default::default(),
         endings: Default::default(),
     });
-    let _control = super::control::serve(&spec.dir, service.store.clone(), service.signals.clone());
+    // The control socket also takes the executions `stepstone run`s on this store hand over.
+    let host = super::guests::Host::new(service.store.clone(), service.signals.clone());
+    let _control = super::control::serve(
+        &spec.dir,
+        service.store.clone(),
+        service.signals.clone(),
+        Some(host),
+    );
     local.block_on(&runtime, async move {
         let listener = tokio::net::TcpListener::bind((service.args.bind, service.args.port))
             .await
@@ -240,8 +247,12 @@ fn resume_running(service: &Rc<Service>) {
             let resumed = async {
                 let (stored, machine) =
                     load_stored(&*service.store, &arn).map_err(|e| e.to_string())?;
-                let (routes, mut options) =
-                    launch_options(&stored, &service.args.tasks, &service.args.aws)?;
+                let (routes, mut options) = launch_options(
+                    &stored.launch,
+                    &stored.checkpoint.info.state_machine_name,
+                    &service.args.tasks,
+                    &service.args.aws,
+                )?;
                 options.signals = Some(service.signals.clone());
                 resume(
                     &machine,
@@ -920,7 +931,7 @@ async fn test_state(service: &Service, input: &Value) -> Result<Value, ApiError>
         configuration,
         machine_name: None,
     };
-    let routes = router(&service.args.tasks, &service.args.aws, None)
+    let routes = router(&service.args.tasks, &service.args.aws, None, None)
         .map_err(|e| api_error("ValidationException", e))?;
     let response = test_state(&machine, &state, &test, &routes)
         .await
@@ -959,8 +970,13 @@ async fn redrive_execution(service: &Service, input: &Value) -> Result<Value, Ap
         ));
     }
     let (stored, machine) = load_stored(&*service.store, &arn).map_err(store_error)?;
-    let (routes, mut options) = launch_options(&stored, &service.args.tasks, &service.args.aws)
-        .map_err(|e| api_error("ValidationException", e))?;
+    let (routes, mut options) = launch_options(
+        &stored.launch,
+        &stored.checkpoint.info.state_machine_name,
+        &service.args.tasks,
+        &service.args.aws,
+    )
+    .map_err(|e| api_error("ValidationException", e))?;
     let routes = service.tasks(routes);
     options.signals = Some(service.signals.clone());
     let store = service.store.clone();
@@ -1055,7 +1071,7 @@ async fn start_sync_execution(service: &Service, input: &Value) -> Result<Value,
                 "the stored definition no longer validates",
             )
         })?;
-    let routes = router(&service.args.tasks, &service.args.aws, None)
+    let routes = router(&service.args.tasks, &service.args.aws, None, None)
         .map_err(|e| api_error("ValidationException", e))?;
     let mut options = RunOptions::default();
     options.name = Some(name);
@@ -1121,6 +1137,7 @@ async fn start_execution(service: &Service, input: &Value) -> Result<Value, ApiE
         mocks
             .load(&record.name)
             .map_err(|e| api_error("ValidationException", e))?,
+        None,
     )
     .map_err(|e| api_error("ValidationException", e))?;
     let routes = service.tasks(routes);
@@ -1139,7 +1156,7 @@ async fn start_execution(service: &Service, input: &Value) -> Result<Value, ApiE
     options.express = record.kind == "EXPRESS";
     options.limits = Limits::default();
     options.signals = Some(service.signals.clone());
-    let launch = json!({"tasks": service.args.tasks, "virtual_time": service.args.virtual_time,
+    let launch = json!({"tasks": service.args.tasks, "dir": std::env::current_dir().ok(), "virtual_time": service.args.virtual_time,
         "history_limit": 25_000, "aws": service.args.aws.to_json(), "mocks": mocks.to_json(),
         "version": version_arn, "alias": alias_arn});
     let store = service.store.clone();

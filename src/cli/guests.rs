@@ -1,0 +1,282 @@
+//! Executions handed to the process that owns a store.
+//!
+//! One process owns a store (sled and redb lock it). A `stepstone run` on a store that a
+//! `serve`, or another `run` (detached or not), holds does not fail: it hands its execution to
+//! that process over the control socket (`start`), which runs it on a thread of its own beside
+//! what it already runs, and then follows it from the store's history (`events`), printing
+//! what a run in its own process prints and ending with the same output and exit code.
+//!
+//! A guest runs in the owner's process: its `--task` commands run in the directory `run` was
+//! called from (kept in the launch record, as for `resume`), with the owner's environment. The
+//! owner waits for its guests before it exits; if it is killed, they are RUNNING in the store
+//! and `stepstone resume` (or the restarted `serve`) finishes them.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use stepstone::asl::timestamp::Timestamp;
+use stepstone::asl::{Options, validate_str};
+use stepstone::engine::history::{Event, EventKind};
+use stepstone::engine::store::CheckpointStore;
+use stepstone::engine::{ExecutionInfo, Notice, Persistence, Signals, run_durable};
+
+use super::control;
+use super::executions::launch_options;
+use super::run::{AwsArgs, Progress, RunArgs, print_result, runtime};
+
+/// An execution as `run` hands it over, read and checked by the `run` that hands it.
+pub(crate) struct Guest {
+    /// The definition text.
+    pub(crate) definition: String,
+    pub(crate) input: Value,
+    /// The execution's name (`run` makes one up when `--name` is not given: the owner must
+    /// not, or the ARN `run` follows would not be known before it starts).
+    pub(crate) name: String,
+    pub(crate) state_machine_name: String,
+    /// The launch record, as `run` keeps it (`run::launch_record`).
+    pub(crate) launch: Value,
+}
+
+impl Guest {
+    /// As the control protocol carries it.
+    pub(crate) fn to_json(&self) -> Value {
+        json!({"definition": self.definition, "input": self.input, "name": self.name,
+            "stateMachineName": self.state_machine_name, "launch": self.launch})
+    }
+
+    /// From the control protocol.
+    pub(crate) fn from_json(v: &Value) -> Result<Guest, String> {
+        let text = |k: &str| {
+            v[k].as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("the execution handed over has no '{k}'"))
+        };
+        Ok(Guest {
+            definition: text("definition")?,
+            input: v["input"].clone(),
+            name: text("name")?,
+            state_machine_name: text("stateMachineName")?,
+            launch: v["launch"].clone(),
+        })
+    }
+}
+
+/// Runs the guests of the process that owns a store, each on a thread of its own with its own
+/// runtime: a guest neither waits for nor slows the owner's own executions' thread.
+pub(crate) struct Host {
+    store: Arc<dyn CheckpointStore>,
+    signals: Signals,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Host {
+    /// A host running guests on `store`, reachable through `signals` (stops, callbacks).
+    pub(crate) fn new(store: Arc<dyn CheckpointStore>, signals: Signals) -> Arc<Host> {
+        Arc::new(Host {
+            store,
+            signals,
+            threads: Mutex::default(),
+        })
+    }
+
+    /// Starts `guest`. The answer is its ARN once it is stored (durable), or why it did not
+    /// start (an invalid definition, a name the store has, a mock file that cannot be read).
+    pub(crate) fn start(
+        &self,
+        guest: Guest,
+    ) -> tokio::sync::oneshot::Receiver<Result<String, String>> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let (store, signals) = (self.store.clone(), self.signals.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("guest {}", guest.name))
+            .spawn(move || run_guest(guest, &*store, signals, answer));
+        let mut threads = self.threads.lock().expect("not poisoned");
+        threads.retain(|t| !t.is_finished());
+        match spawned {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                let (answer, failed) = tokio::sync::oneshot::channel();
+                let _ = answer.send(Err(format!("cannot start a thread for the execution: {e}")));
+                return failed;
+            }
+        }
+        answered
+    }
+
+    /// How many guests are still running.
+    pub(crate) fn running(&self) -> usize {
+        let threads = self.threads.lock().expect("not poisoned");
+        threads.iter().filter(|t| !t.is_finished()).count()
+    }
+
+    /// Waits for every guest to end (including any started meanwhile).
+    pub(crate) fn wait(&self) {
+        loop {
+            let Some(thread) = self.threads.lock().expect("not poisoned").pop() else {
+                return;
+            };
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A guest's thread: runs it to its end, answering `answer` once it is stored.
+fn run_guest(
+    guest: Guest,
+    store: &dyn CheckpointStore,
+    signals: Signals,
+    answer: tokio::sync::oneshot::Sender<Result<String, String>>,
+) {
+    let mut answer = Some(answer);
+    let prepared = (|| {
+        let validation = validate_str(&guest.definition, Options::default());
+        let machine = validation.machine.ok_or_else(|| {
+            let errors: Vec<String> = validation
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(ToString::to_string)
+                .collect();
+            format!("the definition is invalid: {}", errors.join("; "))
+        })?;
+        let (routes, mut options) = launch_options(
+            &guest.launch,
+            &guest.state_machine_name,
+            &[],
+            &AwsArgs::default(),
+        )?;
+        options.name = Some(guest.name.clone());
+        options.machine_name = guest.state_machine_name.clone();
+        options.signals = Some(signals);
+        Ok::<_, String>((machine, routes, options, runtime()?))
+    })();
+    let (machine, routes, options, runtime) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            if let Some(answer) = answer.take() {
+                let _ = answer.send(Err(e));
+            }
+            return;
+        }
+    };
+    let arn = ExecutionInfo::new(
+        &guest.state_machine_name,
+        &guest.name,
+        Value::Null,
+        Timestamp { unix_nanos: 0 },
+        false,
+    )
+    .execution_arn;
+    // The first event is passed on once the execution's creation is durable.
+    let mut observer = |notice: Notice<'_>| {
+        if let Notice::Event(_) = notice
+            && let Some(answer) = answer.take()
+        {
+            let _ = answer.send(Ok(arn.clone()));
+        }
+    };
+    let persistence = Persistence {
+        store,
+        definition: &guest.definition,
+        launch: &guest.launch,
+    };
+    let ended = runtime.block_on(run_durable(
+        &machine,
+        guest.input,
+        &options,
+        &routes,
+        persistence,
+        Some(&mut observer),
+    ));
+    if let Err(e) = ended
+        && let Some(answer) = answer.take()
+    {
+        let _ = answer.send(Err(e.to_string()));
+    }
+}
+
+/// The most events one `events` answer carries.
+pub(crate) const EVENTS_PER_ANSWER: usize = 1000;
+
+/// `run` on a store another process owns: hands the execution over and follows it to its end.
+/// `Ok(None)` when no process answers on the store's control socket: the caller runs it.
+pub(crate) fn hand_over(
+    dir: &Path,
+    args: &RunArgs,
+    guest: Guest,
+) -> Result<Option<ExitCode>, String> {
+    let Some(pong) = control::request(dir, &json!({"op": "ping"})) else {
+        return Ok(None);
+    };
+    let pid = pong?["pid"].clone();
+    let started = Instant::now();
+    let arn = match control::request(dir, &json!({"op": "start", "guest": guest.to_json()})) {
+        // Gone since the ping: the store is free (or being let go of).
+        None => return Ok(None),
+        Some(answer) => answer?["executionArn"]
+            .as_str()
+            .ok_or("the engine owning the store answered without an ARN")?
+            .to_owned(),
+    };
+    if !args.quiet {
+        eprintln!(
+            "stepstone: the store {} is in use by process {pid}: the execution runs there, \
+             followed from here (interrupting this stops the following, not the execution): {arn}",
+            dir.display()
+        );
+    }
+    let gone = || {
+        format!(
+            "the process running {arn} went away before it ended: `stepstone resume {arn}` \
+             finishes it"
+        )
+    };
+    let mut progress = Progress::new(!args.quiet, args.virtual_time);
+    let mut after = 0;
+    let mut entered = 0u64;
+    loop {
+        let answer = control::request(
+            dir,
+            &json!({"op": "events", "execution": arn, "after": after}),
+        )
+        .ok_or_else(gone)??;
+        let events = answer["events"].as_array().cloned().unwrap_or_default();
+        for event in &events {
+            let event: Event = serde_json::from_value(event.clone())
+                .map_err(|e| format!("an event of {arn} cannot be read: {e}"))?;
+            after = event.id;
+            if matches!(event.kind, EventKind::StateEntered { .. }) {
+                entered += 1;
+            }
+            progress.followed(&event);
+        }
+        if answer["status"] != "RUNNING" && events.len() < EVENTS_PER_ANSWER {
+            break;
+        }
+    }
+    let described =
+        control::request(dir, &json!({"op": "describe", "execution": arn})).ok_or_else(gone)??;
+    let status = described["status"].as_str().unwrap_or("RUNNING");
+    let elapsed = started.elapsed().as_secs_f64();
+    progress.ended(status, entered, &arn, elapsed);
+    print_result(&described, args.json);
+    if args.history {
+        let history = control::request(dir, &json!({"op": "history", "execution": arn}))
+            .ok_or_else(gone)??;
+        outln!("{}", json!({"events": history["events"]}));
+    }
+    if args.stats {
+        eprintln!(
+            "{}",
+            json!({"states_entered": entered, "elapsed_ms": elapsed * 1000.0})
+        );
+    }
+    Ok(Some(match status {
+        "SUCCEEDED" => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }))
+}
