@@ -432,6 +432,36 @@ def children():
     assert errors.count("StepFunctions.ExecutionLimitExceededException") == 1, errors
     # Each level quotes its child's failure; the cause stays within AWS's 32,768 characters.
     assert len(top["cause"]) <= 32768, len(top["cause"])
+    # StartExecution is idempotent for a running execution given the same name and input.
+    hold = {"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 3600, "End": True}}}
+    held = sfn.create_state_machine(name="held", definition=json.dumps(hold), roleArn=ROLE)["stateMachineArn"]
+    first = sfn.start_execution(stateMachineArn=held, name="twice", input='{"a": 1}')
+    again = sfn.start_execution(stateMachineArn=held, name="twice", input='{"a": 1}')
+    assert again["executionArn"] == first["executionArn"], (first, again)
+    assert again["startDate"] == first["startDate"], (first, again)
+    assert error_code(sfn.start_execution, stateMachineArn=held, name="twice", input='{"a": 2}') \
+        == "ExecutionAlreadyExists"
+    sfn.stop_execution(executionArn=first["executionArn"])
+    assert error_code(sfn.start_execution, stateMachineArn=held, name="twice", input='{"a": 1}') \
+        == "ExecutionAlreadyExists"
+    # Stopping a parent stops the child its .sync task waits for.
+    waiter = {"StartAt": "Wait", "States": {"Wait": {"Type": "Task", "Resource": start + ".sync",
+        "Parameters": {"StateMachineArn": held, "Name": "held-child"}, "End": True}}}
+    waiting = sfn.create_state_machine(name="waiter", definition=json.dumps(waiter), roleArn=ROLE)["stateMachineArn"]
+    parent_run = sfn.start_execution(stateMachineArn=waiting)["executionArn"]
+    held_child = held.replace(":stateMachine:held", ":execution:held:held-child")
+    deadline = time.time() + 30
+    while True:
+        try:
+            if sfn.describe_execution(executionArn=held_child)["status"] == "RUNNING":
+                break
+        except sfn.exceptions.ExecutionDoesNotExist:
+            pass
+        assert time.time() < deadline, "the child did not start"
+        time.sleep(0.05)
+    sfn.stop_execution(executionArn=parent_run, error="Operator", cause="enough")
+    assert sfn.describe_execution(executionArn=parent_run)["status"] == "ABORTED"
+    wait_for(held_child, "ABORTED")
 
 
 def before_kill():

@@ -130,13 +130,75 @@ pub(super) async fn serve(
     while let Some(child) = requests.recv().await {
         let service = service.clone();
         tokio::task::spawn_local(async move {
-            let answer = perform(&service, &child.request).await;
-            let _ = child.reply.send(answer);
+            let ChildRequest { request, mut reply } = child;
+            let started = std::cell::RefCell::new(None);
+            // The parent's task may be abandoned meanwhile (its execution stopped, the task
+            // timed out, a sibling branch failed): its answer is then not awaited any more.
+            let answered = tokio::select! {
+                answer = perform(&service, &request, &started) => Some(answer),
+                () = reply.closed() => None,
+            };
+            match answered {
+                Some(answer) => {
+                    let _ = reply.send(answer);
+                }
+                None => {
+                    if let Some(arn) = started.take() {
+                        stop_abandoned(&service, &arn).await;
+                    }
+                }
+            }
         });
     }
 }
 
-async fn perform(service: &Service, request: &TaskRequest) -> Result<Value, Failure> {
+/// Stops the child a `.sync` task waited for when that task is abandoned, as Step Functions
+/// stops it (the integration's IAM policy gives the parent `states:StopExecution` on its
+/// children for this), without an error or cause, as a StopExecution that gives none. A
+/// child that ended meanwhile is left as it is.
+async fn stop_abandoned(service: &Service, arn: &str) {
+    let running = service
+        .store
+        .describe(arn)
+        .ok()
+        .flatten()
+        .is_some_and(|d| d.status == stepstone::engine::Status::Running);
+    if running {
+        let stop = json!({"op": "stop", "execution": arn});
+        if let Err(e) = super::answer(&*service.store, &service.signals, &stop).await {
+            eprintln!("stepstone serve: cannot stop {arn}, whose parent task was abandoned: {e}");
+        }
+    }
+}
+
+/// The name of a child started without one: derived from the task attempt's idempotency
+/// token, so that the same attempt dispatched again (its parent resumed after a crash) finds
+/// the child it started, which StartExecution's idempotency answers, rather than starting a
+/// second one. In the UUID shape AWS gives names it makes up.
+fn child_name(idempotency_token: &str) -> String {
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(idempotency_token.as_bytes())
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// Starts the child and, for `.sync`, waits for its end; `started` gets the child's ARN while
+/// it is waited for.
+async fn perform(
+    service: &Service,
+    request: &TaskRequest,
+    started_child: &std::cell::RefCell<Option<String>>,
+) -> Result<Value, Failure> {
     let pattern = pattern(&request.resource).expect("routed here by its resource");
     let parameters = &request.input;
     let machine = parameters["StateMachineArn"].as_str().ok_or_else(|| {
@@ -168,10 +230,11 @@ async fn perform(service: &Service, request: &TaskRequest) -> Result<Value, Fail
             ),
         ));
     }
-    let mut start = json!({"stateMachineArn": machine, "input": input});
-    if let Some(name) = parameters["Name"].as_str() {
-        start["name"] = json!(name);
-    }
+    let name = match parameters["Name"].as_str() {
+        Some(name) => name.to_owned(),
+        None => child_name(&request.idempotency_token),
+    };
+    let start = json!({"stateMachineArn": machine, "input": input, "name": name});
     let started = super::start_execution(service, &start).await.map_err(|e| {
         // The integration's error names: `StepFunctions.` and the API's exception.
         let kind = e.kind.trim_end_matches("Exception");
@@ -186,6 +249,7 @@ async fn perform(service: &Service, request: &TaskRequest) -> Result<Value, Fail
     if matches!(pattern, Pattern::Start | Pattern::Callback) {
         return Ok(json!({"ExecutionArn": arn, "StartDate": millis(&started["startDate"])}));
     }
+    started_child.replace(Some(arn.clone()));
     let record = loop {
         let waiter = service.endings.waiter(&arn);
         // Registered before looking, so an end in between still wakes this wait.
@@ -233,7 +297,23 @@ async fn perform(service: &Service, request: &TaskRequest) -> Result<Value, Fail
 
 #[cfg(test)]
 mod tests {
-    use super::{Pattern, pattern};
+    use super::{Pattern, child_name, pattern};
+
+    #[test]
+    fn a_child_started_without_a_name_gets_one_per_attempt() {
+        let first = child_name("arn:aws:states:us-east-1:123456789012:execution:p:e/Start/2/0");
+        assert_eq!(first.len(), 36);
+        assert_eq!(first.matches('-').count(), 4);
+        assert!(stepstone::engine::check_name("execution name", &first).is_ok());
+        assert_eq!(
+            first,
+            child_name("arn:aws:states:us-east-1:123456789012:execution:p:e/Start/2/0")
+        );
+        assert_ne!(
+            first,
+            child_name("arn:aws:states:us-east-1:123456789012:execution:p:e/Start/2/1")
+        );
+    }
 
     #[test]
     fn the_suffix_says_what_the_task_waits_for() {

@@ -1052,6 +1052,38 @@ fn name_and_input(input: &Value) -> Result<(String, Value), ApiError> {
     Ok((name, execution_input))
 }
 
+/// StartExecution's idempotency (AWS: "If StartExecution is called with the same name and
+/// input as a running execution, the call succeeds and return the same response as the
+/// original request"; for STANDARD state machines): the running execution of that name with
+/// the same input, answered as its start was. One that ended, or got another input, is
+/// left to creation, which answers ExecutionAlreadyExists.
+fn already_started(
+    service: &Service,
+    record: &StateMachineRecord,
+    name: &str,
+    input: &Value,
+) -> Result<Option<Value>, ApiError> {
+    if record.kind == "EXPRESS" {
+        return Ok(None);
+    }
+    let arn = stepstone::engine::ExecutionInfo::new(
+        &record.name,
+        name,
+        Value::Null,
+        stepstone::asl::timestamp::Timestamp { unix_nanos: 0 },
+        false,
+    )
+    .execution_arn;
+    let Some(described) = service.store.describe(&arn).map_err(store_error)? else {
+        return Ok(None);
+    };
+    let same =
+        described.status == stepstone::engine::Status::Running && &described.info.input == input;
+    Ok(same.then(
+        || json!({"executionArn": arn, "startDate": seconds(described.info.start_time.unix_nanos)}),
+    ))
+}
+
 /// StartSyncExecution: an EXPRESS state machine's execution, run to its end before the answer,
 /// and not kept (as on AWS, where express executions are not listed).
 async fn start_sync_execution(service: &Service, input: &Value) -> Result<Value, ApiError> {
@@ -1121,6 +1153,9 @@ async fn start_execution(service: &Service, input: &Value) -> Result<Value, ApiE
     // A state machine, one of its versions, or an alias that picks a version.
     let (record, version_arn, alias_arn) = versions::to_run(service, machine_arn)?;
     let (name, execution_input) = name_and_input(input)?;
+    if let Some(same) = already_started(service, &record, &name, &execution_input)? {
+        return Ok(same);
+    }
     if test_case.is_some() && service.args.mock_config.is_none() {
         return Err(api_error(
             "ValidationException",
