@@ -418,3 +418,174 @@ fn a_run_on_the_servers_store_runs_in_the_server() {
     assert_eq!(described["output"], r#"{"hi":"you"}"#);
     let _ = std::fs::remove_file(&definition);
 }
+
+/// The AWS SDK for Rust with only an endpoint, credentials and region, as a Rust user's tests
+/// would build it, plus an interceptor that drops the `sync-` host prefix of
+/// StartSyncExecution (the Rust SDK has no switch for it, unlike boto3's
+/// `inject_host_prefix`; see the README).
+fn rust_client(endpoint: &str) -> aws_sdk_sfn::Client {
+    use aws_sdk_sfn::config::interceptors::BeforeTransmitInterceptorContextMut;
+    use aws_sdk_sfn::config::{ConfigBag, Intercept, RuntimeComponents};
+
+    #[derive(Debug)]
+    struct NoHostPrefix;
+
+    impl Intercept for NoHostPrefix {
+        fn name(&self) -> &'static str {
+            "NoHostPrefix"
+        }
+
+        fn modify_before_signing(
+            &self,
+            context: &mut BeforeTransmitInterceptorContextMut<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), aws_sdk_sfn::error::BoxError> {
+            let uri = context.request().uri().replacen("://sync-", "://", 1);
+            context.request_mut().set_uri(uri)?;
+            Ok(())
+        }
+    }
+
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let config = aws_sdk_sfn::Config::builder()
+        .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .http_client(http)
+        .interceptor(NoHostPrefix)
+        .build();
+    aws_sdk_sfn::Client::from_conf(config)
+}
+
+/// `aws-sdk-sfn`, the Rust SDK: state machines, an execution and its history read a page at a
+/// time through the SDK's paginator, AWS's errors as the SDK's typed errors, and a
+/// synchronous express execution.
+#[test]
+fn the_rust_sdk_creates_runs_and_pages_through_a_history() {
+    use aws_sdk_sfn::types::{ExecutionStatus, StateMachineType, SyncExecutionStatus};
+
+    let server = Server::start(&store("rust-sdk"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = rust_client(&server.endpoint);
+        let role = "arn:aws:iam::123456789012:role/r";
+        let definition = serde_json::json!({"StartAt": "A", "States": {
+            "A": {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.n, 1)"}, "Next": "B"},
+            "B": {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.n, 1)"}, "Next": "C"},
+            "C": {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.n, 1)"}, "End": true}}})
+        .to_string();
+        let machine = client
+            .create_state_machine()
+            .name("rusty")
+            .definition(&definition)
+            .role_arn(role)
+            .send()
+            .await
+            .unwrap()
+            .state_machine_arn
+            .clone();
+        let invalid = client
+            .create_state_machine()
+            .name("broken")
+            .definition(r#"{"StartAt": "Nowhere", "States": {}}"#)
+            .role_arn(role)
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert!(invalid.is_invalid_definition(), "{invalid:?}");
+
+        let execution = client
+            .start_execution()
+            .state_machine_arn(&machine)
+            .name("one")
+            .input(r#"{"n": 1}"#)
+            .send()
+            .await
+            .unwrap()
+            .execution_arn
+            .clone();
+        let described = loop {
+            let d = client
+                .describe_execution()
+                .execution_arn(&execution)
+                .send()
+                .await
+                .unwrap();
+            if d.status != ExecutionStatus::Running {
+                break d;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(described.status, ExecutionStatus::Succeeded);
+        let output: serde_json::Value =
+            serde_json::from_str(described.output.as_deref().unwrap()).unwrap();
+        assert_eq!(output, serde_json::json!({"n": 4}));
+
+        // Two events a page: the paginator follows nextToken to the end.
+        let mut pages = client
+            .get_execution_history()
+            .execution_arn(&execution)
+            .max_results(2)
+            .into_paginator()
+            .send();
+        let (mut page_count, mut ids) = (0, Vec::new());
+        while let Some(page) = pages.next().await {
+            page_count += 1;
+            ids.extend(page.unwrap().events.iter().map(|e| e.id));
+        }
+        assert_eq!(ids, (1..=8).collect::<Vec<i64>>());
+        assert_eq!(page_count, 4);
+
+        let missing = client
+            .describe_execution()
+            .execution_arn(execution.replace(":one", ":none"))
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert!(missing.is_execution_does_not_exist(), "{missing:?}");
+        let twice = client
+            .start_execution()
+            .state_machine_arn(&machine)
+            .name("one")
+            .input(r#"{"n": 5}"#)
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert!(twice.is_execution_already_exists(), "{twice:?}");
+
+        let express = client
+            .create_state_machine()
+            .name("quick")
+            .definition(&definition)
+            .role_arn(role)
+            .r#type(StateMachineType::Express)
+            .send()
+            .await
+            .unwrap()
+            .state_machine_arn
+            .clone();
+        let sync = client
+            .start_sync_execution()
+            .state_machine_arn(&express)
+            .input(r#"{"n": 10}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sync.status, SyncExecutionStatus::Succeeded);
+        assert_eq!(sync.output.as_deref(), Some(r#"{"n":13}"#));
+    });
+}

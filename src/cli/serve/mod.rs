@@ -330,13 +330,49 @@ async fn respond(service: &Service, request: Request<Incoming>) -> Response<Full
         }
     };
     let (status, body) = match answered {
-        Ok(value) => (StatusCode::OK, value),
+        Ok(mut value) => {
+            epoch_dates(&mut value);
+            (StatusCode::OK, value)
+        }
         Err(e) => (
             StatusCode::BAD_REQUEST,
             json!({"__type": e.kind, "message": e.message}),
         ),
     };
     json_response(status, &body)
+}
+
+/// The date fields of the API's responses.
+const DATE_FIELDS: &[&str] = &[
+    "startDate",
+    "stopDate",
+    "redriveDate",
+    "timestamp",
+    "creationDate",
+    "updateDate",
+];
+
+/// AWS JSON 1.0 carries dates as epoch seconds (numbers), while the answers `serve` shares
+/// with the CLI (`cli::answers`) write them as ISO 8601 text, as the CLI prints them. Every
+/// date of a response is made seconds here, in one place, so no operation answers a date an
+/// SDK cannot read (boto3 reads both; the Rust SDK refuses text).
+fn epoch_dates(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            for (key, field) in fields.iter_mut() {
+                if let Value::String(text) = field
+                    && DATE_FIELDS.contains(&key.as_str())
+                    && let Ok(date) = stepstone::asl::timestamp::Timestamp::parse(text)
+                {
+                    *field = json!(seconds(date.unix_nanos));
+                } else {
+                    epoch_dates(field);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(epoch_dates),
+        _ => {}
+    }
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
