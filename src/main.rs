@@ -205,10 +205,6 @@ enum Command {
         #[arg(long = "type", value_enum, default_value_t = MachineKind::Standard)]
         machine_type: MachineKind,
     },
-    /// Draw a definition's states and transitions, to look at an orchestration before running it.
-    ///
-    /// Edges carry their Choice rule, Default, or Catch with its errors; Parallel branches and Map
-    /// item processors are drawn as subgraphs.
     /// Serve the Step Functions API (AWS JSON 1.0) on this store, for AWS SDKs, the AWS CLI
     /// and other tools: state machines, executions, histories, stops and task callbacks.
     ///
@@ -221,13 +217,19 @@ enum Command {
         after_help = "Examples:\n  stepstone serve --virtual-time\n  aws stepfunctions --endpoint-url http://127.0.0.1:8083 list-state-machines\n  AWS_ENDPOINT_URL_SFN=http://127.0.0.1:8083 python3 my_test.py"
     )]
     Serve(cli::serve::ServeArgs),
+    /// Draw a definition's states and transitions, to look at an orchestration before running it.
+    ///
+    /// Edges carry their Choice rule, Default, or Catch with its errors; Parallel branches and Map
+    /// item processors are drawn as subgraphs (svg and html: as boxes inside their state, laid
+    /// out by Stepstone itself, the drawing the execution viewer of `serve` colours).
     #[command(
-        after_help = "Examples:\n  stepstone graph deploy.asl.json > deploy.mmd\n  stepstone graph deploy.asl.json --format dot | dot -Tpng > deploy.png"
+        after_help = "Examples:\n  stepstone graph deploy.asl.json > deploy.mmd\n  stepstone graph deploy.asl.json --format svg > deploy.svg\n  stepstone graph deploy.asl.json --format html > deploy.html\n  stepstone graph deploy.asl.json --format dot | dot -Tpng > deploy.png"
     )]
     Graph {
         /// The definition (Amazon States Language JSON); `-` reads standard input.
         file: PathBuf,
-        /// `mermaid` (renders on GitHub and GitLab) or `dot` (Graphviz).
+        /// `mermaid` (renders on GitHub and GitLab), `dot` (Graphviz), `svg` (a drawing, no
+        /// other tool needed) or `html` (that drawing in a page to open in a browser).
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
@@ -270,6 +272,8 @@ enum MachineKind {
 enum GraphFormat {
     Mermaid,
     Dot,
+    Svg,
+    Html,
 }
 
 fn main() -> ExitCode {
@@ -359,6 +363,8 @@ fn main() -> ExitCode {
             let format = match format {
                 GraphFormat::Mermaid => stepstone::asl::graph::Format::Mermaid,
                 GraphFormat::Dot => stepstone::asl::graph::Format::Dot,
+                GraphFormat::Svg => stepstone::asl::graph::Format::Svg,
+                GraphFormat::Html => stepstone::asl::graph::Format::Html,
             };
             cli::graph::run(&file, format)
         }

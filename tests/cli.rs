@@ -149,6 +149,50 @@ fn graph_draws_both_formats() {
     let o = stepstone(&["graph", &example(), "--format", "dot"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).starts_with("digraph stepstone {"));
+    // SVG, laid out by Stepstone: every state of the definition, nested ones included, once.
+    let o = stepstone(&["graph", &example(), "--format", "svg"]);
+    assert_eq!(o.status.code(), Some(0));
+    let svg = stdout(&o);
+    assert!(
+        svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "{svg}"
+    );
+    let definition: Value =
+        serde_json::from_str(&std::fs::read_to_string(example()).unwrap()).unwrap();
+    let mut names = Vec::new();
+    state_names(&definition["States"], &mut names);
+    assert_eq!(names.len(), 16);
+    for name in &names {
+        assert_eq!(
+            svg.matches(&format!("data-state=\"{name}\"")).count(),
+            1,
+            "{name} in {svg}"
+        );
+    }
+    assert!(svg.contains("data-state=\"DeployRegions\" data-type=\"Map\""));
+    assert!(svg.contains("class=\"edge catch\""));
+    let o = stepstone(&["graph", &example(), "--format", "html"]);
+    assert_eq!(o.status.code(), Some(0));
+    let html = stdout(&o);
+    assert!(
+        html.starts_with("<!DOCTYPE html>") && html.contains(&svg),
+        "the same drawing"
+    );
+}
+
+/// Every state name of a `States` object, nested Map and Parallel states included.
+fn state_names(states: &Value, names: &mut Vec<String>) {
+    for (name, state) in states.as_object().unwrap() {
+        names.push(name.clone());
+        for inner in [&state["ItemProcessor"], &state["Iterator"]] {
+            if inner.is_object() {
+                state_names(&inner["States"], names);
+            }
+        }
+        for branch in state["Branches"].as_array().into_iter().flatten() {
+            state_names(&branch["States"], names);
+        }
+    }
 }
 
 #[test]

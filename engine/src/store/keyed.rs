@@ -486,6 +486,19 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
         }))
     }
 
+    pub(crate) fn definition(&self, arn: &str) -> Result<Option<String>> {
+        let key = format!("d/{arn}");
+        match self.kv.get(&key)? {
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|e| Error::Corrupt {
+                    key,
+                    reason: e.to_string(),
+                }),
+            None => Ok(None),
+        }
+    }
+
     pub(crate) fn launch(&self, arn: &str) -> Result<Option<Value>> {
         match self.kv.get(&format!("l/{arn}"))? {
             Some(bytes) => Ok(Some(record::decode(arn, &bytes)?)),
@@ -743,6 +756,10 @@ macro_rules! checkpoint_store_over_keys {
                 execution_arn: &str,
             ) -> $crate::store::Result<Option<serde_json::Value>> {
                 self.keyed.launch(execution_arn)
+            }
+
+            fn definition(&self, execution_arn: &str) -> $crate::store::Result<Option<String>> {
+                self.keyed.definition(execution_arn)
             }
 
             fn token_key(&self) -> $crate::store::Result<$crate::TokenKey> {

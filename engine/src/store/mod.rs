@@ -138,6 +138,12 @@ pub trait CheckpointStore: Send + Sync {
     /// DescribeExecution's data, read without the execution's runs and results.
     fn describe(&self, execution_arn: &str) -> Result<Option<Described>>;
 
+    /// The definition text an execution runs ([`Stored::definition`]), without its
+    /// checkpoint. By default through [`CheckpointStore::load`].
+    fn definition(&self, execution_arn: &str) -> Result<Option<String>> {
+        Ok(self.load(execution_arn)?.map(|stored| stored.definition))
+    }
+
     /// What the execution was launched with ([`Stored::launch`]), without its checkpoint.
     /// By default through [`CheckpointStore::load`].
     fn launch(&self, execution_arn: &str) -> Result<Option<Value>> {
@@ -222,6 +228,10 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
 
     fn launch(&self, execution_arn: &str) -> Result<Option<Value>> {
         (**self).launch(execution_arn)
+    }
+
+    fn definition(&self, execution_arn: &str) -> Result<Option<String>> {
+        (**self).definition(execution_arn)
     }
 
     fn events(&self, execution_arn: &str) -> Result<Vec<Event>> {

@@ -32,6 +32,7 @@ mod children;
 mod sigv4;
 mod tasks;
 mod versions;
+mod viewer;
 
 use super::StoreSpec;
 use super::answers::{answer, describe_execution, list_executions};
@@ -274,6 +275,17 @@ fn resume_running(service: &Rc<Service>) {
 }
 
 async fn respond(service: &Service, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() == hyper::Method::GET || request.method() == hyper::Method::HEAD {
+        let uri = request.uri();
+        let page = viewer::page(service, uri.path(), uri.query().unwrap_or_default());
+        return Response::builder()
+            .status(page.status)
+            .header("content-type", page.content_type)
+            // Nothing it shows is to be kept: an execution changes while it runs.
+            .header("cache-control", "no-store")
+            .body(Full::new(Bytes::from(page.body)))
+            .expect("a response of valid parts");
+    }
     let target = request
         .headers()
         .get("x-amz-target")

@@ -1,7 +1,10 @@
-//! Drawing a [`Machine`]: Mermaid flowcharts and Graphviz DOT.
+//! Drawing a [`Machine`]: Mermaid flowcharts, Graphviz DOT, and SVG laid out here (`svg.rs`).
 //!
-//! One walk collects nodes, edges and clusters (Parallel branches, Map processors); the two
-//! renderers only differ in syntax.
+//! For Mermaid and DOT one walk collects nodes, edges and clusters (Parallel branches, Map
+//! processors); the two renderers only differ in syntax. SVG needs positions, which
+//! `svg.rs` computes itself.
+
+pub mod svg;
 
 use std::fmt::Write as _;
 
@@ -15,10 +18,19 @@ pub enum Format {
     Mermaid,
     /// Graphviz DOT (`dot -Tsvg`).
     Dot,
+    /// SVG, laid out by Stepstone ([`svg::svg`]).
+    Svg,
+    /// A page holding the SVG drawing ([`svg::html`]).
+    Html,
 }
 
 /// Draws the machine's states and transitions.
 pub fn render(machine: &Machine, format: Format) -> String {
+    match format {
+        Format::Svg => return svg::svg(machine, &|_| None),
+        Format::Html => return svg::html(machine, "state machine"),
+        Format::Mermaid | Format::Dot => {}
+    }
     let mut g = Drawing::default();
     let start = g.node("start", String::new(), Shape::Start);
     let first = walk(&mut g, machine.root(), None);
@@ -26,8 +38,8 @@ pub fn render(machine: &Machine, format: Format) -> String {
         g.edge(start, first, None, EdgeKind::Normal);
     }
     match format {
-        Format::Mermaid => mermaid(&g),
         Format::Dot => dot(&g),
+        _ => mermaid(&g),
     }
 }
 
