@@ -34,9 +34,11 @@ Exit status (test-state): 0 SUCCEEDED, RETRIABLE or CAUGHT_ERROR, 1 FAILED, 2 as
 enum Command {
     /// Run a state machine to its end, in this process.
     ///
-    /// Progress goes to standard error while it runs (states entered, tasks dispatched, waits,
-    /// retries); the status and output go to standard output. Exit status: 0 SUCCEEDED, 1
-    /// FAILED or TIMED_OUT, 2 for an invalid definition, input or usage.
+    /// Progress goes to standard error while it runs: one timed line per notable event (tasks,
+    /// retries, waits, Maps, failures) saying where in the execution it happens, and on a
+    /// terminal a status line of the tasks running; the status and output go to standard
+    /// output. Exit status: 0 SUCCEEDED, 1 FAILED or TIMED_OUT, 2 for an invalid definition,
+    /// input or usage.
     ///
     /// When another `run` (detached or not) or a `serve` owns the store, the execution runs in
     /// that process and this one follows it there, printing the same; its --task commands run

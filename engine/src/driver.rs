@@ -47,6 +47,10 @@ pub struct RunOptions {
     /// Where the execution registers while it runs, so that it can be stopped from outside
     /// (default: nowhere).
     pub signals: Option<Signals>,
+    /// What an observer gets of a history that is not recorded: `Light` (every event, without
+    /// its data; the default) or `Notable` (only the events that say something to a person
+    /// watching: a progress display at next to no cost). A recorded history gives every event.
+    pub observed: HistoryMode,
 }
 
 impl Default for RunOptions {
@@ -59,6 +63,7 @@ impl Default for RunOptions {
             limits: Limits::default(),
             express: false,
             signals: None,
+            observed: HistoryMode::Light,
         }
     }
 }
@@ -87,15 +92,38 @@ pub enum Notice<'a> {
     /// A history event (only with `record_history`).
     Event(&'a Event),
     /// A task was handed to the dispatcher.
-    Dispatched(&'a TaskRequest),
+    Dispatched {
+        /// The task.
+        request: &'a TaskRequest,
+        /// Where its run is ([`crate::Execution::path`]: `DeployWaves[1]/DeployRegions[0]`).
+        path: &'a str,
+    },
+    /// A task's answer came (`failure`: it failed, timed out, or its handler panicked).
+    TaskEnded {
+        /// The run that waited for it ([`TaskRequest::run`]).
+        run: RunId,
+        /// Its failure, when it did not succeed.
+        failure: Option<&'a Failure>,
+    },
     /// A timer was set: a Wait, or the delay before a retry.
     Timer {
         /// When it fires (on the execution's clock).
         until: Timestamp,
         /// Why.
         reason: &'a TimerReason,
+        /// Where its run is.
+        path: &'a str,
+    },
+    /// How many states have been entered so far: about ten times a second while the execution
+    /// runs, for a display that shows it.
+    Progress {
+        /// States entered.
+        states_entered: u64,
     },
 }
+
+/// How often [`Notice::Progress`] comes.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// Runs `machine` on `input` to the end.
 pub async fn run(
@@ -141,7 +169,10 @@ async fn drive(
 fn history_mode(options: &RunOptions, observed: bool) -> HistoryMode {
     match (options.record_history, observed) {
         (true, _) => HistoryMode::Full,
-        (false, true) => HistoryMode::Light,
+        (false, true) => match options.observed {
+            HistoryMode::Notable => HistoryMode::Notable,
+            _ => HistoryMode::Light,
+        },
         (false, false) => HistoryMode::Off,
     }
 }
@@ -351,6 +382,11 @@ async fn drive_execution(
     mut observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
     durable: Durable<'_>,
 ) -> Result<Outcome, store::Error> {
+    // Paths and progress counts are worked out only for an observer.
+    let watched = observer.is_some();
+    let mut last_progress = std::time::Instant::now();
+    // The loop came round for a progress tick only: nothing to checkpoint.
+    let mut ticked = false;
     let mut notify = |n: Notice<'_>| {
         if let Some(o) = observer.as_mut() {
             o(n);
@@ -400,6 +436,8 @@ async fn drive_execution(
         if let Some(signal) = inbox.try_next() {
             // A signal that came while the execution never waited (a long run of pure states).
             on_signal(&mut exec, signal, clock.now(), &mut replies, &mut callbacks);
+            // Whatever it changed is checkpointed below, tick or not.
+            ticked = false;
             if *exec.status() != Status::Running {
                 // Stopped: nothing it asked for is performed, and the stop itself is saved.
                 commands.clear();
@@ -410,7 +448,9 @@ async fn drive_execution(
             // An evaluation was cut short: the execution is being stopped or has timed out,
             // which comes next. Nothing this call asked for is performed (or saved first).
             commands.clear();
-        } else if let (Some(store), false) = (durable.store, first) {
+        } else if let (Some(store), false, false) =
+            (durable.store, first, std::mem::take(&mut ticked))
+        {
             // Every interpreter call ends here: its commands become durable before they run,
             // and so does every task result. A call that only used up its step budget on pure
             // states has no effect to protect: those states would recompute identically, so
@@ -426,18 +466,32 @@ async fn drive_execution(
             pass_on(exec.take_events(), &mut notify);
         }
         first = false;
+        if watched && last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = std::time::Instant::now();
+            notify(Notice::Progress {
+                states_entered: exec.states_entered(),
+            });
+        }
         for command in commands.drain(..) {
             match command {
                 Command::Timer { run, until, reason } => {
-                    notify(Notice::Timer {
-                        until,
-                        reason: &reason,
-                    });
+                    if watched {
+                        notify(Notice::Timer {
+                            until,
+                            reason: &reason,
+                            path: &exec.path(run),
+                        });
+                    }
                     seq += 1;
                     timers.push(Reverse((until, seq, RunIdKey(run))));
                 }
                 Command::Dispatch(request) => {
-                    notify(Notice::Dispatched(&request));
+                    if watched {
+                        notify(Notice::Dispatched {
+                            request: &request,
+                            path: &exec.path(request.run),
+                        });
+                    }
                     let run = request.run;
                     let timeout = request.timeout_seconds;
                     let state = request.state_name.clone();
@@ -514,10 +568,18 @@ async fn drive_execution(
                     None => std::future::pending().await,
                 }
             };
+            // An observer hears how the execution stands while it waits, too.
+            let tick = async {
+                match watched {
+                    true => tokio::time::sleep(PROGRESS_EVERY).await,
+                    false => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 joined = task => Woken::Task(joined),
                 () = sleep => Woken::Clock,
                 signal = inbox.next() => Woken::Signal(signal),
+                () = tick => Woken::Tick,
             }
         };
         match woken {
@@ -541,6 +603,10 @@ async fn drive_execution(
                             )),
                         ),
                     };
+                    notify(Notice::TaskEnded {
+                        run,
+                        failure: result.as_ref().err(),
+                    });
                     commands.extend(exec.on_input(Input::TaskDone { run, result }, clock.now()));
                     done = in_flight.try_join_next_with_id();
                 }
@@ -548,6 +614,15 @@ async fn drive_execution(
             }
             Woken::Signal(signal) => {
                 on_signal(&mut exec, signal, clock.now(), &mut replies, &mut callbacks);
+                continue;
+            }
+            Woken::Tick => {
+                // Nothing moved: back to waiting, without a checkpoint.
+                ticked = true;
+                last_progress = std::time::Instant::now();
+                notify(Notice::Progress {
+                    states_entered: exec.states_entered(),
+                });
                 continue;
             }
             Woken::Clock => {}
@@ -649,6 +724,8 @@ enum Woken {
     Clock,
     /// A signal came.
     Signal(Signal),
+    /// Time to tell an observer how the execution stands.
+    Tick,
 }
 
 /// Where a task waiting for its token hears of it.

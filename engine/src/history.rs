@@ -442,6 +442,12 @@ pub enum HistoryMode {
     /// Build events without their data (inputs, outputs), for an observer to read and drop:
     /// progress displays at little cost and in bounded memory.
     Light,
+    /// As `Light`, but only the events that tell a person watching something (tasks, Map
+    /// states, Wait and Fail states, failures, the execution's start and end): Pass, Choice,
+    /// Succeed and Parallel states' events and Map iterations' starts and successes are
+    /// counted, not built, so that watching a run costs next to nothing (progress on a
+    /// terminal).
+    Notable,
     /// Keep every event with its data, as GetExecutionHistory returns them.
     Full,
 }
@@ -520,6 +526,22 @@ impl History {
     /// The id the next event will get.
     pub fn next_id(&self) -> u64 {
         self.last_id + 1
+    }
+
+    /// Records an event that only says a state was entered or left on the way (a Pass, Choice
+    /// or Succeed state): built in the modes that keep or show every event, counted in
+    /// `Notable` and `Off`. Returns its id.
+    pub(crate) fn push_minor(
+        &mut self,
+        previous_event_id: u64,
+        timestamp: Timestamp,
+        kind: impl FnOnce() -> EventKind,
+    ) -> u64 {
+        if self.mode == HistoryMode::Notable {
+            self.last_id += 1;
+            return self.last_id;
+        }
+        self.push(previous_event_id, timestamp, kind)
     }
 
     /// Records an event built by `kind` (only called when recording); returns its id.

@@ -161,7 +161,7 @@ async fn crash_with_a_task_in_flight() {
         &options(true),
         &store,
         &handlers(ledger.clone(), Some("Describe")),
-        |n| matches!(n, Notice::Dispatched(r) if r.state_name == "Describe"),
+        |n| matches!(n, Notice::Dispatched { request: r, .. } if r.state_name == "Describe"),
     )
     .await;
     assert!(crashed.is_none(), "crashed while Describe was in flight");
@@ -222,7 +222,7 @@ async fn invocation_numbers_survive_a_crash() {
         &options(true),
         &store,
         &poll(seen.clone(), Some(1)),
-        |n| matches!(n, Notice::Dispatched(r) if r.invocation == 1),
+        |n| matches!(n, Notice::Dispatched { request: r, .. } if r.invocation == 1),
     )
     .await;
     assert!(crashed.is_none(), "crashed during the second poll");
@@ -303,7 +303,7 @@ async fn a_resumed_map_does_not_rerun_finished_iterations() {
         &options(true),
         &store,
         &tasks,
-        |n| matches!(n, Notice::Dispatched(r) if r.input["item"] == "c"),
+        |n| matches!(n, Notice::Dispatched { request: r, .. } if r.input["item"] == "c"),
     )
     .await;
     assert!(crashed.is_none());
@@ -347,7 +347,7 @@ async fn sled_store_survives_reopening() {
             &options(true),
             &store,
             &handlers(ledger.clone(), Some("Create")),
-            |n| matches!(n, Notice::Dispatched(r) if r.state_name == "Create"),
+            |n| matches!(n, Notice::Dispatched { request: r, .. } if r.state_name == "Create"),
         )
         .await;
         assert!(crashed.is_none());
@@ -378,7 +378,7 @@ async fn a_checkpoint_must_fit_its_definition() {
         &options(true),
         &store,
         &handlers(ledger.clone(), Some("Describe")),
-        |n| matches!(n, Notice::Dispatched(r) if r.state_name == "Describe"),
+        |n| matches!(n, Notice::Dispatched { request: r, .. } if r.state_name == "Describe"),
     )
     .await;
     assert!(crashed.is_none());

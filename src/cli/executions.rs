@@ -20,7 +20,8 @@ use super::run::{AwsArgs, MockArgs, Progress, exit_code, report, router, runtime
 use super::{StoreSpec, control};
 
 /// Answers `request` through the engine that owns the store, or from the store when none runs.
-fn query(dir: &StoreSpec, request: Value) -> Result<Value, String> {
+/// A request to the engine that owns the store, or, when none does, answered from the store.
+pub(crate) fn query(dir: &StoreSpec, request: Value) -> Result<Value, String> {
     if let Some(answered) = control::request(&dir.dir, &request) {
         return answered;
     }

@@ -11,7 +11,6 @@
 //! owner waits for its guests before it exits; if it is killed, they are RUNNING in the store
 //! and `stepstone resume` (or the restarted `serve`) finishes them.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -24,8 +23,9 @@ use stepstone::engine::history::{Event, EventKind};
 use stepstone::engine::store::CheckpointStore;
 use stepstone::engine::{ExecutionInfo, Notice, Persistence, Signals, run_durable};
 
+use super::StoreSpec;
 use super::control;
-use super::executions::launch_options;
+use super::executions::{launch_options, query};
 use super::run::{AwsArgs, Progress, RunArgs, print_result, runtime};
 
 /// An execution as `run` hands it over, read and checked by the `run` that hands it.
@@ -205,10 +205,11 @@ pub(crate) const EVENTS_PER_ANSWER: usize = 1000;
 /// `run` on a store another process owns: hands the execution over and follows it to its end.
 /// `Ok(None)` when no process answers on the store's control socket: the caller runs it.
 pub(crate) fn hand_over(
-    dir: &Path,
+    spec: &StoreSpec,
     args: &RunArgs,
     guest: Guest,
 ) -> Result<Option<ExitCode>, String> {
+    let dir = &spec.dir;
     let Some(pong) = control::request(dir, &json!({"op": "ping"})) else {
         return Ok(None);
     };
@@ -229,21 +230,32 @@ pub(crate) fn hand_over(
             dir.display()
         );
     }
+    // The owner may end as soon as the execution does (it waits for its guests, no longer):
+    // what is left to read then comes from the store. Still RUNNING with no owner, though,
+    // it was killed.
     let gone = || {
         format!(
             "the process running {arn} went away before it ended: `stepstone resume {arn}` \
              finishes it"
         )
     };
+    let ask = |request: Value| -> Result<Value, String> {
+        match control::request(dir, &request) {
+            Some(answer) => answer,
+            None => {
+                let answer = query(spec, request)?;
+                if answer["status"] == "RUNNING" {
+                    return Err(gone());
+                }
+                Ok(answer)
+            }
+        }
+    };
     let mut progress = Progress::new(!args.quiet, args.virtual_time);
     let mut after = 0;
     let mut entered = 0u64;
     loop {
-        let answer = control::request(
-            dir,
-            &json!({"op": "events", "execution": arn, "after": after}),
-        )
-        .ok_or_else(gone)??;
+        let answer = ask(json!({"op": "events", "execution": arn, "after": after}))?;
         let events = answer["events"].as_array().cloned().unwrap_or_default();
         for event in &events {
             let event: Event = serde_json::from_value(event.clone())
@@ -258,15 +270,13 @@ pub(crate) fn hand_over(
             break;
         }
     }
-    let described =
-        control::request(dir, &json!({"op": "describe", "execution": arn})).ok_or_else(gone)??;
+    let described = ask(json!({"op": "describe", "execution": arn}))?;
     let status = described["status"].as_str().unwrap_or("RUNNING");
     let elapsed = started.elapsed().as_secs_f64();
     progress.ended(status, entered, &arn, elapsed);
     print_result(&described, args.json);
     if args.history {
-        let history = control::request(dir, &json!({"op": "history", "execution": arn}))
-            .ok_or_else(gone)??;
+        let history = ask(json!({"op": "history", "execution": arn}))?;
         outln!("{}", json!({"events": history["events"]}));
     }
     if args.stats {

@@ -32,6 +32,7 @@ pub(crate) mod detach;
 pub(crate) mod executions;
 pub(crate) mod graph;
 pub(crate) mod guests;
+pub(crate) mod progress;
 pub(crate) mod run;
 pub(crate) mod serve;
 pub(crate) mod test_state;

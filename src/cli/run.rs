@@ -1,6 +1,5 @@
 //! `stepstone run DEFINITION [--input JSON | --input-file FILE] ...`
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,12 +7,13 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use stepstone::asl::{Machine, Options, validate_str};
-use stepstone::engine::history::{Event, EventKind};
+use stepstone::engine::history::{Event, HistoryMode};
 use stepstone::engine::store::{CheckpointStore, Error as StoreError};
 use stepstone::engine::{
-    Limits, Notice, Outcome, Persistence, RunOptions, Signals, Status, TimerReason, run_durable,
-    run_observed,
+    Limits, Notice, Outcome, Persistence, RunOptions, Signals, Status, run_durable, run_observed,
 };
+
+pub(crate) use super::progress::Progress;
 use stepstone::tasks::{AwsOptions, AwsTasks, CommandTask, MockCase, MockTasks, Router};
 
 /// Mocked task results: a Step Functions Local MockConfigFile and one of its test cases.
@@ -191,7 +191,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
             state_machine_name: name.clone(),
             launch: launch_record(&args),
         };
-        if let Some(code) = super::guests::hand_over(&spec.dir, &args, guest)? {
+        if let Some(code) = super::guests::hand_over(spec, &args, guest)? {
             return Ok(code);
         }
     }
@@ -206,6 +206,8 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
             0 => usize::MAX,
             bytes => bytes,
         });
+    // Progress needs only the notable events: states that pass through are counted, not built.
+    options.observed = HistoryMode::Notable;
     let runtime = runtime()?;
     let mut progress = Progress::new(!args.quiet, args.virtual_time);
     let started = Instant::now();
@@ -523,150 +525,4 @@ pub(crate) fn print_result(described: &Value, as_json: bool) {
         ),
         _ => {}
     }
-}
-
-/// The progress display on standard error: states entered, tasks dispatched, waits, retries.
-pub(crate) struct Progress {
-    on: bool,
-    virtual_time: bool,
-    entered: u64,
-    shown: u64,
-    out: std::io::Stderr,
-}
-
-/// After this many states, only states that take time (Task, Wait, Map, Parallel) and failures
-/// are shown, with a count now and then: a tight loop does not flood the terminal.
-const SHOW_ALL_STATES: u64 = 50;
-const COUNT_EVERY: u64 = 10_000;
-
-impl Progress {
-    pub(crate) fn new(on: bool, virtual_time: bool) -> Progress {
-        Progress {
-            on,
-            virtual_time,
-            entered: 0,
-            shown: 0,
-            out: std::io::stderr(),
-        }
-    }
-
-    fn line(&mut self, text: String) {
-        let _ = writeln!(self.out, "{text}");
-    }
-
-    pub(crate) fn notice(&mut self, notice: Notice<'_>) {
-        if !self.on {
-            return;
-        }
-        match notice {
-            Notice::Event(e) => match &e.kind {
-                EventKind::StateEntered {
-                    state_type, name, ..
-                } => {
-                    self.entered += 1;
-                    let slow = matches!(
-                        state_type.as_ref(),
-                        "Task" | "Wait" | "Map" | "Parallel" | "Fail"
-                    );
-                    if self.entered <= SHOW_ALL_STATES || slow {
-                        self.shown += 1;
-                        self.line(format!("-> {name} ({state_type})"));
-                    } else if self.entered.is_multiple_of(COUNT_EVERY) {
-                        self.line(format!("   ... {} states entered", self.entered));
-                    }
-                }
-                EventKind::TaskFailed { error, cause, .. }
-                | EventKind::TaskTimedOut { error, cause, .. }
-                | EventKind::ActivityFailed { error, cause }
-                | EventKind::ActivityTimedOut { error, cause } => {
-                    self.line(format!("   task failed: {error}: {}", first_line(cause)));
-                }
-                EventKind::MapStateStarted { length } => {
-                    self.line(format!("   map over {length} items"))
-                }
-                EventKind::MapIterationFailed { index, .. } => {
-                    self.line(format!("   iteration {index} failed"))
-                }
-                _ => {}
-            },
-            Notice::Dispatched(request) => {
-                let region = request
-                    .region
-                    .as_deref()
-                    .map(|r| format!(" in {r}"))
-                    .unwrap_or_default();
-                self.line(format!(
-                    "   task {}{region} (attempt {})",
-                    request.resource,
-                    request.attempt + 1
-                ));
-            }
-            Notice::Timer { until, reason } => {
-                let clock = if self.virtual_time {
-                    " (virtual time)"
-                } else {
-                    ""
-                };
-                match reason {
-                    TimerReason::Wait { .. } => {
-                        self.line(format!("   waiting until {until}{clock}"))
-                    }
-                    TimerReason::Retry {
-                        error,
-                        attempt,
-                        max_attempts,
-                        ..
-                    } => self.line(format!(
-                        "   retry {attempt} of {max_attempts} after {error}, at {until}{clock}"
-                    )),
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// An event of an execution followed from its history (one that runs in another
-    /// process): the history's TaskScheduled stands for the dispatch notice.
-    pub(crate) fn followed(&mut self, event: &Event) {
-        if !self.on {
-            return;
-        }
-        if let EventKind::TaskScheduled {
-            resource_type,
-            resource,
-            region,
-            ..
-        } = &event.kind
-        {
-            let region = match region.as_str() {
-                "" => String::new(),
-                region => format!(" in {region}"),
-            };
-            self.line(format!("   task {resource_type}:{resource}{region}"));
-            return;
-        }
-        self.notice(Notice::Event(event));
-    }
-
-    pub(crate) fn finish(&mut self, outcome: &Outcome, seconds: f64) {
-        self.ended(
-            outcome.status.as_str(),
-            outcome.states_entered,
-            &outcome.info.execution_arn,
-            seconds,
-        );
-    }
-
-    /// The last line: how the execution ended.
-    pub(crate) fn ended(&mut self, status: &str, states_entered: u64, arn: &str, seconds: f64) {
-        if self.on {
-            self.line(format!(
-                "{status} after {states_entered} states in {seconds:.3}s: {arn}"
-            ));
-        }
-    }
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
 }

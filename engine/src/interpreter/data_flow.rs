@@ -384,7 +384,8 @@ impl Execution<'_> {
         if !self.history.recording() {
             // Nothing owned to carry into the event (this is every state's path on an
             // execution that keeps no history data).
-            self.event(id, || EventKind::StateExited {
+            let minor = super::step::passes_through(&state.kind);
+            self.state_event(id, minor, || EventKind::StateExited {
                 state_type: state.kind.type_name().into(),
                 name: name.to_owned(),
                 output: Value::Null,

@@ -193,8 +193,15 @@ impl<'m> Execution<'m> {
     fn begin_at(&mut self, scope: ScopeRef<'m>, state: StateId, vars: Vars, now: Timestamp) {
         self.now = now;
         let (input, role) = (&self.info.input, &self.info.role_arn);
+        // Events an observer reads and drops carry no data: a large input is not copied for
+        // them.
+        let recording = self.history.recording();
         let id = self.history.push(0, now, || EventKind::ExecutionStarted {
-            input: input.clone(),
+            input: if recording {
+                input.clone()
+            } else {
+                Value::Null
+            },
             role_arn: role.clone(),
         });
         let run = self.spawn(scope, state, self.info.input.clone(), vars, None, id);

@@ -369,6 +369,24 @@ impl<'m> Execution<'m> {
             .is_some_and(|r| !r.fallen && matches!(r.waiting, Waiting::Task { .. }))
     }
 
+    /// Where run `id` is in the execution: the Map iterations and Parallel branches it runs
+    /// in, outermost first, as `DeployWaves[1]/DeployRegions[0]` (a Map's item index, a
+    /// Parallel's branch index); empty for the root run.
+    pub fn path(&self, id: RunId) -> String {
+        let mut segments = Vec::new();
+        let mut at = self.get(id).and_then(|r| r.parent);
+        while let Some(link) = at {
+            let Some(parent) = self.get(link.parent) else {
+                break;
+            };
+            let (name, _, _) = parent.scope.state(parent.state);
+            segments.push(format!("{name}[{}]", link.slot));
+            at = parent.parent;
+        }
+        segments.reverse();
+        segments.join("/")
+    }
+
     /// The current state of a run.
     pub(crate) fn current(&self, id: RunId) -> (&'m str, &'m State) {
         let run = self.run(id);
@@ -378,8 +396,27 @@ impl<'m> Execution<'m> {
 
     /// Records an event for a run, chaining `previousEventId` through the run's own events.
     pub(crate) fn event(&mut self, id: RunId, kind: impl FnOnce() -> EventKind) -> u64 {
+        self.event_of(id, false, kind)
+    }
+
+    /// Records a state's entering or leaving: `minor` for a state that only passes through
+    /// (Pass, Choice, Succeed), which an observer of notable events does not get.
+    pub(crate) fn state_event(
+        &mut self,
+        id: RunId,
+        minor: bool,
+        kind: impl FnOnce() -> EventKind,
+    ) -> u64 {
+        self.event_of(id, minor, kind)
+    }
+
+    fn event_of(&mut self, id: RunId, minor: bool, kind: impl FnOnce() -> EventKind) -> u64 {
         let last = self.get(id).map_or(self.history.len(), |r| r.last_event);
-        let event = self.history.push(last, self.now, kind);
+        let event = if minor {
+            self.history.push_minor(last, self.now, kind)
+        } else {
+            self.history.push(last, self.now, kind)
+        };
         if let Some(r) = self.get_mut(id) {
             r.last_event = event;
         }

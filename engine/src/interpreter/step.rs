@@ -164,7 +164,8 @@ impl<'m> Execution<'m> {
         } else {
             Value::Null
         };
-        let event = self.event(id, || EventKind::StateEntered {
+        let minor = passes_through(&state.kind);
+        let event = self.state_event(id, minor, || EventKind::StateEntered {
             state_type: state.kind.type_name().into(),
             name: name.to_owned(),
             input,
@@ -268,4 +269,15 @@ impl<'m> Execution<'m> {
             }
         }
     }
+}
+
+/// Whether a state's entering and leaving say nothing a person watching the run needs
+/// (`HistoryMode::Notable` counts them without building them): Pass, Choice and Succeed
+/// states, which only pass through, and Parallel states, whose branches' tasks and failures
+/// are what is shown (a Map's start and end are shown: they tell how many items).
+pub(crate) fn passes_through(kind: &StateKind) -> bool {
+    matches!(
+        kind,
+        StateKind::Pass(_) | StateKind::Choice(_) | StateKind::Succeed(_) | StateKind::Parallel(_)
+    )
 }

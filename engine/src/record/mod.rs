@@ -371,6 +371,9 @@ pub(crate) enum HistoryModeRecord {
     Off,
     Light,
     Full,
+    /// Never stored by `run` (a durable execution records its history in full); here so that
+    /// every mode has its record.
+    Notable,
 }
 
 impl HistoryModeRecord {
@@ -379,6 +382,7 @@ impl HistoryModeRecord {
             HistoryMode::Off => HistoryModeRecord::Off,
             HistoryMode::Light => HistoryModeRecord::Light,
             HistoryMode::Full => HistoryModeRecord::Full,
+            HistoryMode::Notable => HistoryModeRecord::Notable,
         }
     }
 
@@ -387,6 +391,7 @@ impl HistoryModeRecord {
             HistoryModeRecord::Off => HistoryMode::Off,
             HistoryModeRecord::Light => HistoryMode::Light,
             HistoryModeRecord::Full => HistoryMode::Full,
+            HistoryModeRecord::Notable => HistoryMode::Notable,
         }
     }
 }

@@ -256,7 +256,8 @@ impl Execution<'_> {
                 // the state where it stopped.
                 let (index, child) = children.to_redrive.remove(0);
                 children.running.push((index, child));
-                self.event(id, || EventKind::MapIterationStarted {
+                // Counted, not built, for an observer of notable events only.
+                self.state_event(id, true, || EventKind::MapIterationStarted {
                     name: name.to_owned(),
                     index,
                 });
@@ -300,7 +301,8 @@ impl Execution<'_> {
                 }
                 None => item,
             };
-            self.event(id, || EventKind::MapIterationStarted {
+            // Counted, not built, for an observer of notable events only.
+            self.state_event(id, true, || EventKind::MapIterationStarted {
                 name: name.to_owned(),
                 index,
             });
@@ -341,7 +343,7 @@ impl Execution<'_> {
         match result {
             Ok(output) => {
                 children.done(slot, output);
-                self.event(parent, || EventKind::MapIterationSucceeded {
+                self.state_event(parent, true, || EventKind::MapIterationSucceeded {
                     name: name.to_owned(),
                     index: slot,
                 });

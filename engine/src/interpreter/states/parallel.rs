@@ -29,7 +29,7 @@ impl Execution<'_> {
                     Err(f) => Flow::Fail(f),
                 });
             }
-            self.event(id, || EventKind::ParallelStateStarted);
+            self.state_event(id, true, || EventKind::ParallelStateStarted);
             let n = state.branches.len();
             let fresh = self.new_children(n, n);
             let mut children = self.children_for(id, fresh);
@@ -109,7 +109,7 @@ impl Execution<'_> {
 
     fn parallel_finish(&mut self, id: RunId, state: &Parallel) -> Flow {
         let outputs = self.take_outputs(id);
-        self.event(id, || EventKind::ParallelStateSucceeded);
+        self.state_event(id, true, || EventKind::ParallelStateSucceeded);
         self.complete(id, &state.flow, state.transition.as_ref(), outputs)
     }
 
