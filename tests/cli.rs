@@ -1457,3 +1457,41 @@ fn a_run_on_a_store_in_use_runs_in_the_engine_that_owns_it() {
     let _ = std::fs::remove_dir_all(&store);
     let _ = std::fs::remove_dir_all(&caller);
 }
+
+/// On a terminal (here a pseudo-terminal from `script`, util-linux's, in Debian's essential
+/// `bsdutils`), a status line is redrawn in place while tasks run: how long, how many states,
+/// which tasks run and where; the lines that matter scroll above it, and the last line ends it.
+#[test]
+fn on_a_terminal_a_status_line_shows_the_tasks_running() {
+    let file = run_file(
+        "live.asl.json",
+        json!({"StartAt": "Regions", "States": {"Regions": {"Type": "Map", "ItemsPath": "$.regions",
+            "ItemProcessor": {"StartAt": "Deploy", "States": {
+                "Deploy": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": true}}},
+            "End": true}}}),
+    );
+    let command = format!(
+        "{} run {file} --ephemeral --input '{{\"regions\": [1, 2]}}' --task 'arn:aws:states:::lambda:invoke=sleep 1; echo {{}}'",
+        env!("CARGO_BIN_EXE_stepstone")
+    );
+    let o = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .expect("script (util-linux) runs");
+    assert_ok(&o);
+    let screen = stdout(&o);
+    // Redrawn in place: carriage return, erase line, the status.
+    assert!(
+        screen.contains("\r\x1b[2K")
+            && screen.contains("2 running: Regions[0]: Deploy, Regions[1]: Deploy"),
+        "{screen:?}"
+    );
+    assert!(screen.contains("Regions: map over 2 items"), "{screen:?}");
+    assert!(screen.contains("SUCCEEDED after 3 states"), "{screen:?}");
+    // A task dispatched is in the status line, not a line of its own.
+    assert!(
+        !screen.contains("task lambda:invoke (attempt 1)"),
+        "{screen:?}"
+    );
+}
