@@ -74,6 +74,10 @@ fn bench(c: &mut Criterion) {
     options.virtual_time = true;
     options.limits = Limits::default().with_max_history_events(None);
     let mut group = c.benchmark_group("durable");
+    // As `stepstone run` keeps them: every event with its data, in the store (GetExecutionHistory
+    // reads them back). The runs in memory keep none.
+    let mut recorded = options.clone();
+    recorded.record_history = true;
     group.sample_size(20);
     let mut n = 0u64;
     for name in ["loop", "map", "parallel", "dataflow"] {
@@ -87,7 +91,7 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| {
                     n += 1;
                     let id = format!("{name}-{n}");
-                    run_stored(&runtime, &**store, &machine, &input, &options, &NoTasks, id)
+                    run_stored(&runtime, &**store, &machine, &input, &recorded, &NoTasks, id)
                 })
             });
         }
