@@ -91,7 +91,9 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| {
                     n += 1;
                     let id = format!("{name}-{n}");
-                    run_stored(&runtime, &**store, &machine, &input, &recorded, &NoTasks, id)
+                    run_stored(
+                        &runtime, &**store, &machine, &input, &recorded, &NoTasks, id,
+                    )
                 })
             });
         }

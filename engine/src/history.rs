@@ -11,6 +11,52 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use stepstone_asl::timestamp::Timestamp;
 
+/// An event's data (an input, an output, a task's parameters), kept as the JSON text it is
+/// read back as (GetExecutionHistory gives it as text): written once as the event is built,
+/// and stored as it is. A copy of the value itself would cost an allocation per node, and
+/// again to encode it; a large document passed from state to state made a durable execution's
+/// history its main cost.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventData(Box<serde_json::value::RawValue>);
+
+impl EventData {
+    /// `value` as the event keeps it.
+    pub fn of(value: &Value) -> EventData {
+        // A `Value` always serializes (its keys are strings).
+        EventData(serde_json::value::to_raw_value(value).unwrap_or_else(|_| Self::null().0))
+    }
+
+    /// `null`: the data of an event built for an observer, which reads no data.
+    pub fn null() -> EventData {
+        EventData(
+            serde_json::value::RawValue::from_string("null".to_owned()).expect("null is JSON"),
+        )
+    }
+
+    /// The JSON text.
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The value, parsed again (a redrive reads a state's input back).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for EventData {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
+}
+
+impl From<Value> for EventData {
+    fn from(value: Value) -> EventData {
+        EventData::of(&value)
+    }
+}
+
 /// What happened, with the details GetExecutionHistory gives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -18,14 +64,14 @@ pub enum EventKind {
     /// The execution started with this input.
     ExecutionStarted {
         /// The execution's input.
-        input: Value,
+        input: EventData,
         /// The role the execution runs as.
         role_arn: String,
     },
     /// The execution succeeded.
     ExecutionSucceeded {
         /// Its output.
-        output: Value,
+        output: EventData,
     },
     /// The execution failed.
     ExecutionFailed {
@@ -60,7 +106,7 @@ pub enum EventKind {
         /// The state's name.
         name: String,
         /// Its input.
-        input: Value,
+        input: EventData,
     },
     /// A state was left (`PassStateExited`, ...).
     StateExited {
@@ -69,7 +115,7 @@ pub enum EventKind {
         /// The state's name.
         name: String,
         /// Its output.
-        output: Value,
+        output: EventData,
         /// The variables the state assigned, when it assigned some (`assignedVariables`).
         /// Since checkpoint v2's JSONata support; older histories have none.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,7 +130,7 @@ pub enum EventKind {
         /// The region the call goes to.
         region: String,
         /// The task's input.
-        parameters: Value,
+        parameters: EventData,
         /// The task's timeout, when it has one.
         timeout_in_seconds: Option<u64>,
     },
@@ -102,7 +148,7 @@ pub enum EventKind {
         /// See [`EventKind::TaskScheduled`].
         resource: String,
         /// Its result.
-        output: Value,
+        output: EventData,
     },
     /// The task failed.
     TaskFailed {
@@ -131,7 +177,7 @@ pub enum EventKind {
         /// The activity's ARN.
         resource: String,
         /// The task's input.
-        input: Value,
+        input: EventData,
         /// The task's timeout, when it has one.
         timeout_in_seconds: Option<u64>,
         /// Its heartbeat timeout, when it has one.
@@ -145,7 +191,7 @@ pub enum EventKind {
     /// The worker sent the activity's result (SendTaskSuccess).
     ActivitySucceeded {
         /// Its result.
-        output: Value,
+        output: EventData,
     },
     /// The worker failed the activity (SendTaskFailure).
     ActivityFailed {
@@ -265,15 +311,16 @@ impl Event {
     /// `*EventDetails`.
     pub fn to_json(&self) -> Value {
         let text = |v: &Value| Value::String(v.to_string());
+        let data = |d: &EventData| Value::String(d.text().to_owned());
         let not_truncated = || json!({"truncated": false});
         let (key, details) = match &self.kind {
             EventKind::ExecutionStarted { input, role_arn } => (
                 "executionStartedEventDetails",
-                json!({"input": text(input), "inputDetails": not_truncated(), "roleArn": role_arn}),
+                json!({"input": data(input), "inputDetails": not_truncated(), "roleArn": role_arn}),
             ),
             EventKind::ExecutionSucceeded { output } => (
                 "executionSucceededEventDetails",
-                json!({"output": text(output), "outputDetails": not_truncated()}),
+                json!({"output": data(output), "outputDetails": not_truncated()}),
             ),
             EventKind::ExecutionFailed { error, cause } => (
                 "executionFailedEventDetails",
@@ -293,7 +340,7 @@ impl Event {
             ),
             EventKind::StateEntered { name, input, .. } => (
                 "stateEnteredEventDetails",
-                json!({"name": name, "input": text(input), "inputDetails": not_truncated()}),
+                json!({"name": name, "input": data(input), "inputDetails": not_truncated()}),
             ),
             EventKind::StateExited {
                 name,
@@ -302,7 +349,7 @@ impl Event {
                 ..
             } => {
                 let mut d =
-                    json!({"name": name, "output": text(output), "outputDetails": not_truncated()});
+                    json!({"name": name, "output": data(output), "outputDetails": not_truncated()});
                 if let Some(values) = assigned {
                     // Each value as JSON text, as AWS gives it.
                     let texts: Map<String, Value> =
@@ -319,7 +366,7 @@ impl Event {
                 parameters,
                 timeout_in_seconds,
             } => {
-                let mut d = json!({"resourceType": resource_type, "resource": resource, "region": region, "parameters": text(parameters)});
+                let mut d = json!({"resourceType": resource_type, "resource": resource, "region": region, "parameters": data(parameters)});
                 if let Some(t) = timeout_in_seconds {
                     d["timeoutInSeconds"] = json!(t);
                 }
@@ -338,7 +385,7 @@ impl Event {
                 output,
             } => (
                 "taskSucceededEventDetails",
-                json!({"resourceType": resource_type, "resource": resource, "output": text(output), "outputDetails": not_truncated()}),
+                json!({"resourceType": resource_type, "resource": resource, "output": data(output), "outputDetails": not_truncated()}),
             ),
             EventKind::TaskFailed {
                 resource_type,
@@ -364,7 +411,7 @@ impl Event {
                 timeout_in_seconds,
                 heartbeat_in_seconds,
             } => {
-                let mut d = json!({"resource": resource, "input": text(input), "inputDetails": not_truncated()});
+                let mut d = json!({"resource": resource, "input": data(input), "inputDetails": not_truncated()});
                 if let Some(t) = timeout_in_seconds {
                     d["timeoutInSeconds"] = json!(t);
                 }
@@ -379,7 +426,7 @@ impl Event {
             ),
             EventKind::ActivitySucceeded { output } => (
                 "activitySucceededEventDetails",
-                json!({"output": text(output), "outputDetails": not_truncated()}),
+                json!({"output": data(output), "outputDetails": not_truncated()}),
             ),
             EventKind::ActivityFailed { error, cause } => (
                 "activityFailedEventDetails",
@@ -597,7 +644,7 @@ mod tests {
         h.push(0, t, || EventKind::StateEntered {
             state_type: "Pass".into(),
             name: "A".into(),
-            input: json!({"x": 1}),
+            input: json!({"x": 1}).into(),
         });
         h.push(1, t, || EventKind::MapStateSucceeded);
         assert_eq!(

@@ -13,7 +13,7 @@ use super::context::LazyContext;
 use super::probe::step;
 use super::{Execution, Flow, OutputFrom, RunId};
 use crate::failure::Failure;
-use crate::history::EventKind;
+use crate::history::{EventData, EventKind};
 
 impl Execution<'_> {
     /// The environment for evaluating paths of run `id` with `$` = `input`.
@@ -388,12 +388,12 @@ impl Execution<'_> {
             self.state_event(id, minor, || EventKind::StateExited {
                 state_type: state.kind.type_name().into(),
                 name: name.to_owned(),
-                output: Value::Null,
+                output: EventData::null(),
                 assigned: None,
             });
             return;
         }
-        let recorded = output.clone();
+        let recorded = EventData::of(output);
         let assigned = self.run_mut(id).assigned.take();
         self.event(id, || EventKind::StateExited {
             state_type: state.kind.type_name().into(),

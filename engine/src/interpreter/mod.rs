@@ -15,7 +15,7 @@ use stepstone_asl::timestamp::Timestamp;
 use stepstone_asl::{Machine, ScopeRef, StateId};
 
 use crate::failure::Failure;
-use crate::history::{EventKind, History, HistoryMode};
+use crate::history::{EventData, EventKind, History, HistoryMode};
 use crate::limits::Limits;
 use crate::vars::Vars;
 use stepstone_asl::jsonata::Interrupt;
@@ -198,9 +198,9 @@ impl<'m> Execution<'m> {
         let recording = self.history.recording();
         let id = self.history.push(0, now, || EventKind::ExecutionStarted {
             input: if recording {
-                input.clone()
+                EventData::of(input)
             } else {
-                Value::Null
+                EventData::null()
             },
             role_arn: role.clone(),
         });

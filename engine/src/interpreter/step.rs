@@ -8,7 +8,7 @@ use stepstone_asl::timestamp::Timestamp;
 
 use super::{Command, Execution, Flow, Link, Run, RunId, STATES_PER_CALL, Status};
 use crate::failure::Failure;
-use crate::history::EventKind;
+use crate::history::{EventData, EventKind};
 
 impl<'m> Execution<'m> {
     /// Runs every ready run until all are finished or blocked.
@@ -160,9 +160,9 @@ impl<'m> Execution<'m> {
         let (name, state) = self.current(id);
         let recording = self.history.recording();
         let input = if recording {
-            self.run(id).input().clone()
+            EventData::of(self.run(id).input())
         } else {
-            Value::Null
+            EventData::null()
         };
         let minor = passes_through(&state.kind);
         let event = self.state_event(id, minor, || EventKind::StateEntered {
@@ -231,9 +231,9 @@ impl<'m> Execution<'m> {
                 match result {
                     Ok(output) => {
                         let o = if self.history.recording() {
-                            output.clone()
+                            EventData::of(&output)
                         } else {
-                            Value::Null
+                            EventData::null()
                         };
                         self.history
                             .push(last, self.now, || EventKind::ExecutionSucceeded {

@@ -6,7 +6,7 @@ use stepstone_asl::timestamp::Timestamp;
 use stepstone_asl::{errors, eval};
 
 use crate::Failure;
-use crate::history::EventKind;
+use crate::history::{EventData, EventKind};
 use crate::interpreter::probe::step;
 use crate::interpreter::{Command, Execution, Flow, RunId, TaskRequest, Waiting};
 
@@ -83,9 +83,9 @@ impl Execution<'_> {
         let attempt = self.run(id).retry_count;
         let token = self.idempotency_token(id, name);
         let recorded = if self.history.recording() {
-            input.clone()
+            EventData::of(&input)
         } else {
-            Value::Null
+            EventData::null()
         };
         let (rt, rs, rg) = (
             resource_type.clone(),
@@ -266,9 +266,9 @@ impl Execution<'_> {
                 }
                 self.inspect(id, step::RESULT, || output.clone());
                 let recorded = if self.history.recording() {
-                    output.clone()
+                    EventData::of(&output)
                 } else {
-                    Value::Null
+                    EventData::null()
                 };
                 if resource_type == ACTIVITIES {
                     self.event(id, || EventKind::ActivitySucceeded { output: recorded });
