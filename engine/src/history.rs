@@ -39,9 +39,15 @@ impl EventData {
         self.0.get()
     }
 
-    /// The value, parsed again (a redrive reads a state's input back).
-    pub fn value(&self) -> Value {
-        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    /// The value, parsed again (a redrive reads a state's input back). As deep as the engine
+    /// let it be (its depth bound, not serde_json's 128: an input 200 levels deep is read back
+    /// whole, never as something else).
+    pub fn value(&self) -> Result<Value, serde_json::Error> {
+        let mut parser = serde_json::Deserializer::from_str(self.0.get());
+        parser.disable_recursion_limit();
+        let value = Value::deserialize(&mut parser)?;
+        parser.end()?;
+        Ok(value)
     }
 }
 
@@ -633,6 +639,18 @@ mod tests {
         assert_eq!(h.push(1, t, || unreachable!()), 2);
         assert_eq!(h.len(), 2);
         assert!(h.events().is_empty());
+    }
+
+    #[test]
+    fn event_data_reads_back_what_it_was_made_of_however_deep() {
+        let mut deep = json!("core");
+        for i in 0..300 {
+            deep = json!({"w": deep, "i": i});
+        }
+        let data = EventData::of(&deep);
+        assert_eq!(data.value().unwrap(), deep);
+        assert_eq!(data.text(), deep.to_string());
+        assert_eq!(EventData::null().value().unwrap(), Value::Null);
     }
 
     #[test]

@@ -173,7 +173,7 @@ async fn a_failed_task_runs_again_and_the_states_before_it_do_not() {
     let EventKind::StateEntered { input, .. } = &events[failed_at + 2].kind else {
         panic!()
     };
-    assert_eq!(input.value()["prepared"]["state"], "Prepare");
+    assert_eq!(input.value().unwrap()["prepared"]["state"], "Prepare");
     assert_eq!(store.list().unwrap()[0].status, "SUCCEEDED");
 }
 

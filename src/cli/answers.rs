@@ -8,8 +8,6 @@ use serde_json::{Value, json};
 use stepstone::engine::store::{CheckpointStore, ExecutionRecord};
 use stepstone::engine::{Callback, Signals, Status, callback_stored, stop_stored};
 
-use super::guests::EVENTS_PER_ANSWER;
-
 /// Finds an execution by ARN or by name.
 pub(crate) fn find(
     store: &dyn CheckpointStore,
@@ -99,6 +97,9 @@ pub(crate) async fn answer(
         other => Err(format!("unknown request '{other}'")),
     }
 }
+
+/// The most events one `events` answer carries.
+pub(crate) const EVENTS_PER_ANSWER: usize = 1000;
 
 /// `events`: the events of execution `arn` after event id `after` (at most
 /// [`EVENTS_PER_ANSWER`], as the engine keeps them: a `run` that follows an execution reads them

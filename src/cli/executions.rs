@@ -11,12 +11,13 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use stepstone::engine::store::{CheckpointStore, ExecutionRecord};
 use stepstone::engine::{
-    Limits, Notice, Outcome, ResumeError, RunOptions, Signals, Status, load_stored, redrive,
-    resume as resume_execution,
+    Notice, Outcome, ResumeError, Signals, Status, load_stored, redrive, resume as resume_execution,
 };
 
 use super::answers::{answer, find};
-use super::run::{AwsArgs, MockArgs, Progress, exit_code, report, router, runtime};
+use super::launch::{AwsArgs, launch_options, runtime};
+use super::progress::Progress;
+use super::report::{exit_code, report};
 use super::{StoreSpec, control};
 
 /// Answers `request` through the engine that owns the store, or from the store when none runs.
@@ -363,44 +364,4 @@ fn restart(
     Ok(code)
 }
 
-/// The task routes and options an execution was launched with (its launch record, as
-/// `run::launch_record` makes it), plus the routes given now; AWS settings given now replace
-/// the launch's. `machine_name` picks the MockConfigFile's state machine.
-pub(crate) fn launch_options(
-    launch: &Value,
-    machine_name: &str,
-    extra_tasks: &[String],
-    aws: &AwsArgs,
-) -> Result<(stepstone::tasks::Router, RunOptions), String> {
-    let mut tasks: Vec<String> = launch["tasks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t.as_str().map(str::to_owned))
-        .collect();
-    tasks.extend(extra_tasks.iter().cloned());
-    let launched = AwsArgs::from_json(&launch["aws"]);
-    let aws_now = AwsArgs {
-        region: aws.region.clone().or(launched.region),
-        endpoint_url: aws.endpoint_url.clone().or(launched.endpoint_url),
-    };
-    let mocks = MockArgs::from_json(&launch["mocks"]).load(machine_name)?;
-    // Commands run where the execution was started from, wherever it is resumed (launch
-    // records older than this kept no directory: the current one, as then).
-    let dir = launch["dir"].as_str().map(std::path::Path::new);
-    let routes = router(&tasks, &aws_now, mocks, dir)?;
-    let mut options = RunOptions::default();
-    options.virtual_time = launch["virtual_time"].as_bool().unwrap_or(false);
-    options.record_history = true;
-    let history = launch["history_limit"].as_u64().unwrap_or(25_000);
-    let payload = launch["payload_limit"]
-        .as_u64()
-        .map_or(256 * 1024, |p| usize::try_from(p).unwrap_or(usize::MAX));
-    options.limits = Limits::default()
-        .with_max_history_events((history > 0).then_some(history))
-        .with_max_payload_bytes(match payload {
-            0 => usize::MAX,
-            bytes => bytes,
-        });
-    Ok((routes, options))
-}
+//END

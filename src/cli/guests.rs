@@ -2,31 +2,26 @@
 //!
 //! One process owns a store (sled and redb lock it). A `stepstone run` on a store that a
 //! `serve`, or another `run` (detached or not), holds does not fail: it hands its execution to
-//! that process over the control socket (`start`), which runs it on a thread of its own beside
-//! what it already runs, and then follows it from the store's history (`events`), printing
-//! what a run in its own process prints and ending with the same output and exit code.
+//! that process over the control socket (`start`), which runs it here, on a thread of its own
+//! beside what it already runs; the `run` then follows it from the store's history (`events`;
+//! `run::hand_over`), printing what a run in its own process prints and ending with the same
+//! output and exit code.
 //!
 //! A guest runs in the owner's process: its `--task` commands run in the directory `run` was
 //! called from (kept in the launch record, as for `resume`), with the owner's environment. The
 //! owner waits for its guests before it exits; if it is killed, they are RUNNING in the store
 //! and `stepstone resume` (or the restarted `serve`) finishes them.
 
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use serde_json::{Value, json};
 use stepstone::asl::timestamp::Timestamp;
 use stepstone::asl::{Options, validate_str};
-use stepstone::engine::history::{Event, EventKind};
 use stepstone::engine::store::CheckpointStore;
 use stepstone::engine::{ExecutionInfo, Notice, Persistence, Signals, run_durable};
 
-use super::StoreSpec;
-use super::control;
-use super::executions::{launch_options, query};
-use super::run::{AwsArgs, Progress, RunArgs, print_result, runtime};
+use super::launch::{AwsArgs, launch_options, runtime};
 
 /// An execution as `run` hands it over, read and checked by the `run` that hands it.
 pub(crate) struct Guest {
@@ -197,96 +192,4 @@ fn run_guest(
     {
         let _ = answer.send(Err(e.to_string()));
     }
-}
-
-/// The most events one `events` answer carries.
-pub(crate) const EVENTS_PER_ANSWER: usize = 1000;
-
-/// `run` on a store another process owns: hands the execution over and follows it to its end.
-/// `Ok(None)` when no process answers on the store's control socket: the caller runs it.
-pub(crate) fn hand_over(
-    spec: &StoreSpec,
-    args: &RunArgs,
-    guest: Guest,
-) -> Result<Option<ExitCode>, String> {
-    let dir = &spec.dir;
-    let Some(pong) = control::request(dir, &json!({"op": "ping"})) else {
-        return Ok(None);
-    };
-    let pid = pong?["pid"].clone();
-    let started = Instant::now();
-    let arn = match control::request(dir, &json!({"op": "start", "guest": guest.to_json()})) {
-        // Gone since the ping: the store is free (or being let go of).
-        None => return Ok(None),
-        Some(answer) => answer?["executionArn"]
-            .as_str()
-            .ok_or("the engine owning the store answered without an ARN")?
-            .to_owned(),
-    };
-    if !args.quiet {
-        eprintln!(
-            "stepstone: the store {} is in use by process {pid}: the execution runs there, \
-             followed from here (interrupting this stops the following, not the execution): {arn}",
-            dir.display()
-        );
-    }
-    // The owner may end as soon as the execution does (it waits for its guests, no longer):
-    // what is left to read then comes from the store. Still RUNNING with no owner, though,
-    // it was killed.
-    let gone = || {
-        format!(
-            "the process running {arn} went away before it ended: `stepstone resume {arn}` \
-             finishes it"
-        )
-    };
-    let ask = |request: Value| -> Result<Value, String> {
-        match control::request(dir, &request) {
-            Some(answer) => answer,
-            None => {
-                let answer = query(spec, request)?;
-                if answer["status"] == "RUNNING" {
-                    return Err(gone());
-                }
-                Ok(answer)
-            }
-        }
-    };
-    let mut progress = Progress::new(!args.quiet, args.virtual_time);
-    let mut after = 0;
-    let mut entered = 0u64;
-    loop {
-        let answer = ask(json!({"op": "events", "execution": arn, "after": after}))?;
-        let events = answer["events"].as_array().cloned().unwrap_or_default();
-        for event in &events {
-            let event: Event = serde_json::from_value(event.clone())
-                .map_err(|e| format!("an event of {arn} cannot be read: {e}"))?;
-            after = event.id;
-            if matches!(event.kind, EventKind::StateEntered { .. }) {
-                entered += 1;
-            }
-            progress.followed(&event);
-        }
-        if answer["status"] != "RUNNING" && events.len() < EVENTS_PER_ANSWER {
-            break;
-        }
-    }
-    let described = ask(json!({"op": "describe", "execution": arn}))?;
-    let status = described["status"].as_str().unwrap_or("RUNNING");
-    let elapsed = started.elapsed().as_secs_f64();
-    progress.ended(status, entered, &arn, elapsed);
-    print_result(&described, args.json);
-    if args.history {
-        let history = ask(json!({"op": "history", "execution": arn}))?;
-        outln!("{}", json!({"events": history["events"]}));
-    }
-    if args.stats {
-        eprintln!(
-            "{}",
-            json!({"states_entered": entered, "elapsed_ms": elapsed * 1000.0})
-        );
-    }
-    Ok(Some(match status {
-        "SUCCEEDED" => ExitCode::SUCCESS,
-        _ => ExitCode::from(1),
-    }))
 }

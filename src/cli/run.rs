@@ -7,87 +7,19 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use stepstone::asl::{Machine, Options, validate_str};
-use stepstone::engine::history::{Event, HistoryMode};
+use stepstone::engine::history::{Event, EventKind, HistoryMode};
 use stepstone::engine::store::{CheckpointStore, Error as StoreError};
 use stepstone::engine::{
-    Limits, Notice, Outcome, Persistence, RunOptions, Signals, Status, run_durable, run_observed,
+    Limits, Notice, Persistence, RunOptions, Signals, run_durable, run_observed,
 };
 
-pub(crate) use super::progress::Progress;
-use stepstone::tasks::{AwsOptions, AwsTasks, CommandTask, MockCase, MockTasks, Router};
-
-/// Mocked task results: a Step Functions Local MockConfigFile and one of its test cases.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub(crate) struct MockArgs {
-    /// Answer Task states from this MockConfigFile (Step Functions Local's format); states the
-    /// test case does not mock still go to their real target.
-    #[arg(long, value_name = "FILE", requires = "test_case")]
-    pub(crate) mock_config: Option<PathBuf>,
-    /// The test case of the MockConfigFile to use.
-    #[arg(long, value_name = "NAME", requires = "mock_config")]
-    pub(crate) test_case: Option<String>,
-}
-
-impl MockArgs {
-    /// The test case for state machine `machine`, if mocks were asked for.
-    pub(crate) fn load(&self, machine: &str) -> Result<Option<MockCase>, String> {
-        let (Some(file), Some(case)) = (&self.mock_config, &self.test_case) else {
-            return Ok(None);
-        };
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        MockCase::load(&text, machine, case)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", file.display()))
-    }
-
-    /// As kept in an execution's launch record (the file by absolute path: `resume` may run
-    /// elsewhere).
-    pub(crate) fn to_json(&self) -> Value {
-        let file = self
-            .mock_config
-            .as_ref()
-            .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()));
-        json!({"config": file, "test_case": self.test_case})
-    }
-
-    /// From a launch record.
-    pub(crate) fn from_json(v: &Value) -> MockArgs {
-        MockArgs {
-            mock_config: v["config"].as_str().map(PathBuf::from),
-            test_case: v["test_case"].as_str().map(str::to_owned),
-        }
-    }
-}
-
-/// Where AWS tasks go, when not to the standard AWS configuration's defaults.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub(crate) struct AwsArgs {
-    /// The AWS region for tasks that name none (default: AWS_REGION, the profile's, or
-    /// us-east-1).
-    #[arg(long, value_name = "REGION")]
-    pub(crate) region: Option<String>,
-    /// Send AWS calls to this endpoint, such as a local emulator: http://127.0.0.1:4566
-    /// (default: AWS_ENDPOINT_URL, or AWS itself).
-    #[arg(long, value_name = "URL")]
-    pub(crate) endpoint_url: Option<String>,
-}
-
-impl AwsArgs {
-    /// As kept in an execution's launch record.
-    pub(crate) fn to_json(&self) -> Value {
-        json!({"region": self.region, "endpoint_url": self.endpoint_url})
-    }
-
-    /// From a launch record (absent: the defaults).
-    pub(crate) fn from_json(v: &Value) -> AwsArgs {
-        let text = |k: &str| v[k].as_str().map(str::to_owned);
-        AwsArgs {
-            region: text("region"),
-            endpoint_url: text("endpoint_url"),
-        }
-    }
-}
+use super::answers::EVENTS_PER_ANSWER;
+use super::executions::query;
+use super::guests::Guest;
+use super::launch::{AwsArgs, MockArgs, router, runtime};
+use super::progress::Progress;
+use super::report::{exit_code, print_result, report};
+use super::{StoreSpec, control};
 
 /// What `stepstone run` was asked to do.
 #[derive(clap::Args)]
@@ -184,14 +116,14 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
         .unwrap_or_else(|| machine_name(&args.definition));
     if let Some(spec) = &args.store() {
         // A store another process owns: the execution runs there.
-        let guest = super::guests::Guest {
+        let guest = Guest {
             definition: text.clone(),
             input: input.clone(),
             name: args.name.clone().unwrap_or_else(generated_name),
             state_machine_name: name.clone(),
             launch: launch_record(&args),
         };
-        if let Some(code) = super::guests::hand_over(spec, &args, guest)? {
+        if let Some(code) = hand_over(spec, &args, guest)? {
             return Ok(code);
         }
     }
@@ -370,66 +302,6 @@ pub(crate) fn machine_or_report(
     })
 }
 
-/// Where tasks go, first match first (as ../shared/DESIGN.md orders it): the `RESOURCE=COMMAND`
-/// specs; the states the mock test case mocks; AWS (Lambda and CloudFormation through the SDK,
-/// configured by `aws`).
-/// Commands run in `dir` (`None`: this process's working directory).
-pub(crate) fn router(
-    specs: &[String],
-    aws: &AwsArgs,
-    mocks: Option<MockCase>,
-    dir: Option<&Path>,
-) -> Result<Router, String> {
-    let mut options = AwsOptions::default();
-    if let Some(region) = &aws.region {
-        options = options.region(region);
-    }
-    if let Some(url) = &aws.endpoint_url {
-        options = options.endpoint_url(url);
-    }
-    let aws = AwsTasks::new(options);
-    let mut router = match mocks {
-        Some(case) => Router::new().fallback(MockTasks::new(case, aws)),
-        None => Router::new().fallback(aws),
-    };
-    for spec in specs {
-        let (resource, command) = spec
-            .split_once('=')
-            .filter(|(r, c)| !r.is_empty() && !c.is_empty())
-            .ok_or_else(|| format!("--task takes RESOURCE=COMMAND, got '{spec}'"))?;
-        let mut task = CommandTask::new(command);
-        if let Some(dir) = dir {
-            task = task.in_dir(dir);
-        }
-        router = router.route(resource, task);
-    }
-    Ok(router)
-}
-
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))
-}
-
-/// Prints the result, and the history when given.
-pub(crate) fn report(outcome: &Outcome, as_json: bool, history: Option<&[Event]>) {
-    print_outcome(outcome, as_json);
-    if let Some(events) = history {
-        let events: Vec<Value> = events.iter().map(|e| e.to_json()).collect();
-        outln!("{}", json!({"events": events}));
-    }
-}
-
-pub(crate) fn exit_code(outcome: &Outcome) -> ExitCode {
-    if matches!(outcome.status, Status::Succeeded(_)) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
 pub(crate) fn parse_input(text: &str, what: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| format!("{what} is not JSON: {e}"))
 }
@@ -470,59 +342,91 @@ pub(crate) fn check_names(args: &RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) fn print_outcome(outcome: &Outcome, as_json: bool) {
-    let (output, error, cause) = match &outcome.status {
-        Status::Succeeded(v) => (Some(v), None, None),
-        Status::Failed(f) | Status::TimedOut(f) | Status::Aborted(f) => {
-            (None, Some(&f.error), Some(&f.cause))
-        }
-        Status::Running => (None, None, None),
+/// `run` on a store another process owns: hands the execution over and follows it to its end.
+/// `Ok(None)` when no process answers on the store's control socket: the caller runs it.
+pub(crate) fn hand_over(
+    spec: &StoreSpec,
+    args: &RunArgs,
+    guest: Guest,
+) -> Result<Option<ExitCode>, String> {
+    let dir = &spec.dir;
+    let Some(pong) = control::request(dir, &json!({"op": "ping"})) else {
+        return Ok(None);
     };
-    print_result(
-        &json!({
-            "executionArn": outcome.info.execution_arn,
-            "name": outcome.info.name,
-            "status": outcome.status.as_str(),
-            "output": output,
-            "error": error,
-            "cause": cause,
-            "startDate": outcome.info.start_time.to_string(),
-            "stopDate": outcome.stop_time.to_string(),
-        }),
-        as_json,
-    );
-}
-
-/// Prints an execution's result from its DescribeExecution shape: the status, then the output
-/// or the error and cause; with `as_json`, one line of executionArn, name, status, output,
-/// error, cause, startDate, stopDate.
-pub(crate) fn print_result(described: &Value, as_json: bool) {
-    let field = |k: &str| described.get(k).cloned().unwrap_or(Value::Null);
-    if as_json {
-        outln!(
-            "{}",
-            json!({
-                "executionArn": field("executionArn"),
-                "name": field("name"),
-                "status": field("status"),
-                "output": field("output"),
-                "error": field("error"),
-                "cause": field("cause"),
-                "startDate": field("startDate"),
-                "stopDate": field("stopDate"),
-            })
+    let pid = pong?["pid"].clone();
+    let started = Instant::now();
+    let arn = match control::request(dir, &json!({"op": "start", "guest": guest.to_json()})) {
+        // Gone since the ping: the store is free (or being let go of).
+        None => return Ok(None),
+        Some(answer) => answer?["executionArn"]
+            .as_str()
+            .ok_or("the engine owning the store answered without an ARN")?
+            .to_owned(),
+    };
+    if !args.quiet {
+        eprintln!(
+            "stepstone: the store {} is in use by process {pid}: the execution runs there, \
+             followed from here (interrupting this stops the following, not the execution): {arn}",
+            dir.display()
         );
-        return;
     }
-    outln!("{}", described["status"].as_str().unwrap_or("RUNNING"));
-    match (described.get("output"), described["error"].as_str()) {
-        (Some(v), _) if !v.is_null() => {
-            outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default())
+    // The owner may end as soon as the execution does (it waits for its guests, no longer):
+    // what is left to read then comes from the store. Still RUNNING with no owner, though,
+    // it was killed.
+    let gone = || {
+        format!(
+            "the process running {arn} went away before it ended: `stepstone resume {arn}` \
+             finishes it"
+        )
+    };
+    let ask = |request: Value| -> Result<Value, String> {
+        match control::request(dir, &request) {
+            Some(answer) => answer,
+            None => {
+                let answer = query(spec, request)?;
+                if answer["status"] == "RUNNING" {
+                    return Err(gone());
+                }
+                Ok(answer)
+            }
         }
-        (_, Some(e)) => outln!(
-            "error: {e}\ncause: {}",
-            described["cause"].as_str().unwrap_or_default()
-        ),
-        _ => {}
+    };
+    let mut progress = Progress::new(!args.quiet, args.virtual_time);
+    let mut after = 0;
+    let mut entered = 0u64;
+    loop {
+        let answer = ask(json!({"op": "events", "execution": arn, "after": after}))?;
+        let events = answer["events"].as_array().cloned().unwrap_or_default();
+        for event in &events {
+            let event: Event = serde_json::from_value(event.clone())
+                .map_err(|e| format!("an event of {arn} cannot be read: {e}"))?;
+            after = event.id;
+            if matches!(event.kind, EventKind::StateEntered { .. }) {
+                entered += 1;
+            }
+            progress.followed(&event);
+        }
+        if answer["status"] != "RUNNING" && events.len() < EVENTS_PER_ANSWER {
+            break;
+        }
     }
+    let described = ask(json!({"op": "describe", "execution": arn}))?;
+    let status = described["status"].as_str().unwrap_or("RUNNING");
+    let elapsed = started.elapsed().as_secs_f64();
+    progress.ended(status, entered, &arn, elapsed);
+    print_result(&described, args.json);
+    if args.history {
+        let history = ask(json!({"op": "history", "execution": arn}))?;
+        outln!("{}", json!({"events": history["events"]}));
+    }
+    if args.stats {
+        eprintln!(
+            "{}",
+            json!({"states_entered": entered, "elapsed_ms": elapsed * 1000.0})
+        );
+    }
+    Ok(Some(match status {
+        "SUCCEEDED" => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }))
 }

@@ -10,7 +10,8 @@ use stepstone::engine::{
     Failure, InspectionLevel, Mock, StateConfiguration, TestState, TestStatus, test_state,
 };
 
-use super::run::{AwsArgs, InputArgs, machine_name, machine_or_report, parse_input, router};
+use super::launch::{AwsArgs, router};
+use super::run::{InputArgs, machine_name, machine_or_report, parse_input};
 
 /// TestState's inspection levels.
 #[derive(Clone, Copy, Default, clap::ValueEnum)]
@@ -133,7 +134,7 @@ pub(crate) fn run(args: TestStateArgs) -> Result<ExitCode, String> {
         machine_name: Some(machine_name(&args.definition)),
     };
     let tasks = router(&args.tasks, &args.aws, None, None)?;
-    let response = super::run::runtime()?
+    let response = super::launch::runtime()?
         .block_on(test_state(&machine, &state, &test, &tasks))
         .map_err(|e| e.to_string())?;
     if args.json {

@@ -126,7 +126,7 @@ fn entered_input(event: Option<Event>, id: u64) -> Option<Value> {
             id: found,
             kind: EventKind::StateEntered { input, .. },
             ..
-        } if found == id => Some(input.value()),
+        } if found == id => input.value().ok(),
         _ => None,
     }
 }

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::keyed::{KeyValue, Write};
+use super::kv::{KeyValue, Write};
 use super::{Error, Result};
 
 /// What a writer answers a write with, once it is committed (or failed).

@@ -11,6 +11,7 @@ use crate::record::{Changes, Checkpoint};
 pub(crate) mod error;
 mod group_commit;
 mod keyed;
+mod kv;
 pub(crate) mod memory;
 mod redb_store;
 mod sled_store;

@@ -36,8 +36,7 @@ mod viewer;
 
 use super::StoreSpec;
 use super::answers::{answer, describe_execution, list_executions};
-use super::executions::launch_options;
-use super::run::{AwsArgs, MockArgs, router};
+use super::launch::{AwsArgs, MockArgs, launch_options, router};
 
 /// The account and region of every ARN the service makes (the engine's).
 const ARN_PREFIX: &str = "arn:aws:states:us-east-1:123456789012";
@@ -169,7 +168,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
     }
     let spec: StoreSpec = args.store.spec();
     let store: Arc<dyn CheckpointStore> = spec.open()?.into();
-    let runtime = super::run::runtime()?;
+    let runtime = super::launch::runtime()?;
     let local = tokio::task::LocalSet::new();
     let (children_sender, child_requests) = tokio::sync::mpsc::unbounded_channel();
     let service = Rc::new(Service {
