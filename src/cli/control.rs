@@ -232,8 +232,11 @@ async fn start(host: Option<&Host>, request: &Value) -> Result<Value, String> {
          executions: wait for it to end, or use another --store",
     )?;
     let guest = Guest::from_json(&request["guest"])?;
-    let arn = host
-        .start(guest)
+    let Some(started) = host.start(guest) else {
+        // Ending: the `run` that asked takes the store itself once it is free.
+        return Ok(json!({"ending": true}));
+    };
+    let arn = started
         .await
         .map_err(|_| "the execution ended before it was stored".to_owned())??;
     Ok(json!({"executionArn": arn}))

@@ -65,7 +65,16 @@ impl Guest {
 pub(crate) struct Host {
     store: Arc<dyn CheckpointStore>,
     signals: Signals,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    threads: Mutex<Guests>,
+}
+
+/// The guests' threads, and whether the host takes more.
+#[derive(Default)]
+struct Guests {
+    threads: Vec<JoinHandle<()>>,
+    /// The owner is ending: every guest has ended and no more are taken (one started now
+    /// would die with the process).
+    ended: bool,
 }
 
 impl Host {
@@ -80,39 +89,51 @@ impl Host {
 
     /// Starts `guest`. The answer is its ARN once it is stored (durable), or why it did not
     /// start (an invalid definition, a name the store has, a mock file that cannot be read).
+    /// `None`: the owner is ending and takes no more (the store is about to be free).
     pub(crate) fn start(
         &self,
         guest: Guest,
-    ) -> tokio::sync::oneshot::Receiver<Result<String, String>> {
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<String, String>>> {
+        let mut guests = self.threads.lock().expect("not poisoned");
+        if guests.ended {
+            return None;
+        }
+        guests.threads.retain(|t| !t.is_finished());
         let (answer, answered) = tokio::sync::oneshot::channel();
         let (store, signals) = (self.store.clone(), self.signals.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("guest {}", guest.name))
             .spawn(move || run_guest(guest, &*store, signals, answer));
-        let mut threads = self.threads.lock().expect("not poisoned");
-        threads.retain(|t| !t.is_finished());
         match spawned {
-            Ok(thread) => threads.push(thread),
+            Ok(thread) => guests.threads.push(thread),
             Err(e) => {
                 let (answer, failed) = tokio::sync::oneshot::channel();
                 let _ = answer.send(Err(format!("cannot start a thread for the execution: {e}")));
-                return failed;
+                return Some(failed);
             }
         }
-        answered
+        Some(answered)
     }
 
     /// How many guests are still running.
     pub(crate) fn running(&self) -> usize {
-        let threads = self.threads.lock().expect("not poisoned");
-        threads.iter().filter(|t| !t.is_finished()).count()
+        let guests = self.threads.lock().expect("not poisoned");
+        guests.threads.iter().filter(|t| !t.is_finished()).count()
     }
 
-    /// Waits for every guest to end (including any started meanwhile).
+    /// Waits for every guest to end (including any started meanwhile), then takes no more:
+    /// the owner can end without leaving one half-started.
     pub(crate) fn wait(&self) {
         loop {
-            let Some(thread) = self.threads.lock().expect("not poisoned").pop() else {
-                return;
+            let thread = {
+                let mut guests = self.threads.lock().expect("not poisoned");
+                match guests.threads.pop() {
+                    Some(thread) => thread,
+                    None => {
+                        guests.ended = true;
+                        return;
+                    }
+                }
             };
             let _ = thread.join();
         }
@@ -191,5 +212,41 @@ fn run_guest(
         && let Some(answer) = answer.take()
     {
         let _ = answer.send(Err(e.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guest(name: &str) -> Guest {
+        Guest {
+            definition: r#"{"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}"#
+                .into(),
+            input: json!({"n": 1}),
+            name: name.into(),
+            state_machine_name: "m".into(),
+            launch: json!({}),
+        }
+    }
+
+    #[test]
+    fn a_guest_runs_to_its_end_and_an_ending_host_takes_no_more() {
+        let store: Arc<dyn CheckpointStore> = Arc::new(stepstone::engine::store::MemStore::new());
+        let host = Host::new(store.clone(), Signals::default());
+        let answered = host.start(guest("one")).expect("taken");
+        let arn = answered.blocking_recv().unwrap().unwrap();
+        assert_eq!(arn, "arn:aws:states:us-east-1:123456789012:execution:m:one");
+        host.wait();
+        let stored = store.describe(&arn).unwrap().expect("stored");
+        assert_eq!(stored.status.as_str(), "SUCCEEDED");
+        // Once the host has waited for its guests, it is ending: none is taken.
+        assert!(host.start(guest("two")).is_none());
+        assert!(
+            store
+                .describe(&arn.replace(":one", ":two"))
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -358,10 +358,17 @@ pub(crate) fn hand_over(
     let arn = match control::request(dir, &json!({"op": "start", "guest": guest.to_json()})) {
         // Gone since the ping: the store is free (or being let go of).
         None => return Ok(None),
-        Some(answer) => answer?["executionArn"]
-            .as_str()
-            .ok_or("the engine owning the store answered without an ARN")?
-            .to_owned(),
+        Some(answer) => {
+            let answer = answer?;
+            if answer["ending"] == true {
+                // The owner is ending and takes no more: the store is free in a moment.
+                return Ok(None);
+            }
+            answer["executionArn"]
+                .as_str()
+                .ok_or("the engine owning the store answered without an ARN")?
+                .to_owned()
+        }
     };
     if !args.quiet {
         eprintln!(
