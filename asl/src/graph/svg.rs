@@ -4,7 +4,8 @@
 //!
 //! The layout is layered, per scope: each state's row is the longest forward path to it from
 //! the scope's start (a transition back to an earlier row, a loop, is drawn around the right
-//! side), states keep the order in which a walk from the start meets them, and a Map or
+//! side; one down more than one row passes between the states of the rows it crosses, through
+//! a waypoint in each), states keep the order in which a walk from the start meets them, and a Map or
 //! Parallel is a box holding its processor or branches side by side, each laid out the same
 //! way. Every state is a `<g class="state" data-state="NAME" data-type="TYPE"
 //! data-status="STATUS">`: state names are unique in a machine, so the name alone finds a
@@ -85,6 +86,8 @@ const COLUMN_GAP: f64 = 28.0;
 const HEADER: f64 = 34.0;
 const PADDING: f64 = 14.0;
 const MARKER: f64 = 14.0;
+/// The room a transition takes in a row it crosses.
+const WAYPOINT: f64 = 10.0;
 /// Room on the right of a scope for the transitions drawn back up around it.
 const LOOP_LANE: f64 = 22.0;
 
@@ -108,6 +111,9 @@ struct Placed {
 enum What {
     Start,
     End,
+    /// Where a transition crosses a row on its way to a state more than one row down: it
+    /// takes room in the row, so that it passes between the states there, not through them.
+    Waypoint,
     State {
         name: String,
         type_name: &'static str,
@@ -121,6 +127,8 @@ struct Edge {
     to: usize,
     label: Option<String>,
     class: &'static str,
+    /// The waypoints it passes, top to bottom (a transition down more than one row).
+    via: Vec<usize>,
 }
 
 /// Roughly how wide text is at the drawing's sizes (no font metrics in a renderer that runs
@@ -198,6 +206,26 @@ fn lay_out(scope: ScopeRef<'_>, root: bool) -> Scope {
         first = start_marker;
     }
     let back = rank(&mut nodes, &edges, first);
+    // A transition down more than one row gets a waypoint in each row it crosses, ordered in
+    // its row between its two ends.
+    for (i, edge) in edges.iter_mut().enumerate() {
+        let (top, bottom) = (nodes[edge.from].rank, nodes[edge.to].rank);
+        if back[i] || bottom <= top + 1 {
+            continue;
+        }
+        let order = (nodes[edge.from].x + nodes[edge.to].x) / 2.0;
+        for rank in top + 1..bottom {
+            nodes.push(Placed {
+                x: order,
+                y: 0.0,
+                width: WAYPOINT,
+                height: 0.0,
+                rank,
+                what: What::Waypoint,
+            });
+            edge.via.push(nodes.len() - 1);
+        }
+    }
     place(&mut nodes);
     let width = nodes.iter().map(|n| n.x + n.width).fold(0.0, f64::max)
         + if back.iter().any(|b| *b) {
@@ -220,6 +248,7 @@ fn edge(from: usize, to: usize, label: Option<String>, class: &'static str) -> E
         to,
         label,
         class,
+        via: Vec::new(),
     }
 }
 
@@ -378,19 +407,30 @@ fn draw(out: &mut String, scope: &Scope, ox: f64, oy: f64, mark: &dyn Fn(&str) -
         }
         at
     };
-    let leaving = spread(&|e| e.from, &|e| e.to);
-    let arriving = spread(&|e| e.to, &|e| e.from);
+    let leaving = spread(&|e| e.from, &|e| e.via.first().copied().unwrap_or(e.to));
+    let arriving = spread(&|e| e.to, &|e| e.via.last().copied().unwrap_or(e.from));
     for (i, e) in scope.edges.iter().enumerate() {
         let (a, b) = (&scope.nodes[e.from], &scope.nodes[e.to]);
         let path = if b.rank > a.rank {
-            let (sx, sy) = (ox + a.x + a.width * leaving[i], oy + a.y + a.height);
-            let (tx, ty) = (ox + b.x + b.width * arriving[i], oy + b.y);
-            let bend = (ty - sy) / 2.0;
-            format!(
-                "M{sx:.1},{sy:.1} C{sx:.1},{:.1} {tx:.1},{:.1} {tx:.1},{ty:.1}",
-                sy + bend,
-                ty - bend
-            )
+            // Down through its waypoints: a smooth curve between each two points.
+            let mut points = vec![(ox + a.x + a.width * leaving[i], oy + a.y + a.height)];
+            points.extend(e.via.iter().map(|&w| {
+                let w = &scope.nodes[w];
+                (ox + w.x + w.width / 2.0, oy + w.y)
+            }));
+            points.push((ox + b.x + b.width * arriving[i], oy + b.y));
+            let mut path = format!("M{:.1},{:.1}", points[0].0, points[0].1);
+            for pair in points.windows(2) {
+                let ((sx, sy), (tx, ty)) = (pair[0], pair[1]);
+                let bend = (ty - sy) / 2.0;
+                let _ = write!(
+                    path,
+                    " C{sx:.1},{:.1} {tx:.1},{:.1} {tx:.1},{ty:.1}",
+                    sy + bend,
+                    ty - bend
+                );
+            }
+            path
         } else {
             // Back up (a loop) or along a row: around the right side of the scope.
             loops += 4.0;
@@ -412,9 +452,17 @@ fn draw(out: &mut String, scope: &Scope, ox: f64, oy: f64, mark: &dyn Fn(&str) -
                 short
             };
             let (lx, ly) = if b.rank > a.rank {
+                // Beside the first stretch, below the state it leaves.
+                let (nx, ny) = match e.via.first() {
+                    Some(&w) => {
+                        let w = &scope.nodes[w];
+                        (w.x + w.width / 2.0, w.y)
+                    }
+                    None => (b.x + b.width * arriving[i], b.y),
+                };
                 (
-                    ox + (a.x + a.width * leaving[i] + b.x + b.width * arriving[i]) / 2.0 + 4.0,
-                    oy + (a.y + a.height + b.y) / 2.0,
+                    ox + (a.x + a.width * leaving[i] + nx) / 2.0 + 4.0,
+                    oy + (a.y + a.height + ny) / 2.0,
                 )
             } else {
                 (right - 6.0, oy + (a.y + b.y) / 2.0 + a.height / 2.0)
@@ -432,6 +480,7 @@ fn draw(out: &mut String, scope: &Scope, ox: f64, oy: f64, mark: &dyn Fn(&str) -
     for n in &scope.nodes {
         let (x, y) = (ox + n.x, oy + n.y);
         match &n.what {
+            What::Waypoint => {}
             What::Start | What::End => {
                 let r = MARKER / 2.0;
                 let fill = if matches!(n.what, What::End) {
