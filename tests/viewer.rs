@@ -291,6 +291,11 @@ fn the_viewer_shows_each_state_as_the_history_has_it() {
         events.len() + 1,
         "header and events"
     );
+    // A task's events name the state they belong to, as the console's table does.
+    assert!(
+        rows.contains("<td>TaskScheduled</td><td>PrepareRegion</td>"),
+        "the step of a task event"
+    );
     // The loop was entered three times: the count is on the graph.
     assert!(page.contains(">×3<"), "iteration counts");
 

@@ -5,9 +5,9 @@
 //! The layout is layered, per scope: each state's row is the longest forward path to it from
 //! the scope's start (a transition back to an earlier row, a loop, is drawn around the right
 //! side; one down more than one row passes between the states of the rows it crosses, through
-//! a waypoint in each), states keep the order in which a walk from the start meets them, and a Map or
-//! Parallel is a box holding its processor or branches side by side, each laid out the same
-//! way. Every state is a `<g class="state" data-state="NAME" data-type="TYPE"
+//! a waypoint in each), states keep the order in which a walk from the start meets them, and a
+//! Map or Parallel is a box holding its processor or branches side by side, each laid out the
+//! same way. Every state is a `<g class="state" data-state="NAME" data-type="TYPE"
 //! data-status="STATUS">`: state names are unique in a machine, so the name alone finds a
 //! state, nested ones included.
 

@@ -31,6 +31,9 @@ const SCRIPT: &str = include_str!("viewer/viewer.js");
 /// The most events an execution's page lists (the latest; the statuses count them all).
 const EVENTS_SHOWN: usize = 1000;
 
+/// Up to how many events the state each belongs to is worked out.
+const STEPS_TRACKED: usize = 100_000;
+
 /// The most executions the index lists (the latest).
 const EXECUTIONS_SHOWN: usize = 500;
 
@@ -213,16 +216,30 @@ fn execution(store: &dyn CheckpointStore, arn: &str, part: Option<&str>) -> Answ
         .ok_or_else(|| failed("the execution's definition no longer validates"))?;
     let status = described.status.as_str();
     let mut tally = Tally::default();
-    let mut shown: std::collections::VecDeque<Event> = std::collections::VecDeque::new();
+    let mut shown: std::collections::VecDeque<(Event, Option<std::rc::Rc<str>>)> =
+        std::collections::VecDeque::new();
     let mut total = 0usize;
+    // The state each event belongs to: a state's own events name it, the others (a task's, a
+    // Map's) follow `previousEventId` back to one. Worked out for histories of a size a page
+    // shows; past that, only state events say their state.
+    let mut steps: HashMap<u64, std::rc::Rc<str>> = HashMap::new();
     store
         .each_event(arn, &mut |event| {
             tally.count(&event);
             total += 1;
+            let step = match step_of(&event.kind) {
+                Some(name) => Some(std::rc::Rc::<str>::from(name)),
+                None => steps.get(&event.previous_event_id).cloned(),
+            };
+            if total <= STEPS_TRACKED
+                && let Some(step) = &step
+            {
+                steps.insert(event.id, step.clone());
+            }
             if shown.len() == EVENTS_SHOWN {
                 shown.pop_front();
             }
-            shown.push_back(event);
+            shown.push_back((event, step));
             true
         })
         .map_err(failed)?;
@@ -312,10 +329,10 @@ fn execution(store: &dyn CheckpointStore, arn: &str, part: Option<&str>) -> Answ
             String::new()
         }
     );
-    for event in &shown {
+    for (event, step) in &shown {
         let json = event.to_json();
         let kind = json["type"].as_str().unwrap_or_default();
-        let step = step_of(&event.kind).unwrap_or_default();
+        let step = step.as_deref().unwrap_or_default();
         let details = json
             .as_object()
             .and_then(|o| o.iter().find(|(k, _)| k.ends_with("EventDetails")))
