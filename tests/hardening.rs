@@ -351,12 +351,7 @@ fn one_execution_that_cannot_resume_does_not_hold_back_the_others() {
         }
         let o = stepstone(&args);
         assert_ok(&o);
-        let pid = stderr(&o)
-            .split("pid ")
-            .nth(1)
-            .and_then(|rest| rest.split(')').next())
-            .unwrap()
-            .to_owned();
+        let pid = detached_pid(&o);
         Command::new("kill").args(["-9", &pid]).status().unwrap();
         wait_until_gone(&pid);
     }
@@ -368,6 +363,16 @@ fn one_execution_that_cannot_resume_does_not_hold_back_the_others() {
     let finished: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(finished["name"], "plain");
     assert_eq!(finished["status"], "SUCCEEDED");
+}
+
+/// The process id `run --detach` reports: "started in the background (pid N)".
+fn detached_pid(o: &Output) -> String {
+    stderr(o)
+        .split("pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("run --detach names its process")
+        .to_owned()
 }
 
 /// Waits until process `pid` has exited (its store lock released).
@@ -524,12 +529,7 @@ fn a_flood_of_idle_connections_does_not_starve_the_engine() {
         .output()
         .unwrap();
     assert_ok(&o);
-    let pid = stderr(&o)
-        .split("pid ")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .unwrap()
-        .to_owned();
+    let pid = detached_pid(&o);
     let socket = store.join("control.sock");
     let mut held = Vec::new();
     for _ in 0..1000 {
@@ -828,12 +828,7 @@ fn a_resumed_run_keeps_its_payload_limit_and_its_commands_directory() {
         .output()
         .unwrap();
     assert_ok(&o);
-    let pid = stderr(&o)
-        .split("pid ")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .unwrap()
-        .to_owned();
+    let pid = detached_pid(&o);
     Command::new("kill").args(["-9", &pid]).status().unwrap();
     wait_until_gone(&pid);
     // Resumed from elsewhere (this test's directory, not the one holding big.sh).

@@ -85,6 +85,20 @@ fn at(nanos: i128) -> Timestamp {
     Timestamp { unix_nanos: nanos }
 }
 
+/// Execution `e` of the model, started: its first commands are pending.
+fn started(machine: &Machine, e: usize) -> (Execution<'_>, VecDeque<Command>) {
+    let info = ExecutionInfo::new(
+        "model",
+        &format!("ex-{e}"),
+        json!({"items": (0..5).map(|i| format!("region-{e}-{i}")).collect::<Vec<_>>()}),
+        at(1_000),
+        false,
+    );
+    let mut exec = Execution::new(machine, info, Limits::default(), HistoryMode::Full);
+    let pending = exec.start(at(1_000)).into();
+    (exec, pending)
+}
+
 fn check(
     ops: Vec<Op>,
     mut open: impl FnMut() -> Box<dyn CheckpointStore>,
@@ -95,15 +109,7 @@ fn check(
     for op in ops {
         match op {
             Op::Create(e) => {
-                let info = ExecutionInfo::new(
-                    "model",
-                    &format!("ex-{e}"),
-                    json!({"items": (0..5).map(|i| format!("region-{e}-{i}")).collect::<Vec<_>>()}),
-                    at(1_000),
-                    false,
-                );
-                let mut exec = Execution::new(&machine, info, Limits::default(), HistoryMode::Full);
-                let pending: VecDeque<Command> = exec.start(at(1_000)).into();
+                let (mut exec, pending) = started(&machine, e);
                 let changes = exec.take_changes().unwrap();
                 let created = store.create(machine.source(), &json!({"e": e}), &changes);
                 if live.contains_key(&e) {
@@ -281,15 +287,7 @@ fn run_to_end<'m>(
     store: &dyn CheckpointStore,
     e: usize,
 ) -> (Execution<'m>, Vec<u64>) {
-    let info = ExecutionInfo::new(
-        "model",
-        &format!("ex-{e}"),
-        json!({"items": (0..5).map(|i| format!("region-{e}-{i}")).collect::<Vec<_>>()}),
-        at(1_000),
-        false,
-    );
-    let mut exec = Execution::new(machine, info, Limits::default(), HistoryMode::Full);
-    let mut pending: VecDeque<Command> = exec.start(at(1_000)).into();
+    let (mut exec, mut pending) = started(machine, e);
     let changes = exec.take_changes().unwrap();
     store
         .create(machine.source(), &json!({"e": e}), &changes)
