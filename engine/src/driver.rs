@@ -5,7 +5,8 @@
 //! timestamp moves as if the time had passed. Tasks themselves always run in real time.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::future::Future;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -399,9 +400,10 @@ async fn drive_execution(
     if !options.virtual_time {
         exec.set_evaluation_deadline(deadline.map(|d| real_instant(d, &clock)));
     }
-    let mut timers: BinaryHeap<Reverse<(Timestamp, u64, RunIdKey)>> = BinaryHeap::new();
-    let mut seq = 0u64;
-    let mut in_flight: JoinSet<(RunId, Result<Value, Failure>)> = JoinSet::new();
+    // What has been started and is waited for: tasks, callbacks, timers.
+    let mut started = Started::default();
+    // Saves queued and not yet committed, oldest first, each with the commands it holds back.
+    let mut pending: VecDeque<PendingSave> = VecDeque::new();
     let mut first = true;
     // An execution that is not durable and records its history hands its events to the
     // outcome; a durable one's are in its store.
@@ -425,17 +427,19 @@ async fn drive_execution(
         }
         None => (None, Inbox(None)),
     };
-    // Stop requests wait for their answer until the abort is durable (the save at the top of
-    // the loop), which is when the loop ends.
+    // Stop requests wait for their answer until the abort is durable (every save is committed
+    // when the loop ends).
     let mut replies = Vec::new();
-    // The tasks waiting for their token, by token.
-    let mut callbacks: HashMap<String, CallbackSender> = HashMap::new();
-    // Which run each task in flight answers, to fail the right one if its handler panics.
-    let mut task_runs: HashMap<tokio::task::Id, RunId> = HashMap::new();
     loop {
         if let Some(signal) = inbox.try_next() {
             // A signal that came while the execution never waited (a long run of pure states).
-            on_signal(&mut exec, signal, clock.now(), &mut replies, &mut callbacks);
+            on_signal(
+                &mut exec,
+                signal,
+                clock.now(),
+                &mut replies,
+                &mut started.callbacks,
+            );
             // Whatever it changed is checkpointed below, tick or not.
             ticked = false;
             if *exec.status() != Status::Running {
@@ -458,8 +462,22 @@ async fn drive_execution(
             let pure_progress =
                 commands.is_empty() && exec.has_ready_runs() && *exec.status() == Status::Running;
             if !pure_progress || last_save.elapsed() >= PURE_PROGRESS_SAVE_INTERVAL {
-                let saved = store.save_async(exec.take_changes()?).await?;
-                pass_on(saved, &mut notify);
+                let changes = exec.take_changes()?;
+                let whole = changes.is_complete();
+                let saving = store.save_async(changes);
+                // Pipelined: the commands wait for their save's commit, the interpreter does
+                // not; it goes on with whatever else has come in, and its next save queues
+                // behind this one (see `PendingSave`). A save holding the whole execution (the
+                // first after a restore) is waited for: the saves after it need its records.
+                pending.push_back(PendingSave {
+                    saving,
+                    commands: std::mem::take(&mut commands),
+                });
+                if whole || pending.len() > MAX_PENDING_SAVES {
+                    let save = pending.pop_front().expect("pushed above");
+                    pass_on(save.saving.await?, &mut notify);
+                    commands = save.commands;
+                }
                 last_save = std::time::Instant::now();
             }
         } else if durable.store.is_none() {
@@ -472,59 +490,21 @@ async fn drive_execution(
                 states_entered: exec.states_entered(),
             });
         }
+        // Saves committed by now release their commands, in the order they were queued (after
+        // any in `commands`, which come from older saves).
+        while let Some(saved) = pending.front_mut().and_then(|p| committed(&mut p.saving)) {
+            let save = pending.pop_front().expect("looked at");
+            pass_on(saved?, &mut notify);
+            commands.extend(save.commands);
+        }
         for command in commands.drain(..) {
-            match command {
-                Command::Timer { run, until, reason } => {
-                    if watched {
-                        notify(Notice::Timer {
-                            until,
-                            reason: &reason,
-                            path: &exec.path(run),
-                        });
-                    }
-                    seq += 1;
-                    timers.push(Reverse((until, seq, RunIdKey(run))));
-                }
-                Command::Dispatch(request) => {
-                    if watched {
-                        notify(Notice::Dispatched {
-                            request: &request,
-                            path: &exec.path(request.run),
-                        });
-                    }
-                    let run = request.run;
-                    let timeout = request.timeout_seconds;
-                    let state = request.state_name.clone();
-                    let answered_here = tasks.answers_callbacks(&request);
-                    if answered_here && let Some(token) = &request.task_token {
-                        // An activity whose handler is its worker (a command, a mock): taken at
-                        // once (no-op for other tasks).
-                        exec.activity_started(token, LOCAL_WORKER, clock.now());
-                    }
-                    let waits_for_token = (!answered_here)
-                        .then(|| request.task_token.clone())
-                        .flatten();
-                    let heartbeat = request.heartbeat_seconds;
-                    let mut future = tasks.dispatch(request);
-                    if let Some(token) = waits_for_token {
-                        // The dispatch only delivers the request: the result comes back with
-                        // the token, as a signal.
-                        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-                        callbacks.insert(token, sender);
-                        future = Box::pin(wait_for_callback(
-                            future,
-                            receiver,
-                            heartbeat,
-                            state.clone(),
-                        ));
-                    }
-                    let spawned = in_flight
-                        .spawn(async move { (run, within_timeout(future, timeout, &state).await) });
-                    task_runs.insert(spawned.id(), run);
-                }
-            }
+            started.start(command, &mut exec, tasks, &clock, watched, &mut notify);
         }
         if *exec.status() != Status::Running {
+            // The end is durable before it is told (what the last saves held back is moot).
+            while let Some(save) = pending.pop_front() {
+                pass_on(save.saving.await?, &mut notify);
+            }
             break;
         }
         if exec.has_ready_runs() {
@@ -539,17 +519,17 @@ async fn drive_execution(
             }
             continue;
         }
-        let next_timer = timers.peek().map(|Reverse((t, _, _))| *t);
+        let next_timer = started.timers.peek().map(|Reverse((t, _, _))| *t);
         // The earliest thing the clock can bring: a timer, or the execution's deadline.
         let due = match (next_timer, deadline) {
             (Some(t), Some(d)) => Some(t.min(d)),
             (t, d) => t.or(d),
         };
-        if in_flight.is_empty() && due.is_none() {
+        if started.in_flight.is_empty() && due.is_none() && pending.is_empty() {
             // Nothing can happen any more.
             break;
         }
-        let woken = if options.virtual_time && in_flight.is_empty() {
+        let woken = if options.virtual_time && started.in_flight.is_empty() && pending.is_empty() {
             clock.jump_to(due.expect("checked above"));
             Woken::Clock
         } else {
@@ -563,8 +543,14 @@ async fn drive_execution(
                 }
             };
             let task = async {
-                match in_flight.join_next_with_id().await {
+                match started.in_flight.join_next_with_id().await {
                     Some(joined) => joined,
+                    None => std::future::pending().await,
+                }
+            };
+            let save = async {
+                match pending.front_mut() {
+                    Some(save) => (&mut save.saving).await,
                     None => std::future::pending().await,
                 }
             };
@@ -577,26 +563,48 @@ async fn drive_execution(
             };
             tokio::select! {
                 joined = task => Woken::Task(joined),
+                saved = save => Woken::Saved(saved),
                 () = sleep => Woken::Clock,
                 signal = inbox.next() => Woken::Signal(signal),
                 () = tick => Woken::Tick,
             }
         };
         match woken {
+            Woken::Saved(saved) => {
+                let save = pending.pop_front().expect("awaited above");
+                pass_on(saved?, &mut notify);
+                commands = save.commands;
+                // Back to the top, where they are performed (without a save of their own:
+                // nothing changed since).
+                ticked = true;
+                continue;
+            }
             Woken::Task(joined) => {
-                // Group commit: every task that has finished by now is applied before the next
-                // checkpoint, so a burst of completions costs one write, not one each.
+                // Group commit: the tasks that have finished by now are applied before the
+                // next checkpoint, so a burst of completions costs one write, not one each.
+                // While no save of this execution is under way, only half of those in flight
+                // are taken: the disk starts on their save while the rest are applied, and the
+                // two halves take turns (one interpreted while the other commits) instead of
+                // the interpreter and the disk each waiting for the other.
+                let mut take = if pending.is_empty() {
+                    started.in_flight.len().div_ceil(2).max(1)
+                } else {
+                    usize::MAX
+                };
                 let mut done = Some(joined);
                 while let Some(joined) = done {
                     let (run, result) = match joined {
                         Ok((task, answer)) => {
-                            task_runs.remove(&task);
+                            started.task_runs.remove(&task);
                             answer
                         }
                         // The handler panicked: its task fails (Catch sees States.TaskFailed),
                         // the execution goes on.
                         Err(e) => (
-                            task_runs.remove(&e.id()).unwrap_or_else(RunId::detached),
+                            started
+                                .task_runs
+                                .remove(&e.id())
+                                .unwrap_or_else(RunId::detached),
                             Err(Failure::new(
                                 errors::TASK_FAILED,
                                 format!("The task handler panicked: {e}"),
@@ -608,12 +616,23 @@ async fn drive_execution(
                         failure: result.as_ref().err(),
                     });
                     commands.extend(exec.on_input(Input::TaskDone { run, result }, clock.now()));
-                    done = in_flight.try_join_next_with_id();
+                    take -= 1;
+                    done = if take == 0 {
+                        None
+                    } else {
+                        started.in_flight.try_join_next_with_id()
+                    };
                 }
                 continue;
             }
             Woken::Signal(signal) => {
-                on_signal(&mut exec, signal, clock.now(), &mut replies, &mut callbacks);
+                on_signal(
+                    &mut exec,
+                    signal,
+                    clock.now(),
+                    &mut replies,
+                    &mut started.callbacks,
+                );
                 continue;
             }
             Woken::Tick => {
@@ -632,17 +651,17 @@ async fn drive_execution(
             commands = exec.on_input(Input::TimedOut, now);
             continue;
         }
-        if let Some(Reverse((t, _, _))) = timers.peek()
+        if let Some(Reverse((t, _, _))) = started.timers.peek()
             && *t <= now
         {
-            let Reverse((_, _, RunIdKey(run))) = timers.pop().expect("peeked");
+            let Reverse((_, _, RunIdKey(run))) = started.timers.pop().expect("peeked");
             commands = exec.on_input(Input::TimerFired { run }, now);
         }
     }
     if durable.store.is_none() {
         pass_on(exec.take_events(), &mut notify);
     }
-    in_flight.abort_all();
+    started.in_flight.abort_all();
     let stop_time = clock.now();
     for reply in replies {
         // The requester may have gone away; the execution has stopped regardless.
@@ -716,8 +735,112 @@ const LOCAL_WORKER: &str = "stepstone";
 /// A task's answer, for the run that waits for it.
 type TaskAnswer = (RunId, Result<Value, Failure>);
 
+/// At most this many saves of one execution wait for their commit at once; past that the
+/// interpreter waits for the oldest (a bound on the memory a slow disk lets pile up).
+const MAX_PENDING_SAVES: usize = 8;
+
+/// A save queued and not yet committed, and the commands it holds back: a dispatch is durable
+/// before it is sent, so its commands are performed once it is committed. Saves are committed
+/// in the order they were queued (one writer per store), so a task's result is always durable
+/// before what it led to, and a failed save fails every later save of the execution unapplied
+/// (the store's save chain).
+struct PendingSave {
+    saving: store::Saving,
+    commands: Vec<Command>,
+}
+
+/// What a save resolved to, if it is over (without waiting).
+fn committed(saving: &mut store::Saving) -> Option<Result<Vec<Event>, store::Error>> {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(saving).poll(&mut context) {
+        std::task::Poll::Ready(result) => Some(result),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// What the driver has started and waits for.
+#[derive(Default)]
+struct Started {
+    /// Tasks in flight.
+    in_flight: JoinSet<TaskAnswer>,
+    /// Which run each task in flight answers, to fail the right one if its handler panics.
+    task_runs: HashMap<tokio::task::Id, RunId>,
+    /// The tasks waiting for their token, by token.
+    callbacks: HashMap<String, CallbackSender>,
+    /// Timers, earliest first (ties in the order they were set).
+    timers: BinaryHeap<Reverse<(Timestamp, u64, RunIdKey)>>,
+    seq: u64,
+}
+
+impl Started {
+    /// Performs `command`: arms its timer or dispatches its task.
+    fn start(
+        &mut self,
+        command: Command,
+        exec: &mut Execution<'_>,
+        tasks: &dyn TaskDispatcher,
+        clock: &Clock,
+        watched: bool,
+        notify: &mut dyn FnMut(Notice<'_>),
+    ) {
+        match command {
+            Command::Timer { run, until, reason } => {
+                if watched {
+                    notify(Notice::Timer {
+                        until,
+                        reason: &reason,
+                        path: &exec.path(run),
+                    });
+                }
+                self.seq += 1;
+                self.timers.push(Reverse((until, self.seq, RunIdKey(run))));
+            }
+            Command::Dispatch(request) => {
+                if watched {
+                    notify(Notice::Dispatched {
+                        request: &request,
+                        path: &exec.path(request.run),
+                    });
+                }
+                let run = request.run;
+                let timeout = request.timeout_seconds;
+                let state = request.state_name.clone();
+                let answered_here = tasks.answers_callbacks(&request);
+                if answered_here && let Some(token) = &request.task_token {
+                    // An activity whose handler is its worker (a command, a mock): taken at
+                    // once (no-op for other tasks).
+                    exec.activity_started(token, LOCAL_WORKER, clock.now());
+                }
+                let waits_for_token = (!answered_here)
+                    .then(|| request.task_token.clone())
+                    .flatten();
+                let heartbeat = request.heartbeat_seconds;
+                let mut future = tasks.dispatch(request);
+                if let Some(token) = waits_for_token {
+                    // The dispatch only delivers the request: the result comes back with the
+                    // token, as a signal.
+                    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+                    self.callbacks.insert(token, sender);
+                    future = Box::pin(wait_for_callback(
+                        future,
+                        receiver,
+                        heartbeat,
+                        state.clone(),
+                    ));
+                }
+                let spawned = self
+                    .in_flight
+                    .spawn(async move { (run, within_timeout(future, timeout, &state).await) });
+                self.task_runs.insert(spawned.id(), run);
+            }
+        }
+    }
+}
+
 /// What ended a wait in the driver's loop.
 enum Woken {
+    /// The oldest save under way is over.
+    Saved(Result<Vec<Event>, store::Error>),
     /// A task finished (or its handler panicked).
     Task(Result<(tokio::task::Id, TaskAnswer), tokio::task::JoinError>),
     /// A timer or the deadline is due.

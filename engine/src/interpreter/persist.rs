@@ -51,6 +51,8 @@ pub(super) struct Persisted {
     listed: Option<&'static str>,
     /// The number the next results batch gets.
     next_batch: u64,
+    /// This run's saves, one after another (a restored execution starts a new chain).
+    chain: crate::store::Chain,
 }
 
 impl Execution<'_> {
@@ -138,6 +140,7 @@ impl Execution<'_> {
             puts,
             deletes,
             events,
+            chain: self.persisted.chain.clone(),
         })
     }
 
@@ -338,6 +341,7 @@ impl<'m> Execution<'m> {
         exec.persisted = Persisted {
             listed: (!legacy).then(|| exec.status.as_str()),
             next_batch: checkpoint.next_batch,
+            chain: crate::store::Chain::default(),
         };
         let mut results = checkpoint.results;
         let mut runs = Vec::new();

@@ -122,6 +122,8 @@ pub struct Changes {
     pub(crate) puts: Vec<(RecordKey, Vec<u8>)>,
     pub(crate) deletes: Vec<RecordKey>,
     pub(crate) events: Vec<Event>,
+    /// The run of saves they continue (each applied only after the one before it).
+    pub(crate) chain: crate::store::Chain,
 }
 
 impl Changes {
@@ -706,22 +708,25 @@ pub(crate) fn encode_json<T: Serialize>(value: &T) -> Result<Vec<u8>, crate::sto
 /// around a value of 128 levels is deeper).
 pub(crate) const MAX_RECORD_DEPTH: usize = 2 * crate::limits::MAX_DEPTH;
 
-/// How deep JSON text nests (arrays and objects), counted without parsing it.
+/// How deep JSON text nests (arrays and objects), counted without parsing it. Every record
+/// written and read goes through it, so strings (most of a record's text) are skipped whole,
+/// from quote to quote, rather than byte by byte.
 fn nesting(json: &[u8]) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in json {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let (mut depth, mut deepest, mut at) = (0usize, 0usize, 0usize);
+    while let Some(&b) = json.get(at) {
+        at += 1;
         match b {
-            b'"' => in_string = true,
+            b'"' => loop {
+                // To the closing quote, stepping over escapes (`\"` is not one).
+                match memchr::memchr2(b'"', b'\\', &json[at..]) {
+                    Some(i) if json[at + i] == b'\\' => at = (at + i + 2).min(json.len()),
+                    Some(i) => {
+                        at += i + 1;
+                        break;
+                    }
+                    None => return deepest,
+                }
+            },
             b'[' | b'{' => {
                 depth += 1;
                 deepest = deepest.max(depth);
@@ -864,6 +869,11 @@ mod tests {
         // Brackets inside strings are text, not nesting.
         let text = format!("[\"{}\"]", "[{".repeat(1000));
         assert_eq!(nesting(text.as_bytes()), 1);
+        // Escaped quotes and backslashes do not end a string; an escaped backslash does not
+        // escape the quote after it.
+        assert_eq!(nesting(br#"[{"a\"[[[": ["\\", [1]]}]"#), 4);
+        assert_eq!(nesting(br#"["\\\"{{{"]"#), 1);
+        assert_eq!(nesting(br#"[["unterminated \"#), 2);
         assert!(decode::<Value>("k", text.as_bytes()).is_ok());
     }
 

@@ -8,6 +8,7 @@
 //! thread back to the runtime while the disk works, which on a small machine is the difference
 //! between running other executions during an fsync and not.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -28,7 +29,44 @@ const MAX_BYTES: usize = 32 << 20;
 
 struct Job {
     write: Write<'static>,
+    chain: Option<Chain>,
     done: Done,
+}
+
+/// The saves of one run of an execution, queued one after another without waiting for each
+/// other's commit: each is applied only if every one before it was. A save holds only what
+/// changed since the one before it, so applied without it, it would leave records that
+/// contradict each other; a failed save therefore breaks its chain, and the saves queued after
+/// it fail unapplied. (A resumed execution starts a new chain from what the store holds.)
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Chain(Arc<AtomicBool>);
+
+impl Chain {
+    fn is_broken(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn break_off(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Applies `write` through `apply` unless the chain is broken, and breaks it if the write
+    /// fails.
+    pub(crate) fn apply(&self, apply: impl FnOnce() -> Result<()>) -> Result<()> {
+        if self.is_broken() {
+            return Err(broken());
+        }
+        let result = apply();
+        if result.is_err() {
+            self.break_off();
+        }
+        result
+    }
+}
+
+/// What a save fails with when one queued before it failed.
+fn broken() -> Error {
+    Error::Io("an earlier save of this execution failed, so this one was not applied".into())
 }
 
 /// A store's writer thread. Dropping it lets the thread apply what was submitted, then joins
@@ -52,10 +90,11 @@ impl Committer {
         })
     }
 
-    /// Queues `write`; `done` is called from the writer thread once it is committed.
-    pub(crate) fn submit(&self, write: Write<'static>, done: Done) {
+    /// Queues `write`, a link of `chain` if it has one; `done` is called from the writer
+    /// thread once it is committed.
+    pub(crate) fn submit(&self, write: Write<'static>, chain: Option<Chain>, done: Done) {
         let queue = self.queue.lock().expect("not poisoned");
-        let job = Job { write, done };
+        let job = Job { write, chain, done };
         let refused = match queue.as_ref() {
             Some(queue) => queue.send(job).err().map(|e| e.0),
             None => Some(job),
@@ -99,9 +138,20 @@ fn write_all<K: KeyValue>(kv: &K, jobs: &mpsc::Receiver<Job>) {
         }
         let mut writes = Vec::with_capacity(batch.len());
         let mut answers = Vec::with_capacity(batch.len());
+        let mut chains = Vec::new();
         for job in batch {
+            // A link after a failed save is answered at once, unapplied. (A link after one in
+            // this same transaction stands or falls with it.)
+            if job.chain.as_ref().is_some_and(Chain::is_broken) {
+                (job.done)(Err(broken()));
+                continue;
+            }
             writes.push(job.write);
             answers.push(job.done);
+            chains.extend(job.chain);
+        }
+        if writes.is_empty() {
+            continue;
         }
         // A database that panics (sled does on some faults) fails the writes it was given,
         // and the thread goes on: no caller is left waiting for an answer that never comes.
@@ -111,6 +161,9 @@ fn write_all<K: KeyValue>(kv: &K, jobs: &mpsc::Receiver<Job>) {
                     "the store's database panicked while writing".into(),
                 ))
             });
+        if result.is_err() {
+            chains.iter().for_each(Chain::break_off);
+        }
         for done in answers {
             done(result.clone());
         }
@@ -180,7 +233,7 @@ mod tests {
             let tx = tx.clone();
             let mut write = put("k", &i.to_string());
             write.puts.push((format!("n/{i:02}"), Cow::Borrowed(b"x")));
-            committer.submit(write, Box::new(move |r| tx.send((i, r)).unwrap()));
+            committer.submit(write, None, Box::new(move |r| tx.send((i, r)).unwrap()));
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
         drop(held);
@@ -236,12 +289,70 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         for _ in 0..2 {
             let tx = tx.clone();
-            committer.submit(put("k", "v"), Box::new(move |r| tx.send(r).unwrap()));
+            committer.submit(put("k", "v"), None, Box::new(move |r| tx.send(r).unwrap()));
             let error = rx.recv().unwrap().unwrap_err().to_string();
             assert!(
                 error.contains("panicked") || error.contains("no space"),
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn a_save_queued_after_a_failed_one_of_its_chain_is_not_applied() {
+        /// Fails its first transaction, then works.
+        #[derive(Default)]
+        struct FailsOnce {
+            map: Map,
+            failed: std::sync::atomic::AtomicBool,
+        }
+        impl KeyValue for FailsOnce {
+            fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+                self.map.get(key)
+            }
+            fn apply(&self, writes: Vec<Write<'_>>) -> Result<()> {
+                if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    return Err(Error::Io("no space".into()));
+                }
+                self.map.apply(writes)
+            }
+            fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+                self.map.scan(prefix)
+            }
+            fn scan_page(
+                &self,
+                prefix: &str,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<(String, Vec<u8>)>> {
+                self.map.scan_page(prefix, after, limit)
+            }
+            fn last_at_or_before(
+                &self,
+                prefix: &str,
+                key: &str,
+            ) -> Result<Option<(String, Vec<u8>)>> {
+                self.map.last_at_or_before(prefix, key)
+            }
+        }
+        let kv = Arc::new(FailsOnce::default());
+        let committer = Committer::start(kv.clone()).unwrap();
+        let chain = Chain::default();
+        let submit = |key: &str, chain: Option<Chain>| {
+            let (tx, rx) = mpsc::channel();
+            committer.submit(put(key, "v"), chain, Box::new(move |r| tx.send(r).unwrap()));
+            rx.recv().unwrap()
+        };
+        assert!(submit("first", Some(chain.clone())).is_err());
+        // The database works again, but the next link of the broken chain is refused...
+        let error = submit("second", Some(chain.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("earlier save"), "{error}");
+        assert_eq!(kv.get("second").unwrap(), None);
+        // ...while other writes go on.
+        submit("other", None).unwrap();
+        submit("another", Some(Chain::default())).unwrap();
+        assert_eq!(kv.get("other").unwrap().as_deref(), Some(&b"v"[..]));
     }
 }

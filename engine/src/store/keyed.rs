@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::group_commit::{Committer, Done};
+use super::group_commit::{Chain, Committer, Done};
 pub(crate) use super::kv::{KeyValue, Write};
 use super::{Described, Error, ExecutionRecord, Result, Saving, Stored, wait};
 use crate::history::Event;
@@ -187,11 +187,13 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
         Ok(())
     }
 
-    /// Hands `write` to the writer thread, or applies it now when there is none.
-    fn submit(&self, write: Write<'static>, done: Done) {
-        match &self.committer {
-            Some(committer) => committer.submit(write, done),
-            None => done(self.kv.apply(vec![write])),
+    /// Hands `write` (a link of `chain`, if it has one) to the writer thread, or applies it
+    /// now when there is none.
+    fn submit(&self, write: Write<'static>, chain: Option<Chain>, done: Done) {
+        match (&self.committer, chain) {
+            (Some(committer), chain) => committer.submit(write, chain, done),
+            (None, Some(chain)) => done(chain.apply(|| self.kv.apply(vec![write]))),
+            (None, None) => done(self.kv.apply(vec![write])),
         }
     }
 
@@ -202,6 +204,7 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
         &self,
         arn: &str,
         build: impl FnOnce(u64, &mut Write<'static>) -> Result<()>,
+        chain: Option<Chain>,
         done: Done,
     ) -> Result<()> {
         let mut next = self.next.lock().expect("not poisoned");
@@ -218,6 +221,7 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
         let arn = arn.to_owned();
         self.submit(
             write,
+            chain,
             Box::new(move |result| {
                 if result.is_ok() {
                     keys.lock().expect("not poisoned").insert(arn, key);
@@ -279,6 +283,7 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                         .push((format!("l/{arn}"), Cow::Owned(record::encode(launch)?)));
                     self.write_of(key, changes, puts, write)
                 },
+                Some(changes.chain.clone()),
                 Box::new(move |result| {
                     release(&owned);
                     done(result)
@@ -302,7 +307,7 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
         if let Some(key) = self.key_of(arn)? {
             let mut write = Write::default();
             self.write_of(key, changes, puts, &mut write)?;
-            self.submit(write, done);
+            self.submit(write, Some(changes.chain.clone()), done);
             return Ok(());
         }
         // A v1 or v2 execution's first save in v3: written whole, under a number of its own,
@@ -331,6 +336,7 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                 }
                 Ok(())
             },
+            Some(changes.chain.clone()),
             done,
         )
     }

@@ -18,6 +18,7 @@ mod sled_store;
 
 pub use crate::model::ExecutionRecord;
 pub use error::{Error, Result};
+pub(crate) use group_commit::Chain;
 pub use memory::MemStore;
 pub use redb_store::{REDB_FILE, RedbStore};
 pub use sled_store::SledStore;
