@@ -345,9 +345,7 @@ mod tests {
         };
         assert!(submit("first", Some(chain.clone())).is_err());
         // The database works again, but the next link of the broken chain is refused...
-        let error = submit("second", Some(chain.clone()))
-            .unwrap_err()
-            .to_string();
+        let error = submit("second", Some(chain)).unwrap_err().to_string();
         assert!(error.contains("earlier save"), "{error}");
         assert_eq!(kv.get("second").unwrap(), None);
         // ...while other writes go on.
