@@ -261,6 +261,21 @@ pub enum EventKind {
         /// The item's index.
         index: usize,
     },
+    /// A distributed Map started its Map Run: its iterations run as child executions, whose
+    /// events are theirs, not the parent's.
+    MapRunStarted {
+        /// The Map Run's ARN.
+        map_run_arn: String,
+    },
+    /// Every child execution of the Map Run succeeded (or their failures were tolerated).
+    MapRunSucceeded,
+    /// The Map Run failed.
+    MapRunFailed {
+        /// The error name.
+        error: String,
+        /// Why.
+        cause: String,
+    },
 }
 
 impl EventKind {
@@ -295,6 +310,9 @@ impl EventKind {
             EventKind::MapIterationStarted { .. } => "MapIterationStarted".into(),
             EventKind::MapIterationSucceeded { .. } => "MapIterationSucceeded".into(),
             EventKind::MapIterationFailed { .. } => "MapIterationFailed".into(),
+            EventKind::MapRunStarted { .. } => "MapRunStarted".into(),
+            EventKind::MapRunSucceeded => "MapRunSucceeded".into(),
+            EventKind::MapRunFailed { .. } => "MapRunFailed".into(),
         }
     }
 }
@@ -469,11 +487,20 @@ impl Event {
                 "mapIterationFailedEventDetails",
                 json!({"name": name, "index": index}),
             ),
+            EventKind::MapRunStarted { map_run_arn } => (
+                "mapRunStartedEventDetails",
+                json!({"mapRunArn": map_run_arn}),
+            ),
+            EventKind::MapRunFailed { error, cause } => (
+                "mapRunFailedEventDetails",
+                json!({"error": error, "cause": cause}),
+            ),
             EventKind::ParallelStateStarted
             | EventKind::ParallelStateSucceeded
             | EventKind::ParallelStateFailed
             | EventKind::MapStateSucceeded
-            | EventKind::MapStateFailed => ("", Value::Null),
+            | EventKind::MapStateFailed
+            | EventKind::MapRunSucceeded => ("", Value::Null),
         };
         let mut out = Map::new();
         out.insert("timestamp".into(), json!(self.timestamp.to_string()));

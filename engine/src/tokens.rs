@@ -49,6 +49,25 @@ pub(crate) fn process_key() -> TokenKey {
     *KEY.get_or_init(random_key)
 }
 
+/// A UUID-shaped name (8-4-4-4-12 hex digits, version 4 and variant bits set) worked out from
+/// `seed`: the same seed, the same name, as a resumed execution needs (a Map Run's id).
+pub(crate) fn uuid_from(seed: &[u8]) -> String {
+    let mut b: [u8; 16] = Sha256::digest(seed)[..16]
+        .try_into()
+        .expect("a SHA-256 digest has 16 bytes and more");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

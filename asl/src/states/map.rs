@@ -115,6 +115,15 @@ pub struct Map {
     pub transition: Option<Transition>,
 }
 
+impl Map {
+    /// Whether its iterations run as child executions (`ProcessorConfig.Mode` DISTRIBUTED).
+    pub fn is_distributed(&self) -> bool {
+        self.processor
+            .as_ref()
+            .is_some_and(|p| p.mode == ProcessorMode::Distributed)
+    }
+}
+
 /// The longest Label AWS accepts.
 pub(crate) const MAX_LABEL_CHARS: usize = 40;
 

@@ -86,8 +86,11 @@ impl Execution<'_> {
     /// Retry (which starts the state over) or Catch (which writes the error into it).
     pub(crate) fn effective_input(&mut self, id: RunId, flow: &DataFlow) -> Result<Value, Failure> {
         // A JSONata state's Output and Assign read `$states.input`: it stays.
+        // So does a child execution's: a redrive enters its state again with it (its events,
+        // where the parent's runs find theirs, are not in the history).
         let raw_needed_later = self.handles_errors(id)
             || self.is_jsonata(id)
+            || self.run(id).in_child_execution
             || !flow.result_path.as_ref().is_some_and(is_root);
         let run = self.run_mut(id);
         let raw = if raw_needed_later {
@@ -265,7 +268,10 @@ impl Execution<'_> {
     /// inside the ResultPath (which must still apply to the input, or AWS's
     /// States.ResultPathMatchFailure would be lost).
     fn output_ignores_input(&self, id: RunId, flow: &DataFlow) -> Option<OutputFrom> {
-        if self.handles_errors(id) || !flow.input_path.as_ref().is_some_and(is_root) {
+        if self.handles_errors(id)
+            || self.run(id).in_child_execution
+            || !flow.input_path.as_ref().is_some_and(is_root)
+        {
             return None;
         }
         let result_path = flow.result_path.as_ref()?;

@@ -411,6 +411,8 @@ impl<'m> Execution<'m> {
             !legacy,
         );
         run.parent = parent;
+        // Its parent is restored before it (a shorter scope path).
+        run.in_child_execution = parent.is_some_and(|link| self.starts_child_execution(link));
         run.entered_event = record.entered_event;
         run.entered_time = record::at(record.entered_time);
         run.last_event = record.last_event;

@@ -57,7 +57,7 @@ impl Execution<'_> {
     /// again (their raw inputs).
     pub fn redrive_reads(&self) -> Vec<u64> {
         self.runs()
-            .filter(|(_, r)| r.fallen && r.entered)
+            .filter(|(_, r)| r.fallen && r.entered && !r.in_child_execution)
             .map(|(_, r)| r.entered_event)
             .collect()
     }
@@ -79,7 +79,9 @@ impl Execution<'_> {
             if !run.fallen {
                 continue;
             }
-            if run.entered {
+            // A child execution's events are not in this history: its run enters again with
+            // the input it holds (the state's raw input, kept until the state is left).
+            if run.entered && !run.in_child_execution {
                 let input = entered_input(event(run.entered_event), run.entered_event)
                     .ok_or(RedriveError::MissingEvent(run.entered_event))?;
                 run.set_input(input);

@@ -83,6 +83,10 @@ pub(crate) struct Run<'m> {
     input_for_items: Option<Value>,
     /// The input, variables or items changed since the last checkpoint.
     data_changed: bool,
+    /// The run is (inside) an iteration of a distributed Map: a child execution, whose events
+    /// are its own, not the parent execution's. Follows from where the run is in the machine,
+    /// so it is worked out again when a run is restored, never stored.
+    pub(crate) in_child_execution: bool,
 }
 
 /// What a run starts with: everything but where it is.
@@ -119,6 +123,7 @@ impl<'m> Run<'m> {
             assigned: None,
             entered: false,
             fallen: false,
+            in_child_execution: false,
             input: data.input,
             vars: data.vars,
             input_for_items: data.input_for_items,
@@ -243,6 +248,7 @@ impl<'m> Execution<'m> {
             }
         }
         run.parent = parent;
+        run.in_child_execution = parent.is_some_and(|link| self.starts_child_execution(link));
         run.entered_time = self.now;
         run.last_event = last_event;
         let id = match self.free.pop() {
@@ -410,7 +416,24 @@ impl<'m> Execution<'m> {
         self.event_of(id, minor, kind)
     }
 
+    /// Whether a run linked to its parent by `link` is part of a child execution: its parent
+    /// is, or is a distributed Map (each of whose iterations is one).
+    pub(crate) fn starts_child_execution(&self, link: Link) -> bool {
+        let Some(parent) = self.get(link.parent) else {
+            return false;
+        };
+        parent.in_child_execution
+            || matches!(&self.current(link.parent).1.kind, StateKind::Map(map) if map.is_distributed())
+    }
+
     fn event_of(&mut self, id: RunId, minor: bool, kind: impl FnOnce() -> EventKind) -> u64 {
+        if let Some(run) = self.get(id)
+            && run.in_child_execution
+        {
+            // A child execution's event: not in this history (child executions' own histories
+            // are not kept yet), and not counted against its limit.
+            return run.last_event;
+        }
         let last = self.get(id).map_or(self.history.len(), |r| r.last_event);
         let event = if minor {
             self.history.push_minor(last, self.now, kind)

@@ -1,6 +1,7 @@
 //! Map: runs the item processor once per item, a bounded number at a time, and outputs the
 //! array of results in item order. DISTRIBUTED mode without an ItemReader runs the same way,
-//! its iterations as child runs.
+//! its iterations as child runs whose events belong to child executions: the parent's history
+//! records the Map Run (MapRunStarted, MapRunSucceeded or MapRunFailed), as AWS's does.
 //!
 //! Items stay where they are (in the state's input) until their iteration starts, so a Map over
 //! many items never holds a second copy of the whole array.
@@ -129,7 +130,18 @@ impl Execution<'_> {
                 Err(f) => Flow::Fail(f),
             });
         }
-        let cap = self.limits.max_map_concurrency;
+        let distributed = state.is_distributed();
+        // A distributed Map runs up to 10,000 child executions at once (AWS's default and
+        // most); an inline one, the engine's limit (AWS: 40).
+        let cap = if distributed {
+            DISTRIBUTED_MAX_CONCURRENCY
+        } else {
+            self.limits.max_map_concurrency
+        };
+        if distributed {
+            let map_run_arn = self.map_run_arn(id, state);
+            self.event(id, || EventKind::MapRunStarted { map_run_arn });
+        }
         let concurrency = if max_concurrency <= 0 {
             cap
         } else {
@@ -256,11 +268,13 @@ impl Execution<'_> {
                 // the state where it stopped.
                 let (index, child) = children.to_redrive.remove(0);
                 children.running.push((index, child));
-                // Counted, not built, for an observer of notable events only.
-                self.state_event(id, true, || EventKind::MapIterationStarted {
-                    name: name.to_owned(),
-                    index,
-                });
+                if !state.is_distributed() {
+                    // Counted, not built, for an observer of notable events only.
+                    self.state_event(id, true, || EventKind::MapIterationStarted {
+                        name: name.to_owned(),
+                        index,
+                    });
+                }
                 self.wake(id, child);
                 continue;
             }
@@ -301,11 +315,14 @@ impl Execution<'_> {
                 }
                 None => item,
             };
-            // Counted, not built, for an observer of notable events only.
-            self.state_event(id, true, || EventKind::MapIterationStarted {
-                name: name.to_owned(),
-                index,
-            });
+            if !state.is_distributed() {
+                // Counted, not built, for an observer of notable events only. (A distributed
+                // Map's iterations are child executions: the parent records its Map Run only.)
+                self.state_event(id, true, || EventKind::MapIterationStarted {
+                    name: name.to_owned(),
+                    index,
+                });
+            }
             let (scope, sid, vars, last) = {
                 let run = self.run(id);
                 (run.scope, run.state, run.vars().child(), run.last_event)
@@ -343,28 +360,39 @@ impl Execution<'_> {
         match result {
             Ok(output) => {
                 children.done(slot, output);
-                self.state_event(parent, true, || EventKind::MapIterationSucceeded {
-                    name: name.to_owned(),
-                    index: slot,
-                });
+                if !state.is_distributed() {
+                    self.state_event(parent, true, || EventKind::MapIterationSucceeded {
+                        name: name.to_owned(),
+                        index: slot,
+                    });
+                }
             }
             Err(failure) => {
                 let tolerated = children.tolerates_failures();
                 children.fail(slot, failure.to_output());
                 let too_many = children.too_many_failures();
-                self.event(parent, || EventKind::MapIterationFailed {
-                    name: name.to_owned(),
-                    index: slot,
-                });
+                if !state.is_distributed() {
+                    self.event(parent, || EventKind::MapIterationFailed {
+                        name: name.to_owned(),
+                        index: slot,
+                    });
+                }
                 if too_many {
                     // The iterations still running stop where they are (see `fall`), or are
                     // let go if a Retry or Catch handles the failure.
                     self.run_mut(parent).set_input_for_items(None);
-                    return Flow::Fail(if tolerated {
+                    let failure = if tolerated {
                         threshold_exceeded()
                     } else {
                         failure
-                    });
+                    };
+                    if state.is_distributed() {
+                        self.event(parent, || EventKind::MapRunFailed {
+                            error: failure.error.clone(),
+                            cause: failure.cause.clone(),
+                        });
+                    }
+                    return Flow::Fail(failure);
                 }
             }
         }
@@ -383,10 +411,41 @@ impl Execution<'_> {
     fn map_finish(&mut self, id: RunId, state: &Map) -> Flow {
         self.run_mut(id).set_input_for_items(None);
         let outputs = self.take_outputs(id);
+        if state.is_distributed() {
+            self.event(id, || EventKind::MapRunSucceeded);
+        }
         self.event(id, || EventKind::MapStateSucceeded);
         self.complete(id, &state.flow, state.transition.as_ref(), outputs)
     }
 }
+
+impl Execution<'_> {
+    /// The ARN of the Map Run that Map run `id` starts:
+    /// `arn:aws:states:REGION:ACCOUNT:mapRun:MACHINE/LABEL:ID`, where LABEL is the Map's Label
+    /// (its state name without one) and ID is worked out from the execution and the event the
+    /// Map was entered at, so that a resumed execution names the same Map Run.
+    fn map_run_arn(&self, id: RunId, state: &Map) -> String {
+        let (name, _) = self.current(id);
+        let execution = &self.info.execution_arn;
+        // `arn:aws:states:REGION:ACCOUNT:execution:...` (or `express:` for EXPRESS).
+        let prefix: String = execution
+            .splitn(6, ':')
+            .take(5)
+            .collect::<Vec<_>>()
+            .join(":");
+        let label = state.label.as_deref().unwrap_or(name);
+        let seed = format!("{execution}#{}", self.run(id).entered_event);
+        format!(
+            "{prefix}:mapRun:{}/{label}:{}",
+            self.info.state_machine_name,
+            crate::tokens::uuid_from(seed.as_bytes())
+        )
+    }
+}
+
+/// The most child executions a distributed Map runs at once (AWS's MaxConcurrency bound, and
+/// its default).
+const DISTRIBUTED_MAX_CONCURRENCY: usize = 10_000;
 
 /// A Map failed because more iterations failed than it tolerates.
 fn threshold_exceeded() -> Failure {

@@ -1,0 +1,236 @@
+//! A DISTRIBUTED Map: its iterations are child executions, so the parent's history records the
+//! Map Run (MapRunStarted, then MapRunSucceeded or MapRunFailed) and none of the iterations'
+//! events, as AWS's does; nor do those events count against the parent's history limit.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use common::machine;
+use serde_json::{Value, json};
+use stepstone_engine::history::EventKind;
+use stepstone_engine::store::{CheckpointStore, MemStore};
+use stepstone_engine::{
+    Failure, FnTasks, Persistence, RunOptions, Status, TaskFuture, TaskRequest, redrive, run,
+    run_durable,
+};
+
+fn options() -> RunOptions {
+    let mut o = RunOptions::default();
+    o.virtual_time = true;
+    o.record_history = true;
+    o.name = Some("fan-out".into());
+    o.machine_name = "regions".into();
+    o
+}
+
+/// A Map over `$.items` whose iterations call one task, `Deploy`, in `mode`.
+fn definition(mode: &str) -> Value {
+    json!({"StartAt": "Fan", "States": {
+        "Fan": {"Type": "Map", "ItemsPath": "$.items", "Label": "Waves",
+            "ItemProcessor": {"ProcessorConfig": {"Mode": mode, "ExecutionType": "STANDARD"},
+                "StartAt": "Deploy", "States": {
+                    "Deploy": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                               "Parameters": {"item.$": "$"}, "ResultSelector": {"done.$": "$.item"},
+                               "End": true}}},
+            "End": true}}})
+}
+
+/// Answers `{"item": <the item>}`, failing the items in `failing` (on their first call only
+/// when `once`).
+fn deploy(
+    failing: &'static [i64],
+    once: bool,
+    calls: Arc<AtomicU32>,
+) -> FnTasks<impl Fn(TaskRequest) -> TaskFuture + Send + Sync> {
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    FnTasks(move |req: TaskRequest| -> TaskFuture {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let item = req.input["item"].clone();
+        let first = seen.lock().unwrap().insert(item.to_string());
+        let fail = item.as_i64().is_some_and(|i| failing.contains(&i)) && (first || !once);
+        Box::pin(async move {
+            if fail {
+                Err(Failure::new("Deploy.Failed", format!("item {item} failed")))
+            } else {
+                Ok(json!({"item": item}))
+            }
+        })
+    })
+}
+
+fn types(events: &[stepstone_engine::history::Event]) -> Vec<String> {
+    events.iter().map(|e| e.kind.type_name()).collect()
+}
+
+#[tokio::test]
+async fn the_parent_history_records_the_map_run_and_not_the_iterations() {
+    let m = machine(&definition("DISTRIBUTED"));
+    let calls = Arc::new(AtomicU32::new(0));
+    let out = run(
+        &m,
+        json!({"items": [1, 2, 3]}),
+        &options(),
+        &deploy(&[], false, calls.clone()),
+    )
+    .await;
+    assert_eq!(
+        out.status,
+        Status::Succeeded(json!([{"done": 1}, {"done": 2}, {"done": 3}]))
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let events = out.history.events();
+    assert_eq!(
+        types(events),
+        [
+            "ExecutionStarted",
+            "MapStateEntered",
+            "MapStateStarted",
+            "MapRunStarted",
+            "MapRunSucceeded",
+            "MapStateSucceeded",
+            "MapStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    let EventKind::MapRunStarted { map_run_arn } = &events[3].kind else {
+        unreachable!()
+    };
+    // arn:aws:states:REGION:ACCOUNT:mapRun:MACHINE/LABEL:UUID
+    let parts: Vec<&str> = map_run_arn.split(':').collect();
+    assert_eq!(parts.len(), 8, "{map_run_arn}");
+    assert_eq!(parts[..3], ["arn", "aws", "states"]);
+    assert_eq!(parts[5], "mapRun");
+    assert_eq!(parts[6], "regions/Waves");
+    assert_eq!(parts[7].len(), 36, "{map_run_arn}");
+    // Each event follows from the one before it: the iterations left no gap.
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].id, pair[0].id + 1);
+    }
+
+    // The same Map inline records every iteration in the execution's own history.
+    let inline = run(
+        &machine(&definition("INLINE")),
+        json!({"items": [1, 2, 3]}),
+        &options(),
+        &deploy(&[], false, Arc::default()),
+    )
+    .await;
+    let inline_types = types(inline.history.events());
+    assert!(inline_types.contains(&"MapIterationStarted".to_owned()));
+    assert!(!inline_types.iter().any(|t| t.starts_with("MapRun")));
+}
+
+#[tokio::test]
+async fn child_executions_do_not_count_against_the_parent_history_limit() {
+    // 6,000 iterations of 5 events each would pass AWS's 25,000 events in one history.
+    let items: Vec<i64> = (0..6_000).collect();
+    let mut o = options();
+    o.record_history = false;
+    let distributed = run(
+        &machine(&definition("DISTRIBUTED")),
+        json!({ "items": items }),
+        &o,
+        &deploy(&[], false, Arc::default()),
+    )
+    .await;
+    let Status::Succeeded(output) = &distributed.status else {
+        panic!("{:?}", distributed.status)
+    };
+    assert_eq!(output.as_array().map(Vec::len), Some(6_000));
+    assert_eq!(distributed.history.len(), 8);
+
+    let inline = run(
+        &machine(&definition("INLINE")),
+        json!({ "items": items }),
+        &o,
+        &deploy(&[], false, Arc::default()),
+    )
+    .await;
+    assert!(
+        matches!(&inline.status, Status::Failed(f) if f.error == "States.Runtime"),
+        "{:?}",
+        inline.status
+    );
+}
+
+#[tokio::test]
+async fn a_failed_child_execution_fails_the_map_run() {
+    let m = machine(&definition("DISTRIBUTED"));
+    let out = run(
+        &m,
+        json!({"items": [1, 2, 3]}),
+        &options(),
+        &deploy(&[2], false, Arc::default()),
+    )
+    .await;
+    assert!(
+        matches!(&out.status, Status::Failed(f) if f.error == "Deploy.Failed"),
+        "{:?}",
+        out.status
+    );
+    let events = out.history.events();
+    let types = types(events);
+    let at = types
+        .iter()
+        .position(|t| t == "MapRunFailed")
+        .expect("MapRunFailed");
+    assert_eq!(types[at + 1], "MapStateFailed");
+    assert_eq!(types.last().map(String::as_str), Some("ExecutionFailed"));
+    assert!(
+        !types
+            .iter()
+            .any(|t| t.starts_with("MapIteration") || t.starts_with("Task"))
+    );
+    let EventKind::MapRunFailed { error, cause } = &events[at].kind else {
+        unreachable!()
+    };
+    assert_eq!(error, "Deploy.Failed");
+    assert_eq!(cause, "item 2 failed");
+}
+
+#[tokio::test]
+async fn a_redriven_map_run_reruns_its_failed_child_from_its_input() {
+    // Deploy's ResultSelector and default ResultPath let an inline run give its raw input up
+    // to the parameters; a child execution keeps it, since a redrive enters the failed state
+    // again with it and its StateEntered event is not in the parent's history.
+    let def = definition("DISTRIBUTED");
+    let m = machine(&def);
+    let store = MemStore::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let tasks = deploy(&[2], true, calls.clone());
+    let text = def.to_string();
+    let first = run_durable(
+        &m,
+        json!({"items": [1, 2, 3]}),
+        &options(),
+        &tasks,
+        Persistence {
+            store: &store,
+            definition: &text,
+            launch: &Value::Null,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(&first.status, Status::Failed(f) if f.error == "Deploy.Failed"));
+    let arn = first.info.execution_arn.clone();
+    let before = calls.load(Ordering::SeqCst);
+
+    let stored = store.load(&arn).unwrap().expect("stored");
+    let second = redrive(&m, stored.checkpoint, &options(), &tasks, &store, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        second.status,
+        Status::Succeeded(json!([{"done": 1}, {"done": 2}, {"done": 3}]))
+    );
+    // Only the failed child ran again (and those not reached before the failure).
+    assert!(calls.load(Ordering::SeqCst) - before <= 2);
+    let types = types(&store.events(&arn).unwrap());
+    let redriven = types.iter().position(|t| t == "ExecutionRedriven").unwrap();
+    assert!(types[redriven..].contains(&"MapRunSucceeded".to_owned()));
+    assert!(!types.iter().any(|t| t.starts_with("Task")));
+}
