@@ -881,3 +881,124 @@ fn every_cloudformation_action_maps_its_errors() {
         json!({})
     );
 }
+
+/// An S3 client on the emulator (path-style: its buckets are paths).
+fn s3_client() -> aws_sdk_s3::Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .http_client(http)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// A new bucket holding `objects` (key, text).
+fn bucket_with(objects: &[(&str, &str)]) -> String {
+    let bucket = unique("items").to_lowercase();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let s3 = s3_client();
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        for (key, text) in objects {
+            s3.put_object()
+                .bucket(&bucket)
+                .key(*key)
+                .body(text.as_bytes().to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    bucket
+}
+
+/// A distributed Map whose ItemReader is `reader`, each child execution passing its item on.
+fn reader_map(reader: Value) -> Value {
+    json!({"StartAt": "Each", "States": {"Each": {"Type": "Map", "ItemReader": reader,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "Take", "States": {"Take": {"Type": "Pass", "End": true}}},
+        "End": true}}})
+}
+
+#[test]
+fn a_distributed_map_reads_json_jsonl_and_csv_objects_and_lists_a_prefix() {
+    require_emulator();
+    let bucket = bucket_with(&[
+        (
+            "data/items.json",
+            r#"{"batch": {"items": [{"id": 1}, {"id": 2}, {"id": 3}]}}"#,
+        ),
+        (
+            "data/items.jsonl",
+            "{\"id\": 1}\n{\"id\": 2}\n\n{\"id\": 3}\n",
+        ),
+        ("data/items.csv", "id;name\n1;\"a;b\"\n2;c\n"),
+        ("logs/one.txt", "1"),
+        ("logs/two.txt", "22"),
+    ]);
+    let get = |key: &str, config: Value| {
+        reader_map(json!({"Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": config, "Parameters": {"Bucket": bucket, "Key": key}}))
+    };
+    let cases = [
+        (
+            get(
+                "data/items.json",
+                json!({"InputType": "JSON", "ItemsPointer": "/batch/items", "MaxItems": 2}),
+            ),
+            json!([{"id": 1}, {"id": 2}]),
+        ),
+        (
+            get("data/items.jsonl", json!({"InputType": "JSONL"})),
+            json!([{"id": 1}, {"id": 2}, {"id": 3}]),
+        ),
+        (
+            get(
+                "data/items.csv",
+                json!({"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW", "CSVDelimiter": "SEMICOLON"}),
+            ),
+            json!([{"id": "1", "name": "a;b"}, {"id": "2", "name": "c"}]),
+        ),
+    ];
+    for (definition, expected) in cases {
+        let r = result(&stepstone_run(&definition, &json!({}), "us-east-1"));
+        assert_eq!(r["status"], "SUCCEEDED", "{r}");
+        assert_eq!(r["output"], expected);
+    }
+
+    // listObjectsV2: an item per object under the prefix, as Step Functions gives them.
+    let list = reader_map(json!({"Resource": "arn:aws:states:::s3:listObjectsV2",
+        "Parameters": {"Bucket": bucket, "Prefix": "logs/"}}));
+    let r = result(&stepstone_run(&list, &json!({}), "us-east-1"));
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    let objects = r["output"].as_array().unwrap();
+    let keys: Vec<&str> = objects.iter().map(|o| o["Key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["logs/one.txt", "logs/two.txt"]);
+    assert_eq!(objects[1]["Size"], 2);
+    assert!(objects[0]["Etag"].as_str().is_some_and(|e| !e.is_empty()));
+    assert!(
+        objects[0]["LastModified"]
+            .as_i64()
+            .is_some_and(|t| t > 1_600_000_000)
+    );
+
+    // A missing object fails the Map with States.ItemReaderFailed, S3's error in the cause.
+    let missing = get("data/none.json", json!({"InputType": "JSON"}));
+    let r = result(&stepstone_run(&missing, &json!({}), "us-east-1"));
+    assert_eq!(r["status"], "FAILED");
+    assert_eq!(r["error"], "States.ItemReaderFailed");
+    assert!(r["cause"].as_str().unwrap().contains("NoSuchKey"), "{r}");
+}

@@ -1495,3 +1495,82 @@ fn on_a_terminal_a_status_line_shows_the_tasks_running() {
         "{screen:?}"
     );
 }
+
+#[test]
+fn a_distributed_map_reads_its_items_from_a_local_file() {
+    // file://PATH: the Stepstone extension for dry runs without S3, read as s3:getObject
+    // reads an object (here CSV with its header in the first row, MaxItems from the input).
+    let csv = temp_file(
+        "regions.csv",
+        "region,wave\nus-east-1,1\neu-west-1,2\n\"ap-south-1\",2\nsa-east-1,3\n",
+    );
+    let def = json!({"StartAt": "Each", "States": {"Each": {"Type": "Map",
+        "ItemReader": {"Resource": format!("file://{csv}"),
+            "ReaderConfig": {"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW", "MaxItemsPath": "$.limit"}},
+        "ItemSelector": {"region.$": "$$.Map.Item.Value.region", "env.$": "$.env"},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "Deploy", "States": {"Deploy": {"Type": "Pass", "End": true}}},
+        "End": true}}});
+    let file = temp_file("reader.asl.json", &def.to_string());
+    let o = stepstone(&[
+        "run",
+        &file,
+        "--ephemeral",
+        "--json",
+        "--history",
+        "--input",
+        r#"{"env": "prod", "limit": 3}"#,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0]["output"],
+        json!([
+            {"region": "us-east-1", "env": "prod"},
+            {"region": "eu-west-1", "env": "prod"},
+            {"region": "ap-south-1", "env": "prod"}
+        ])
+    );
+    let types = event_types(&lines[1]);
+    assert_eq!(
+        &types[1..5],
+        [
+            "MapStateEntered",
+            "MapStateStarted",
+            "MapRunStarted",
+            "MapRunSucceeded"
+        ]
+    );
+    // `validate` says the resource is Stepstone's own.
+    let o = stepstone(&["validate", &file]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Stepstone extension")
+            || String::from_utf8_lossy(&o.stderr).contains("Stepstone extension"),
+        "{o:?}"
+    );
+
+    // A file that is not there fails the Map with States.ItemReaderFailed, naming it.
+    let missing = def.to_string().replace(&csv, "/nonexistent/regions.csv");
+    let file = temp_file("missing.asl.json", &missing);
+    let o = stepstone(&[
+        "run",
+        &file,
+        "--ephemeral",
+        "--json",
+        "--input",
+        r#"{"limit": 3}"#,
+    ]);
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["status"], "FAILED");
+    assert_eq!(r["error"], "States.ItemReaderFailed");
+    assert!(
+        r["cause"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/regions.csv"),
+        "{r}"
+    );
+}

@@ -234,3 +234,105 @@ async fn a_redriven_map_run_reruns_its_failed_child_from_its_input() {
     assert!(types[redriven..].contains(&"MapRunSucceeded".to_owned()));
     assert!(!types.iter().any(|t| t.starts_with("Task")));
 }
+
+#[tokio::test]
+async fn items_read_once_are_kept_in_the_checkpoint_for_a_redrive() {
+    let def = json!({"StartAt": "Fan", "States": {
+        "Fan": {"Type": "Map",
+            "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+                "ReaderConfig": {"InputType": "JSONL", "MaxItemsPath": "$.limit"},
+                "Parameters": {"Bucket": "b", "Key.$": "$.key"}},
+            "ItemsPath": "$.rows",
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "Deploy", "States": {
+                    "Deploy": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                               "Parameters": {"item.$": "$"}, "ResultSelector": {"done.$": "$.item"},
+                               "End": true}}},
+            "End": true}}});
+    let m = machine(&def);
+    let store = MemStore::new();
+    let reads = Arc::new(AtomicU32::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let deploy = deploy(&[2], true, Arc::default());
+    let tasks = {
+        let (reads, seen) = (reads.clone(), seen.clone());
+        FnTasks(move |req: TaskRequest| -> TaskFuture {
+            if req.resource == "arn:aws:states:::s3:getObject" {
+                reads.fetch_add(1, Ordering::SeqCst);
+                seen.lock().unwrap().push(req.input);
+                // What the reader read; ItemsPath picks the items from it.
+                return Box::pin(async { Ok(json!({"rows": [1, 2, 3]})) });
+            }
+            deploy.0(req)
+        })
+    };
+    let text = def.to_string();
+    let first = run_durable(
+        &m,
+        json!({"key": "rows.jsonl", "limit": 3}),
+        &options(),
+        &tasks,
+        Persistence {
+            store: &store,
+            definition: &text,
+            launch: &Value::Null,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&first.status, Status::Failed(f) if f.error == "Deploy.Failed"),
+        "{:?}",
+        first.status
+    );
+    // The reader's request: its Parameters, with the ReaderConfig (MaxItemsPath read).
+    assert_eq!(
+        seen.lock().unwrap()[0],
+        json!({"Bucket": "b", "Key": "rows.jsonl",
+               "ReaderConfig": {"InputType": "JSONL", "MaxItems": 3}})
+    );
+    let arn = first.info.execution_arn.clone();
+    let stored = store.load(&arn).unwrap().expect("stored");
+    let second = redrive(&m, stored.checkpoint, &options(), &tasks, &store, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        second.status,
+        Status::Succeeded(json!([{"done": 1}, {"done": 2}, {"done": 3}]))
+    );
+    assert_eq!(reads.load(Ordering::SeqCst), 1, "the items were read again");
+}
+
+#[tokio::test]
+async fn a_reader_that_fails_fails_the_map_with_item_reader_failed() {
+    let def = json!({"StartAt": "Fan", "States": {
+        "Fan": {"Type": "Map",
+            "ItemReader": {"Resource": "arn:aws:states:::s3:listObjectsV2",
+                "Parameters": {"Bucket": "b"}},
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"},
+                "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}},
+            "End": true}}});
+    let tasks = FnTasks(|_req: TaskRequest| -> TaskFuture {
+        Box::pin(async { Err(Failure::new("S3.NoSuchBucketException", "no bucket b")) })
+    });
+    let out = run(&machine(&def), json!({}), &options(), &tasks).await;
+    let Status::Failed(f) = &out.status else {
+        panic!("{:?}", out.status)
+    };
+    assert_eq!(f.error, "States.ItemReaderFailed");
+    assert!(
+        f.cause.contains("S3.NoSuchBucketException: no bucket b"),
+        "{}",
+        f.cause
+    );
+    assert_eq!(
+        types(out.history.events()),
+        [
+            "ExecutionStarted",
+            "MapStateEntered",
+            "MapStateFailed",
+            "ExecutionFailed"
+        ]
+    );
+}

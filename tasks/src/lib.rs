@@ -12,6 +12,7 @@
 
 mod aws;
 mod command;
+pub mod item_reader;
 mod mock;
 mod router;
 

@@ -58,6 +58,13 @@ impl Router {
 
 impl TaskDispatcher for Router {
     fn dispatch(&self, request: TaskRequest) -> TaskFuture {
+        if request.resource.starts_with("file://") && !self.has_route(&request.resource) {
+            // A Map's ItemReader reading a local file (a Stepstone extension): read here, so
+            // that a dry run with mocked tasks needs no S3.
+            return Box::pin(async move {
+                crate::item_reader::read_file(&request.resource, &request.input).await
+            });
+        }
         self.handler(&request).clone().dispatch(request)
     }
 

@@ -6,6 +6,7 @@ use super::{
     DataFlow, ErrorHandling, NumberOrExpr, QueryLanguage, StateCx, Supports, Transition,
     int_or_expr, jsonata_value, template, transition,
 };
+use crate::Code;
 use crate::definition::Scope;
 use crate::jsonata::{self, JsonataValue};
 use crate::parse::{Fields, Loader};
@@ -321,6 +322,16 @@ fn item_reader(f: &mut Fields, l: &mut Loader, lang: QueryLanguage) -> Option<It
     let v = f.object(l, "ItemReader")?;
     let mut rf = Fields::open(v, f.pointer("ItemReader"), l)?;
     let resource = rf.req_str(l, "Resource").map(str::to_owned);
+    if resource
+        .as_deref()
+        .is_some_and(|r| r.starts_with("file://"))
+    {
+        l.report(
+            Code::StepstoneExtension,
+            rf.pointer("Resource"),
+            "An ItemReader reading a local file (file://) is a Stepstone extension: AWS Step Functions would reject this resource",
+        );
+    }
     let reader_config = rf.object(l, "ReaderConfig").cloned();
     let parameters = if rf.in_language(l, "Parameters", QueryLanguage::JsonPath, lang) {
         template(&mut rf, l, "Parameters")

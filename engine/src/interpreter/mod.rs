@@ -219,7 +219,11 @@ impl<'m> Execution<'m> {
         match input {
             Input::TaskDone { run, result } => {
                 if self.is_waiting_task(run) {
-                    let flow = self.task_done(run, result);
+                    // A Map waits on a task only for its ItemReader.
+                    let flow = match &self.current(run).1.kind {
+                        stepstone_asl::StateKind::Map(map) => self.map_items_read(run, map, result),
+                        _ => self.task_done(run, result),
+                    };
                     self.follow(run, flow);
                 }
             }

@@ -309,6 +309,7 @@ fn data_record<'a>(run: &'a Run<'_>) -> RunDataRecord<'a> {
         input: Cow::Borrowed(run.input()),
         frames,
         input_for_items: run.input_for_items().map(Cow::Borrowed),
+        read_items: run.read_items().map(Cow::Borrowed),
     }
 }
 
@@ -402,6 +403,7 @@ impl<'m> Execution<'m> {
             input: data.input.into_owned(),
             vars,
             input_for_items: data.input_for_items.map(Cow::into_owned),
+            read_items: data.read_items.map(Cow::into_owned),
         };
         let mut run = Run::new(
             scope,

@@ -81,6 +81,8 @@ pub(crate) struct Run<'m> {
     vars: Vars,
     /// A Map's effective input while its iterations start (ItemSelector reads it).
     input_for_items: Option<Value>,
+    /// What a Map's ItemReader read (ItemsPath, if any, picks the items from it).
+    read_items: Option<Value>,
     /// The input, variables or items changed since the last checkpoint.
     data_changed: bool,
     /// The run is (inside) an iteration of a distributed Map: a child execution, whose events
@@ -94,6 +96,7 @@ pub(crate) struct RunData {
     pub(crate) input: Value,
     pub(crate) vars: Vars,
     pub(crate) input_for_items: Option<Value>,
+    pub(crate) read_items: Option<Value>,
 }
 
 impl<'m> Run<'m> {
@@ -127,6 +130,7 @@ impl<'m> Run<'m> {
             input: data.input,
             vars: data.vars,
             input_for_items: data.input_for_items,
+            read_items: data.read_items,
             data_changed: !saved,
         }
     }
@@ -174,6 +178,25 @@ impl<'m> Run<'m> {
     pub(crate) fn set_input_for_items(&mut self, value: Option<Value>) {
         if value.is_some() || self.input_for_items.is_some() {
             self.input_for_items = value;
+            self.data_changed = true;
+        }
+    }
+
+    /// What the Map's ItemReader read.
+    pub(crate) fn read_items(&self) -> Option<&Value> {
+        self.read_items.as_ref()
+    }
+
+    pub(crate) fn set_read_items(&mut self, items: Value) {
+        self.read_items = Some(items);
+        self.data_changed = true;
+    }
+
+    /// Lets go of what a Map's ItemReader read: the Map succeeded, or the run left it. (A Map
+    /// that failed keeps them: a redrive, or a Retry, goes on with the same items, as a
+    /// redriven Map Run does on AWS.)
+    pub(crate) fn clear_read_items(&mut self) {
+        if self.read_items.take().is_some() {
             self.data_changed = true;
         }
     }
@@ -234,6 +257,7 @@ impl<'m> Execution<'m> {
             input,
             vars,
             input_for_items: None,
+            read_items: None,
         };
         let mut run = Run::new(scope, scope_path, state, data, false);
         // A child's input is built from its parent's (`State::children_growth`): its extent is

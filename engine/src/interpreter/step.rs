@@ -70,6 +70,7 @@ impl<'m> Execution<'m> {
                     let run = self.run_mut(id);
                     run.state = next;
                     run.set_input(input);
+                    run.clear_read_items();
                     run.attempts.clear();
                     run.retry_count = 0;
                     run.output_from_result = None;

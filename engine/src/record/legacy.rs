@@ -233,6 +233,7 @@ impl Document {
                         input: Cow::Owned(run.input),
                         frames: run.vars.into_iter().map(Cow::Owned).collect(),
                         input_for_items: run.input_for_items.map(Cow::Owned),
+                        read_items: None,
                     };
                     Some((record, data))
                 }

@@ -446,6 +446,9 @@ pub(crate) struct RunDataRecord<'a> {
     pub(crate) input: Cow<'a, Value>,
     pub(crate) frames: Vec<Cow<'a, Map<String, Value>>>,
     pub(crate) input_for_items: Option<Cow<'a, Value>>,
+    /// What a Map's ItemReader read (absent in stores written before there were readers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) read_items: Option<Cow<'a, Value>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]

@@ -50,6 +50,9 @@ fn exception_name(service: &str, code: &str) -> String {
         "ChangeSetNotFound" => "ChangeSetNotFoundException".into(),
         "InvalidChangeSetStatus" => "InvalidChangeSetStatusException".into(),
         c if c.ends_with("Exception") => c.into(),
+        // S3's codes are its modeled errors' names (`NoSuchKey`), the Java SDK's classes
+        // those names with the suffix (`NoSuchKeyException`).
+        c if service == "S3" => format!("{c}Exception"),
         _ => match service {
             "Lambda" => "AWSLambdaException".into(),
             s => format!("{s}Exception"),

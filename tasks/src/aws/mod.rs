@@ -23,6 +23,7 @@ mod cloudformation;
 mod error;
 mod json;
 mod lambda;
+mod s3;
 #[cfg(test)]
 mod tests;
 
@@ -60,6 +61,7 @@ impl AwsOptions {
 pub(crate) struct Clients {
     pub(crate) lambda: aws_sdk_lambda::Client,
     pub(crate) cloudformation: aws_sdk_cloudformation::Client,
+    pub(crate) s3: aws_sdk_s3::Client,
 }
 
 /// Dispatches Lambda and CloudFormation tasks through the AWS SDK. Cheap to clone.
@@ -85,6 +87,10 @@ pub(crate) enum Target {
     LambdaInvoke,
     /// `arn:aws:states:::aws-sdk:cloudformation:<action>`.
     CloudFormation(String),
+    /// `arn:aws:states:::s3:getObject`: a distributed Map's ItemReader reading an object.
+    ReadObject,
+    /// `arn:aws:states:::s3:listObjectsV2`: a distributed Map's ItemReader listing objects.
+    ListObjects,
 }
 
 impl Target {
@@ -99,6 +105,10 @@ impl Target {
                 let rest = rest.strip_suffix(".waitForTaskToken").unwrap_or(rest);
                 if rest == "lambda:invoke" {
                     Some(Target::LambdaInvoke)
+                } else if rest == "s3:getObject" {
+                    Some(Target::ReadObject)
+                } else if rest == "s3:listObjectsV2" {
+                    Some(Target::ListObjects)
                 } else {
                     rest.strip_prefix("aws-sdk:cloudformation:")
                         .map(|action| Target::CloudFormation(action.to_owned()))
@@ -147,9 +157,14 @@ impl AwsTasks {
             .entry(region.clone())
             .or_insert_with(|| {
                 let config = config.to_builder().region(Region::new(region)).build();
+                // An emulator answers on one host: its buckets are paths, not subdomains.
+                let s3 = aws_sdk_s3::config::Builder::from(&config)
+                    .force_path_style(self.inner.options.endpoint_url.is_some())
+                    .build();
                 Clients {
                     lambda: aws_sdk_lambda::Client::new(&config),
                     cloudformation: aws_sdk_cloudformation::Client::new(&config),
+                    s3: aws_sdk_s3::Client::from_conf(s3),
                 }
             })
             .clone()
@@ -173,7 +188,7 @@ impl AwsTasks {
             Failure::new(
                 errors::RUNTIME,
                 format!(
-                    "No route for the task resource '{}' of state '{}': Stepstone calls AWS for Lambda functions, lambda:invoke and aws-sdk:cloudformation:*; register a handler for anything else (stepstone run --task RESOURCE=COMMAND, or a closure in the library).",
+                    "No route for the task resource '{}' of state '{}': Stepstone calls AWS for Lambda functions, lambda:invoke and aws-sdk:cloudformation:* (and S3 for a Map's ItemReader); register a handler for anything else (stepstone run --task RESOURCE=COMMAND, or a closure in the library).",
                     request.resource, request.state_name
                 ),
             )
@@ -187,6 +202,8 @@ impl AwsTasks {
                 lambda::call_function(&clients.lambda, &arn, request.input).await
             }
             Target::LambdaInvoke => lambda::invoke(&clients.lambda, request.input).await,
+            Target::ReadObject => s3::get_object(&clients.s3, request.input).await,
+            Target::ListObjects => s3::list_objects(&clients.s3, request.input).await,
             Target::CloudFormation(action) => {
                 cloudformation::call(
                     &clients.cloudformation,

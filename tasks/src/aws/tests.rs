@@ -38,9 +38,15 @@ fn tasks(
     lambda: aws_sdk_lambda::Client,
     cloudformation: aws_sdk_cloudformation::Client,
 ) -> AwsTasks {
+    // S3 is not called by these tests: a client that reaches nowhere.
+    let s3 = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .region(aws_config::Region::new("us-east-1"))
+        .build();
     AwsTasks::with_clients(Clients {
         lambda,
         cloudformation,
+        s3: aws_sdk_s3::Client::from_conf(s3),
     })
 }
 

@@ -7,13 +7,13 @@
 //! many items never holds a second copy of the whole array.
 
 use serde_json::Value;
-use stepstone_asl::states::{Map, NumberOrExpr};
+use stepstone_asl::states::{ItemReader, Map, NumberOrExpr};
 use stepstone_asl::{errors, eval};
 
 use crate::Failure;
 use crate::history::EventKind;
 use crate::interpreter::probe::step;
-use crate::interpreter::{Execution, Flow, Link, RunId, Waiting};
+use crate::interpreter::{Command, Execution, Flow, Link, RunId, TaskRequest, Waiting};
 
 impl Execution<'_> {
     pub(crate) fn map(&mut self, id: RunId, state: &Map) -> Flow {
@@ -31,27 +31,29 @@ impl Execution<'_> {
         let jsonata = self.is_jsonata(id);
         // In a TestState, a mock stands for every iteration.
         let mocked = self.probe_mock(id);
-        // A distributed Map's ItemReader and ResultWriter read and write S3: running without
-        // them would give different items or a different output, so refuse clearly.
-        for (given, field) in [
-            (state.item_reader.is_some(), "ItemReader"),
-            (state.result_writer.is_some(), "ResultWriter"),
-        ] {
-            if given && mocked.is_none() {
-                return Err(self.state_failure(
-                    id,
-                    eval::Error::runtime(format!(
-                        "{field} (items or results in S3) is not supported by Stepstone yet"
-                    )),
-                ));
-            }
+        // A distributed Map's ResultWriter writes S3: running without it would give a
+        // different output, so refuse clearly.
+        if state.result_writer.is_some() && mocked.is_none() {
+            return Err(self.state_failure(
+                id,
+                eval::Error::runtime(
+                    "ResultWriter (results written to S3) is not supported by Stepstone yet",
+                ),
+            ));
         }
-        let length = if state.item_reader.is_some() {
-            // Mocked (refused above otherwise): the items are what the test says the reader read.
-            let items = self.probe_reader_items();
-            items.as_ref().and_then(Value::as_array).map_or(0, Vec::len)
-        } else {
-            self.map_items(id, state, jsonata)?
+        let length = match (&state.item_reader, &mocked) {
+            // TestState: the items are what the test says the reader read.
+            (Some(_), Some(_)) => {
+                let items = self.probe_reader_items();
+                items.as_ref().and_then(Value::as_array).map_or(0, Vec::len)
+            }
+            (Some(reader), None) => match self.run(id).read_items() {
+                // The reader is a task of its own: the Map goes on when it answers
+                // (`map_items_read`).
+                None => return self.map_read(id, state, reader),
+                Some(_) => self.map_read_length(id, state)?,
+            },
+            (None, _) => self.map_items(id, state, jsonata)?,
         };
         let max_concurrency = match (&state.max_concurrency, &state.max_concurrency_path) {
             (Some(NumberOrExpr::Value(n)), _) => *n,
@@ -213,9 +215,140 @@ impl Execution<'_> {
         Ok(length)
     }
 
-    /// Calls `f` with the items array (by reference) as ItemsPath reads it.
+    /// Dispatches the ItemReader of Map run `id`: a task whose resource is the reader's, whose
+    /// input is its Parameters (JSONPath, `$` the effective input) or Arguments (JSONata) with
+    /// its `ReaderConfig` (`MaxItemsPath` read), and whose result is what it read.
+    fn map_read(&mut self, id: RunId, state: &Map, reader: &ItemReader) -> Result<Flow, Failure> {
+        let mut input = match (&reader.parameters, &reader.arguments) {
+            (Some(t), _) => {
+                let effective = self.effective_copy(id, &state.flow)?;
+                let run = self.run(id);
+                let effective = effective.as_ref().unwrap_or(run.input());
+                self.with_env(id, effective, None, |env| env.template(t))
+                    .map_err(|e| self.state_failure(id, e))?
+            }
+            (None, Some(a)) => {
+                let input = self.run(id).input();
+                let scope = self.jsonata_scope(id, input, None, None, None);
+                self.jsonata_value(id, "Arguments", a, &scope)?
+            }
+            (None, None) => Value::Object(serde_json::Map::new()),
+        };
+        let mut config = reader
+            .reader_config
+            .clone()
+            .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
+        if let Some(path) = config.get("MaxItemsPath").and_then(Value::as_str) {
+            let path = stepstone_asl::Path::parse(path).map_err(|e| {
+                self.state_failure(
+                    id,
+                    eval::Error::runtime(format!("ReaderConfig.MaxItemsPath: {e}")),
+                )
+            })?;
+            let n = self.map_number(id, &path, "MaxItemsPath", "integer", integer)?;
+            if let Value::Object(c) = &mut config {
+                c.remove("MaxItemsPath");
+                c.insert("MaxItems".into(), n.max(0).into());
+            }
+        }
+        let Value::Object(fields) = &mut input else {
+            return Err(self.state_failure(
+                id,
+                eval::Error::runtime("The ItemReader's Parameters must give an object"),
+            ));
+        };
+        fields.insert("ReaderConfig".into(), config);
+        let (name, _) = self.current(id);
+        let invocation = {
+            let n = self.dispatches.entry(name.to_owned()).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        let request = TaskRequest {
+            run: id,
+            invocation,
+            execution_arn: self.info.execution_arn.clone(),
+            state_name: name.to_owned(),
+            resource: reader.resource.clone(),
+            input,
+            attempt: self.run(id).retry_count,
+            idempotency_token: self.idempotency_token(id, name),
+            region: None,
+            timeout_seconds: None,
+            heartbeat_seconds: None,
+            task_token: None,
+        };
+        self.run_mut(id).waiting = Waiting::Task {
+            request: Box::new(request.clone()),
+            resource_type: "itemReader".into(),
+            resource: reader.resource.clone(),
+        };
+        self.commands.push(Command::Dispatch(request));
+        Ok(Flow::Blocked)
+    }
+
+    /// The ItemReader of Map run `id` answered: with what it read, the Map starts (its items
+    /// are what ItemsPath, if any, picks from it); a failure fails the Map with
+    /// States.ItemReaderFailed.
+    pub(crate) fn map_items_read(
+        &mut self,
+        id: RunId,
+        state: &Map,
+        result: Result<Value, Failure>,
+    ) -> Flow {
+        self.run_mut(id).waiting = Waiting::Nothing;
+        let read = result.and_then(|read| {
+            let owned = match self.is_jsonata(id) {
+                true => None,
+                false => self.effective_copy(id, &state.flow)?,
+            };
+            self.run_mut(id).set_input_for_items(owned);
+            self.run_mut(id).set_read_items(read);
+            Ok(())
+        });
+        match read {
+            Ok(()) => self.map(id, state),
+            Err(failure) => {
+                let failure = if failure.error == errors::ITEM_READER_FAILED {
+                    failure
+                } else {
+                    Failure::new(
+                        errors::ITEM_READER_FAILED,
+                        format!("{}: {}", failure.error, failure.cause),
+                    )
+                };
+                self.event(id, || EventKind::MapStateFailed);
+                Flow::Fail(failure)
+            }
+        }
+    }
+
+    /// How many items the ItemReader's data hold (as ItemsPath reads them, if given).
+    fn map_read_length(&mut self, id: RunId, state: &Map) -> Result<usize, Failure> {
+        let length = self.with_items(id, state, |items| match items {
+            Some(Value::Array(items)) => Ok(items.len()),
+            other => Err(format!(
+                "The ItemReader's data{} must be a JSON array, but found {}",
+                state
+                    .items_path
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(" at ItemsPath '{}'", p.as_str())),
+                other.map_or("nothing".into(), Value::to_string)
+            )),
+        });
+        length.map_err(|m| self.state_failure(id, eval::Error::runtime(m)))
+    }
+
+    /// Calls `f` with the items array (by reference) as ItemsPath reads it: from what the
+    /// ItemReader read, if the Map has one, else from the effective input.
     fn with_items<T>(&self, id: RunId, state: &Map, f: impl FnOnce(Option<&Value>) -> T) -> T {
         let run = self.run(id);
+        if state.item_reader.is_some() {
+            return match (run.read_items(), &state.items_path) {
+                (Some(read), Some(p)) => self.with_env(id, read, None, |env| f(env.read_ref(p))),
+                (read, _) => f(read),
+            };
+        }
         let effective = run.items_source();
         match &state.items_path {
             Some(p) => self.with_env(id, effective, None, |env| f(env.read_ref(p))),
@@ -410,6 +543,7 @@ impl Execution<'_> {
 
     fn map_finish(&mut self, id: RunId, state: &Map) -> Flow {
         self.run_mut(id).set_input_for_items(None);
+        self.run_mut(id).clear_read_items();
         let outputs = self.take_outputs(id);
         if state.is_distributed() {
             self.event(id, || EventKind::MapRunSucceeded);

@@ -1,0 +1,97 @@
+//! S3 for a distributed Map's ItemReader: `s3:getObject` (one object's items, by
+//! `ReaderConfig.InputType`) and `s3:listObjectsV2` (one item per object under a `Prefix`:
+//! `{"Etag", "Key", "LastModified", "Size", "StorageClass"}`, as Step Functions gives them).
+//! Failures are States.ItemReaderFailed, with S3's error in the cause.
+
+use aws_sdk_s3::Client;
+use serde_json::{Value, json};
+use stepstone_engine::Failure;
+
+use super::error::sdk_failure;
+use crate::item_reader::{ReaderConfig, reader_failure};
+
+/// A required string field of the reader's Parameters.
+fn required<'a>(request: &'a Value, field: &str, resource: &str) -> Result<&'a str, Failure> {
+    request.get(field).and_then(Value::as_str).ok_or_else(|| {
+        reader_failure(format!(
+            "the ItemReader {resource} needs '{field}' (a string) in its Parameters"
+        ))
+    })
+}
+
+/// An S3 error as the reader's failure.
+fn s3_failure<E, R>(what: &str, error: &aws_sdk_s3::error::SdkError<E, R>) -> Failure
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let failure = sdk_failure("S3", error);
+    reader_failure(format!("{what}: {}: {}", failure.error, failure.cause))
+}
+
+/// `s3:getObject`: the object's items.
+pub(crate) async fn get_object(client: &Client, request: Value) -> Result<Value, Failure> {
+    let config = ReaderConfig::of(&request)?;
+    let bucket = required(&request, "Bucket", "s3:getObject")?;
+    let key = required(&request, "Key", "s3:getObject")?;
+    let name = format!("s3://{bucket}/{key}");
+    let object = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(
+            request
+                .get("VersionId")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        )
+        .send()
+        .await
+        .map_err(|e| s3_failure(&format!("cannot read {name}"), &e))?;
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .map_err(|e| reader_failure(format!("cannot read {name}: {e}")))?
+        .into_bytes();
+    Ok(Value::Array(config.items(&name, &bytes)?))
+}
+
+/// `s3:listObjectsV2`: an item per object of `Bucket` under `Prefix`, in key order, page after
+/// page (up to `MaxItems`).
+pub(crate) async fn list_objects(client: &Client, request: Value) -> Result<Value, Failure> {
+    let config = ReaderConfig::of(&request)?;
+    let bucket = required(&request, "Bucket", "s3:listObjectsV2")?;
+    let prefix = request
+        .get("Prefix")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut items = Vec::new();
+    let mut after = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_prefix(prefix.clone())
+            .set_continuation_token(after.take())
+            .send()
+            .await
+            .map_err(|e| s3_failure(&format!("cannot list s3://{bucket}"), &e))?;
+        for object in page.contents() {
+            if config.is_full(items.len()) {
+                break;
+            }
+            items.push(json!({
+                "Etag": object.e_tag(),
+                "Key": object.key(),
+                "LastModified": object.last_modified().map(|t| t.secs()),
+                "Size": object.size(),
+                "StorageClass": object.storage_class().map(|c| c.as_str()),
+            }));
+        }
+        after = page.next_continuation_token().map(str::to_owned);
+        if config.is_full(items.len()) || !page.is_truncated().unwrap_or(false) || after.is_none() {
+            return Ok(Value::Array(items));
+        }
+    }
+}
