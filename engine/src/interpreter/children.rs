@@ -41,6 +41,55 @@ pub(crate) struct Children {
     /// Map: failures tolerated before the state fails.
     pub(crate) tolerated_count: Option<u64>,
     pub(crate) tolerated_percentage: Option<f64>,
+    /// A Map with an ItemBatcher: each child runs a batch of items.
+    pub(crate) batching: Option<Batching>,
+}
+
+/// How a Map's items are grouped into its children's batches (ItemBatcher).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Batching {
+    /// The items there are.
+    pub(crate) items: usize,
+    /// At most this many items in a batch (0: no bound).
+    pub(crate) max_items: usize,
+    /// At most this many bytes of items (their JSON text) in a batch (0: no bound).
+    pub(crate) max_bytes: usize,
+    /// `BatchInput`: given to every batch beside its items.
+    pub(crate) batch_input: Option<Value>,
+    /// Where each batch starts (by item index), worked out from the items when first needed
+    /// (not stored: a restored Map works it out again).
+    pub(crate) starts: Option<Vec<usize>>,
+}
+
+impl Batching {
+    /// The first item of each batch: a batch closes when it holds `max_items`, or when the next
+    /// item would take its items' text past `max_bytes` (a batch holds one item at least).
+    /// `size(i)` is item `i`'s size in bytes; it is called only with a bound on bytes.
+    pub(crate) fn work_out_starts(&self, mut size: impl FnMut(usize) -> usize) -> Vec<usize> {
+        let mut starts = Vec::new();
+        let (mut count, mut bytes) = (0usize, 0usize);
+        for i in 0..self.items {
+            let item_bytes = if self.max_bytes > 0 { size(i) + 1 } else { 0 };
+            let full = count > 0
+                && ((self.max_items > 0 && count >= self.max_items)
+                    || (self.max_bytes > 0 && bytes + item_bytes > self.max_bytes));
+            if count == 0 || full {
+                starts.push(i);
+                (count, bytes) = (0, 0);
+            }
+            count += 1;
+            bytes += item_bytes;
+        }
+        starts
+    }
+
+    /// The items of batch `index`, given where batches start.
+    pub(crate) fn range(&self, index: usize) -> std::ops::Range<usize> {
+        let starts = self.starts.as_deref().unwrap_or_default();
+        let start = starts.get(index).copied().unwrap_or(self.items);
+        let end = starts.get(index + 1).copied().unwrap_or(self.items);
+        start..end
+    }
 }
 
 impl Children {
@@ -60,6 +109,7 @@ impl Children {
             failed: 0,
             tolerated_count: None,
             tolerated_percentage: None,
+            batching: None,
         }
     }
 

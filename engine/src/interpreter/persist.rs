@@ -18,15 +18,15 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 use stepstone_asl::{Machine, ScopeRef, StateId};
 
-use super::children::Children;
+use super::children::{Batching, Children};
 use super::{Command, Execution, Link, OutputFrom, Run, RunData, RunId, Slot, Waiting};
 use crate::history::History;
 use crate::model::ExecutionRecord;
 use crate::record::{
-    self, Changes, Checkpoint, ChildrenRecord, FORMAT_VERSION, HeaderRecord, HistoryModeRecord,
-    InputRecord, LimitsRecord, LinkRecord, OutputFromRecord, PathStepRecord, RecordKey,
-    RunDataRecord, RunIdRecord, RunRecord, StatusRecord, TaskRequestRecord, TimerReasonRecord,
-    WaitingRecord,
+    self, BatchingRecord, Changes, Checkpoint, ChildrenRecord, FORMAT_VERSION, HeaderRecord,
+    HistoryModeRecord, InputRecord, LimitsRecord, LinkRecord, OutputFromRecord, PathStepRecord,
+    RecordKey, RunDataRecord, RunIdRecord, RunRecord, StatusRecord, TaskRequestRecord,
+    TimerReasonRecord, WaitingRecord,
 };
 use crate::store::error::Error as StoreError;
 use crate::vars::Vars;
@@ -290,6 +290,12 @@ fn children_record(c: &Children) -> ChildrenRecord {
         failed: c.failed as u64,
         tolerated_count: c.tolerated_count,
         tolerated_percentage: c.tolerated_percentage,
+        batching: c.batching.as_ref().map(|b| BatchingRecord {
+            items: b.items as u64,
+            max_items: b.max_items as u64,
+            max_bytes: b.max_bytes as u64,
+            batch_input: b.batch_input.clone(),
+        }),
     }
 }
 
@@ -490,6 +496,13 @@ fn restore_children(
     children.failed = c.failed as usize;
     children.tolerated_count = c.tolerated_count;
     children.tolerated_percentage = c.tolerated_percentage;
+    children.batching = c.batching.map(|b| Batching {
+        items: b.items as usize,
+        max_items: b.max_items as usize,
+        max_bytes: b.max_bytes as usize,
+        batch_input: b.batch_input,
+        starts: None,
+    });
     Ok(children)
 }
 

@@ -209,6 +209,7 @@ impl Document {
                                 failed: c.failed,
                                 tolerated_count: c.tolerated_count,
                                 tolerated_percentage: c.tolerated_percentage,
+                                batching: None,
                             })
                         }
                     };

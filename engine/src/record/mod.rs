@@ -492,6 +492,18 @@ pub(crate) struct ChildrenRecord {
     pub(crate) failed: u64,
     pub(crate) tolerated_count: Option<u64>,
     pub(crate) tolerated_percentage: Option<f64>,
+    /// A Map with an ItemBatcher (absent in stores written before there were batches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) batching: Option<BatchingRecord>,
+}
+
+/// How a Map groups its items into batches; where the batches start is worked out again.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct BatchingRecord {
+    pub(crate) items: u64,
+    pub(crate) max_items: u64,
+    pub(crate) max_bytes: u64,
+    pub(crate) batch_input: Option<Value>,
 }
 
 #[derive(Serialize, Deserialize)]

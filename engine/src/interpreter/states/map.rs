@@ -7,11 +7,12 @@
 //! many items never holds a second copy of the whole array.
 
 use serde_json::Value;
-use stepstone_asl::states::{ItemReader, Map, NumberOrExpr};
+use stepstone_asl::states::{ItemBatcher, ItemReader, Map, NumberOrExpr};
 use stepstone_asl::{errors, eval};
 
 use crate::Failure;
 use crate::history::EventKind;
+use crate::interpreter::children::Batching;
 use crate::interpreter::probe::step;
 use crate::interpreter::{Command, Execution, Flow, Link, RunId, TaskRequest, Waiting};
 
@@ -149,7 +150,16 @@ impl Execution<'_> {
         } else {
             (max_concurrency as usize).min(cap)
         };
-        let mut children = self.new_children(length, concurrency);
+        // With an ItemBatcher, each child runs a batch of items.
+        let batching = match &state.item_batcher {
+            Some(batcher) => Some(self.map_batching(id, state, batcher, length)?),
+            None => None,
+        };
+        let count = batching
+            .as_ref()
+            .map_or(length, |b| b.starts.as_ref().map_or(0, Vec::len));
+        let mut children = self.new_children(count, concurrency);
+        children.batching = batching;
         children.tolerated_count = tolerated_count.map(|n| n as u64);
         children.tolerated_percentage = tolerated_percentage;
         let children = self.children_for(id, children);
@@ -386,9 +396,120 @@ impl Execution<'_> {
         })
     }
 
+    /// The input of item `index`'s iteration: the item, through ItemSelector if there is one.
+    fn map_item_input(&mut self, id: RunId, state: &Map, index: usize) -> Result<Value, Failure> {
+        let item = self.with_items(id, state, |items| {
+            items
+                .and_then(|a| a.get(index))
+                .cloned()
+                .unwrap_or(Value::Null)
+        });
+        let selector = state
+            .item_selector
+            .as_ref()
+            .or(state.flow.parameters.as_ref());
+        let jsonata_selector = state.item_selector_jsonata.as_ref();
+        Ok(match selector {
+            None if jsonata_selector.is_some() => {
+                // The state's input is read in place: a Map over many items never copies it
+                // per iteration.
+                let input = self.run(id).input();
+                let scope = self.jsonata_scope(id, input, None, None, Some((index, &item)));
+                self.jsonata_value(
+                    id,
+                    "ItemSelector",
+                    jsonata_selector.expect("checked"),
+                    &scope,
+                )?
+            }
+            Some(t) => {
+                let run = self.run(id);
+                let effective = run.items_source();
+                self.with_env(id, effective, Some((index, &item)), |env| env.template(t))
+                    .map_err(|e| self.state_failure(id, e))?
+            }
+            None => item,
+        })
+    }
+
+    /// The ItemBatcher of Map run `id` over `items` items, its batches worked out.
+    fn map_batching(
+        &self,
+        id: RunId,
+        state: &Map,
+        batcher: &ItemBatcher,
+        items: usize,
+    ) -> Result<Batching, Failure> {
+        let bound = |value: &Option<NumberOrExpr<i64>>,
+                     path: &Option<stepstone_asl::Path>,
+                     field: &str|
+         -> Result<usize, Failure> {
+            let n = match (value, path) {
+                (Some(NumberOrExpr::Value(n)), _) => *n,
+                (Some(NumberOrExpr::Expr(e)), _) => {
+                    let input = self.run(id).input();
+                    self.jsonata_number(id, field, e, input, true)? as i64
+                }
+                (_, Some(p)) => {
+                    self.map_number(id, p, &format!("{field}Path"), "integer", integer)?
+                }
+                _ => return Ok(0),
+            };
+            if n <= 0 {
+                return Err(self.state_failure(
+                    id,
+                    eval::Error::runtime(format!(
+                        "ItemBatcher.{field} must be a positive integer, not {n}"
+                    )),
+                ));
+            }
+            Ok(n as usize)
+        };
+        let mut batching = Batching {
+            items,
+            max_items: bound(
+                &batcher.max_items_per_batch,
+                &batcher.max_items_per_batch_path,
+                "MaxItemsPerBatch",
+            )?,
+            max_bytes: bound(
+                &batcher.max_input_bytes_per_batch,
+                &batcher.max_input_bytes_per_batch_path,
+                "MaxInputBytesPerBatch",
+            )?,
+            batch_input: batcher.batch_input.clone(),
+            starts: None,
+        };
+        batching.starts = Some(self.map_batch_starts(id, state, &batching));
+        Ok(batching)
+    }
+
+    /// Where the batches of `batching` start, from the items' sizes.
+    fn map_batch_starts(&self, id: RunId, state: &Map, batching: &Batching) -> Vec<usize> {
+        self.with_items(id, state, |items| {
+            let items = items.and_then(Value::as_array);
+            batching.work_out_starts(|i| {
+                items
+                    .and_then(|a| a.get(i))
+                    .map_or(0, |v| crate::limits::json_size(v))
+            })
+        })
+    }
+
     /// Starts iterations while there is room under the concurrency limit.
     fn map_start_iterations(&mut self, id: RunId, state: &Map) -> Result<(), Failure> {
         let (name, _) = self.current(id);
+        // A restored Map works out where its batches start again.
+        if let Waiting::Children(children) = &self.run(id).waiting
+            && let Some(batching) = children.batching.as_ref().filter(|b| b.starts.is_none())
+        {
+            let starts = self.map_batch_starts(id, state, batching);
+            if let Waiting::Children(children) = &mut self.run_mut(id).waiting
+                && let Some(batching) = &mut children.batching
+            {
+                batching.starts = Some(starts);
+            }
+        }
         loop {
             let Waiting::Children(children) = &mut self.run_mut(id).waiting else {
                 return Ok(());
@@ -416,37 +537,25 @@ impl Execution<'_> {
             }
             let index = children.next_item;
             children.next_item += 1;
-            let item = self.with_items(id, state, |items| {
-                items
-                    .and_then(|a| a.get(index))
-                    .cloned()
-                    .unwrap_or(Value::Null)
-            });
-            let selector = state
-                .item_selector
+            let batch = children
+                .batching
                 .as_ref()
-                .or(state.flow.parameters.as_ref());
-            let jsonata_selector = state.item_selector_jsonata.as_ref();
-            let input = match selector {
-                None if jsonata_selector.is_some() => {
-                    // The state's input is read in place: a Map over many items never copies
-                    // it per iteration.
-                    let input = self.run(id).input();
-                    let scope = self.jsonata_scope(id, input, None, None, Some((index, &item)));
-                    self.jsonata_value(
-                        id,
-                        "ItemSelector",
-                        jsonata_selector.expect("checked"),
-                        &scope,
-                    )?
+                .map(|b| (b.range(index), b.batch_input.clone()));
+            let input = match batch {
+                None => self.map_item_input(id, state, index)?,
+                // A batch: {"BatchInput": ..., "Items": [...]}, each item through ItemSelector.
+                Some((items, batch_input)) => {
+                    let mut selected = Vec::with_capacity(items.len());
+                    for item in items {
+                        selected.push(self.map_item_input(id, state, item)?);
+                    }
+                    let mut batch = serde_json::Map::new();
+                    if let Some(batch_input) = batch_input {
+                        batch.insert("BatchInput".into(), batch_input);
+                    }
+                    batch.insert("Items".into(), Value::Array(selected));
+                    Value::Object(batch)
                 }
-                Some(t) => {
-                    let run = self.run(id);
-                    let effective = run.items_source();
-                    self.with_env(id, effective, Some((index, &item)), |env| env.template(t))
-                        .map_err(|e| self.state_failure(id, e))?
-                }
-                None => item,
             };
             if !state.is_distributed() {
                 // Counted, not built, for an observer of notable events only. (A distributed
