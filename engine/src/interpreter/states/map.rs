@@ -491,7 +491,7 @@ impl Execution<'_> {
             batching.work_out_starts(|i| {
                 items
                     .and_then(|a| a.get(i))
-                    .map_or(0, |v| crate::limits::json_size(v))
+                    .map_or(0, crate::limits::json_size)
             })
         })
     }
