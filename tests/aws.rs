@@ -1002,3 +1002,91 @@ fn a_distributed_map_reads_json_jsonl_and_csv_objects_and_lists_a_prefix() {
     assert_eq!(r["error"], "States.ItemReaderFailed");
     assert!(r["cause"].as_str().unwrap().contains("NoSuchKey"), "{r}");
 }
+
+/// The text of an object on the emulator.
+fn s3_text(bucket: &str, key: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let object = s3_client()
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("s3://{bucket}/{key}: {e:?}"));
+        let bytes = object.body.collect().await.unwrap().into_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    })
+}
+
+#[test]
+fn a_result_writer_writes_the_manifest_and_a_file_per_status() {
+    require_emulator();
+    let bucket = bucket_with(&[(
+        "in/items.jsonl",
+        "{\"id\": 1}\n{\"id\": 2, \"fail\": true}\n{\"id\": 3}\n",
+    )]);
+    let def = json!({"StartAt": "Each", "States": {"Each": {"Type": "Map",
+        "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "JSONL"},
+            "Parameters": {"Bucket": bucket, "Key": "in/items.jsonl"}},
+        "ToleratedFailureCount": 1,
+        "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": bucket, "Prefix": "out"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "Check", "States": {
+                "Check": {"Type": "Choice", "Choices": [
+                    {"Variable": "$.fail", "IsPresent": true, "Next": "Broken"}], "Default": "Done"},
+                "Broken": {"Type": "Fail", "Error": "Item.Broken", "Cause": "item 2 is broken"},
+                "Done": {"Type": "Pass", "Result": {"ok": true}, "End": true}}},
+        "End": true}}});
+    let r = result(&stepstone_run(&def, &json!({}), "us-east-1"));
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    let output = &r["output"];
+    let map_run_arn = output["MapRunArn"].as_str().unwrap();
+    let run_id = map_run_arn.rsplit(':').next().unwrap();
+    let manifest_key = format!("out/{run_id}/manifest.json");
+    assert_eq!(
+        output["ResultWriterDetails"],
+        json!({"Bucket": bucket, "Key": manifest_key})
+    );
+
+    // Object by object, as Step Functions lays them out.
+    let manifest: Value = serde_json::from_str(&s3_text(&bucket, &manifest_key)).unwrap();
+    let succeeded_key = format!("out/{run_id}/SUCCEEDED_0.json");
+    let failed_key = format!("out/{run_id}/FAILED_0.json");
+    let succeeded = s3_text(&bucket, &succeeded_key);
+    let failed = s3_text(&bucket, &failed_key);
+    assert_eq!(
+        manifest,
+        json!({"DestinationBucket": bucket, "MapRunArn": map_run_arn,
+            "ResultFiles": {
+                "FAILED": [{"Key": failed_key, "Size": failed.len()}],
+                "PENDING": [],
+                "SUCCEEDED": [{"Key": succeeded_key, "Size": succeeded.len()}]}})
+    );
+    let succeeded: Value = serde_json::from_str(&succeeded).unwrap();
+    let entries = succeeded.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["Status"], "SUCCEEDED");
+    assert_eq!(entries[0]["Input"], r#"{"id":1}"#);
+    assert_eq!(entries[0]["Output"], r#"{"ok":true}"#);
+    assert_eq!(entries[1]["Input"], r#"{"id":3}"#);
+    let failed: Value = serde_json::from_str(&failed).unwrap();
+    assert_eq!(failed[0]["Status"], "FAILED");
+    assert_eq!(failed[0]["Error"], "Item.Broken");
+    assert_eq!(failed[0]["Cause"], "item 2 is broken");
+    assert_eq!(failed[0]["Input"], r#"{"id":2,"fail":true}"#);
+
+    // A bucket that is not there: States.ResultWriterFailed.
+    let missing = def.to_string().replace(
+        r#""Prefix":"out""#,
+        r#""Prefix":"out","Bucket":"no-such-bucket-here""#,
+    );
+    let missing: Value = serde_json::from_str(&missing).unwrap();
+    let r = result(&stepstone_run(&missing, &json!({}), "us-east-1"));
+    assert_eq!(r["error"], "States.ResultWriterFailed", "{r}");
+}

@@ -1574,3 +1574,40 @@ fn a_distributed_map_reads_its_items_from_a_local_file() {
         "{r}"
     );
 }
+
+#[test]
+fn a_result_writer_on_a_local_directory_writes_what_s3_would_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = json!({"StartAt": "Each", "States": {"Each": {"Type": "Map",
+        "ResultWriter": {"Resource": format!("file://{}", dir.path().display()),
+            "Parameters": {"Bucket": "results", "Prefix": "nightly"},
+            "WriterConfig": {"Transformation": "FLATTEN", "OutputType": "JSONL"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"},
+            "StartAt": "Pair", "States": {"Pair": {"Type": "Pass",
+                "Parameters": {"pair.$": "States.Array($, $)"}, "OutputPath": "$.pair", "End": true}}},
+        "End": true}}});
+    let file = temp_file("writer.asl.json", &def.to_string());
+    let o = stepstone(&["run", &file, "--ephemeral", "--json", "--input", "[1, 2]"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let key = r["output"]["ResultWriterDetails"]["Key"].as_str().unwrap();
+    assert!(
+        key.starts_with("nightly/") && key.ends_with("/manifest.json"),
+        "{r}"
+    );
+    let run_dir = dir
+        .path()
+        .join("results")
+        .join(key)
+        .parent()
+        .unwrap()
+        .to_owned();
+    // FLATTEN: each child's array output gives its elements, one JSON line each.
+    let lines = std::fs::read_to_string(run_dir.join("SUCCEEDED_0.jsonl")).unwrap();
+    assert_eq!(lines, "1\n1\n2\n2\n");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["DestinationBucket"], "results");
+    assert_eq!(manifest["ResultFiles"]["SUCCEEDED"][0]["Size"], 8);
+}

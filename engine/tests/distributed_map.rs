@@ -453,3 +453,90 @@ async fn a_redriven_batched_map_reruns_only_the_failed_batch() {
     );
     assert!(calls.load(Ordering::SeqCst) - before <= 2);
 }
+
+#[tokio::test]
+async fn a_result_writer_shapes_the_results_and_hands_them_to_its_task() {
+    let def = |writer: Value| {
+        json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items",
+            "ToleratedFailureCount": 1, "ResultWriter": writer,
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"},
+                "StartAt": "Deploy", "States": {
+                    "Deploy": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                               "Parameters": {"item.$": "$"}, "ResultSelector": {"done.$": "$.item"},
+                               "End": true}}},
+            "End": true}}})
+    };
+    let input = json!({"items": [1, 2, 3]});
+    // WriterConfig alone: the shaped results are the output (a failed child with its details).
+    let out = run(
+        &machine(&def(json!({"WriterConfig": {"Transformation": "COMPACT"}}))),
+        input.clone(),
+        &options(),
+        &deploy(&[2], false, Arc::default()),
+    )
+    .await;
+    let Status::Succeeded(output) = &out.status else {
+        panic!("{:?}", out.status)
+    };
+    assert_eq!(output[0], json!({"done": 1}));
+    assert_eq!(output[1]["Status"], "FAILED");
+    assert_eq!(output[1]["Error"], "Deploy.Failed");
+    assert_eq!(output[1]["Input"], "2");
+    assert_eq!(output[2], json!({"done": 3}));
+
+    // With a Resource: its task gets the results by status and answers where it wrote them.
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let deploy = deploy(&[2], false, Arc::default());
+    let tasks = {
+        let seen = seen.clone();
+        FnTasks(move |req: TaskRequest| -> TaskFuture {
+            if req.resource == "arn:aws:states:::s3:putObject" {
+                *seen.lock().unwrap() = Some(req.input);
+                return Box::pin(async {
+                    Ok(json!({"Bucket": "out", "Key": "jobs/x/manifest.json"}))
+                });
+            }
+            deploy.0(req)
+        })
+    };
+    let writer = json!({"Resource": "arn:aws:states:::s3:putObject",
+        "Parameters": {"Bucket": "out", "Prefix.$": "$.prefix"},
+        "WriterConfig": {"OutputType": "JSONL"}});
+    let mut input = input;
+    input["prefix"] = json!("jobs");
+    let out = run(&machine(&def(writer)), input, &options(), &tasks).await;
+    let Status::Succeeded(output) = &out.status else {
+        panic!("{:?}", out.status)
+    };
+    let map_run_arn = out
+        .history
+        .events()
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::MapRunStarted { map_run_arn } => Some(map_run_arn.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        output,
+        &json!({"MapRunArn": map_run_arn,
+                "ResultWriterDetails": {"Bucket": "out", "Key": "jobs/x/manifest.json"}})
+    );
+    let request = seen.lock().unwrap().clone().unwrap();
+    assert_eq!(request["Bucket"], "out");
+    assert_eq!(request["Prefix"], "jobs");
+    assert_eq!(request["OutputType"], "JSONL");
+    assert_eq!(request["MapRunArn"], json!(map_run_arn));
+    // Transformation NONE (the default with a Resource): each child's details.
+    let succeeded = request["Results"]["SUCCEEDED"].as_array().unwrap();
+    assert_eq!(succeeded.len(), 2);
+    assert_eq!(succeeded[1]["Output"], r#"{"done":3}"#);
+    assert_eq!(succeeded[1]["Input"], "3");
+    assert!(
+        succeeded[1]["ExecutionArn"]
+            .as_str()
+            .unwrap()
+            .contains(":execution:regions/Fan:")
+    );
+    assert_eq!(request["Results"]["FAILED"][0]["Cause"], "item 2 failed");
+}

@@ -14,6 +14,7 @@ mod aws;
 mod command;
 pub mod item_reader;
 mod mock;
+pub mod result_writer;
 mod router;
 
 pub use aws::{AwsOptions, AwsTasks, client_request_token};

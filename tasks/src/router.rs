@@ -59,10 +59,14 @@ impl Router {
 impl TaskDispatcher for Router {
     fn dispatch(&self, request: TaskRequest) -> TaskFuture {
         if request.resource.starts_with("file://") && !self.has_route(&request.resource) {
-            // A Map's ItemReader reading a local file (a Stepstone extension): read here, so
-            // that a dry run with mocked tasks needs no S3.
+            // A Map's ItemReader or ResultWriter on local files (a Stepstone extension): done
+            // here, so that a dry run with mocked tasks needs no S3.
             return Box::pin(async move {
-                crate::item_reader::read_file(&request.resource, &request.input).await
+                if crate::result_writer::is_writer_request(&request.input) {
+                    crate::result_writer::write_files(&request.resource, &request.input).await
+                } else {
+                    crate::item_reader::read_file(&request.resource, &request.input).await
+                }
             });
         }
         self.handler(&request).clone().dispatch(request)

@@ -378,6 +378,16 @@ fn result_writer(f: &mut Fields, l: &mut Loader, lang: QueryLanguage) -> Option<
     let v = f.object(l, "ResultWriter")?;
     let mut wf = Fields::open(v, f.pointer("ResultWriter"), l)?;
     let resource = wf.str(l, "Resource").map(str::to_owned);
+    if resource
+        .as_deref()
+        .is_some_and(|r| r.starts_with("file://"))
+    {
+        l.report(
+            Code::StepstoneExtension,
+            wf.pointer("Resource"),
+            "A ResultWriter writing local files (file://) is a Stepstone extension: AWS Step Functions would reject this resource",
+        );
+    }
     let parameters = if wf.in_language(l, "Parameters", QueryLanguage::JsonPath, lang) {
         template(&mut wf, l, "Parameters")
     } else {

@@ -219,9 +219,9 @@ impl<'m> Execution<'m> {
         match input {
             Input::TaskDone { run, result } => {
                 if self.is_waiting_task(run) {
-                    // A Map waits on a task only for its ItemReader.
+                    // A Map waits on a task only for its ItemReader or ResultWriter.
                     let flow = match &self.current(run).1.kind {
-                        stepstone_asl::StateKind::Map(map) => self.map_items_read(run, map, result),
+                        stepstone_asl::StateKind::Map(map) => self.map_task_done(run, map, result),
                         _ => self.task_done(run, result),
                     };
                     self.follow(run, flow);

@@ -91,6 +91,8 @@ pub(crate) enum Target {
     ReadObject,
     /// `arn:aws:states:::s3:listObjectsV2`: a distributed Map's ItemReader listing objects.
     ListObjects,
+    /// `arn:aws:states:::s3:putObject`: a distributed Map's ResultWriter.
+    WriteResults,
 }
 
 impl Target {
@@ -109,6 +111,8 @@ impl Target {
                     Some(Target::ReadObject)
                 } else if rest == "s3:listObjectsV2" {
                     Some(Target::ListObjects)
+                } else if rest == "s3:putObject" {
+                    Some(Target::WriteResults)
                 } else {
                     rest.strip_prefix("aws-sdk:cloudformation:")
                         .map(|action| Target::CloudFormation(action.to_owned()))
@@ -204,6 +208,7 @@ impl AwsTasks {
             Target::LambdaInvoke => lambda::invoke(&clients.lambda, request.input).await,
             Target::ReadObject => s3::get_object(&clients.s3, request.input).await,
             Target::ListObjects => s3::list_objects(&clients.s3, request.input).await,
+            Target::WriteResults => s3::write_results(&clients.s3, request.input).await,
             Target::CloudFormation(action) => {
                 cloudformation::call(
                     &clients.cloudformation,

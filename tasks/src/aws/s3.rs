@@ -9,6 +9,7 @@ use stepstone_engine::Failure;
 
 use super::error::sdk_failure;
 use crate::item_reader::{ReaderConfig, reader_failure};
+use crate::result_writer::{ResultFiles, writer_failure};
 
 /// A required string field of the reader's Parameters.
 fn required<'a>(request: &'a Value, field: &str, resource: &str) -> Result<&'a str, Failure> {
@@ -94,4 +95,27 @@ pub(crate) async fn list_objects(client: &Client, request: Value) -> Result<Valu
             return Ok(Value::Array(items));
         }
     }
+}
+
+/// `s3:putObject` as a ResultWriter: the result files, then the manifest; the answer is where
+/// the manifest is.
+pub(crate) async fn write_results(client: &Client, request: Value) -> Result<Value, Failure> {
+    let files = ResultFiles::of(&request)?;
+    for (key, body) in &files.objects {
+        client
+            .put_object()
+            .bucket(&files.bucket)
+            .key(key)
+            .body(body.clone().into())
+            .send()
+            .await
+            .map_err(|e| {
+                let failure = sdk_failure("S3", &e);
+                writer_failure(format!(
+                    "cannot write s3://{}/{key}: {}: {}",
+                    files.bucket, failure.error, failure.cause
+                ))
+            })?;
+    }
+    Ok(files.details())
 }

@@ -32,16 +32,6 @@ impl Execution<'_> {
         let jsonata = self.is_jsonata(id);
         // In a TestState, a mock stands for every iteration.
         let mocked = self.probe_mock(id);
-        // A distributed Map's ResultWriter writes S3: running without it would give a
-        // different output, so refuse clearly.
-        if state.result_writer.is_some() && mocked.is_none() {
-            return Err(self.state_failure(
-                id,
-                eval::Error::runtime(
-                    "ResultWriter (results written to S3) is not supported by Stepstone yet",
-                ),
-            ));
-        }
         let length = match (&state.item_reader, &mocked) {
             // TestState: the items are what the test says the reader read.
             (Some(_), Some(_)) => {
@@ -229,21 +219,12 @@ impl Execution<'_> {
     /// input is its Parameters (JSONPath, `$` the effective input) or Arguments (JSONata) with
     /// its `ReaderConfig` (`MaxItemsPath` read), and whose result is what it read.
     fn map_read(&mut self, id: RunId, state: &Map, reader: &ItemReader) -> Result<Flow, Failure> {
-        let mut input = match (&reader.parameters, &reader.arguments) {
-            (Some(t), _) => {
-                let effective = self.effective_copy(id, &state.flow)?;
-                let run = self.run(id);
-                let effective = effective.as_ref().unwrap_or(run.input());
-                self.with_env(id, effective, None, |env| env.template(t))
-                    .map_err(|e| self.state_failure(id, e))?
-            }
-            (None, Some(a)) => {
-                let input = self.run(id).input();
-                let scope = self.jsonata_scope(id, input, None, None, None);
-                self.jsonata_value(id, "Arguments", a, &scope)?
-            }
-            (None, None) => Value::Object(serde_json::Map::new()),
-        };
+        let mut input = self.map_io_input(
+            id,
+            state,
+            reader.parameters.as_ref(),
+            reader.arguments.as_ref(),
+        )?;
         let mut config = reader
             .reader_config
             .clone()
@@ -268,6 +249,39 @@ impl Execution<'_> {
             ));
         };
         fields.insert("ReaderConfig".into(), config);
+        self.map_dispatch(id, READER_TASK, &reader.resource, input);
+        Ok(Flow::Blocked)
+    }
+
+    /// An ItemReader's or ResultWriter's Parameters (JSONPath, `$` the effective input) or
+    /// Arguments (JSONata); an empty object without either.
+    pub(super) fn map_io_input(
+        &self,
+        id: RunId,
+        state: &Map,
+        parameters: Option<&stepstone_asl::Template>,
+        arguments: Option<&stepstone_asl::jsonata::JsonataValue>,
+    ) -> Result<Value, Failure> {
+        Ok(match (parameters, arguments) {
+            (Some(t), _) => {
+                let effective = self.effective_copy(id, &state.flow)?;
+                let run = self.run(id);
+                let effective = effective.as_ref().unwrap_or(run.input());
+                self.with_env(id, effective, None, |env| env.template(t))
+                    .map_err(|e| self.state_failure(id, e))?
+            }
+            (None, Some(a)) => {
+                let input = self.run(id).input();
+                let scope = self.jsonata_scope(id, input, None, None, None);
+                self.jsonata_value(id, "Arguments", a, &scope)?
+            }
+            (None, None) => Value::Object(serde_json::Map::new()),
+        })
+    }
+
+    /// Dispatches the Map's own task (`kind`: its ItemReader or its ResultWriter); the Map
+    /// waits for it.
+    pub(super) fn map_dispatch(&mut self, id: RunId, kind: &str, resource: &str, input: Value) {
         let (name, _) = self.current(id);
         let invocation = {
             let n = self.dispatches.entry(name.to_owned()).or_insert(0);
@@ -279,7 +293,7 @@ impl Execution<'_> {
             invocation,
             execution_arn: self.info.execution_arn.clone(),
             state_name: name.to_owned(),
-            resource: reader.resource.clone(),
+            resource: resource.to_owned(),
             input,
             attempt: self.run(id).retry_count,
             idempotency_token: self.idempotency_token(id, name),
@@ -290,22 +304,33 @@ impl Execution<'_> {
         };
         self.run_mut(id).waiting = Waiting::Task {
             request: Box::new(request.clone()),
-            resource_type: "itemReader".into(),
-            resource: reader.resource.clone(),
+            resource_type: kind.to_owned(),
+            resource: resource.to_owned(),
         };
         self.commands.push(Command::Dispatch(request));
-        Ok(Flow::Blocked)
     }
 
-    /// The ItemReader of Map run `id` answered: with what it read, the Map starts (its items
-    /// are what ItemsPath, if any, picks from it); a failure fails the Map with
-    /// States.ItemReaderFailed.
-    pub(crate) fn map_items_read(
+    /// The task a Map waits for has answered: its ItemReader's or its ResultWriter's.
+    pub(crate) fn map_task_done(
         &mut self,
         id: RunId,
         state: &Map,
         result: Result<Value, Failure>,
     ) -> Flow {
+        let writing = matches!(
+            &self.run(id).waiting,
+            Waiting::Task { resource_type, .. } if resource_type == WRITER_TASK
+        );
+        match writing {
+            true => self.map_results_written(id, state, result),
+            false => self.map_items_read(id, state, result),
+        }
+    }
+
+    /// The ItemReader of Map run `id` answered: with what it read, the Map starts (its items
+    /// are what ItemsPath, if any, picks from it); a failure fails the Map with
+    /// States.ItemReaderFailed.
+    fn map_items_read(&mut self, id: RunId, state: &Map, result: Result<Value, Failure>) -> Flow {
         self.run_mut(id).waiting = Waiting::Nothing;
         let read = result.and_then(|read| {
             let owned = match self.is_jsonata(id) {
@@ -394,6 +419,36 @@ impl Execution<'_> {
                 )),
             )
         })
+    }
+
+    /// The input of child `index`: its item, or with an ItemBatcher its batch
+    /// (`{"BatchInput": ..., "Items": [...]}`, each item through ItemSelector).
+    pub(super) fn map_child_input(
+        &mut self,
+        id: RunId,
+        state: &Map,
+        index: usize,
+    ) -> Result<Value, Failure> {
+        let batch = match &self.run(id).waiting {
+            Waiting::Children(children) => children
+                .batching
+                .as_ref()
+                .map(|b| (b.range(index), b.batch_input.clone())),
+            _ => None,
+        };
+        let Some((items, batch_input)) = batch else {
+            return self.map_item_input(id, state, index);
+        };
+        let mut selected = Vec::with_capacity(items.len());
+        for item in items {
+            selected.push(self.map_item_input(id, state, item)?);
+        }
+        let mut batch = serde_json::Map::new();
+        if let Some(batch_input) = batch_input {
+            batch.insert("BatchInput".into(), batch_input);
+        }
+        batch.insert("Items".into(), Value::Array(selected));
+        Ok(Value::Object(batch))
     }
 
     /// The input of item `index`'s iteration: the item, through ItemSelector if there is one.
@@ -537,26 +592,7 @@ impl Execution<'_> {
             }
             let index = children.next_item;
             children.next_item += 1;
-            let batch = children
-                .batching
-                .as_ref()
-                .map(|b| (b.range(index), b.batch_input.clone()));
-            let input = match batch {
-                None => self.map_item_input(id, state, index)?,
-                // A batch: {"BatchInput": ..., "Items": [...]}, each item through ItemSelector.
-                Some((items, batch_input)) => {
-                    let mut selected = Vec::with_capacity(items.len());
-                    for item in items {
-                        selected.push(self.map_item_input(id, state, item)?);
-                    }
-                    let mut batch = serde_json::Map::new();
-                    if let Some(batch_input) = batch_input {
-                        batch.insert("BatchInput".into(), batch_input);
-                    }
-                    batch.insert("Items".into(), Value::Array(selected));
-                    Value::Object(batch)
-                }
-            };
+            let input = self.map_child_input(id, state, index)?;
             if !state.is_distributed() {
                 // Counted, not built, for an observer of notable events only. (A distributed
                 // Map's iterations are child executions: the parent records its Map Run only.)
@@ -651,14 +687,27 @@ impl Execution<'_> {
     }
 
     fn map_finish(&mut self, id: RunId, state: &Map) -> Flow {
+        if let Some(writer) = &state.result_writer {
+            return self
+                .map_write_results(id, state, writer)
+                .unwrap_or_else(|failure| {
+                    self.event(id, || EventKind::MapStateFailed);
+                    Flow::Fail(failure)
+                });
+        }
         self.run_mut(id).set_input_for_items(None);
         self.run_mut(id).clear_read_items();
         let outputs = self.take_outputs(id);
+        self.map_succeeded(id, state, outputs)
+    }
+
+    /// The Map (and its Map Run) succeeded with `output`.
+    pub(super) fn map_succeeded(&mut self, id: RunId, state: &Map, output: Value) -> Flow {
         if state.is_distributed() {
             self.event(id, || EventKind::MapRunSucceeded);
         }
         self.event(id, || EventKind::MapStateSucceeded);
-        self.complete(id, &state.flow, state.transition.as_ref(), outputs)
+        self.complete(id, &state.flow, state.transition.as_ref(), output)
     }
 }
 
@@ -667,7 +716,7 @@ impl Execution<'_> {
     /// `arn:aws:states:REGION:ACCOUNT:mapRun:MACHINE/LABEL:ID`, where LABEL is the Map's Label
     /// (its state name without one) and ID is worked out from the execution and the event the
     /// Map was entered at, so that a resumed execution names the same Map Run.
-    fn map_run_arn(&self, id: RunId, state: &Map) -> String {
+    pub(super) fn map_run_arn(&self, id: RunId, state: &Map) -> String {
         let (name, _) = self.current(id);
         let execution = &self.info.execution_arn;
         // `arn:aws:states:REGION:ACCOUNT:execution:...` (or `express:` for EXPRESS).
@@ -685,6 +734,10 @@ impl Execution<'_> {
         )
     }
 }
+
+/// What a Map's own task is, in its `Waiting::Task`.
+pub(super) const READER_TASK: &str = "itemReader";
+pub(super) const WRITER_TASK: &str = "resultWriter";
 
 /// The most child executions a distributed Map runs at once (AWS's MaxConcurrency bound, and
 /// its default).

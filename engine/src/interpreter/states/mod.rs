@@ -6,6 +6,7 @@ use serde_json::Value;
 mod choice;
 mod fail;
 mod map;
+mod map_writer;
 mod parallel;
 mod pass;
 mod succeed;
