@@ -6,7 +6,10 @@
 //! the in-memory run of the same size.
 //!
 //! `cargo bench --bench big_map` (release build of the CLI). `STEPSTONE_BENCH_SIZES=10000,100000`
-//! picks the sizes; `STEPSTONE_BENCH_STORES=redb` the stores (`memory`, `sled`, `redb`).
+//! picks the sizes; `STEPSTONE_BENCH_STORES=redb` the stores (`memory`, `sled`, `redb`);
+//! `STEPSTONE_BENCH_MAPS=inline,distributed` the Maps: `inline` takes its items from the
+//! execution's input, `distributed` is a DISTRIBUTED Map whose ItemReader reads them from a
+//! JSON Lines file (`file://`, the same parsing as an S3 object: no emulator in the timing).
 //! Not a criterion benchmark: one run of a million items takes tens of seconds, and what matters
 //! here is per-item cost staying flat from 10k to 1M, and memory, which criterion does not
 //! measure.
@@ -27,13 +30,19 @@ fn main() {
         .split(',')
         .map(|s| s.trim().to_owned())
         .collect();
+    let maps: Vec<String> = std::env::var("STEPSTONE_BENCH_MAPS")
+        .unwrap_or_else(|_| "inline,distributed".into())
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .collect();
     let dir = tempfile::tempdir().expect("a temporary directory");
+    let process = r#"{"StartAt": "Process", "States": {
+  "Process": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+              "Parameters": {"FunctionName": "process", "Payload.$": "$"}, "OutputPath": "$.Payload.ok", "End": true}}}"#;
     let definition = dir.path().join("bigmap.asl.json");
     std::fs::write(
         &definition,
-        r#"{"StartAt": "Items", "States": {"Items": {"Type": "Map", "ItemProcessor": {"StartAt": "Process", "States": {
-  "Process": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
-              "Parameters": {"FunctionName": "process", "Payload.$": "$"}, "OutputPath": "$.Payload.ok", "End": true}}}, "End": true}}}"#,
+        format!(r#"{{"StartAt": "Items", "States": {{"Items": {{"Type": "Map", "ItemProcessor": {process}, "End": true}}}}}}"#),
     )
     .unwrap();
     let mocks = dir.path().join("mocks.json");
@@ -44,28 +53,62 @@ fn main() {
     )
     .unwrap();
     println!(
-        "{:>9}  {:>6}  {:>9}  {:>8}  {:>9}  {:>8}  {:>9}",
-        "items", "store", "seconds", "us/item", "peak MB", "disk MB", "x memory"
+        "{:>11}  {:>9}  {:>6}  {:>9}  {:>8}  {:>9}  {:>8}  {:>9}",
+        "map", "items", "store", "seconds", "us/item", "peak MB", "disk MB", "x memory"
     );
-    for &n in &sizes {
-        let input = dir.path().join(format!("items-{n}.json"));
-        let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
-        std::fs::write(&input, format!("[{}]", items.join(","))).unwrap();
-        let mut in_memory = None;
-        for store in &stores {
-            let store_dir = dir.path().join(format!("store-{store}-{n}"));
-            let (seconds, peak) = run(&definition, &input, &mocks, store, &store_dir);
-            let disk = size_of(&store_dir) as f64 / 1e6;
-            if store == "memory" {
-                in_memory = Some(seconds);
+    for map in &maps {
+        for &n in &sizes {
+            let (definition, input) = match map.as_str() {
+                "distributed" => {
+                    // The items as JSON Lines, read by the Map's ItemReader.
+                    let lines = dir.path().join(format!("items-{n}.jsonl"));
+                    let text: String = (0..n).map(|i| format!("{{\"id\": {i}}}\n")).collect();
+                    std::fs::write(&lines, text).unwrap();
+                    // Named as the MockConfigFile's state machine is.
+                    let definition_dir = dir.path().join(format!("distributed-{n}"));
+                    std::fs::create_dir_all(&definition_dir).unwrap();
+                    let definition = definition_dir.join("bigmap.asl.json");
+                    std::fs::write(
+                        &definition,
+                        format!(
+                            r#"{{"StartAt": "Items", "States": {{"Items": {{"Type": "Map",
+  "ItemReader": {{"Resource": "file://{}", "ReaderConfig": {{"InputType": "JSONL"}}}},
+  "MaxConcurrency": 1000,
+  "ItemProcessor": {{"ProcessorConfig": {{"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}},
+    "StartAt": "Process", "States": {{"Process": {{"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+      "Parameters": {{"FunctionName": "process", "Payload.$": "$"}}, "OutputPath": "$.Payload.ok", "End": true}}}}}},
+  "End": true}}}}}}"#,
+                            lines.display()
+                        ),
+                    )
+                    .unwrap();
+                    let input = dir.path().join("empty.json");
+                    std::fs::write(&input, "{}").unwrap();
+                    (definition, input)
+                }
+                _ => {
+                    let input = dir.path().join(format!("items-{n}.json"));
+                    let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+                    std::fs::write(&input, format!("[{}]", items.join(","))).unwrap();
+                    (definition.clone(), input)
+                }
+            };
+            let mut in_memory = None;
+            for store in &stores {
+                let store_dir = dir.path().join(format!("store-{store}-{n}"));
+                let (seconds, peak) = run(&definition, &input, &mocks, store, &store_dir);
+                let disk = size_of(&store_dir) as f64 / 1e6;
+                if store == "memory" {
+                    in_memory = Some(seconds);
+                }
+                println!(
+                    "{map:>11}  {n:>9}  {store:>6}  {seconds:>9.2}  {:>8.1}  {:>9.0}  {disk:>8.1}  {:>9}",
+                    seconds * 1e6 / n as f64,
+                    peak as f64 / 1e6,
+                    in_memory.map_or("-".into(), |m| format!("{:.1}", seconds / m)),
+                );
+                let _ = std::fs::remove_dir_all(&store_dir);
             }
-            println!(
-                "{n:>9}  {store:>6}  {seconds:>9.2}  {:>8.1}  {:>9.0}  {disk:>8.1}  {:>9}",
-                seconds * 1e6 / n as f64,
-                peak as f64 / 1e6,
-                in_memory.map_or("-".into(), |m| format!("{:.1}", seconds / m)),
-            );
-            let _ = std::fs::remove_dir_all(&store_dir);
         }
     }
 }

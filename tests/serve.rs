@@ -107,6 +107,12 @@ fn boto3_publishes_versions_and_routes_aliases() {
 }
 
 #[test]
+fn boto3_describes_and_lists_map_runs() {
+    let server = Server::start(&store("map-runs"));
+    boto3(&server, &["map-runs"]);
+}
+
+#[test]
 fn boto3_runs_child_executions() {
     let server = Server::start(&store("children"));
     boto3(&server, &["children"]);

@@ -238,3 +238,36 @@ pub struct ExecutionRecord {
     /// When it ended (the checkpoint's clock), unless it is running.
     pub stop_date: Option<Timestamp>,
 }
+
+/// A distributed Map's Map Run, as DescribeMapRun and ListMapRuns show it: kept in the store
+/// (`M/<map run ARN>`), written when it starts, at each save while its children run, and when
+/// it ends.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MapRunRecord {
+    /// `arn:aws:states:<region>:<account>:mapRun:<machine>/<label>:<id>`
+    pub map_run_arn: String,
+    /// The execution that started it.
+    pub execution_arn: String,
+    /// `arn:aws:states:<region>:<account>:stateMachine:<machine>/<label>`: its children's.
+    pub state_machine_arn: String,
+    /// RUNNING, SUCCEEDED, FAILED or ABORTED.
+    pub status: String,
+    /// When it started.
+    pub start_date: Timestamp,
+    /// When it ended, unless it is running.
+    pub stop_date: Option<Timestamp>,
+    /// How many children run at once.
+    pub max_concurrency: u64,
+    /// ToleratedFailureCount (0 without one).
+    pub tolerated_failure_count: u64,
+    /// ToleratedFailurePercentage (0 without one).
+    pub tolerated_failure_percentage: f64,
+    /// Children: all of them, and those that succeeded, failed, and are running.
+    pub total: u64,
+    /// Children that succeeded.
+    pub succeeded: u64,
+    /// Children that failed.
+    pub failed: u64,
+    /// Children running.
+    pub running: u64,
+}

@@ -5,6 +5,7 @@ Usage: boto3_client.py ENDPOINT PHASE
   PHASE "activities": an activity worker (poll, heartbeat, success, failure).
   PHASE "versions": versions and aliases.
   PHASE "children": states:startExecution child executions.
+  PHASE "map-runs": a distributed Map's Map Run, described and listed.
   PHASE "before-kill": starts an execution that waits, prints its ARN.
   PHASE "after-restart ARN": waits for that execution to succeed.
 Exits non-zero (an assertion) on any difference from what AWS answers.
@@ -488,8 +489,79 @@ def after_restart(arn):
     assert json.loads(wait_for(queued)["output"]) == "done"
 
 
+def map_runs():
+    definition = {
+        "StartAt": "Fan",
+        "States": {
+            "Fan": {
+                "Type": "Map",
+                "Label": "Waves",
+                "MaxConcurrency": 2,
+                "ToleratedFailureCount": 1,
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "Check",
+                    "States": {
+                        "Check": {
+                            "Type": "Choice",
+                            "Choices": [{"Variable": "$.fail", "IsPresent": True, "Next": "Broken"}],
+                            "Default": "Pause",
+                        },
+                        "Broken": {"Type": "Fail", "Error": "Item.Broken", "Cause": "broken"},
+                        "Pause": {"Type": "Wait", "Seconds": 1, "End": True},
+                    },
+                },
+                "End": True,
+            }
+        },
+    }
+    machine = sfn.create_state_machine(
+        name="fan", definition=json.dumps(definition), roleArn=ROLE
+    )["stateMachineArn"]
+    items = [{"id": 1}, {"id": 2, "fail": True}, {"id": 3}, {"id": 4}]
+    arn = sfn.start_execution(stateMachineArn=machine, input=json.dumps(items))["executionArn"]
+    # While it runs: RUNNING, with children running (2 at once) and others pending.
+    deadline = time.time() + 10
+    while True:
+        runs = sfn.list_map_runs(executionArn=arn)["mapRuns"]
+        if runs:
+            break
+        assert time.time() < deadline, "no Map Run listed"
+        time.sleep(0.05)
+    assert len(runs) == 1, runs
+    run = runs[0]
+    map_run = run["mapRunArn"]
+    assert ":mapRun:fan/Waves:" in map_run, map_run
+    assert run["executionArn"] == arn
+    assert run["stateMachineArn"].endswith(":stateMachine:fan/Waves"), run
+    running = sfn.describe_map_run(mapRunArn=map_run)
+    assert running["status"] == "RUNNING", running
+    assert running["maxConcurrency"] == 2, running
+    assert running["toleratedFailureCount"] == 1, running
+    assert running["itemCounts"]["total"] == 4, running
+    assert running["itemCounts"]["running"] <= 2, running
+    wait_for(arn)
+    done = sfn.describe_map_run(mapRunArn=map_run)
+    assert done["status"] == "SUCCEEDED", done
+    counts = done["itemCounts"]
+    assert (counts["succeeded"], counts["failed"], counts["running"], counts["pending"]) == (
+        3,
+        1,
+        0,
+        0,
+    ), counts
+    assert done["executionCounts"] == counts
+    assert done["stopDate"] >= done["startDate"]
+    assert "stopDate" in sfn.list_map_runs(executionArn=arn)["mapRuns"][0]
+    missing = map_run.rsplit(":", 1)[0] + ":00000000-0000-4000-8000-000000000000"
+    assert error_code(sfn.describe_map_run, mapRunArn=missing) == "ResourceNotFound"
+    assert error_code(sfn.list_map_runs, executionArn=arn + "x") == "ExecutionDoesNotExist"
+
+
 if phase == "main":
     main()
+elif phase == "map-runs":
+    map_runs()
 elif phase == "activities":
     activities()
 elif phase == "versions":

@@ -43,6 +43,17 @@ pub(crate) struct Children {
     pub(crate) tolerated_percentage: Option<f64>,
     /// A Map with an ItemBatcher: each child runs a batch of items.
     pub(crate) batching: Option<Batching>,
+    /// A distributed Map's Map Run.
+    pub(crate) map_run: Option<MapRun>,
+}
+
+/// A distributed Map's Map Run, for its record in the store (see `MapRunRecord`).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct MapRun {
+    pub(crate) arn: String,
+    pub(crate) start: stepstone_asl::timestamp::Timestamp,
+    /// Its end was recorded (its last record written): later saves leave the record alone.
+    pub(crate) ended: bool,
 }
 
 /// How a Map's items are grouped into its children's batches (ItemBatcher).
@@ -93,6 +104,38 @@ impl Batching {
 }
 
 impl Children {
+    /// The record of this Map Run (if it is one) as it stands, with `status`, ended at
+    /// `stop` (if it has).
+    pub(crate) fn map_run_record(
+        &self,
+        execution_arn: &str,
+        status: &str,
+        stop: Option<stepstone_asl::timestamp::Timestamp>,
+    ) -> Option<crate::model::MapRunRecord> {
+        let run = self.map_run.as_ref()?;
+        // arn:...:mapRun:MACHINE/LABEL:ID -> arn:...:stateMachine:MACHINE/LABEL
+        let machine = run
+            .arn
+            .rsplit_once(':')
+            .map_or(run.arn.as_str(), |(m, _)| m)
+            .replacen(":mapRun:", ":stateMachine:", 1);
+        Some(crate::model::MapRunRecord {
+            map_run_arn: run.arn.clone(),
+            execution_arn: execution_arn.to_owned(),
+            state_machine_arn: machine,
+            status: status.to_owned(),
+            start_date: run.start,
+            stop_date: stop,
+            max_concurrency: self.concurrency as u64,
+            tolerated_failure_count: self.tolerated_count.unwrap_or(0),
+            tolerated_failure_percentage: self.tolerated_percentage.unwrap_or(0.0),
+            total: self.len() as u64,
+            succeeded: (self.finished - self.failed) as u64,
+            failed: self.failed as u64,
+            running: self.running.len() as u64,
+        })
+    }
+
     /// `len` children, none finished, `concurrency` at a time.
     pub(crate) fn new(id: u64, len: usize, concurrency: usize) -> Children {
         Children {
@@ -110,6 +153,7 @@ impl Children {
             tolerated_count: None,
             tolerated_percentage: None,
             batching: None,
+            map_run: None,
         }
     }
 

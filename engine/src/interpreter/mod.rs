@@ -69,6 +69,8 @@ pub struct Execution<'m> {
     pub(crate) states_entered: u64,
     /// Tasks dispatched so far, per state name (see [`TaskRequest::invocation`]).
     pub(crate) dispatches: std::collections::BTreeMap<String, u32>,
+    /// Map Runs that ended since the last save: their last records, for the store.
+    pub(crate) ended_map_runs: Vec<crate::model::MapRunRecord>,
     /// States this call may still enter (see `advance`).
     budget: u32,
     /// The run whose state just raised a JSONata evaluation failure, and the field: its
@@ -125,6 +127,7 @@ impl<'m> Execution<'m> {
             seed,
             states_entered: 0,
             dispatches: Default::default(),
+            ended_map_runs: Vec::new(),
             budget: 0,
             evaluation_failed: Default::default(),
             probe: None,

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 use stepstone_asl::{Machine, ScopeRef, StateId};
 
-use super::children::{Batching, Children};
-use super::{Command, Execution, Link, OutputFrom, Run, RunData, RunId, Slot, Waiting};
+use super::children::{Batching, Children, MapRun};
+use super::{Command, Execution, Link, OutputFrom, Run, RunData, RunId, Slot, Status, Waiting};
 use crate::history::History;
 use crate::model::ExecutionRecord;
 use crate::record::{
@@ -65,6 +65,13 @@ impl Execution<'_> {
         let mut puts = Vec::new();
         let mut deletes = Vec::new();
         let mut next_batch = self.persisted.next_batch;
+        let mut map_runs = std::mem::take(&mut self.ended_map_runs);
+        // A Map Run still going when its execution is not was stopped with it.
+        let map_run_status = match self.status {
+            Status::Running => "RUNNING",
+            _ => "ABORTED",
+        };
+        let stopped = (self.status != Status::Running).then_some(self.now);
         for (index, slot) in self.slots.iter_mut().enumerate() {
             if !(slot.changed || complete) {
                 continue;
@@ -88,6 +95,13 @@ impl Execution<'_> {
             }
             slot.stored = true;
             if let Waiting::Children(children) = &mut run.waiting {
+                if children.map_run.as_ref().is_some_and(|m| !m.ended) {
+                    map_runs.extend(children.map_run_record(
+                        &self.info.execution_arn,
+                        map_run_status,
+                        stopped,
+                    ));
+                }
                 let id = children.id;
                 let batch = if complete {
                     children.compact_all()
@@ -141,6 +155,7 @@ impl Execution<'_> {
             deletes,
             events,
             chain: self.persisted.chain.clone(),
+            map_runs,
         })
     }
 
@@ -290,6 +305,10 @@ fn children_record(c: &Children) -> ChildrenRecord {
         failed: c.failed as u64,
         tolerated_count: c.tolerated_count,
         tolerated_percentage: c.tolerated_percentage,
+        map_run: c
+            .map_run
+            .as_ref()
+            .map(|m| (m.arn.clone(), m.start.unix_nanos, m.ended)),
         batching: c.batching.as_ref().map(|b| BatchingRecord {
             items: b.items as u64,
             max_items: b.max_items as u64,
@@ -496,6 +515,11 @@ fn restore_children(
     children.failed = c.failed as usize;
     children.tolerated_count = c.tolerated_count;
     children.tolerated_percentage = c.tolerated_percentage;
+    children.map_run = c.map_run.map(|(arn, start, ended)| MapRun {
+        arn,
+        start: record::at(start),
+        ended,
+    });
     children.batching = c.batching.map(|b| Batching {
         items: b.items as usize,
         max_items: b.max_items as usize,

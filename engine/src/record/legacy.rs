@@ -210,6 +210,7 @@ impl Document {
                                 tolerated_count: c.tolerated_count,
                                 tolerated_percentage: c.tolerated_percentage,
                                 batching: None,
+                                map_run: None,
                             })
                         }
                     };

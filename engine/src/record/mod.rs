@@ -124,6 +124,8 @@ pub struct Changes {
     pub(crate) events: Vec<Event>,
     /// The run of saves they continue (each applied only after the one before it).
     pub(crate) chain: crate::store::Chain,
+    /// The Map Runs that moved (started, progressed, ended).
+    pub(crate) map_runs: Vec<crate::model::MapRunRecord>,
 }
 
 impl Changes {
@@ -495,6 +497,9 @@ pub(crate) struct ChildrenRecord {
     /// A Map with an ItemBatcher (absent in stores written before there were batches).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) batching: Option<BatchingRecord>,
+    /// A distributed Map's Map Run: its ARN, start and whether its end is recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) map_run: Option<(String, i128, bool)>,
 }
 
 /// How a Map groups its items into batches; where the batches start is worked out again.

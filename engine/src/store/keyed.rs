@@ -184,6 +184,12 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                 Cow::Owned(record::encode(&ListingRecord::of(listing, Some(key)))?),
             ));
         }
+        for map_run in &changes.map_runs {
+            write.puts.push((
+                format!("M/{}", map_run.map_run_arn),
+                Cow::Owned(record::encode(map_run)?),
+            ));
+        }
         Ok(())
     }
 
@@ -622,6 +628,25 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
             .collect()
     }
 
+    pub(crate) fn map_run(&self, arn: &str) -> Result<Option<super::MapRunRecord>> {
+        let key = format!("M/{arn}");
+        match self.kv.get(&key)? {
+            Some(bytes) => Ok(Some(record::decode(&key, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn map_runs(&self, execution_arn: &str) -> Result<Vec<super::MapRunRecord>> {
+        let mut runs = Vec::new();
+        for (key, bytes) in self.kv.scan("M/")? {
+            let run: super::MapRunRecord = record::decode(&key, &bytes)?;
+            if run.execution_arn == execution_arn {
+                runs.push(run);
+            }
+        }
+        Ok(runs)
+    }
+
     pub(crate) fn delete_state_machine(&self, arn: &str) -> Result<bool> {
         let key = format!("m/{arn}");
         if self.kv.get(&key)?.is_none() {
@@ -735,6 +760,20 @@ macro_rules! checkpoint_store_over_keys {
 
             fn token_key(&self) -> $crate::store::Result<$crate::TokenKey> {
                 Ok(self.keyed.token_key)
+            }
+
+            fn map_run(
+                &self,
+                arn: &str,
+            ) -> $crate::store::Result<Option<$crate::store::MapRunRecord>> {
+                self.keyed.map_run(arn)
+            }
+
+            fn map_runs(
+                &self,
+                execution_arn: &str,
+            ) -> $crate::store::Result<Vec<$crate::store::MapRunRecord>> {
+                self.keyed.map_runs(execution_arn)
             }
 
             fn put_state_machine(

@@ -16,7 +16,7 @@ pub(crate) mod memory;
 mod redb_store;
 mod sled_store;
 
-pub use crate::model::ExecutionRecord;
+pub use crate::model::{ExecutionRecord, MapRunRecord};
 pub use error::{Error, Result};
 pub(crate) use group_commit::Chain;
 pub use memory::MemStore;
@@ -200,6 +200,18 @@ pub trait CheckpointStore: Send + Sync {
 
     /// Deletes a state machine; false when there was none. Its executions stay.
     fn delete_state_machine(&self, arn: &str) -> Result<bool>;
+
+    /// A distributed Map's Map Run, by ARN (a store that keeps none has none).
+    fn map_run(&self, arn: &str) -> Result<Option<MapRunRecord>> {
+        let _ = arn;
+        Ok(None)
+    }
+
+    /// The Map Runs an execution started, in ARN order.
+    fn map_runs(&self, execution_arn: &str) -> Result<Vec<MapRunRecord>> {
+        let _ = execution_arn;
+        Ok(Vec::new())
+    }
 }
 
 /// A shared store is a store: an engine and its caller (a test, a server) can hold one store.
@@ -279,6 +291,14 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
 
     fn delete_state_machine(&self, arn: &str) -> Result<bool> {
         (**self).delete_state_machine(arn)
+    }
+
+    fn map_run(&self, arn: &str) -> Result<Option<MapRunRecord>> {
+        (**self).map_run(arn)
+    }
+
+    fn map_runs(&self, execution_arn: &str) -> Result<Vec<MapRunRecord>> {
+        (**self).map_runs(execution_arn)
     }
 }
 

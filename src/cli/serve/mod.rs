@@ -29,6 +29,7 @@ use stepstone::engine::{
 
 mod activities;
 mod children;
+mod map_runs;
 mod sigv4;
 mod tasks;
 mod versions;
@@ -874,6 +875,9 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
         )),
         other => {
             if let Some(answered) = versions::operate(service, other, input) {
+                return answered;
+            }
+            if let Some(answered) = map_runs::operate(service, other, input) {
                 return answered;
             }
             match activities::operate(service, other, input).await {

@@ -12,7 +12,7 @@ use stepstone_asl::{errors, eval};
 
 use crate::Failure;
 use crate::history::EventKind;
-use crate::interpreter::children::Batching;
+use crate::interpreter::children::{Batching, MapRun};
 use crate::interpreter::probe::step;
 use crate::interpreter::{Command, Execution, Flow, Link, RunId, TaskRequest, Waiting};
 
@@ -131,10 +131,16 @@ impl Execution<'_> {
         } else {
             self.limits.max_map_concurrency
         };
-        if distributed {
-            let map_run_arn = self.map_run_arn(id, state);
+        let map_run = distributed.then(|| {
+            let arn = self.map_run_arn(id, state);
+            let map_run_arn = arn.clone();
             self.event(id, || EventKind::MapRunStarted { map_run_arn });
-        }
+            MapRun {
+                arn,
+                start: self.now,
+                ended: false,
+            }
+        });
         let concurrency = if max_concurrency <= 0 {
             cap
         } else {
@@ -150,6 +156,7 @@ impl Execution<'_> {
             .map_or(length, |b| b.starts.as_ref().map_or(0, Vec::len));
         let mut children = self.new_children(count, concurrency);
         children.batching = batching;
+        children.map_run = map_run;
         children.tolerated_count = tolerated_count.map(|n| n as u64);
         children.tolerated_percentage = tolerated_percentage;
         let children = self.children_for(id, children);
@@ -664,6 +671,7 @@ impl Execution<'_> {
                     } else {
                         failure
                     };
+                    self.map_run_ended(parent, "FAILED");
                     if state.is_distributed() {
                         self.event(parent, || EventKind::MapRunFailed {
                             error: failure.error.clone(),
@@ -697,8 +705,27 @@ impl Execution<'_> {
         }
         self.run_mut(id).set_input_for_items(None);
         self.run_mut(id).clear_read_items();
+        self.map_run_ended(id, "SUCCEEDED");
         let outputs = self.take_outputs(id);
         self.map_succeeded(id, state, outputs)
+    }
+
+    /// The Map Run of Map run `id` (if it has one) ended with `status`: its last record is
+    /// kept for the next save.
+    pub(super) fn map_run_ended(&mut self, id: RunId, status: &str) {
+        let now = self.now;
+        let execution = self.info.execution_arn.clone();
+        let Waiting::Children(children) = &mut self.run_mut(id).waiting else {
+            return;
+        };
+        if children.map_run.as_ref().is_none_or(|m| m.ended) {
+            return;
+        }
+        let record = children.map_run_record(&execution, status, Some(now));
+        if let Some(map_run) = &mut children.map_run {
+            map_run.ended = true;
+        }
+        self.ended_map_runs.extend(record);
     }
 
     /// The Map (and its Map Run) succeeded with `output`.

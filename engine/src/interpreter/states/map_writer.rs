@@ -69,6 +69,7 @@ impl Execution<'_> {
         }
         self.run_mut(id).set_input_for_items(None);
         self.run_mut(id).clear_read_items();
+        self.map_run_ended(id, "SUCCEEDED");
         let Value::Array(outputs) = self.take_outputs(id) else {
             unreachable!("a Map's outputs are an array")
         };
