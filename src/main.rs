@@ -147,11 +147,22 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Show one execution: status, input, output or error (DescribeExecution).
+    /// Show one execution: status, input, output or error (DescribeExecution); given a Map
+    /// Run's ARN, the Map Run: status, item counts (DescribeMapRun).
     Describe {
-        /// The execution's ARN or name.
+        /// The execution's ARN or name, or a Map Run's ARN.
         execution: String,
         /// One JSON line, DescribeExecution's shape.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the Map Runs of an execution's distributed Maps (ListMapRuns); `describe` shows one.
+    MapRuns {
+        /// The execution's ARN or name.
+        execution: String,
+        /// ListMapRuns' response shape, one JSON line.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -325,6 +336,11 @@ fn main() -> ExitCode {
             json,
             store,
         } => cli::executions::describe(&store.spec(), &execution, json),
+        Command::MapRuns {
+            execution,
+            json,
+            store,
+        } => cli::executions::map_runs(&store.spec(), &execution, json),
         Command::Stop {
             execution,
             error,

@@ -1611,3 +1611,40 @@ fn a_result_writer_on_a_local_directory_writes_what_s3_would_hold() {
     assert_eq!(manifest["DestinationBucket"], "results");
     assert_eq!(manifest["ResultFiles"]["SUCCEEDED"][0]["Size"], 8);
 }
+
+#[test]
+fn map_runs_are_listed_and_described_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let def = json!({"StartAt": "Each", "States": {"Each": {"Type": "Map", "Label": "Fan",
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"},
+            "StartAt": "Take", "States": {"Take": {"Type": "Pass", "End": true}}},
+        "End": true}}});
+    let file = temp_file("mapruns.asl.json", &def.to_string());
+    let o = stepstone(&[
+        "run",
+        &file,
+        "--store",
+        &store,
+        "--name",
+        "fan-out",
+        "--quiet",
+        "--input",
+        "[1, 2, 3]",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = stepstone(&["map-runs", "fan-out", "--store", &store, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let runs = listed["mapRuns"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{listed}");
+    let arn = runs[0]["mapRunArn"].as_str().unwrap();
+    assert!(arn.contains(":mapRun:mapruns/Fan:"), "{arn}");
+    let o = stepstone(&["describe", arn, "--store", &store, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let described: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(described["status"], "SUCCEEDED");
+    assert_eq!(described["itemCounts"]["total"], 3);
+    assert_eq!(described["itemCounts"]["succeeded"], 3);
+    assert!(described["stopDate"].is_string());
+}

@@ -5,7 +5,7 @@
 //! reuses, in the AWS API's response shapes.
 
 use serde_json::{Value, json};
-use stepstone::engine::store::{CheckpointStore, ExecutionRecord};
+use stepstone::engine::store::{CheckpointStore, ExecutionRecord, MapRunRecord};
 use stepstone::engine::{Callback, Signals, Status, callback_stored, stop_stored};
 
 /// Finds an execution by ARN or by name.
@@ -45,6 +45,16 @@ pub(crate) async fn answer(
         "ping" => Ok(json!({"pid": std::process::id(), "running": signals.running()})),
         "list" => list_executions(store, request["status"].as_str()),
         "describe" => describe_execution(store, &find(store, execution()?)?),
+        "describe-map-run" => {
+            let arn = request["mapRun"]
+                .as_str()
+                .ok_or("the request names no Map Run")?;
+            describe_map_run(store, arn)?.ok_or_else(|| format!("Map Run Does Not Exist: '{arn}'"))
+        }
+        "map-runs" => {
+            let record = find(store, execution()?)?;
+            Ok(json!({"mapRuns": list_map_runs(store, &record.execution_arn)?}))
+        }
         "history" => {
             let record = find(store, execution()?)?;
             let events = store
@@ -211,4 +221,78 @@ pub(crate) fn describe_execution(
         }
     }
     Ok(v)
+}
+
+/// DescribeMapRun: a distributed Map's Map Run as it stands (`None`: no such Map Run).
+pub(crate) fn describe_map_run(
+    store: &dyn CheckpointStore,
+    arn: &str,
+) -> Result<Option<Value>, String> {
+    let Some(run) = store.map_run(arn).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    // Items and child executions count alike: one child per item (per batch with an
+    // ItemBatcher, which is counted as its children).
+    let counts = map_run_counts(&run);
+    let mut described = json!({
+        "mapRunArn": run.map_run_arn,
+        "executionArn": run.execution_arn,
+        "status": run.status,
+        "startDate": run.start_date.to_string(),
+        "maxConcurrency": run.max_concurrency,
+        "toleratedFailurePercentage": run.tolerated_failure_percentage,
+        "toleratedFailureCount": run.tolerated_failure_count,
+        "itemCounts": counts,
+        "executionCounts": counts,
+        "redriveCount": 0,
+    });
+    if let Some(stop) = run.stop_date {
+        described["stopDate"] = json!(stop.to_string());
+    }
+    Ok(Some(described))
+}
+
+fn map_run_counts(run: &MapRunRecord) -> Value {
+    let done = run.succeeded + run.failed;
+    let open = run.total.saturating_sub(done);
+    // A Map Run stopped with its execution: what had not ended was aborted.
+    let (running, pending, aborted) = match run.status.as_str() {
+        "RUNNING" => (run.running, open.saturating_sub(run.running), 0),
+        _ => (0, 0, open),
+    };
+    json!({
+        "pending": pending,
+        "running": running,
+        "succeeded": run.succeeded,
+        "failed": run.failed,
+        "timedOut": 0,
+        "aborted": aborted,
+        "total": run.total,
+        "resultsWritten": 0,
+        "failuresNotRedrivable": 0,
+        "pendingRedrive": 0,
+    })
+}
+
+/// ListMapRuns: the Map Runs an execution started.
+pub(crate) fn list_map_runs(
+    store: &dyn CheckpointStore,
+    execution_arn: &str,
+) -> Result<Vec<Value>, String> {
+    let runs = store.map_runs(execution_arn).map_err(|e| e.to_string())?;
+    Ok(runs
+        .into_iter()
+        .map(|run| {
+            let mut listed = json!({
+                "executionArn": run.execution_arn,
+                "mapRunArn": run.map_run_arn,
+                "stateMachineArn": run.state_machine_arn,
+                "startDate": run.start_date.to_string(),
+            });
+            if let Some(stop) = run.stop_date {
+                listed["stopDate"] = json!(stop.to_string());
+            }
+            listed
+        })
+        .collect())
 }

@@ -65,13 +65,41 @@ pub(crate) fn describe(
     execution: &str,
     as_json: bool,
 ) -> Result<ExitCode, String> {
-    let described = query(dir, json!({"op": "describe", "execution": execution}))?;
+    // A Map Run's ARN: DescribeMapRun.
+    let request = match execution.contains(":mapRun:") {
+        true => json!({"op": "describe-map-run", "mapRun": execution}),
+        false => json!({"op": "describe", "execution": execution}),
+    };
+    let described = query(dir, request)?;
     if as_json {
         outln!("{described}");
     } else {
         outln!(
             "{}",
             serde_json::to_string_pretty(&described).unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stepstone map-runs EXECUTION`: ListMapRuns, the Map Runs of an execution's distributed Maps.
+pub(crate) fn map_runs(
+    dir: &StoreSpec,
+    execution: &str,
+    as_json: bool,
+) -> Result<ExitCode, String> {
+    let listed = query(dir, json!({"op": "map-runs", "execution": execution}))?;
+    if as_json {
+        outln!("{listed}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for run in listed["mapRuns"].as_array().into_iter().flatten() {
+        let text = |k: &str| run[k].as_str().unwrap_or("-").to_owned();
+        outln!(
+            "{}  {}  {}",
+            text("startDate"),
+            text("stopDate"),
+            text("mapRunArn")
         );
     }
     Ok(ExitCode::SUCCESS)
