@@ -24,6 +24,20 @@ pub const GET_OBJECT: &str = "arn:aws:states:::s3:getObject";
 /// The resource of a reader that lists objects.
 pub const LIST_OBJECTS: &str = "arn:aws:states:::s3:listObjectsV2";
 
+/// The largest object a reader reads. It is read whole, then held as items (several times its
+/// size in memory): past this, a clear failure rather than a process the system kills.
+pub const MAX_OBJECT_BYTES: u64 = 512 << 20;
+
+/// Fails a read of `name`, `size` bytes long, past [`MAX_OBJECT_BYTES`].
+pub fn check_size(name: &str, size: u64) -> Result<(), Failure> {
+    if size > MAX_OBJECT_BYTES {
+        return Err(reader_failure(format!(
+            "{name} is {size} bytes: Stepstone reads an ItemReader's object whole, at most {MAX_OBJECT_BYTES} bytes (split it, or list its parts with s3:listObjectsV2)"
+        )));
+    }
+    Ok(())
+}
+
 /// How an object's text becomes items.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReaderConfig {
@@ -303,6 +317,11 @@ pub fn reader_failure(cause: String) -> Failure {
 pub(crate) async fn read_file(resource: &str, request: &Value) -> Result<Value, Failure> {
     let path = resource.strip_prefix("file://").unwrap_or(resource);
     let config = ReaderConfig::of(request)?;
+    let size = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| reader_failure(format!("cannot read {path}: {e}")))?
+        .len();
+    check_size(path, size)?;
     let bytes = tokio::fs::read(path)
         .await
         .map_err(|e| reader_failure(format!("cannot read {path}: {e}")))?;
@@ -369,6 +388,18 @@ mod tests {
         );
         let bad = config(json!({"InputType": "JSONL"})).items("x.jsonl", b"1\n{\n");
         assert!(bad.unwrap_err().cause.contains("line 2 of x.jsonl"));
+    }
+
+    #[test]
+    fn an_object_past_the_bound_is_refused_before_it_is_read() {
+        assert!(check_size("s3://b/k", MAX_OBJECT_BYTES).is_ok());
+        let failure = check_size("s3://b/k", MAX_OBJECT_BYTES + 1).unwrap_err();
+        assert_eq!(failure.error, "States.ItemReaderFailed");
+        assert!(
+            failure.cause.starts_with("s3://b/k is 536870913 bytes"),
+            "{}",
+            failure.cause
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use stepstone_engine::Failure;
 
 use super::error::sdk_failure;
-use crate::item_reader::{ReaderConfig, reader_failure};
+use crate::item_reader::{ReaderConfig, check_size, reader_failure};
 use crate::result_writer::{ResultFiles, writer_failure};
 
 /// A required string field of the reader's Parameters.
@@ -49,6 +49,9 @@ pub(crate) async fn get_object(client: &Client, request: Value) -> Result<Value,
         .send()
         .await
         .map_err(|e| s3_failure(&format!("cannot read {name}"), &e))?;
+    if let Some(size) = object.content_length() {
+        check_size(&name, u64::try_from(size).unwrap_or(0))?;
+    }
     let bytes = object
         .body
         .collect()
