@@ -540,3 +540,82 @@ async fn a_result_writer_shapes_the_results_and_hands_them_to_its_task() {
     );
     assert_eq!(request["Results"]["FAILED"][0]["Cause"], "item 2 failed");
 }
+
+#[tokio::test]
+async fn a_child_execution_sees_itself_in_the_context_object() {
+    let def = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "Label": "Waves",
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"},
+            "StartAt": "Who", "States": {
+                "Who": {"Type": "Pass", "Next": "Where"},
+                "Where": {"Type": "Pass", "Parameters": {
+                    "id.$": "$$.Execution.Id", "name.$": "$$.Execution.Name",
+                    "input.$": "$$.Execution.Input", "machine.$": "$$.StateMachine.Name",
+                    "machineArn.$": "$$.StateMachine.Id"}, "End": true}}},
+        "End": true}}});
+    let out = run(
+        &machine(&def),
+        json!([{"region": "us-east-1"}, {"region": "eu-west-1"}]),
+        &options(),
+        &deploy(&[], false, Arc::default()),
+    )
+    .await;
+    let Status::Succeeded(output) = &out.status else {
+        panic!("{:?}", out.status)
+    };
+    let (first, second) = (&output[0], &output[1]);
+    // Each child is an execution of its own, of the Map Run's state machine.
+    assert_ne!(first["name"], second["name"]);
+    assert_eq!(first["name"].as_str().map(str::len), Some(36));
+    assert!(
+        first["id"].as_str().unwrap().ends_with(&format!(
+            ":execution:regions/Waves:{}",
+            first["name"].as_str().unwrap()
+        )),
+        "{first}"
+    );
+    assert_eq!(first["input"], json!({"region": "us-east-1"}));
+    assert_eq!(second["input"], json!({"region": "eu-west-1"}));
+    assert_eq!(first["machine"], "regions/Waves");
+    assert!(
+        first["machineArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":stateMachine:regions/Waves")
+    );
+    assert_ne!(first["id"], json!(out.info.execution_arn));
+}
+
+#[tokio::test]
+async fn each_child_execution_gives_its_tasks_idempotency_tokens_of_its_own() {
+    // Two tasks per child: tokens must differ between children (a CloudFormation createStack
+    // with another child's ClientRequestToken would answer that child's stack) and between the
+    // states of one child.
+    let def = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map",
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"},
+            "StartAt": "Create", "States": {
+                "Create": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": "Poll"},
+                "Poll": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": true}}},
+        "End": true}}});
+    let tokens = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tasks = {
+        let tokens = tokens.clone();
+        FnTasks(move |req: TaskRequest| -> TaskFuture {
+            tokens.lock().unwrap().push(req.idempotency_token);
+            Box::pin(async { Ok(json!({})) })
+        })
+    };
+    let out = run(&machine(&def), json!([1, 2, 3]), &options(), &tasks).await;
+    assert!(
+        matches!(out.status, Status::Succeeded(_)),
+        "{:?}",
+        out.status
+    );
+    let tokens = tokens.lock().unwrap().clone();
+    assert_eq!(tokens.len(), 6);
+    let distinct: std::collections::HashSet<&String> = tokens.iter().collect();
+    assert_eq!(distinct.len(), 6, "{tokens:?}");
+    assert!(
+        tokens.iter().all(|t| t.contains(":execution:regions/Fan:")),
+        "{tokens:?}"
+    );
+}

@@ -632,7 +632,7 @@ async fn consumed_input_keeps_result_path_errors() {
 }
 
 #[tokio::test]
-async fn item_reader_is_refused_clearly() {
+async fn an_item_reader_with_no_handler_fails_the_map_naming_its_resource() {
     let def = json!({"StartAt": "M", "States": {"M": {"Type": "Map",
         "ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"}, "Parameters": {"Bucket": "b", "Key": "k"}},
         "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}},
@@ -641,7 +641,14 @@ async fn item_reader_is_refused_clearly() {
     let Status::Failed(f) = out.status else {
         panic!("{:?}", out.status)
     };
-    assert!(f.cause.contains("ItemReader"), "{}", f.cause);
+    // The reader is a task like any other: with nothing to answer it, the Map fails with
+    // States.ItemReaderFailed, the dispatcher's reason in the cause.
+    assert_eq!(f.error, "States.ItemReaderFailed");
+    assert!(
+        f.cause.contains("arn:aws:states:::s3:getObject"),
+        "{}",
+        f.cause
+    );
 }
 
 #[tokio::test]

@@ -38,6 +38,10 @@ impl Execution<'_> {
             entered: run.entered_time,
             retry_count: retriable.then_some(run.retry_count),
             item,
+            child: run
+                .in_child_execution
+                .then(|| self.child_execution_of(id))
+                .flatten(),
             cell: OnceLock::new(),
         };
         let counter = std::cell::Cell::new(

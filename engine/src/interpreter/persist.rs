@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 use stepstone_asl::{Machine, ScopeRef, StateId};
 
 use super::children::{Batching, Children, MapRun};
+use super::runs::ChildStart;
 use super::{Command, Execution, Link, OutputFrom, Run, RunData, RunId, Slot, Status, Waiting};
 use crate::history::History;
 use crate::model::ExecutionRecord;
@@ -335,6 +336,9 @@ fn data_record<'a>(run: &'a Run<'_>) -> RunDataRecord<'a> {
         frames,
         input_for_items: run.input_for_items().map(Cow::Borrowed),
         read_items: run.read_items().map(Cow::Borrowed),
+        child_start: run
+            .child_start()
+            .map(|c| (Cow::Borrowed(&c.input), c.start.unix_nanos, c.events)),
     }
 }
 
@@ -429,6 +433,11 @@ impl<'m> Execution<'m> {
             vars,
             input_for_items: data.input_for_items.map(Cow::into_owned),
             read_items: data.read_items.map(Cow::into_owned),
+            child_start: data.child_start.map(|(input, start, events)| ChildStart {
+                input: input.into_owned(),
+                start: record::at(start),
+                events,
+            }),
         };
         let mut run = Run::new(
             scope,

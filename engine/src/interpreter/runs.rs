@@ -83,6 +83,9 @@ pub(crate) struct Run<'m> {
     input_for_items: Option<Value>,
     /// What a Map's ItemReader read (ItemsPath, if any, picks the items from it).
     read_items: Option<Value>,
+    /// The first run of a distributed Map's child execution: that execution's input, start and
+    /// event count (`$$.Execution` for every run in it).
+    child_start: Option<ChildStart>,
     /// The input, variables or items changed since the last checkpoint.
     data_changed: bool,
     /// The run is (inside) an iteration of a distributed Map: a child execution, whose events
@@ -91,12 +94,59 @@ pub(crate) struct Run<'m> {
     pub(crate) in_child_execution: bool,
 }
 
+/// A distributed Map's child execution, as a run in it sees it (`$$.Execution`).
+pub(crate) struct ChildExecution<'a> {
+    pub(crate) map_run_arn: &'a str,
+    pub(crate) index: usize,
+    pub(crate) input: &'a Value,
+    pub(crate) start: Timestamp,
+}
+
+impl ChildExecution<'_> {
+    /// The child execution's name: worked out from its Map Run and index, so that it is the
+    /// same after a resume and in the ResultWriter's entries.
+    pub(crate) fn name(&self) -> String {
+        child_execution_name(self.map_run_arn, self.index)
+    }
+}
+
+/// The name of child `index` of Map Run `map_run_arn`.
+pub(crate) fn child_execution_name(map_run_arn: &str, index: usize) -> String {
+    crate::tokens::uuid_from(format!("{map_run_arn}#{index}").as_bytes())
+}
+
+/// The ARNs of a Map Run's children: (their state machine's, the prefix of their executions',
+/// to which a child's name is added). `arn:aws:states:R:A:mapRun:MACHINE/LABEL:ID` gives
+/// `arn:aws:states:R:A:stateMachine:MACHINE/LABEL` and `arn:aws:states:R:A:execution:MACHINE/LABEL:`.
+pub(crate) fn child_arns(map_run_arn: &str) -> (String, String) {
+    let (prefix, rest) = map_run_arn
+        .split_once(":mapRun:")
+        .unwrap_or((map_run_arn, ""));
+    let machine = rest.rsplit_once(':').map_or(rest, |(m, _)| m);
+    (
+        format!("{prefix}:stateMachine:{machine}"),
+        format!("{prefix}:execution:{machine}:"),
+    )
+}
+
 /// What a run starts with: everything but where it is.
 pub(crate) struct RunData {
     pub(crate) input: Value,
     pub(crate) vars: Vars,
     pub(crate) input_for_items: Option<Value>,
     pub(crate) read_items: Option<Value>,
+    pub(crate) child_start: Option<ChildStart>,
+}
+
+/// What the first run of a distributed Map's child execution keeps of that execution.
+#[derive(Clone, Debug)]
+pub(crate) struct ChildStart {
+    pub(crate) input: Value,
+    pub(crate) start: Timestamp,
+    /// Events the child execution has numbered (its ExecutionStarted is the first). They are
+    /// not kept, but numbered: event ids name states' attempts (idempotency tokens), and must
+    /// differ from state to state within the child.
+    pub(crate) events: u64,
 }
 
 impl<'m> Run<'m> {
@@ -131,6 +181,7 @@ impl<'m> Run<'m> {
             vars: data.vars,
             input_for_items: data.input_for_items,
             read_items: data.read_items,
+            child_start: data.child_start,
             data_changed: !saved,
         }
     }
@@ -180,6 +231,11 @@ impl<'m> Run<'m> {
             self.input_for_items = value;
             self.data_changed = true;
         }
+    }
+
+    /// The child execution this run begins (see `child_start`).
+    pub(crate) fn child_start(&self) -> Option<&ChildStart> {
+        self.child_start.as_ref()
     }
 
     /// What the Map's ItemReader read.
@@ -258,6 +314,7 @@ impl<'m> Execution<'m> {
             vars,
             input_for_items: None,
             read_items: None,
+            child_start: None,
         };
         let mut run = Run::new(scope, scope_path, state, data, false);
         // A child's input is built from its parent's (`State::children_growth`): its extent is
@@ -273,6 +330,17 @@ impl<'m> Execution<'m> {
         }
         run.parent = parent;
         run.in_child_execution = parent.is_some_and(|link| self.starts_child_execution(link));
+        if let Some(link) = parent
+            && run.in_child_execution
+            && !self.run(link.parent).in_child_execution
+        {
+            // The first run of a child execution: its input and start are the execution's.
+            run.child_start = Some(ChildStart {
+                input: run.input.clone(),
+                start: self.now,
+                events: 1,
+            });
+        }
         run.entered_time = self.now;
         run.last_event = last_event;
         let id = match self.free.pop() {
@@ -440,6 +508,49 @@ impl<'m> Execution<'m> {
         self.event_of(id, minor, kind)
     }
 
+    /// The child execution run `id` is part of, if it is: its Map Run's ARN, its index in the
+    /// Map Run, and its first run's input and start.
+    pub(crate) fn child_execution_of(&self, id: RunId) -> Option<ChildExecution<'_>> {
+        let mut run = id;
+        loop {
+            let link = self.get(run)?.parent?;
+            let parent = self.get(link.parent)?;
+            if parent.in_child_execution {
+                run = link.parent;
+                continue;
+            }
+            let Waiting::Children(children) = &parent.waiting else {
+                return None;
+            };
+            let child = self.get(run)?.child_start()?;
+            return Some(ChildExecution {
+                map_run_arn: &children.map_run.as_ref()?.arn,
+                index: link.slot,
+                input: &child.input,
+                start: child.start,
+            });
+        }
+    }
+
+    /// The next event id of the child execution run `id` is part of (0 if there is none).
+    fn number_child_event(&mut self, id: RunId) -> u64 {
+        let mut run = id;
+        while let Some(link) = self.get(run).and_then(|r| r.parent) {
+            if !self.get(link.parent).is_some_and(|p| p.in_child_execution) {
+                break;
+            }
+            run = link.parent;
+        }
+        let Some(first) = self.get_mut(run) else {
+            return 0;
+        };
+        first.data_changed = true;
+        first.child_start.as_mut().map_or(0, |child| {
+            child.events += 1;
+            child.events
+        })
+    }
+
     /// Whether a run linked to its parent by `link` is part of a child execution: its parent
     /// is, or is a distributed Map (each of whose iterations is one).
     pub(crate) fn starts_child_execution(&self, link: Link) -> bool {
@@ -451,12 +562,15 @@ impl<'m> Execution<'m> {
     }
 
     fn event_of(&mut self, id: RunId, minor: bool, kind: impl FnOnce() -> EventKind) -> u64 {
-        if let Some(run) = self.get(id)
-            && run.in_child_execution
-        {
-            // A child execution's event: not in this history (child executions' own histories
-            // are not kept yet), and not counted against its limit.
-            return run.last_event;
+        if self.get(id).is_some_and(|r| r.in_child_execution) {
+            // A child execution's event: numbered in that execution, neither kept in this
+            // history (child executions' own histories are not kept yet) nor counted against
+            // its limit.
+            let event = self.number_child_event(id);
+            if let Some(r) = self.get_mut(id) {
+                r.last_event = event;
+            }
+            return event;
         }
         let last = self.get(id).map_or(self.history.len(), |r| r.last_event);
         let event = if minor {

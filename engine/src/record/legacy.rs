@@ -236,6 +236,7 @@ impl Document {
                         frames: run.vars.into_iter().map(Cow::Owned).collect(),
                         input_for_items: run.input_for_items.map(Cow::Owned),
                         read_items: None,
+                        child_start: None,
                     };
                     Some((record, data))
                 }

@@ -451,6 +451,9 @@ pub(crate) struct RunDataRecord<'a> {
     /// What a Map's ItemReader read (absent in stores written before there were readers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) read_items: Option<Cow<'a, Value>>,
+    /// The first run of a distributed Map's child execution: its input, start and event count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) child_start: Option<(Cow<'a, Value>, i128, u64)>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]

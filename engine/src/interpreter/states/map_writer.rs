@@ -173,16 +173,12 @@ fn child_details(
     output: Value,
     ok: bool,
 ) -> Value {
-    let name = crate::tokens::uuid_from(format!("{map_run_arn}#{index}").as_bytes());
-    // arn:aws:states:REGION:ACCOUNT:mapRun:MACHINE/LABEL:ID -> the child's ARNs.
-    let (prefix, rest) = map_run_arn
-        .split_once(":mapRun:")
-        .unwrap_or((map_run_arn, ""));
-    let machine = rest.rsplit_once(':').map_or(rest, |(m, _)| m);
+    let name = crate::interpreter::runs::child_execution_name(map_run_arn, index);
+    let (machine_arn, execution_prefix) = crate::interpreter::runs::child_arns(map_run_arn);
     let mut entry = json!({
-        "ExecutionArn": format!("{prefix}:execution:{machine}:{name}"),
+        "ExecutionArn": format!("{execution_prefix}{name}"),
         "Name": name,
-        "StateMachineArn": format!("{prefix}:stateMachine:{machine}"),
+        "StateMachineArn": machine_arn,
         "Input": input.map(Value::to_string),
         "InputDetails": {"Included": true},
         "Status": if ok { "SUCCEEDED" } else { "FAILED" },

@@ -195,9 +195,23 @@ impl Execution<'_> {
     /// again after a crash carries the same one), different for each attempt.
     pub(crate) fn idempotency_token(&self, id: RunId, name: &str) -> String {
         let run = self.run(id);
+        // In a distributed Map's child execution, that execution's ARN (its event ids are its
+        // own).
+        let child = run
+            .in_child_execution
+            .then(|| self.child_execution_of(id))
+            .flatten();
+        let execution = match child {
+            Some(child) => format!(
+                "{}{}",
+                crate::interpreter::runs::child_arns(child.map_run_arn).1,
+                child.name()
+            ),
+            None => self.info.execution_arn.clone(),
+        };
         format!(
-            "{}/{}/{}/{}",
-            self.info.execution_arn, name, run.entered_event, run.retry_count
+            "{execution}/{name}/{}/{}",
+            run.entered_event, run.retry_count
         )
     }
 
