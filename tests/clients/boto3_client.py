@@ -202,7 +202,8 @@ def main():
     )
     assert retried["status"] == "RETRIABLE" and retried["error"] == "Boom", retried
 
-    assert error_code(sfn.list_map_runs, executionArn=gate) == "UnknownOperationException"
+    # An operation Stepstone does not answer is AWS's UnknownOperationException.
+    assert error_code(sfn.update_map_run, mapRunArn=gate, maxConcurrency=1) == "UnknownOperationException"
     sfn.delete_state_machine(stateMachineArn=gate)
     assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]] == ["hello"]
 

@@ -53,7 +53,7 @@ pub(super) struct Persisted {
     /// The number the next results batch gets.
     next_batch: u64,
     /// This run's saves, one after another (a restored execution starts a new chain).
-    chain: crate::store::Chain,
+    chain: crate::store::chain::Chain,
 }
 
 impl Execution<'_> {
@@ -371,7 +371,7 @@ impl<'m> Execution<'m> {
         exec.persisted = Persisted {
             listed: (!legacy).then(|| exec.status.as_str()),
             next_batch: checkpoint.next_batch,
-            chain: crate::store::Chain::default(),
+            chain: crate::store::chain::Chain::default(),
         };
         let mut results = checkpoint.results;
         let mut runs = Vec::new();

@@ -123,7 +123,7 @@ pub struct Changes {
     pub(crate) deletes: Vec<RecordKey>,
     pub(crate) events: Vec<Event>,
     /// The run of saves they continue (each applied only after the one before it).
-    pub(crate) chain: crate::store::Chain,
+    pub(crate) chain: crate::store::chain::Chain,
     /// The Map Runs that moved (started, progressed, ended).
     pub(crate) map_runs: Vec<crate::model::MapRunRecord>,
 }

@@ -8,11 +8,11 @@
 //! thread back to the runtime while the disk works, which on a small machine is the difference
 //! between running other executions during an fsync and not.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use super::chain::{Chain, broken};
 use super::kv::{KeyValue, Write};
 use super::{Error, Result};
 
@@ -31,42 +31,6 @@ struct Job {
     write: Write<'static>,
     chain: Option<Chain>,
     done: Done,
-}
-
-/// The saves of one run of an execution, queued one after another without waiting for each
-/// other's commit: each is applied only if every one before it was. A save holds only what
-/// changed since the one before it, so applied without it, it would leave records that
-/// contradict each other; a failed save therefore breaks its chain, and the saves queued after
-/// it fail unapplied. (A resumed execution starts a new chain from what the store holds.)
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Chain(Arc<AtomicBool>);
-
-impl Chain {
-    fn is_broken(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-
-    fn break_off(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    /// Applies `write` through `apply` unless the chain is broken, and breaks it if the write
-    /// fails.
-    pub(crate) fn apply(&self, apply: impl FnOnce() -> Result<()>) -> Result<()> {
-        if self.is_broken() {
-            return Err(broken());
-        }
-        let result = apply();
-        if result.is_err() {
-            self.break_off();
-        }
-        result
-    }
-}
-
-/// What a save fails with when one queued before it failed.
-fn broken() -> Error {
-    Error::Io("an earlier save of this execution failed, so this one was not applied".into())
 }
 
 /// A store's writer thread. Dropping it lets the thread apply what was submitted, then joins

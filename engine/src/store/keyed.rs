@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::group_commit::{Chain, Committer, Done};
+use super::chain::Chain;
+use super::group_commit::{Committer, Done};
 pub(crate) use super::kv::{KeyValue, Write};
 use super::{Described, Error, ExecutionRecord, Result, Saving, Stored, wait};
 use crate::history::Event;

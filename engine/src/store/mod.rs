@@ -8,6 +8,7 @@ use crate::history::Event;
 use crate::model::{ExecutionInfo, Status};
 use crate::record::{Changes, Checkpoint};
 
+pub(crate) mod chain;
 pub(crate) mod error;
 mod group_commit;
 mod keyed;
@@ -18,7 +19,6 @@ mod sled_store;
 
 pub use crate::model::{ExecutionRecord, MapRunRecord};
 pub use error::{Error, Result};
-pub(crate) use group_commit::Chain;
 pub use memory::MemStore;
 pub use redb_store::{REDB_FILE, RedbStore};
 pub use sled_store::SledStore;
