@@ -299,6 +299,55 @@ fn the_viewer_shows_each_state_as_the_history_has_it() {
     // The loop was entered three times: the count is on the graph.
     assert!(page.contains(">×3<"), "iteration counts");
 
+    // A distributed Map's children are child executions: the page shows its Map Run's counts.
+    let fan = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "Label": "Waves",
+        "ToleratedFailureCount": 1,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"},
+            "StartAt": "Check", "States": {
+                "Check": {"Type": "Choice", "Choices": [
+                    {"Variable": "$.fail", "IsPresent": true, "Next": "Broken"}], "Default": "Done"},
+                "Broken": {"Type": "Fail", "Error": "Item.Broken"},
+                "Done": {"Type": "Pass", "End": true}}},
+        "End": true}}});
+    let fan_machine = call(
+        &server,
+        "CreateStateMachine",
+        &json!({"name": "fan", "definition": fan.to_string(), "roleArn": "arn:aws:iam::123456789012:role/r"}),
+    )["stateMachineArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let fanned = call(
+        &server,
+        "StartExecution",
+        &json!({"stateMachineArn": fan_machine, "name": "fanned",
+            "input": json!([{"id": 1}, {"id": 2, "fail": true}, {"id": 3}]).to_string()}),
+    )["executionArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(wait_until_ended(&server, &fanned)["status"], "SUCCEEDED");
+    let page = dom(
+        &format!(
+            "http://{}/execution?arn={}",
+            server.address,
+            encode(&fanned)
+        ),
+        &profile,
+    );
+    let map_runs = page
+        .split("<section class=\"map-runs\"")
+        .nth(1)
+        .expect("a Map Runs section");
+    assert!(
+        map_runs.contains("data-map-run-status=\"SUCCEEDED\""),
+        "{map_runs}"
+    );
+    assert!(
+        map_runs.contains("<td>2</td><td>1</td><td>0</td><td>3</td>"),
+        "succeeded, failed, running, children: {map_runs}"
+    );
+
     // The index lists the execution with its status and links to it.
     let index = dom(&format!("http://{}/", server.address), &profile);
     assert!(index.contains(&format!("href=\"/execution?arn={}\"", encode(&arn))));

@@ -6,7 +6,8 @@
 //! - `/execution?arn=ARN` shows one execution: its status, error and cause, input and output,
 //!   its graph (`asl::graph::svg`, the drawing `stepstone graph --format svg` prints) with each
 //!   state coloured by what the history says of it and how many times it was entered, and
-//!   its events, each with its details to unfold (`&part=graph`: the summary and the graph
+//!   its distributed Maps' Map Runs (children succeeded, failed, running), and its events,
+//!   each with its details to unfold (`&part=graph`: the summary, the graph and the Map Runs
 //!   alone; `&part=events`: the events alone).
 //!
 //! Everything is embedded in the binary (no CDN: the pages work offline). The pages are
@@ -300,6 +301,7 @@ fn execution(store: &dyn CheckpointStore, arn: &str, part: Option<&str>) -> Answ
     );
     main.push_str(&svg(&machine, &|name| marks.get(name).cloned()));
     main.push_str("</div></section>");
+    map_runs(store, arn, &mut main)?;
     let graph_end = main.len();
     let _ = write!(
         main,
@@ -375,6 +377,49 @@ fn execution(store: &dyn CheckpointStore, arn: &str, part: Option<&str>) -> Answ
 }
 
 /// The state an event is about, for the events table.
+/// The Map Runs of the execution's distributed Maps: their children are child executions,
+/// whose states the graph does not colour; how many succeeded, failed and run is here.
+fn map_runs(
+    store: &dyn CheckpointStore,
+    arn: &str,
+    main: &mut String,
+) -> Result<(), (StatusCode, String)> {
+    let runs = store.map_runs(arn).map_err(failed)?;
+    if runs.is_empty() {
+        return Ok(());
+    }
+    main.push_str(
+        "<section class=\"map-runs\" id=\"map-runs\"><h2>Map Runs</h2><table><thead><tr>\
+         <th>Map Run</th><th>Status</th><th>Succeeded</th><th>Failed</th><th>Running</th>\
+         <th>Children</th><th>Started</th><th>Stopped</th></tr></thead><tbody>",
+    );
+    for run in &runs {
+        // `arn:...:mapRun:MACHINE/LABEL:ID`: the label and id say which.
+        let name = run
+            .map_run_arn
+            .split_once(":mapRun:")
+            .map_or(run.map_run_arn.as_str(), |(_, n)| n);
+        let _ = write!(
+            main,
+            "<tr data-map-run-status=\"{status}\" title=\"{arn}\"><td>{}</td>\
+             <td><span class=\"status {}\">{status}</span></td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(name),
+            run.status.to_ascii_lowercase(),
+            run.succeeded,
+            run.failed,
+            run.running,
+            run.total,
+            run.start_date,
+            run.stop_date.map_or(String::new(), |d| d.to_string()),
+            status = escape(&run.status),
+            arn = escape(&run.map_run_arn),
+        );
+    }
+    main.push_str("</tbody></table></section>");
+    Ok(())
+}
+
 fn step_of(kind: &EventKind) -> Option<&str> {
     match kind {
         EventKind::StateEntered { name, .. } | EventKind::StateExited { name, .. } => Some(name),
