@@ -244,6 +244,16 @@ impl Progress {
                 self.failures += 1;
                 self.line(true, &format!("{name}[{index}]: iteration failed"));
             }
+            // A distributed Map: its children are child executions, told by their Map Run.
+            EventKind::MapRunStarted { map_run_arn } => {
+                let name = self.map.clone().unwrap_or_default();
+                self.line(true, &format!("{name}: Map Run {map_run_arn}"));
+            }
+            EventKind::MapRunFailed { error, cause } => {
+                let name = self.map.clone().unwrap_or_default();
+                self.failures += 1;
+                self.line(true, &format!("{name}: Map Run failed: {error}: {cause}"));
+            }
             _ => {}
         }
     }
