@@ -1090,3 +1090,96 @@ fn a_result_writer_writes_the_manifest_and_a_file_per_status() {
     let r = result(&stepstone_run(&missing, &json!({}), "us-east-1"));
     assert_eq!(r["error"], "States.ResultWriterFailed", "{r}");
 }
+
+#[test]
+fn a_killed_distributed_map_resumes_without_reading_its_object_again() {
+    require_emulator();
+    let bucket = bucket_with(&[(
+        "in/items.jsonl",
+        "{\"id\": 1}\n{\"id\": 2}\n{\"id\": 3}\n{\"id\": 4}\n",
+    )]);
+    let work = std::env::temp_dir().join(format!("stepstone-aws-kill-{}", unique("w")));
+    std::fs::create_dir_all(&work).unwrap();
+    let ledger = work.join("ledger");
+    // Logs each item; the first call for item 3 waits to be killed.
+    let handler = work.join("handler.sh");
+    std::fs::write(
+        &handler,
+        format!(
+            "#!/bin/sh\ninput=$(cat)\necho \"$input\" >> {ledger}\ncase \"$input\" in *'\"id\":3'*) if [ ! -e {marker} ]; then touch {marker}; sleep 60; fi;; esac\necho \"$input\"\n",
+            ledger = ledger.display(),
+            marker = work.join("marker").display()
+        ),
+    )
+    .unwrap();
+    let def = json!({"StartAt": "Each", "States": {"Each": {"Type": "Map", "MaxConcurrency": 1,
+        "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "JSONL"},
+            "Parameters": {"Bucket": bucket, "Key": "in/items.jsonl"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"},
+            "StartAt": "Work", "States": {"Work": {"Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke", "End": true}}},
+        "End": true}}});
+    let file = temp_file(&format!("{}.asl.json", unique("def")), &def.to_string());
+    let store = work.join("store").display().to_string();
+    let route = format!("arn:aws:states:::lambda:invoke=sh {}", handler.display());
+    let stepstone = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stepstone"));
+        command
+            .args(args)
+            .args([
+                "--store",
+                &store,
+                "--endpoint-url",
+                &endpoint(),
+                "--region",
+                "us-east-1",
+            ])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_PROFILE");
+        command
+    };
+    let mut run = stepstone(&["run", &file, "--name", "fan", "--quiet", "--task", &route])
+        .spawn()
+        .unwrap();
+    common::wait_for(30, "item 3 never started", || {
+        let ledger = std::fs::read_to_string(&ledger).unwrap_or_default();
+        ledger.contains("\"id\":3").then_some(())
+    });
+    run.kill().unwrap();
+    run.wait().unwrap();
+    // The object is gone: a resume that read it again would fail.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        s3_client()
+            .delete_object()
+            .bucket(&bucket)
+            .key("in/items.jsonl")
+            .send()
+            .await
+            .unwrap();
+    });
+    let o = stepstone(&["resume", "--json", "--quiet", "--task", &route])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(
+        r["output"],
+        json!([{"id": 1}, {"id": 2}, {"id": 3}, {"id": 4}])
+    );
+    // Items 1 and 2 finished before the kill: not run again; 3 ran again (it was in flight).
+    let ledger = std::fs::read_to_string(&ledger).unwrap();
+    let count = |id: u32| ledger.matches(&format!("\"id\":{id}")).count();
+    assert_eq!(
+        (count(1), count(2), count(3), count(4)),
+        (1, 1, 2, 1),
+        "{ledger}"
+    );
+}
