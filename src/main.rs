@@ -141,6 +141,10 @@ enum Command {
         /// Only these: RUNNING, SUCCEEDED, FAILED, TIMED_OUT.
         #[arg(long)]
         status: Option<String>,
+        /// The child executions of this Map Run (a distributed Map's; `stepstone map-runs`
+        /// lists an execution's).
+        #[arg(long, value_name = "MAP_RUN_ARN")]
+        map_run: Option<String>,
         /// ListExecutions' response shape.
         #[arg(long)]
         json: bool,
@@ -328,9 +332,10 @@ fn main() -> ExitCode {
         ),
         Command::Executions {
             status,
+            map_run,
             json,
             store,
-        } => cli::executions::list(&store.spec(), status.as_deref(), json),
+        } => cli::executions::list(&store.spec(), status.as_deref(), map_run.as_deref(), json),
         Command::Describe {
             execution,
             json,

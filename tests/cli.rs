@@ -1647,4 +1647,35 @@ fn map_runs_are_listed_and_described_from_the_store() {
     assert_eq!(described["itemCounts"]["total"], 3);
     assert_eq!(described["itemCounts"]["succeeded"], 3);
     assert!(described["stopDate"].is_string());
+
+    // Its children are executions of their own, with their histories.
+    let o = stepstone(&["executions", "--map-run", arn, "--store", &store, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let children: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let children = children["executions"].as_array().unwrap();
+    assert_eq!(children.len(), 3, "{children:?}");
+    assert!(children.iter().all(|c| c["status"] == "SUCCEEDED"));
+    let child = children[0]["executionArn"].as_str().unwrap();
+    assert!(child.contains(":execution:mapruns/Fan:"), "{child}");
+    let o = stepstone(&["history", child, "--store", &store, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let history: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        event_types(&history),
+        [
+            "ExecutionStarted",
+            "PassStateEntered",
+            "PassStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    let o = stepstone(&["describe", child, "--store", &store, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let described: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(described["status"], "SUCCEEDED");
+    assert_eq!(described["input"], described["output"]);
+    // The parent's history holds the Map Run, not the children's events.
+    let o = stepstone(&["history", "fan-out", "--store", &store, "--json"]);
+    let parent: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(!event_types(&parent).contains(&"PassStateEntered"));
 }

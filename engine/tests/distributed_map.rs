@@ -619,3 +619,71 @@ async fn each_child_execution_gives_its_tasks_idempotency_tokens_of_its_own() {
         "{tokens:?}"
     );
 }
+
+#[tokio::test]
+async fn a_durable_child_execution_keeps_its_own_history_in_the_store() {
+    let def = definition("DISTRIBUTED");
+    let m = machine(&def);
+    let store = MemStore::new();
+    let text = def.to_string();
+    let out = run_durable(
+        &m,
+        json!({"items": [1, 2, 3]}),
+        &options(),
+        &deploy(&[2], false, Arc::default()),
+        Persistence {
+            store: &store,
+            definition: &text,
+            launch: &Value::Null,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(&out.status, Status::Failed(_)), "{:?}", out.status);
+    let map_run = store.map_runs(&out.info.execution_arn).unwrap();
+    let map_run = &map_run[0].map_run_arn;
+    let children = store.child_executions(map_run).unwrap();
+    assert_eq!(children.len(), 3, "{children:?}");
+    let failed: Vec<_> = children.iter().filter(|c| c.status == "FAILED").collect();
+    assert_eq!(failed.len(), 1, "{children:?}");
+    assert!(
+        failed[0]
+            .stop_date
+            .is_some_and(|stop| stop >= failed[0].start_date)
+    );
+    // The Map failed with it: the children still running were stopped, and say so.
+    for child in children.iter().filter(|c| c.status == "ABORTED") {
+        let events = store.events(&child.execution_arn).unwrap();
+        assert_eq!(
+            events.last().map(|e| e.kind.type_name()).as_deref(),
+            Some("ExecutionAborted")
+        );
+    }
+    for child in children.iter().filter(|c| c.status != "ABORTED") {
+        let events = store.events(&child.execution_arn).unwrap();
+        let types: Vec<String> = events.iter().map(|e| e.kind.type_name()).collect();
+        let last = if child.status == "FAILED" {
+            "ExecutionFailed"
+        } else {
+            "ExecutionSucceeded"
+        };
+        let ended_task = if child.status == "FAILED" {
+            "TaskFailed"
+        } else {
+            "TaskSucceeded"
+        };
+        assert_eq!(types[0], "ExecutionStarted", "{types:?}");
+        assert_eq!(
+            types[1..4],
+            ["TaskStateEntered", "TaskScheduled", "TaskStarted"]
+        );
+        assert_eq!(types[4], ended_task);
+        assert_eq!(types.last().map(String::as_str), Some(last), "{types:?}");
+        // Numbered from 1 in the child, each following from the one before.
+        for (n, event) in events.iter().enumerate() {
+            assert_eq!(event.id, n as u64 + 1);
+            assert_eq!(event.previous_event_id, n as u64);
+        }
+    }
+}

@@ -43,8 +43,17 @@ pub(crate) async fn answer(
     };
     match request["op"].as_str().unwrap_or_default() {
         "ping" => Ok(json!({"pid": std::process::id(), "running": signals.running()})),
-        "list" => list_executions(store, request["status"].as_str()),
-        "describe" => describe_execution(store, &find(store, execution()?)?),
+        "list" => match request["mapRun"].as_str() {
+            Some(map_run) => Ok(json!({
+                "executions": list_child_executions(store, map_run, request["status"].as_str())?
+            })),
+            None => list_executions(store, request["status"].as_str()),
+        },
+        "describe" => match find(store, execution()?) {
+            Ok(record) => describe_execution(store, &record),
+            // A distributed Map's child execution: described from its history.
+            Err(e) => describe_child_execution(store, execution()?)?.ok_or(e),
+        },
         "describe-map-run" => {
             let arn = request["mapRun"]
                 .as_str()
@@ -56,10 +65,14 @@ pub(crate) async fn answer(
             Ok(json!({"mapRuns": list_map_runs(store, &record.execution_arn)?}))
         }
         "history" => {
-            let record = find(store, execution()?)?;
-            let events = store
-                .events(&record.execution_arn)
-                .map_err(|e| e.to_string())?;
+            let arn = match find(store, execution()?) {
+                Ok(record) => record.execution_arn,
+                Err(e) => match describe_child_execution(store, execution()?)? {
+                    Some(_) => execution()?.to_owned(),
+                    None => return Err(e),
+                },
+            };
+            let events = store.events(&arn).map_err(|e| e.to_string())?;
             let events: Vec<Value> = events.iter().map(|e| e.to_json()).collect();
             Ok(json!({"events": events}))
         }
@@ -295,4 +308,81 @@ pub(crate) fn list_map_runs(
             listed
         })
         .collect())
+}
+
+/// ListExecutions of a Map Run: its child executions.
+pub(crate) fn list_child_executions(
+    store: &dyn CheckpointStore,
+    map_run_arn: &str,
+    status: Option<&str>,
+) -> Result<Vec<Value>, String> {
+    let mut records = store
+        .child_executions(map_run_arn)
+        .map_err(|e| e.to_string())?;
+    records.retain(|r| status.is_none_or(|s| r.status.eq_ignore_ascii_case(s)));
+    Ok(records
+        .iter()
+        .map(|r| {
+            let machine = r
+                .execution_arn
+                .rsplit_once(':')
+                .map_or(r.execution_arn.as_str(), |(m, _)| m)
+                .replacen(":execution:", ":stateMachine:", 1);
+            let mut v = json!({"executionArn": r.execution_arn, "stateMachineArn": machine,
+                "name": r.name, "status": r.status, "startDate": r.start_date.to_string(),
+                "mapRunArn": map_run_arn});
+            if let Some(stop) = r.stop_date {
+                v["stopDate"] = json!(stop.to_string());
+            }
+            v
+        })
+        .collect())
+}
+
+/// DescribeExecution of a distributed Map's child execution, from its history: its first
+/// event gives its input and start, its last how it ended. `None`: no such child.
+pub(crate) fn describe_child_execution(
+    store: &dyn CheckpointStore,
+    arn: &str,
+) -> Result<Option<Value>, String> {
+    use stepstone::engine::history::EventKind;
+    let events = store.events(arn).map_err(|e| e.to_string())?;
+    let Some(first) = events.first() else {
+        return Ok(None);
+    };
+    let EventKind::ExecutionStarted { input, .. } = &first.kind else {
+        return Ok(None);
+    };
+    let (machine, name) = arn.rsplit_once(':').unwrap_or((arn, ""));
+    let mut v = json!({
+        "executionArn": arn,
+        "stateMachineArn": machine.replacen(":execution:", ":stateMachine:", 1),
+        "name": name,
+        "status": "RUNNING",
+        "startDate": first.timestamp.to_string(),
+        "input": input.value().unwrap_or_default(),
+    });
+    match events.last().map(|e| (&e.kind, e.timestamp)) {
+        Some((EventKind::ExecutionSucceeded { output }, stop)) => {
+            v["status"] = json!("SUCCEEDED");
+            v["output"] = output.value().unwrap_or_default();
+            v["stopDate"] = json!(stop.to_string());
+        }
+        Some((
+            EventKind::ExecutionFailed { error, cause }
+            | EventKind::ExecutionAborted { error, cause },
+            stop,
+        )) => {
+            let aborted = matches!(
+                events.last().map(|e| &e.kind),
+                Some(EventKind::ExecutionAborted { .. })
+            );
+            v["status"] = json!(if aborted { "ABORTED" } else { "FAILED" });
+            v["error"] = json!(error);
+            v["cause"] = json!(cause);
+            v["stopDate"] = json!(stop.to_string());
+        }
+        _ => {}
+    }
+    Ok(Some(v))
 }

@@ -34,10 +34,14 @@ pub(crate) fn query(dir: &StoreSpec, request: Value) -> Result<Value, String> {
 pub(crate) fn list(
     dir: &StoreSpec,
     status: Option<&str>,
+    map_run: Option<&str>,
     as_json: bool,
 ) -> Result<ExitCode, String> {
     let listed = if dir.exists()? {
-        query(dir, json!({"op": "list", "status": status}))?
+        query(
+            dir,
+            json!({"op": "list", "status": status, "mapRun": map_run}),
+        )?
     } else {
         // Nothing was ever run here.
         json!({"executions": []})
@@ -117,11 +121,21 @@ pub(crate) fn history(dir: &StoreSpec, execution: &str, as_json: bool) -> Result
         return print_events(events.map(Clone::clone), as_json);
     }
     let store = dir.open_existing()?;
-    let record = find(&*store, execution)?;
+    // A distributed Map's child execution is not listed: its ARN names its history.
+    let arn = match find(&*store, execution) {
+        Ok(record) => record.execution_arn,
+        Err(e) if execution.contains(":execution:") => {
+            if crate::cli::answers::describe_child_execution(&*store, execution)?.is_none() {
+                return Err(e);
+            }
+            execution.to_owned()
+        }
+        Err(e) => return Err(e),
+    };
     let mut printer = EventPrinter::new(as_json);
     let mut gone = false;
     store
-        .each_event(&record.execution_arn, &mut |event| {
+        .each_event(&arn, &mut |event| {
             gone = printer.print(std::iter::once(event.to_json())).is_err();
             !gone
         })

@@ -554,6 +554,31 @@ def map_runs():
     assert done["executionCounts"] == counts
     assert done["stopDate"] >= done["startDate"]
     assert "stopDate" in sfn.list_map_runs(executionArn=arn)["mapRuns"][0]
+    # Its children are executions of their own: listed by Map Run, described, with histories.
+    children = sfn.list_executions(mapRunArn=map_run)["executions"]
+    assert len(children) == 4, children
+    assert sorted(c["status"] for c in children) == ["FAILED", "SUCCEEDED", "SUCCEEDED", "SUCCEEDED"], children
+    assert all(":execution:fan/Waves:" in c["executionArn"] for c in children), children
+    assert all(c["mapRunArn"] == map_run and "stopDate" in c for c in children), children
+    failed = [c for c in children if c["status"] == "FAILED"][0]
+    described = sfn.describe_execution(executionArn=failed["executionArn"])
+    assert described["status"] == "FAILED", described
+    assert described["error"] == "Item.Broken" and described["cause"] == "broken", described
+    assert json.loads(described["input"]) == {"id": 2, "fail": True}, described
+    history = sfn.get_execution_history(executionArn=failed["executionArn"])["events"]
+    assert [e["type"] for e in history] == [
+        "ExecutionStarted",
+        "ChoiceStateEntered",
+        "ChoiceStateExited",
+        "FailStateEntered",
+        "ExecutionFailed",
+    ], history
+    assert [e["id"] for e in history] == [1, 2, 3, 4, 5], history
+    ok = [c for c in children if c["status"] == "SUCCEEDED"][0]
+    done_child = sfn.describe_execution(executionArn=ok["executionArn"])
+    assert json.loads(done_child["output"]) == json.loads(done_child["input"]), done_child
+    waited = sfn.get_execution_history(executionArn=ok["executionArn"])["events"]
+    assert [e["type"] for e in waited][-3:] == ["WaitStateEntered", "WaitStateExited", "ExecutionSucceeded"], waited
     missing = map_run.rsplit(":", 1)[0] + ":00000000-0000-4000-8000-000000000000"
     assert error_code(sfn.describe_map_run, mapRunArn=missing) == "ResourceNotFound"
     assert error_code(sfn.list_map_runs, executionArn=arn + "x") == "ExecutionDoesNotExist"

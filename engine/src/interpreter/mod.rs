@@ -71,6 +71,8 @@ pub struct Execution<'m> {
     pub(crate) dispatches: std::collections::BTreeMap<String, u32>,
     /// Map Runs that ended since the last save: their last records, for the store.
     pub(crate) ended_map_runs: Vec<crate::model::MapRunRecord>,
+    /// Events of distributed Maps' child executions since the last save.
+    pub(crate) child_events: crate::record::ChildHistories,
     /// States this call may still enter (see `advance`).
     budget: u32,
     /// The run whose state just raised a JSONata evaluation failure, and the field: its
@@ -128,6 +130,7 @@ impl<'m> Execution<'m> {
             states_entered: 0,
             dispatches: Default::default(),
             ended_map_runs: Vec::new(),
+            child_events: Default::default(),
             budget: 0,
             evaluation_failed: Default::default(),
             probe: None,
@@ -294,7 +297,33 @@ impl<'m> Execution<'m> {
             _ => Vec::new(),
         };
         for child in running {
+            self.abort_child_execution(child);
             self.fall(child);
+        }
+    }
+
+    /// A distributed Map's child execution stopped because its Map (or the whole execution)
+    /// did: its history ends with ExecutionAborted. (No-op for other runs.)
+    fn abort_child_execution(&mut self, id: RunId) {
+        let Some(last) = self
+            .get(id)
+            .filter(|r| r.child_start().is_some() && !r.fallen)
+            .map(|r| r.last_event)
+        else {
+            return;
+        };
+        let (event, names) = self.number_child_event(id);
+        if let (Some((arn, map_run_arn)), true) = (names, self.history.recording()) {
+            let aborted = crate::history::Event {
+                id: event,
+                previous_event_id: last,
+                timestamp: self.now,
+                kind: EventKind::ExecutionAborted {
+                    error: String::new(),
+                    cause: String::new(),
+                },
+            };
+            self.child_events.push(arn, &map_run_arn, aborted);
         }
     }
 

@@ -24,10 +24,10 @@ use super::{Command, Execution, Link, OutputFrom, Run, RunData, RunId, Slot, Sta
 use crate::history::History;
 use crate::model::ExecutionRecord;
 use crate::record::{
-    self, BatchingRecord, Changes, Checkpoint, ChildrenRecord, FORMAT_VERSION, HeaderRecord,
-    HistoryModeRecord, InputRecord, LimitsRecord, LinkRecord, OutputFromRecord, PathStepRecord,
-    RecordKey, RunDataRecord, RunIdRecord, RunRecord, StatusRecord, TaskRequestRecord,
-    TimerReasonRecord, WaitingRecord,
+    self, BatchingRecord, Changes, Checkpoint, ChildStartRecord, ChildrenRecord, FORMAT_VERSION,
+    HeaderRecord, HistoryModeRecord, InputRecord, LimitsRecord, LinkRecord, OutputFromRecord,
+    PathStepRecord, RecordKey, RunDataRecord, RunIdRecord, RunRecord, StatusRecord,
+    TaskRequestRecord, TimerReasonRecord, WaitingRecord,
 };
 use crate::store::error::Error as StoreError;
 use crate::vars::Vars;
@@ -157,6 +157,7 @@ impl Execution<'_> {
             events,
             chain: self.persisted.chain.clone(),
             map_runs,
+            child_events: self.child_events.take(),
         })
     }
 
@@ -336,9 +337,13 @@ fn data_record<'a>(run: &'a Run<'_>) -> RunDataRecord<'a> {
         frames,
         input_for_items: run.input_for_items().map(Cow::Borrowed),
         read_items: run.read_items().map(Cow::Borrowed),
-        child_start: run
-            .child_start()
-            .map(|c| (Cow::Borrowed(&c.input), c.start.unix_nanos, c.events)),
+        child_start: run.child_start().map(|c| ChildStartRecord {
+            input: Cow::Borrowed(&c.input),
+            start: c.start.unix_nanos,
+            events: c.events,
+            arn: Cow::Borrowed(&c.arn),
+            map_run_arn: Cow::Borrowed(&c.map_run_arn),
+        }),
     }
 }
 
@@ -433,10 +438,12 @@ impl<'m> Execution<'m> {
             vars,
             input_for_items: data.input_for_items.map(Cow::into_owned),
             read_items: data.read_items.map(Cow::into_owned),
-            child_start: data.child_start.map(|(input, start, events)| ChildStart {
-                input: input.into_owned(),
-                start: record::at(start),
-                events,
+            child_start: data.child_start.map(|c| ChildStart {
+                input: c.input.into_owned(),
+                start: record::at(c.start),
+                events: c.events,
+                arn: c.arn.into_owned(),
+                map_run_arn: c.map_run_arn.into_owned(),
             }),
         };
         let mut run = Run::new(

@@ -143,10 +143,12 @@ pub(crate) struct RunData {
 pub(crate) struct ChildStart {
     pub(crate) input: Value,
     pub(crate) start: Timestamp,
-    /// Events the child execution has numbered (its ExecutionStarted is the first). They are
-    /// not kept, but numbered: event ids name states' attempts (idempotency tokens), and must
-    /// differ from state to state within the child.
+    /// Events the child execution has numbered (its ExecutionStarted is the first): event ids
+    /// name states' attempts (idempotency tokens), and the child's history when it is kept.
     pub(crate) events: u64,
+    /// The child execution's ARN, and its Map Run's.
+    pub(crate) arn: String,
+    pub(crate) map_run_arn: String,
 }
 
 impl<'m> Run<'m> {
@@ -335,14 +337,46 @@ impl<'m> Execution<'m> {
             && !self.run(link.parent).in_child_execution
         {
             // The first run of a child execution: its input and start are the execution's.
+            let map_run_arn = match &self.run(link.parent).waiting {
+                Waiting::Children(children) => children.map_run.as_ref().map(|m| m.arn.clone()),
+                _ => None,
+            }
+            .unwrap_or_default();
+            let arn = format!(
+                "{}{}",
+                child_arns(&map_run_arn).1,
+                child_execution_name(&map_run_arn, link.slot)
+            );
+            if self.history.recording() {
+                let input = crate::history::EventData::of(&run.input);
+                self.child_events.push(
+                    arn.clone(),
+                    &map_run_arn,
+                    crate::history::Event {
+                        id: 1,
+                        previous_event_id: 0,
+                        timestamp: self.now,
+                        kind: EventKind::ExecutionStarted {
+                            input,
+                            role_arn: self.info.role_arn.clone(),
+                        },
+                    },
+                );
+            }
             run.child_start = Some(ChildStart {
                 input: run.input.clone(),
                 start: self.now,
                 events: 1,
+                arn,
+                map_run_arn,
             });
         }
         run.entered_time = self.now;
-        run.last_event = last_event;
+        run.last_event = match run.child_start {
+            // The child's ExecutionStarted.
+            Some(_) => 1,
+            None => last_event,
+        };
         let id = match self.free.pop() {
             Some(index) => {
                 let slot = &mut self.slots[index as usize];
@@ -532,8 +566,9 @@ impl<'m> Execution<'m> {
         }
     }
 
-    /// The next event id of the child execution run `id` is part of (0 if there is none).
-    fn number_child_event(&mut self, id: RunId) -> u64 {
+    /// The next event id of the child execution run `id` is part of (0 if there is none), and
+    /// the ARNs of that execution and its Map Run.
+    pub(crate) fn number_child_event(&mut self, id: RunId) -> (u64, Option<(String, String)>) {
         let mut run = id;
         while let Some(link) = self.get(run).and_then(|r| r.parent) {
             if !self.get(link.parent).is_some_and(|p| p.in_child_execution) {
@@ -542,12 +577,15 @@ impl<'m> Execution<'m> {
             run = link.parent;
         }
         let Some(first) = self.get_mut(run) else {
-            return 0;
+            return (0, None);
         };
         first.data_changed = true;
-        first.child_start.as_mut().map_or(0, |child| {
+        first.child_start.as_mut().map_or((0, None), |child| {
             child.events += 1;
-            child.events
+            (
+                child.events,
+                Some((child.arn.clone(), child.map_run_arn.clone())),
+            )
         })
     }
 
@@ -562,11 +600,25 @@ impl<'m> Execution<'m> {
     }
 
     fn event_of(&mut self, id: RunId, minor: bool, kind: impl FnOnce() -> EventKind) -> u64 {
-        if self.get(id).is_some_and(|r| r.in_child_execution) {
-            // A child execution's event: numbered in that execution, neither kept in this
-            // history (child executions' own histories are not kept yet) nor counted against
-            // its limit.
-            let event = self.number_child_event(id);
+        if let Some(previous) = self
+            .get(id)
+            .filter(|r| r.in_child_execution)
+            .map(|r| r.last_event)
+        {
+            // A child execution's event: numbered in that execution and kept in its history
+            // (`child_events`, for the store), not in this one, nor counted against its limit.
+            let (event, arn) = self.number_child_event(id);
+            if self.history.recording()
+                && let Some((arn, map_run_arn)) = arn
+            {
+                let built = crate::history::Event {
+                    id: event,
+                    previous_event_id: previous,
+                    timestamp: self.now,
+                    kind: kind(),
+                };
+                self.child_events.push(arn, &map_run_arn, built);
+            }
             if let Some(r) = self.get_mut(id) {
                 r.last_event = event;
             }

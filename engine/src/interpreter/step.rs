@@ -211,11 +211,16 @@ impl<'m> Execution<'m> {
             parent: Option<Link>,
             last_event: u64,
             extent: Option<Extent>,
+            /// The first run of a distributed Map's child execution: that execution ends.
+            child: Option<(String, String, u64)>,
         }
         let finished = |r: &Run<'_>| Finished {
             parent: r.parent,
             last_event: r.last_event,
             extent: r.extent.get(),
+            child: r
+                .child_start()
+                .map(|c| (c.arn.clone(), c.map_run_arn.clone(), c.events)),
         };
         let run = match &result {
             Ok(_) => self.remove(id).as_ref().map(finished),
@@ -226,6 +231,31 @@ impl<'m> Execution<'m> {
             }
         };
         let Some(run) = run else { return };
+        if let Some((arn, map_run_arn, events)) = &run.child
+            && self.history.recording()
+        {
+            // The child execution's last event, in its own history.
+            let kind = match &result {
+                Ok(output) => EventKind::ExecutionSucceeded {
+                    output: EventData::of(output),
+                },
+                Err(failure) => EventKind::ExecutionFailed {
+                    error: failure.error.clone(),
+                    cause: failure.cause.clone(),
+                },
+            };
+            let event = crate::history::Event {
+                id: events + 1,
+                previous_event_id: run.last_event,
+                timestamp: self.now,
+                kind,
+            };
+            // A failed child is kept for a redrive: its count goes on from here.
+            if result.is_err() {
+                self.number_child_event(id);
+            }
+            self.child_events.push(arn.clone(), map_run_arn, event);
+        }
         match run.parent {
             None => {
                 let last = run.last_event;

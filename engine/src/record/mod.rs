@@ -126,6 +126,39 @@ pub struct Changes {
     pub(crate) chain: crate::store::chain::Chain,
     /// The Map Runs that moved (started, progressed, ended).
     pub(crate) map_runs: Vec<crate::model::MapRunRecord>,
+    /// Events of distributed Maps' child executions since the last save, by child.
+    pub(crate) child_events: Vec<ChildEvents>,
+}
+
+/// Events of one child execution of a distributed Map, in order.
+#[derive(Debug)]
+pub(crate) struct ChildEvents {
+    pub(crate) arn: String,
+    pub(crate) map_run_arn: String,
+    pub(crate) events: Vec<Event>,
+}
+
+/// The child executions' events an execution has recorded since its last save.
+#[derive(Debug, Default)]
+pub(crate) struct ChildHistories(Vec<ChildEvents>);
+
+impl ChildHistories {
+    /// Adds `event` of child `arn` (of Map Run `map_run_arn`).
+    pub(crate) fn push(&mut self, arn: String, map_run_arn: &str, event: Event) {
+        match self.0.last_mut() {
+            Some(last) if last.arn == arn => last.events.push(event),
+            _ => self.0.push(ChildEvents {
+                arn,
+                map_run_arn: map_run_arn.to_owned(),
+                events: vec![event],
+            }),
+        }
+    }
+
+    /// Everything recorded since the last call.
+    pub(crate) fn take(&mut self) -> Vec<ChildEvents> {
+        std::mem::take(&mut self.0)
+    }
 }
 
 impl Changes {
@@ -451,9 +484,19 @@ pub(crate) struct RunDataRecord<'a> {
     /// What a Map's ItemReader read (absent in stores written before there were readers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) read_items: Option<Cow<'a, Value>>,
-    /// The first run of a distributed Map's child execution: its input, start and event count.
+    /// The first run of a distributed Map's child execution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) child_start: Option<(Cow<'a, Value>, i128, u64)>,
+    pub(crate) child_start: Option<ChildStartRecord<'a>>,
+}
+
+/// What the first run of a distributed Map's child execution keeps of that execution.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ChildStartRecord<'a> {
+    pub(crate) input: Cow<'a, Value>,
+    pub(crate) start: i128,
+    pub(crate) events: u64,
+    pub(crate) arn: Cow<'a, str>,
+    pub(crate) map_run_arn: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]

@@ -27,7 +27,7 @@ use super::chain::Chain;
 use super::group_commit::{Committer, Done};
 pub(crate) use super::kv::{KeyValue, Write};
 use super::{Described, Error, ExecutionRecord, Result, Saving, Stored, wait};
-use crate::history::Event;
+use crate::history::{Event, EventKind};
 use crate::record::legacy::Document;
 use crate::record::{
     self, Changes, Checkpoint, FORMAT_VERSION, HeaderRecord, ListingRecord, RecordKey, Records,
@@ -184,6 +184,45 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                 format!("e/{}", changes.execution_arn()),
                 Cow::Owned(record::encode(&ListingRecord::of(listing, Some(key)))?),
             ));
+        }
+        for child in &changes.child_events {
+            let Some(first) = child.events.first() else {
+                continue;
+            };
+            write.puts.push((
+                format!("k/{}/{:020}", child.arn, first.id),
+                Cow::Owned(record::encode_events(&child.events)?),
+            ));
+            // Its listing, under its Map Run: started, then ended (two records, so that
+            // neither save reads the other's).
+            for event in &child.events {
+                let (suffix, status, stop) = match &event.kind {
+                    EventKind::ExecutionStarted { .. } => ("s", "RUNNING", None),
+                    EventKind::ExecutionSucceeded { .. } => {
+                        ("e", "SUCCEEDED", Some(event.timestamp))
+                    }
+                    EventKind::ExecutionFailed { .. } => ("e", "FAILED", Some(event.timestamp)),
+                    EventKind::ExecutionAborted { .. } => ("e", "ABORTED", Some(event.timestamp)),
+                    _ => continue,
+                };
+                let (machine, name) = child
+                    .arn
+                    .rsplit_once(':')
+                    .map(|(m, n)| (m.rsplit_once(":execution:").map_or(m, |(_, m)| m), n))
+                    .unwrap_or_default();
+                let listing = ExecutionRecord {
+                    execution_arn: child.arn.clone(),
+                    name: name.to_owned(),
+                    state_machine_name: machine.to_owned(),
+                    status: status.to_owned(),
+                    start_date: event.timestamp,
+                    stop_date: stop,
+                };
+                write.puts.push((
+                    format!("K/{}/{}/{suffix}", child.map_run_arn, child.arn),
+                    Cow::Owned(record::encode(&listing)?),
+                ));
+            }
         }
         for map_run in &changes.map_runs {
             write.puts.push((
@@ -525,9 +564,17 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
         for (k, v) in self.kv.scan(&format!("h/{arn}/"))? {
             events.extend(record::decode_events(&k, &v)?);
         }
-        if let Some(key) = self.key_of(arn)? {
-            for (k, v) in self.kv.scan(&format!("{}e/", x(key)))? {
-                events.extend(record::decode_events(&k, &v)?);
+        match self.key_of(arn)? {
+            Some(key) => {
+                for (k, v) in self.kv.scan(&format!("{}e/", x(key)))? {
+                    events.extend(record::decode_events(&k, &v)?);
+                }
+            }
+            // A distributed Map's child execution.
+            None => {
+                for (k, v) in self.kv.scan(&format!("k/{arn}/"))? {
+                    events.extend(record::decode_events(&k, &v)?);
+                }
             }
         }
         Ok(events)
@@ -558,6 +605,9 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                 before
             });
             sources.push((prefix, before));
+        } else {
+            // A distributed Map's child execution: its events are batches under its ARN.
+            sources.push((format!("k/{arn}/"), None));
         }
         for (prefix, mut from) in sources {
             loop {
@@ -635,6 +685,29 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
             Some(bytes) => Ok(Some(record::decode(&key, &bytes)?)),
             None => Ok(None),
         }
+    }
+
+    pub(crate) fn child_executions(&self, map_run_arn: &str) -> Result<Vec<ExecutionRecord>> {
+        let prefix = format!("K/{map_run_arn}/");
+        let mut children: Vec<ExecutionRecord> = Vec::new();
+        for (key, bytes) in self.kv.scan(&prefix)? {
+            let record: ExecutionRecord = record::decode(&key, &bytes)?;
+            let ended = key.ends_with("/e");
+            match children.last_mut() {
+                // Its two records (`e` sorts first): the end gives the status and stop date,
+                // the start the start date.
+                Some(last) if last.execution_arn == record.execution_arn => {
+                    if ended {
+                        last.status = record.status;
+                        last.stop_date = record.stop_date;
+                    } else {
+                        last.start_date = record.start_date;
+                    }
+                }
+                _ => children.push(record),
+            }
+        }
+        Ok(children)
     }
 
     pub(crate) fn map_runs(&self, execution_arn: &str) -> Result<Vec<super::MapRunRecord>> {
@@ -761,6 +834,13 @@ macro_rules! checkpoint_store_over_keys {
 
             fn token_key(&self) -> $crate::store::Result<$crate::TokenKey> {
                 Ok(self.keyed.token_key)
+            }
+
+            fn child_executions(
+                &self,
+                map_run_arn: &str,
+            ) -> $crate::store::Result<Vec<$crate::store::ExecutionRecord>> {
+                self.keyed.child_executions(map_run_arn)
             }
 
             fn map_run(

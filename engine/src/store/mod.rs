@@ -207,6 +207,12 @@ pub trait CheckpointStore: Send + Sync {
         Ok(None)
     }
 
+    /// The child executions of a Map Run (distributed Map), in ARN order.
+    fn child_executions(&self, map_run_arn: &str) -> Result<Vec<ExecutionRecord>> {
+        let _ = map_run_arn;
+        Ok(Vec::new())
+    }
+
     /// The Map Runs an execution started, in ARN order.
     fn map_runs(&self, execution_arn: &str) -> Result<Vec<MapRunRecord>> {
         let _ = execution_arn;
@@ -299,6 +305,10 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
 
     fn map_runs(&self, execution_arn: &str) -> Result<Vec<MapRunRecord>> {
         (**self).map_runs(execution_arn)
+    }
+
+    fn child_executions(&self, map_run_arn: &str) -> Result<Vec<ExecutionRecord>> {
+        (**self).child_executions(map_run_arn)
     }
 }
 

@@ -36,7 +36,9 @@ mod versions;
 mod viewer;
 
 use super::StoreSpec;
-use super::answers::{answer, describe_execution, list_executions};
+use super::answers::{
+    answer, describe_child_execution, describe_execution, list_child_executions, list_executions,
+};
 use super::launch::{AwsArgs, MockArgs, launch_options, router};
 
 /// The account and region of every ARN the service makes (the engine's).
@@ -794,7 +796,20 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             Ok(json!({}))
         }
         "DescribeExecution" => {
-            let record = execution_of(service, text(input, "executionArn")?)?;
+            let arn = text(input, "executionArn")?;
+            // A distributed Map's child execution: described from its history.
+            if service.store.describe(arn).map_err(store_error)?.is_none()
+                && let Some(mut child) =
+                    describe_child_execution(&*service.store, arn).map_err(answered_error)?
+            {
+                for field in ["input", "output"] {
+                    if let Some(value) = child.get_mut(field) {
+                        *value = Value::String(value.to_string());
+                    }
+                }
+                return Ok(child);
+            }
+            let record = execution_of(service, arn)?;
             let mut described =
                 describe_execution(&*service.store, &record).map_err(answered_error)?;
             // Started through a version or an alias (`versions::to_run`).
@@ -819,6 +834,14 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             }
             Ok(described)
         }
+        "ListExecutions" if input["mapRunArn"].is_string() => {
+            // A Map Run's child executions.
+            let map_run = text(input, "mapRunArn")?;
+            let children =
+                list_child_executions(&*service.store, map_run, input["statusFilter"].as_str())
+                    .map_err(answered_error)?;
+            page(children, input, "executions")
+        }
         "ListExecutions" => {
             let machine = text(input, "stateMachineArn")?;
             machine_of(service, machine)?;
@@ -833,7 +856,14 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
         }
         "GetExecutionHistory" => {
             let arn = text(input, "executionArn")?;
-            execution_of(service, arn)?;
+            // A distributed Map's child execution has a history and no checkpoint of its own.
+            if let Err(missing) = execution_of(service, arn)
+                && describe_child_execution(&*service.store, arn)
+                    .map_err(answered_error)?
+                    .is_none()
+            {
+                return Err(missing);
+            }
             history_page(service, arn, input)
         }
         "StopExecution" => {
