@@ -1678,4 +1678,35 @@ fn map_runs_are_listed_and_described_from_the_store() {
     let o = stepstone(&["history", "fan-out", "--store", &store, "--json"]);
     let parent: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(!event_types(&parent).contains(&"PassStateEntered"));
+
+    // --no-child-histories: the Map Run is kept, its children's histories are not.
+    let o = stepstone(&[
+        "run",
+        &file,
+        "--store",
+        &store,
+        "--name",
+        "lean",
+        "--quiet",
+        "--no-child-histories",
+        "--input",
+        "[1, 2]",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = stepstone(&["map-runs", "lean", "--store", &store, "--json"]);
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let lean = listed["mapRuns"][0]["mapRunArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let o = stepstone(&[
+        "executions",
+        "--map-run",
+        &lean,
+        "--store",
+        &store,
+        "--json",
+    ]);
+    let children: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(children["executions"], json!([]));
 }

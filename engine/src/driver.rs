@@ -52,6 +52,10 @@ pub struct RunOptions {
     /// its data; the default) or `Notable` (only the events that say something to a person
     /// watching: a progress display at next to no cost). A recorded history gives every event.
     pub observed: HistoryMode,
+    /// Keep the histories of distributed Maps' child executions (default: yes, as AWS does).
+    /// Off, a durable execution stores only its own history: a Map over a million items then
+    /// writes a million histories fewer.
+    pub child_histories: bool,
 }
 
 impl Default for RunOptions {
@@ -65,6 +69,7 @@ impl Default for RunOptions {
             express: false,
             signals: None,
             observed: HistoryMode::Light,
+            child_histories: true,
         }
     }
 }
@@ -221,6 +226,7 @@ async fn drive_new(
         options.limits,
         history_mode(options, observer.is_some()),
     );
+    exec.set_child_histories(options.child_histories);
     if !options.virtual_time {
         let deadline = timeout_at(&exec, start);
         exec.set_evaluation_deadline(deadline.map(|d| real_instant(d, &clock)));
@@ -267,6 +273,7 @@ pub async fn resume(
     observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
 ) -> Result<Outcome, ResumeError> {
     let mut exec = Execution::restore(machine, checkpoint)?;
+    exec.set_child_histories(options.child_histories);
     exec.set_token_key(store.token_key()?);
     // A virtual clock never runs backwards across a resume.
     let clock = Clock::resuming_at(exec.now);
@@ -300,6 +307,7 @@ pub async fn redrive(
     observer: Option<&mut (dyn FnMut(Notice<'_>) + Send)>,
 ) -> Result<Outcome, ResumeError> {
     let mut exec = Execution::restore(machine, checkpoint)?;
+    exec.set_child_histories(options.child_histories);
     exec.set_token_key(store.token_key()?);
     let clock = Clock::resuming_at(exec.now);
     let arn = exec.info().execution_arn.clone();

@@ -153,6 +153,7 @@ pub(crate) fn launch_options(
     let routes = router(&tasks, &aws_now, mocks, dir)?;
     let mut options = RunOptions::default();
     options.virtual_time = launch["virtual_time"].as_bool().unwrap_or(false);
+    options.child_histories = launch["child_histories"].as_bool().unwrap_or(true);
     options.record_history = true;
     let history = launch["history_limit"].as_u64().unwrap_or(25_000);
     let payload = launch["payload_limit"]

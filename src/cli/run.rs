@@ -50,6 +50,11 @@ pub(crate) struct RunArgs {
     /// results together pass 256 KiB, as a large Map's do).
     #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024)]
     pub(crate) payload_limit: usize,
+    /// Keep only this execution's history, not those of its distributed Maps' child
+    /// executions (kept by default, as AWS keeps them): a Map over a million items then writes
+    /// a million histories fewer. Its Map Runs are still kept and described.
+    #[arg(long)]
+    pub(crate) no_child_histories: bool,
     /// Handle the Tasks whose Resource is RESOURCE with a local command; repeatable.
     #[arg(long = "task", value_name = "RESOURCE=COMMAND")]
     pub(crate) tasks: Vec<String>,
@@ -130,6 +135,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
     let router = router(&args.tasks, &args.aws, args.mocks.load(&name)?, None)?;
     let mut options = RunOptions::default();
     options.virtual_time = args.virtual_time;
+    options.child_histories = !args.no_child_histories;
     options.name = args.name.clone();
     options.machine_name = name;
     options.limits = Limits::default()
@@ -231,6 +237,7 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode, String> {
 pub(crate) fn launch_record(args: &RunArgs) -> Value {
     let dir = std::env::current_dir().ok();
     json!({"tasks": args.tasks, "virtual_time": args.virtual_time,
+        "child_histories": !args.no_child_histories,
         "history_limit": args.history_limit, "payload_limit": args.payload_limit,
         "aws": args.aws.to_json(), "mocks": args.mocks.to_json(), "dir": dir})
 }

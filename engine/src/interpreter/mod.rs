@@ -73,6 +73,8 @@ pub struct Execution<'m> {
     pub(crate) ended_map_runs: Vec<crate::model::MapRunRecord>,
     /// Events of distributed Maps' child executions since the last save.
     pub(crate) child_events: crate::record::ChildHistories,
+    /// Whether child executions' histories are kept (see `RunOptions::child_histories`).
+    pub(crate) child_histories: bool,
     /// States this call may still enter (see `advance`).
     budget: u32,
     /// The run whose state just raised a JSONata evaluation failure, and the field: its
@@ -131,6 +133,7 @@ impl<'m> Execution<'m> {
             dispatches: Default::default(),
             ended_map_runs: Vec::new(),
             child_events: Default::default(),
+            child_histories: true,
             budget: 0,
             evaluation_failed: Default::default(),
             probe: None,
@@ -313,7 +316,7 @@ impl<'m> Execution<'m> {
             return;
         };
         let (event, names) = self.number_child_event(id);
-        if let (Some((arn, map_run_arn)), true) = (names, self.history.recording()) {
+        if let (Some((arn, map_run_arn)), true) = (names, self.keeps_child_histories()) {
             let aborted = crate::history::Event {
                 id: event,
                 previous_event_id: last,
@@ -325,6 +328,16 @@ impl<'m> Execution<'m> {
             };
             self.child_events.push(arn, &map_run_arn, aborted);
         }
+    }
+
+    /// Whether distributed Maps' child executions keep their histories (default: yes).
+    pub fn set_child_histories(&mut self, keep: bool) {
+        self.child_histories = keep;
+    }
+
+    /// Whether child executions' events are built and kept.
+    pub(crate) fn keeps_child_histories(&self) -> bool {
+        self.child_histories && self.history.recording()
     }
 
     /// Where the execution stands.

@@ -110,9 +110,19 @@ impl ChildExecution<'_> {
     }
 }
 
-/// The name of child `index` of Map Run `map_run_arn`.
+/// The name of child `index` of Map Run `map_run_arn`: UUID-shaped, the Map Run in its first
+/// half and the index in its second, so that one Map Run's children's names (and the store's
+/// keys made of them) sort in index order: the children of a save are written side by side,
+/// not scattered over the store's pages (scattered, a 100,000-item Map wrote 570 MB).
 pub(crate) fn child_execution_name(map_run_arn: &str, index: usize) -> String {
-    crate::tokens::uuid_from(format!("{map_run_arn}#{index}").as_bytes())
+    let run = crate::tokens::uuid_from(map_run_arn.as_bytes());
+    let index = index as u64;
+    format!(
+        "{}-8{:03x}-{:012x}",
+        &run[..18],
+        (index >> 48) & 0xfff,
+        index & 0xffff_ffff_ffff
+    )
 }
 
 /// The ARNs of a Map Run's children: (their state machine's, the prefix of their executions',
@@ -347,7 +357,7 @@ impl<'m> Execution<'m> {
                 child_arns(&map_run_arn).1,
                 child_execution_name(&map_run_arn, link.slot)
             );
-            if self.history.recording() {
+            if self.keeps_child_histories() {
                 let input = crate::history::EventData::of(&run.input);
                 self.child_events.push(
                     arn.clone(),
@@ -576,16 +586,16 @@ impl<'m> Execution<'m> {
             }
             run = link.parent;
         }
+        let keep = self.keeps_child_histories();
         let Some(first) = self.get_mut(run) else {
             return (0, None);
         };
         first.data_changed = true;
         first.child_start.as_mut().map_or((0, None), |child| {
             child.events += 1;
-            (
-                child.events,
-                Some((child.arn.clone(), child.map_run_arn.clone())),
-            )
+            // The names only for an event that is kept.
+            let names = keep.then(|| (child.arn.clone(), child.map_run_arn.clone()));
+            (child.events, names)
         })
     }
 
@@ -608,7 +618,7 @@ impl<'m> Execution<'m> {
             // A child execution's event: numbered in that execution and kept in its history
             // (`child_events`, for the store), not in this one, nor counted against its limit.
             let (event, arn) = self.number_child_event(id);
-            if self.history.recording()
+            if self.keeps_child_histories()
                 && let Some((arn, map_run_arn)) = arn
             {
                 let built = crate::history::Event {

@@ -232,7 +232,7 @@ impl<'m> Execution<'m> {
         };
         let Some(run) = run else { return };
         if let Some((arn, map_run_arn, events)) = &run.child
-            && self.history.recording()
+            && self.keeps_child_histories()
         {
             // The child execution's last event, in its own history.
             let kind = match &result {

@@ -190,7 +190,7 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                 continue;
             };
             write.puts.push((
-                format!("k/{}/{:020}", child.arn, first.id),
+                format!("k/{}/{:020}", child_key(&child.arn), first.id),
                 Cow::Owned(record::encode_events(&child.events)?),
             ));
             // Its listing, under its Map Run: started, then ended (two records, so that
@@ -219,7 +219,11 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                     stop_date: stop,
                 };
                 write.puts.push((
-                    format!("K/{}/{}/{suffix}", child.map_run_arn, child.arn),
+                    format!(
+                        "K/{}/{}/{suffix}",
+                        child_key(&child.map_run_arn),
+                        child_key(&child.arn)
+                    ),
                     Cow::Owned(record::encode(&listing)?),
                 ));
             }
@@ -572,7 +576,7 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
             }
             // A distributed Map's child execution.
             None => {
-                for (k, v) in self.kv.scan(&format!("k/{arn}/"))? {
+                for (k, v) in self.kv.scan(&format!("k/{}/", child_key(arn)))? {
                     events.extend(record::decode_events(&k, &v)?);
                 }
             }
@@ -607,7 +611,7 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
             sources.push((prefix, before));
         } else {
             // A distributed Map's child execution: its events are batches under its ARN.
-            sources.push((format!("k/{arn}/"), None));
+            sources.push((format!("k/{}/", child_key(arn)), None));
         }
         for (prefix, mut from) in sources {
             loop {
@@ -688,7 +692,7 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
     }
 
     pub(crate) fn child_executions(&self, map_run_arn: &str) -> Result<Vec<ExecutionRecord>> {
-        let prefix = format!("K/{map_run_arn}/");
+        let prefix = format!("K/{}/", child_key(map_run_arn));
         let mut children: Vec<ExecutionRecord> = Vec::new();
         for (key, bytes) in self.kv.scan(&prefix)? {
             let record: ExecutionRecord = record::decode(&key, &bytes)?;
@@ -964,4 +968,11 @@ mod tests {
             );
         }
     }
+}
+
+/// What names a child execution (or a Map Run) in the store's keys: the id its ARN ends with
+/// (unique: a child's holds its Map Run's and its index). Short keys, and a Map Run's children
+/// side by side in index order.
+fn child_key(arn: &str) -> &str {
+    arn.rsplit(':').next().unwrap_or(arn)
 }
