@@ -889,6 +889,13 @@ macro_rules! checkpoint_store_over_keys {
 }
 pub(crate) use checkpoint_store_over_keys;
 
+/// What names a child execution (or a Map Run) in the store's keys: the id its ARN ends with
+/// (unique: a child's holds its Map Run's and its index). Short keys, and a Map Run's children
+/// side by side in index order.
+fn child_key(arn: &str) -> &str {
+    arn.rsplit(':').next().unwrap_or(arn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -968,11 +975,4 @@ mod tests {
             );
         }
     }
-}
-
-/// What names a child execution (or a Map Run) in the store's keys: the id its ARN ends with
-/// (unique: a child's holds its Map Run's and its index). Short keys, and a Map Run's children
-/// side by side in index order.
-fn child_key(arn: &str) -> &str {
-    arn.rsplit(':').next().unwrap_or(arn)
 }
