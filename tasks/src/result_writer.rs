@@ -104,11 +104,25 @@ impl ResultFiles {
     }
 }
 
-/// Writes a `file://DIR` writer's files under `DIR/<Bucket>/`.
+/// Writes a `file://DIR` writer's files under `DIR/<Bucket>/`. A Bucket or key that would
+/// leave that directory (`..`, an absolute path) is refused: the definition names where the
+/// files go, its input must not move them elsewhere.
 pub(crate) async fn write_files(resource: &str, request: &Value) -> Result<Value, Failure> {
     let dir = std::path::Path::new(resource.strip_prefix("file://").unwrap_or(resource));
     let files = ResultFiles::of(request)?;
     for (key, body) in &files.objects {
+        let inside = |part: &str| {
+            std::path::Path::new(part)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        };
+        if !inside(&files.bucket) || !inside(key) {
+            return Err(writer_failure(format!(
+                "the ResultWriter's Bucket '{}' and key '{key}' must stay inside {}",
+                files.bucket,
+                dir.display()
+            )));
+        }
         let path = dir.join(&files.bucket).join(key);
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent)
@@ -155,5 +169,27 @@ mod tests {
         );
         let no_bucket = ResultFiles::of(&json!({"MapRunArn": "x", "Results": {}}));
         assert_eq!(no_bucket.err().unwrap().error, "States.ResultWriterFailed");
+    }
+
+    #[tokio::test]
+    async fn local_files_stay_inside_their_directory() {
+        let dir = std::env::temp_dir().join(format!("stepstone-writer-{}", std::process::id()));
+        let resource = format!("file://{}", dir.display());
+        for (bucket, prefix) in [("../escape", "p"), ("b", "../../escape"), ("/tmp", "p")] {
+            let request = json!({"Bucket": bucket, "Prefix": prefix, "MapRunArn": "a:b:id",
+                "Results": {"SUCCEEDED": [1]}});
+            let failure = write_files(&resource, &request).await.unwrap_err();
+            assert_eq!(failure.error, "States.ResultWriterFailed");
+            assert!(
+                failure.cause.contains("must stay inside"),
+                "{}",
+                failure.cause
+            );
+        }
+        let request = json!({"Bucket": "b", "Prefix": "p", "MapRunArn": "a:b:id",
+            "Results": {"SUCCEEDED": [1]}});
+        write_files(&resource, &request).await.unwrap();
+        assert!(dir.join("b/p/id/manifest.json").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
