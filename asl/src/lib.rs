@@ -50,7 +50,7 @@ pub use machine::{
     Graph, Machine, Node, Options, SINGLE_STATE_NAME, ScopeRef, StateId, Validation, validate,
     validate_state, validate_str,
 };
-pub use parse::{Dynamic, MachineType};
+pub use parse::{Dynamic, MachineType, type_name as json_type_name};
 pub use path::Path;
 pub use states::{QueryLanguage, State, StateKind, Transition};
 pub use template::Template;

@@ -81,8 +81,8 @@ impl Loader {
     }
 }
 
-/// JSON type names as messages spell them.
-pub(crate) fn type_name(v: &Value) -> &'static str {
+/// JSON type names as messages spell them ("a string", "an object").
+pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -60,6 +60,31 @@ fn deploy(
     })
 }
 
+/// Runs `def` (compiled as `m`) on `input`, durably in `store`.
+async fn durable(
+    m: &stepstone_engine::asl::Machine,
+    def: &Value,
+    input: Value,
+    store: &MemStore,
+    tasks: &dyn stepstone_engine::TaskDispatcher,
+) -> stepstone_engine::Outcome {
+    let text = def.to_string();
+    run_durable(
+        m,
+        input,
+        &options(),
+        tasks,
+        Persistence {
+            store,
+            definition: &text,
+            launch: &Value::Null,
+        },
+        None,
+    )
+    .await
+    .expect("the store works")
+}
+
 fn types(events: &[stepstone_engine::history::Event]) -> Vec<String> {
     events.iter().map(|e| e.kind.type_name()).collect()
 }
@@ -200,21 +225,7 @@ async fn a_redriven_map_run_reruns_its_failed_child_from_its_input() {
     let store = MemStore::new();
     let calls = Arc::new(AtomicU32::new(0));
     let tasks = deploy(&[2], true, calls.clone());
-    let text = def.to_string();
-    let first = run_durable(
-        &m,
-        json!({"items": [1, 2, 3]}),
-        &options(),
-        &tasks,
-        Persistence {
-            store: &store,
-            definition: &text,
-            launch: &Value::Null,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    let first = durable(&m, &def, json!({"items": [1, 2, 3]}), &store, &tasks).await;
     assert!(matches!(&first.status, Status::Failed(f) if f.error == "Deploy.Failed"));
     let arn = first.info.execution_arn.clone();
     let before = calls.load(Ordering::SeqCst);
@@ -266,21 +277,14 @@ async fn items_read_once_are_kept_in_the_checkpoint_for_a_redrive() {
             deploy.0(req)
         })
     };
-    let text = def.to_string();
-    let first = run_durable(
+    let first = durable(
         &m,
+        &def,
         json!({"key": "rows.jsonl", "limit": 3}),
-        &options(),
+        &store,
         &tasks,
-        Persistence {
-            store: &store,
-            definition: &text,
-            launch: &Value::Null,
-        },
-        None,
     )
-    .await
-    .unwrap();
+    .await;
     assert!(
         matches!(&first.status, Status::Failed(f) if f.error == "Deploy.Failed"),
         "{:?}",
@@ -422,21 +426,7 @@ async fn a_redriven_batched_map_reruns_only_the_failed_batch() {
     let store = MemStore::new();
     let calls = Arc::new(AtomicU32::new(0));
     let tasks = deploy(&[3], true, calls.clone());
-    let text = def.to_string();
-    let first = run_durable(
-        &m,
-        json!([1, 2, 3, 4, 5]),
-        &options(),
-        &tasks,
-        Persistence {
-            store: &store,
-            definition: &text,
-            launch: &Value::Null,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    let first = durable(&m, &def, json!([1, 2, 3, 4, 5]), &store, &tasks).await;
     assert!(matches!(&first.status, Status::Failed(f) if f.error == "Deploy.Failed"));
     let before = calls.load(Ordering::SeqCst);
     // Restored from the store: where the batches start is worked out again.

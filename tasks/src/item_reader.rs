@@ -158,7 +158,7 @@ impl ReaderConfig {
             Value::Array(items) => Ok(items.clone()),
             other => Err(reader_failure(format!(
                 "the JSON items of {name} must be an array, not {}",
-                kind(other)
+                stepstone_engine::asl::json_type_name(other)
             ))),
         }
     }
@@ -295,17 +295,6 @@ impl CsvRows<'_> {
 fn text_of(bytes: Vec<u8>) -> String {
     // The whole text was checked to be UTF-8, and fields split at ASCII bytes.
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// A reader's failure: States.ItemReaderFailed, as Step Functions names it.
