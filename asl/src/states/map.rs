@@ -318,20 +318,27 @@ fn processor(f: &mut Fields, l: &mut Loader) -> Option<ItemProcessor> {
     })
 }
 
+/// A `file://` Resource of an ItemReader or ResultWriter (`what`) is a Stepstone extension.
+fn flag_local_files(l: &mut Loader, fields: &Fields, resource: Option<&str>, what: &str) {
+    if resource.is_some_and(|r| r.starts_with("file://")) {
+        l.report(
+            Code::StepstoneExtension,
+            fields.pointer("Resource"),
+            format!("{what} (file://) is a Stepstone extension: AWS Step Functions would reject this resource"),
+        );
+    }
+}
+
 fn item_reader(f: &mut Fields, l: &mut Loader, lang: QueryLanguage) -> Option<ItemReader> {
     let v = f.object(l, "ItemReader")?;
     let mut rf = Fields::open(v, f.pointer("ItemReader"), l)?;
     let resource = rf.req_str(l, "Resource").map(str::to_owned);
-    if resource
-        .as_deref()
-        .is_some_and(|r| r.starts_with("file://"))
-    {
-        l.report(
-            Code::StepstoneExtension,
-            rf.pointer("Resource"),
-            "An ItemReader reading a local file (file://) is a Stepstone extension: AWS Step Functions would reject this resource",
-        );
-    }
+    flag_local_files(
+        l,
+        &rf,
+        resource.as_deref(),
+        "An ItemReader reading a local file",
+    );
     let reader_config = rf.object(l, "ReaderConfig").cloned();
     let parameters = if rf.in_language(l, "Parameters", QueryLanguage::JsonPath, lang) {
         template(&mut rf, l, "Parameters")
@@ -378,16 +385,12 @@ fn result_writer(f: &mut Fields, l: &mut Loader, lang: QueryLanguage) -> Option<
     let v = f.object(l, "ResultWriter")?;
     let mut wf = Fields::open(v, f.pointer("ResultWriter"), l)?;
     let resource = wf.str(l, "Resource").map(str::to_owned);
-    if resource
-        .as_deref()
-        .is_some_and(|r| r.starts_with("file://"))
-    {
-        l.report(
-            Code::StepstoneExtension,
-            wf.pointer("Resource"),
-            "A ResultWriter writing local files (file://) is a Stepstone extension: AWS Step Functions would reject this resource",
-        );
-    }
+    flag_local_files(
+        l,
+        &wf,
+        resource.as_deref(),
+        "A ResultWriter writing local files",
+    );
     let parameters = if wf.in_language(l, "Parameters", QueryLanguage::JsonPath, lang) {
         template(&mut wf, l, "Parameters")
     } else {

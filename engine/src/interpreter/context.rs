@@ -48,9 +48,9 @@ impl Context for LazyContext<'_> {
             let mut machine =
                 json!({"Id": self.info.state_machine_arn, "Name": self.info.state_machine_name});
             if let Some(child) = &self.child {
-                let (machine_arn, execution_prefix) = child_arns(child.map_run_arn);
+                let (machine_arn, _) = child_arns(child.map_run_arn);
                 let name = child.name();
-                execution["Id"] = json!(format!("{execution_prefix}{name}"));
+                execution["Id"] = json!(child.arn);
                 execution["Input"] = child.input.clone();
                 execution["StartTime"] = json!(child.start.to_string());
                 execution["Name"] = json!(name);

@@ -96,8 +96,9 @@ pub(crate) struct Run<'m> {
 
 /// A distributed Map's child execution, as a run in it sees it (`$$.Execution`).
 pub(crate) struct ChildExecution<'a> {
+    /// Its ARN, worked out once when it started.
+    pub(crate) arn: &'a str,
     pub(crate) map_run_arn: &'a str,
-    pub(crate) index: usize,
     pub(crate) input: &'a Value,
     pub(crate) start: Timestamp,
 }
@@ -105,8 +106,8 @@ pub(crate) struct ChildExecution<'a> {
 impl ChildExecution<'_> {
     /// The child execution's name: worked out from its Map Run and index, so that it is the
     /// same after a resume and in the ResultWriter's entries.
-    pub(crate) fn name(&self) -> String {
-        child_execution_name(self.map_run_arn, self.index)
+    pub(crate) fn name(&self) -> &str {
+        self.arn.rsplit(':').next().unwrap_or(self.arn)
     }
 }
 
@@ -552,8 +553,8 @@ impl<'m> Execution<'m> {
         self.event_of(id, minor, kind)
     }
 
-    /// The child execution run `id` is part of, if it is: its Map Run's ARN, its index in the
-    /// Map Run, and its first run's input and start.
+    /// The child execution run `id` is part of, if it is: its ARN and its Map Run's, and
+    /// its first run's input and start.
     pub(crate) fn child_execution_of(&self, id: RunId) -> Option<ChildExecution<'_>> {
         let mut run = id;
         loop {
@@ -568,8 +569,8 @@ impl<'m> Execution<'m> {
             };
             let child = self.get(run)?.child_start()?;
             return Some(ChildExecution {
+                arn: &child.arn,
                 map_run_arn: &children.map_run.as_ref()?.arn,
-                index: link.slot,
                 input: &child.input,
                 start: child.start,
             });

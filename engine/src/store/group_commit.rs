@@ -144,12 +144,14 @@ mod tests {
     use crate::store::memory::Map;
     use std::borrow::Cow;
 
-    /// Counts transactions, to see writes share them.
+    /// A memory map that counts transactions (to see writes share them), can be held (`gate`)
+    /// and fails its first transaction when `fail_first` is set.
     #[derive(Default)]
     struct Counting {
         map: Map,
         transactions: std::sync::atomic::AtomicUsize,
         gate: Mutex<()>,
+        fail_first: std::sync::atomic::AtomicBool,
     }
 
     impl KeyValue for Counting {
@@ -160,6 +162,12 @@ mod tests {
             let _held = self.gate.lock().unwrap();
             self.transactions
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if self
+                .fail_first
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                return Err(Error::Io("no space".into()));
+            }
             self.map.apply(writes)
         }
         fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
@@ -264,42 +272,10 @@ mod tests {
 
     #[test]
     fn a_save_queued_after_a_failed_one_of_its_chain_is_not_applied() {
-        /// Fails its first transaction, then works.
-        #[derive(Default)]
-        struct FailsOnce {
-            map: Map,
-            failed: std::sync::atomic::AtomicBool,
-        }
-        impl KeyValue for FailsOnce {
-            fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-                self.map.get(key)
-            }
-            fn apply(&self, writes: Vec<Write<'_>>) -> Result<()> {
-                if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                    return Err(Error::Io("no space".into()));
-                }
-                self.map.apply(writes)
-            }
-            fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-                self.map.scan(prefix)
-            }
-            fn scan_page(
-                &self,
-                prefix: &str,
-                after: Option<&str>,
-                limit: usize,
-            ) -> Result<Vec<(String, Vec<u8>)>> {
-                self.map.scan_page(prefix, after, limit)
-            }
-            fn last_at_or_before(
-                &self,
-                prefix: &str,
-                key: &str,
-            ) -> Result<Option<(String, Vec<u8>)>> {
-                self.map.last_at_or_before(prefix, key)
-            }
-        }
-        let kv = Arc::new(FailsOnce::default());
+        // Fails its first transaction, then works.
+        let kv = Arc::new(Counting::default());
+        kv.fail_first
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let committer = Committer::start(kv.clone()).unwrap();
         let chain = Chain::default();
         let submit = |key: &str, chain: Option<Chain>| {

@@ -202,11 +202,7 @@ impl Execution<'_> {
             .then(|| self.child_execution_of(id))
             .flatten();
         let execution = match child {
-            Some(child) => format!(
-                "{}{}",
-                crate::interpreter::runs::child_arns(child.map_run_arn).1,
-                child.name()
-            ),
+            Some(child) => child.arn.to_owned(),
             None => self.info.execution_arn.clone(),
         };
         format!(
