@@ -18,6 +18,7 @@ mod error;
 mod failure;
 pub mod history;
 mod interpreter;
+mod item_list;
 mod limits;
 mod manage;
 mod model;

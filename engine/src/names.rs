@@ -1,4 +1,5 @@
-//! Names of executions, state machines and activities, checked as Step Functions checks them.
+//! Names of executions, state machines and activities, checked as Step Functions checks them;
+//! and the names Stepstone gives a distributed Map's child executions.
 //!
 //! AWS (StartExecution, CreateStateMachine): 1 to 80 characters, none of them whitespace,
 //! brackets `< > { } [ ]`, wildcards `? *`, special characters `" # % \ ^ | ~ ` $ & , ; : /`,
@@ -79,6 +80,42 @@ fn allowed(c: char) -> bool {
                 | ':'
                 | '/'
         ))
+}
+
+/// The name of child `index` of Map Run `map_run_arn`: UUID-shaped, the Map Run in its first
+/// half and the index in its second, so that one Map Run's children's names (and the store's
+/// keys made of them) sort in index order: the children of a save are written side by side,
+/// not scattered over the store's pages (scattered, a 100,000-item Map wrote 570 MB).
+pub(crate) fn child_execution_name(map_run_arn: &str, index: usize) -> String {
+    let index = index as u64;
+    format!(
+        "{}-8{:03x}-{:012x}",
+        child_name_prefix(map_run_arn),
+        (index >> 48) & 0xfff,
+        index & 0xffff_ffff_ffff
+    )
+}
+
+/// The ARNs of a Map Run's children: (their state machine's, the prefix of their executions',
+/// to which a child's name is added). `arn:aws:states:R:A:mapRun:MACHINE/LABEL:ID` gives
+/// `arn:aws:states:R:A:stateMachine:MACHINE/LABEL` and `arn:aws:states:R:A:execution:MACHINE/LABEL:`.
+pub(crate) fn child_arns(map_run_arn: &str) -> (String, String) {
+    let (prefix, rest) = map_run_arn
+        .split_once(":mapRun:")
+        .unwrap_or((map_run_arn, ""));
+    let machine = rest.rsplit_once(':').map_or(rest, |(m, _)| m);
+    (
+        format!("{prefix}:stateMachine:{machine}"),
+        format!("{prefix}:execution:{machine}:"),
+    )
+}
+
+/// What the names of Map Run `map_run_arn`'s children begin with (18 characters: a hash of
+/// the Map Run's ARN), so that the store lists a Map Run's children by it.
+pub(crate) fn child_name_prefix(map_run_arn: &str) -> String {
+    let mut run = crate::tokens::uuid_from(map_run_arn.as_bytes());
+    run.truncate(18);
+    run
 }
 
 #[cfg(test)]

@@ -309,6 +309,60 @@ async fn items_read_once_are_kept_in_the_checkpoint_for_a_redrive() {
 }
 
 #[tokio::test]
+async fn a_reader_answering_json_lines_gives_each_line_as_an_item_and_they_survive_a_redrive() {
+    // Stepstone's own readers answer JSON Lines (one item per line, blank lines skipped), so
+    // that a million items never exist as one array; the Map keeps them so in its checkpoint.
+    let def = json!({"StartAt": "Fan", "States": {
+        "Fan": {"Type": "Map",
+            "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+                "ReaderConfig": {"InputType": "JSONL"}, "Parameters": {"Bucket": "b", "Key": "k"}},
+            "ItemSelector": {"item.$": "$$.Map.Item.Value", "at.$": "$$.Map.Item.Index"},
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "Deploy", "States": {
+                    "Deploy": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                               "Parameters": {"item.$": "$.item", "at.$": "$.at"}, "End": true}}},
+            "End": true}}});
+    let m = machine(&def);
+    let store = MemStore::new();
+    let deploy = deploy(&[2], true, Arc::default());
+    let tasks = FnTasks(move |req: TaskRequest| -> TaskFuture {
+        if req.resource == "arn:aws:states:::s3:getObject" {
+            let lines = "{\"name\": \"a\\nb\"}\n\n2\r\n [3, 4] \n".to_owned();
+            return Box::pin(async { Ok(Value::String(lines)) });
+        }
+        deploy.0(req)
+    });
+    let first = durable(&m, &def, json!({}), &store, &tasks).await;
+    assert!(
+        matches!(&first.status, Status::Failed(f) if f.error == "Deploy.Failed"),
+        "{:?}",
+        first.status
+    );
+    let stored = store
+        .load(&first.info.execution_arn)
+        .unwrap()
+        .expect("stored");
+    let second = redrive(&m, stored.checkpoint, &options(), &tasks, &store, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        second.status,
+        Status::Succeeded(json!([{"item": {"name": "a\nb"}}, {"item": 2}, {"item": [3, 4]}]))
+    );
+
+    // A line that is not one JSON value fails the Map, naming the line.
+    let tasks = FnTasks(|_req: TaskRequest| -> TaskFuture {
+        Box::pin(async { Ok(Value::String("1\n{\"open\": \n".into())) })
+    });
+    let out = run(&m, json!({}), &options(), &tasks).await;
+    let Status::Failed(f) = &out.status else {
+        panic!("{:?}", out.status)
+    };
+    assert_eq!(f.error, "States.ItemReaderFailed");
+    assert!(f.cause.starts_with("line 2 "), "{}", f.cause);
+}
+
+#[tokio::test]
 async fn a_reader_that_fails_fails_the_map_with_item_reader_failed() {
     let def = json!({"StartAt": "Fan", "States": {
         "Fan": {"Type": "Map",

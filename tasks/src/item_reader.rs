@@ -1,7 +1,8 @@
 //! ItemReader: where a distributed Map reads its items. The Map dispatches its reader as a
 //! task (see `stepstone_engine`'s Map state): the request's resource is the ItemReader's
 //! Resource and its input the evaluated Parameters (or Arguments) with the `ReaderConfig`
-//! (`MaxItems` resolved); the answer is the array of items.
+//! (`MaxItems` resolved); the answer is the items as JSON Lines ([`ItemLines`]): the Map
+//! holds them compactly, and a million items never exist as one `Value` array.
 //!
 //! - `arn:aws:states:::s3:getObject` reads one object (through [`crate::AwsTasks`]), and
 //!   `arn:aws:states:::s3:listObjectsV2` lists a bucket's objects under a `Prefix`, one item per
@@ -13,6 +14,8 @@
 //! `ItemsPointer` points at), `JSONL` (one value per line), `CSV` (one object per row, keyed by
 //! the header: the first row, or `CSVHeaders` with `CSVHeaderLocation: GIVEN`; fields
 //! separated by `CSVDelimiter`, quoted as RFC 4180 quotes). `MaxItems` keeps the first items.
+//! JSON Lines and CSV are made into items as their bytes arrive (the object is never held
+//! whole, and reading stops at `MaxItems`); a JSON document is parsed once read whole.
 
 use serde_json::{Map, Value};
 use stepstone_engine::Failure;
@@ -24,18 +27,17 @@ pub const GET_OBJECT: &str = "arn:aws:states:::s3:getObject";
 /// The resource of a reader that lists objects.
 pub const LIST_OBJECTS: &str = "arn:aws:states:::s3:listObjectsV2";
 
-/// The largest object a reader reads. It is read whole, then held as items (several times its
-/// size in memory): past this, a clear failure rather than a process the system kills.
+/// The most a reader holds: a JSON object read whole, or the items read from one object or
+/// listing. Past this, a clear failure rather than a process the system kills.
 pub const MAX_OBJECT_BYTES: u64 = 512 << 20;
 
-/// Fails a read of `name`, `size` bytes long, past [`MAX_OBJECT_BYTES`].
-pub fn check_size(name: &str, size: u64) -> Result<(), Failure> {
-    if size > MAX_OBJECT_BYTES {
-        return Err(reader_failure(format!(
-            "{name} is {size} bytes: Stepstone reads an ItemReader's object whole, at most {MAX_OBJECT_BYTES} bytes (split it, or list its parts with s3:listObjectsV2)"
-        )));
+/// Fails, before reading it, an object of `size` bytes that would be read whole past
+/// [`MAX_OBJECT_BYTES`] (JSON Lines and CSV are split as they arrive: their size is not bound).
+pub fn check_size(config: &ReaderConfig, name: &str, size: u64) -> Result<(), Failure> {
+    match config.reads_whole() && size > MAX_OBJECT_BYTES {
+        true => Err(too_big(name, size)),
+        false => Ok(()),
     }
-    Ok(())
 }
 
 /// How an object's text becomes items.
@@ -120,85 +122,236 @@ impl ReaderConfig {
         })
     }
 
-    /// At most `MaxItems` of `items`.
-    pub fn limit(&self, mut items: Vec<Value>) -> Vec<Value> {
-        if self.max_items > 0 {
-            items.truncate(self.max_items);
-        }
-        items
-    }
-
     /// Whether `count` items already reach `MaxItems` (a listing stops there).
     pub fn is_full(&self, count: usize) -> bool {
         self.max_items > 0 && count >= self.max_items
     }
 
-    /// The items of an object whose content is `bytes`; `name` says which object, in errors.
-    pub fn items(&self, name: &str, bytes: &[u8]) -> Result<Vec<Value>, Failure> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| reader_failure(format!("{name} is not UTF-8 text: {e}")))?;
-        let items = match self.input_type {
-            InputType::Json => self.json_items(name, text)?,
-            InputType::JsonLines => self.json_lines(name, text)?,
-            InputType::Csv => self.csv_items(name, text)?,
-        };
-        Ok(self.limit(items))
+    /// Whether the object is read whole before it becomes items (a JSON document), rather
+    /// than split as it arrives.
+    pub fn reads_whole(&self) -> bool {
+        self.input_type == InputType::Json
     }
 
-    fn json_items(&self, name: &str, text: &str) -> Result<Vec<Value>, Failure> {
-        let document: Value = serde_json::from_str(text)
+    /// What turns the bytes of object `name` into items, fed as they arrive.
+    pub fn sink(&self, name: &str) -> ItemSink<'_> {
+        ItemSink {
+            config: self,
+            name: name.to_owned(),
+            pending: Vec::new(),
+            lines: 0,
+            csv_headers: self.headers.clone(),
+            csv_scanned: 0,
+            csv_in_quotes: false,
+            items: ItemLines::default(),
+        }
+    }
+}
+
+/// Items as a reader answers them: JSON Lines, one compact item per line (the Map holds them
+/// so, see `stepstone_engine`'s Map state), never a `Value` array of them all.
+#[derive(Debug, Default)]
+pub struct ItemLines {
+    text: String,
+    count: usize,
+}
+
+impl ItemLines {
+    /// How many items.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Appends an item (refused past [`MAX_OBJECT_BYTES`] of items).
+    pub fn push(&mut self, item: &Value) -> Result<(), Failure> {
+        self.push_checked(&item.to_string())
+    }
+
+    /// Appends an item whose text is one JSON value on one line.
+    fn push_checked(&mut self, text: &str) -> Result<(), Failure> {
+        if (self.text.len() + text.len()) as u64 > MAX_OBJECT_BYTES {
+            return Err(reader_failure(format!(
+                "the items read are past {MAX_OBJECT_BYTES} bytes, the most Stepstone holds for one Map (split the data across Map Runs)"
+            )));
+        }
+        self.text.push_str(text);
+        self.text.push('\n');
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The reader's answer.
+    pub fn into_answer(self) -> Value {
+        Value::String(self.text)
+    }
+}
+
+/// Turns an object's bytes into items as they arrive ([`ItemSink::feed`], then
+/// [`ItemSink::finish`]): JSON Lines and CSV are split line by line and row by row, so the
+/// object is never held whole and reading stops at `MaxItems`; a JSON document is parsed once
+/// it is whole.
+pub struct ItemSink<'c> {
+    config: &'c ReaderConfig,
+    name: String,
+    /// Bytes not made into items yet: a partial line or row, or the JSON document so far.
+    pending: Vec<u8>,
+    /// JSONL: the lines consumed so far (for the line number in errors).
+    lines: usize,
+    /// CSV: the header, once read or as given.
+    csv_headers: Option<Vec<String>>,
+    /// CSV: how far `pending` was scanned for quotes, and whether that point is in a quoted
+    /// field (a row ends at a line break outside quotes; a quote inside an unquoted field,
+    /// which RFC 4180 does not allow, can make a row look unclosed).
+    csv_scanned: usize,
+    csv_in_quotes: bool,
+    items: ItemLines,
+}
+
+impl ItemSink<'_> {
+    /// Whether `MaxItems` items were read: the rest of the object need not be.
+    pub fn is_full(&self) -> bool {
+        self.config.is_full(self.items.len())
+    }
+
+    /// The next bytes of the object.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), Failure> {
+        if self.is_full() {
+            return Ok(());
+        }
+        self.pending.extend_from_slice(chunk);
+        match self.config.input_type {
+            InputType::Json => {
+                if self.pending.len() as u64 > MAX_OBJECT_BYTES {
+                    return Err(too_big(&self.name, self.pending.len() as u64));
+                }
+                Ok(())
+            }
+            InputType::JsonLines => {
+                let Some(end) = last_line_break(&self.pending) else {
+                    return self.check_pending();
+                };
+                let lines: Vec<u8> = self.pending.drain(..=end).collect();
+                self.json_lines(&lines)
+            }
+            InputType::Csv => {
+                let mut end = None;
+                for (i, &b) in self.pending.iter().enumerate().skip(self.csv_scanned) {
+                    match b {
+                        b'"' => self.csv_in_quotes = !self.csv_in_quotes,
+                        b'\n' if !self.csv_in_quotes => end = Some(i),
+                        _ => {}
+                    }
+                }
+                self.csv_scanned = self.pending.len();
+                let Some(end) = end else {
+                    return self.check_pending();
+                };
+                let rows: Vec<u8> = self.pending.drain(..=end).collect();
+                self.csv_scanned -= rows.len();
+                self.csv_rows(&rows)
+            }
+        }
+    }
+
+    /// The items, once the whole object (or `MaxItems` of it) was fed: the reader's answer.
+    pub fn finish(mut self) -> Result<Value, Failure> {
+        if !self.is_full() {
+            let rest = std::mem::take(&mut self.pending);
+            match self.config.input_type {
+                InputType::Json => self.json_document(&rest)?,
+                InputType::JsonLines => self.json_lines(&rest)?,
+                InputType::Csv => self.csv_rows(&rest)?,
+            }
+        }
+        Ok(self.items.into_answer())
+    }
+
+    /// A line or row longer than any object Stepstone reads whole is refused as it grows.
+    fn check_pending(&self) -> Result<(), Failure> {
+        match self.pending.len() as u64 > MAX_OBJECT_BYTES {
+            true => Err(too_big(&self.name, self.pending.len() as u64)),
+            false => Ok(()),
+        }
+    }
+
+    fn json_document(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        let name = &self.name;
+        let document: Value = serde_json::from_slice(bytes)
             .map_err(|e| reader_failure(format!("{name} is not valid JSON: {e}")))?;
-        let found = match &self.items_pointer {
+        let found = match &self.config.items_pointer {
             Some(pointer) => document.pointer(pointer).ok_or_else(|| {
                 reader_failure(format!("ItemsPointer {pointer} finds nothing in {name}"))
             })?,
             None => &document,
         };
-        match found {
-            Value::Array(items) => Ok(items.clone()),
-            other => Err(reader_failure(format!(
+        let Value::Array(found) = found else {
+            return Err(reader_failure(format!(
                 "the JSON items of {name} must be an array, not {}",
-                stepstone_engine::asl::json_type_name(other)
-            ))),
-        }
-    }
-
-    fn json_lines(&self, name: &str, text: &str) -> Result<Vec<Value>, Failure> {
-        let mut items = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            if self.is_full(items.len()) {
+                stepstone_engine::asl::json_type_name(found)
+            )));
+        };
+        for item in found {
+            if self.is_full() {
                 break;
             }
-            if line.trim().is_empty() {
-                continue;
-            }
-            items.push(serde_json::from_str(line).map_err(|e| {
-                reader_failure(format!("line {} of {name} is not JSON: {e}", n + 1))
-            })?);
+            self.items.push(item)?;
         }
-        Ok(items)
+        Ok(())
     }
 
-    fn csv_items(&self, name: &str, text: &str) -> Result<Vec<Value>, Failure> {
+    /// Whole lines of a JSON Lines object: each non-blank one is an item, kept as its text.
+    fn json_lines(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        for line in bytes.split(|&b| b == b'\n') {
+            self.lines += 1;
+            if self.is_full() {
+                break;
+            }
+            let n = self.lines;
+            let name = &self.name;
+            let line = std::str::from_utf8(line)
+                .map_err(|e| reader_failure(format!("line {n} of {name} is not UTF-8: {e}")))?
+                .trim();
+            if line.is_empty() {
+                continue;
+            }
+            serde_json::from_str::<&serde_json::value::RawValue>(line)
+                .map_err(|e| reader_failure(format!("line {n} of {name} is not JSON: {e}")))?;
+            self.items.push_checked(line)?;
+        }
+        // `split` sees an empty piece after the final line break: not a line of the object.
+        if bytes.last() == Some(&b'\n') {
+            self.lines -= 1;
+        }
+        Ok(())
+    }
+
+    /// Whole rows of a CSV object: the first is the header unless it was given; each other
+    /// one an object keyed by it.
+    fn csv_rows(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        let name = &self.name;
+        std::str::from_utf8(bytes)
+            .map_err(|e| reader_failure(format!("{name} is not UTF-8 text: {e}")))?;
         let mut rows = CsvRows {
-            text: text.as_bytes(),
+            text: bytes,
             at: 0,
-            delimiter: self.delimiter,
+            delimiter: self.config.delimiter,
         };
-        let headers = match &self.headers {
-            Some(given) => given.clone(),
-            None => rows
-                .next_row()
-                .map_err(|e| reader_failure(format!("{name}: {e}")))?
-                .ok_or_else(|| reader_failure(format!("{name} has no header row")))?,
-        };
-        let mut items = Vec::new();
-        while !self.is_full(items.len()) {
+        while !self.is_full() {
+            let name = &self.name;
             let Some(row) = rows
                 .next_row()
                 .map_err(|e| reader_failure(format!("{name}: {e}")))?
             else {
                 break;
+            };
+            let Some(headers) = &self.csv_headers else {
+                self.csv_headers = Some(row);
+                continue;
             };
             if row.len() == 1 && row[0].is_empty() {
                 continue; // a blank line
@@ -206,7 +359,7 @@ impl ReaderConfig {
             if row.len() != headers.len() {
                 return Err(reader_failure(format!(
                     "row {} of {name} has {} fields, its header {}",
-                    items.len() + 1,
+                    self.items.len() + 1,
                     row.len(),
                     headers.len()
                 )));
@@ -216,10 +369,21 @@ impl ReaderConfig {
                 .cloned()
                 .zip(row.into_iter().map(Value::String))
                 .collect();
-            items.push(Value::Object(object));
+            self.items.push(&Value::Object(object))?;
         }
-        Ok(items)
+        Ok(())
     }
+}
+
+/// Where the last line break of `bytes` is.
+fn last_line_break(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().rposition(|&b| b == b'\n')
+}
+
+fn too_big(name: &str, size: u64) -> Failure {
+    reader_failure(format!(
+        "{name} is {size} bytes: Stepstone reads a JSON ItemReader's object whole, at most {MAX_OBJECT_BYTES} bytes (use JSONL, or split it and list its parts with s3:listObjectsV2)"
+    ))
 }
 
 /// Rows of CSV text: fields separated by the delimiter, rows by `\n` or `\r\n`; a field in
@@ -302,19 +466,25 @@ pub fn reader_failure(cause: String) -> Failure {
     Failure::new(errors::ITEM_READER_FAILED, cause)
 }
 
-/// Reads a `file://PATH` reader's items (relative paths from the working directory).
+/// Reads a `file://PATH` reader's items (relative paths from the working directory), a chunk
+/// at a time.
 pub(crate) async fn read_file(resource: &str, request: &Value) -> Result<Value, Failure> {
+    use tokio::io::AsyncReadExt;
     let path = resource.strip_prefix("file://").unwrap_or(resource);
     let config = ReaderConfig::of(request)?;
-    let size = tokio::fs::metadata(path)
-        .await
-        .map_err(|e| reader_failure(format!("cannot read {path}: {e}")))?
-        .len();
-    check_size(path, size)?;
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| reader_failure(format!("cannot read {path}: {e}")))?;
-    Ok(Value::Array(config.items(path, &bytes)?))
+    let cannot = |e: std::io::Error| reader_failure(format!("cannot read {path}: {e}"));
+    let mut file = tokio::fs::File::open(path).await.map_err(cannot)?;
+    check_size(&config, path, file.metadata().await.map_err(cannot)?.len())?;
+    let mut sink = config.sink(path);
+    let mut chunk = vec![0; 1 << 20];
+    while !sink.is_full() {
+        let n = file.read(&mut chunk).await.map_err(cannot)?;
+        if n == 0 {
+            break;
+        }
+        sink.feed(&chunk[..n])?;
+    }
+    sink.finish()
 }
 
 #[cfg(test)]
@@ -326,6 +496,32 @@ mod tests {
         ReaderConfig::of(&json!({ "ReaderConfig": c })).unwrap()
     }
 
+    impl ReaderConfig {
+        /// The items of `bytes`, fed a few bytes at a time (as an object arrives in chunks, cut
+        /// anywhere: inside a line, a quoted field, a UTF-8 character).
+        fn items(&self, name: &str, bytes: &[u8]) -> Result<Vec<Value>, Failure> {
+            let mut answers = Vec::new();
+            for size in [1, 3, 7, bytes.len().max(1)] {
+                let mut sink = self.sink(name);
+                for chunk in bytes.chunks(size) {
+                    sink.feed(chunk)?;
+                    if sink.is_full() {
+                        break;
+                    }
+                }
+                let Value::String(lines) = sink.finish()? else {
+                    panic!("a reader answers JSON Lines");
+                };
+                let items: Vec<Value> = lines
+                    .lines()
+                    .map(|line| serde_json::from_str(line).unwrap())
+                    .collect();
+                answers.push(items);
+            }
+            assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+            Ok(answers.pop().unwrap())
+        }
+    }
     #[test]
     fn csv_rows_become_objects_keyed_by_the_header() {
         let text = "id,name,note\n1,alpha,\"a, b\"\r\n2,beta,\"say \"\"hi\"\"\nthere\"\n\n";
@@ -377,12 +573,32 @@ mod tests {
         );
         let bad = config(json!({"InputType": "JSONL"})).items("x.jsonl", b"1\n{\n");
         assert!(bad.unwrap_err().cause.contains("line 2 of x.jsonl"));
+        // Line numbers count across chunks and blank lines; characters cut between chunks
+        // are whole again.
+        let jsonl = config(json!({"InputType": "JSONL"}));
+        let bad = jsonl.items("x.jsonl", b"1\n\n2\r\n{\n").unwrap_err();
+        assert!(bad.cause.contains("line 4 of x.jsonl"), "{}", bad.cause);
+        assert_eq!(
+            jsonl
+                .items("x", "{\"n\": \"\u{e9}\u{20ac}\"}\n[]".as_bytes())
+                .unwrap(),
+            [json!({"n": "\u{e9}\u{20ac}"}), json!([])]
+        );
+        let csv = config(json!({"InputType": "CSV"}));
+        assert_eq!(
+            csv.items("x", "k\n\u{20ac}\n".as_bytes()).unwrap(),
+            [json!({"k": "\u{20ac}"})]
+        );
     }
 
     #[test]
     fn an_object_past_the_bound_is_refused_before_it_is_read() {
-        assert!(check_size("s3://b/k", MAX_OBJECT_BYTES).is_ok());
-        let failure = check_size("s3://b/k", MAX_OBJECT_BYTES + 1).unwrap_err();
+        let json = config(json!({"InputType": "JSON"}));
+        assert!(check_size(&json, "s3://b/k", MAX_OBJECT_BYTES).is_ok());
+        // JSON Lines are split as they arrive: any size is read.
+        let lines = config(json!({"InputType": "JSONL"}));
+        assert!(check_size(&lines, "s3://b/k", 4 * MAX_OBJECT_BYTES).is_ok());
+        let failure = check_size(&json, "s3://b/k", MAX_OBJECT_BYTES + 1).unwrap_err();
         assert_eq!(failure.error, "States.ItemReaderFailed");
         assert!(
             failure.cause.starts_with("s3://b/k is 536870913 bytes"),

@@ -7,7 +7,8 @@ use stepstone_asl::eval::Context;
 use stepstone_asl::timestamp::Timestamp;
 
 use super::ExecutionInfo;
-use super::runs::{ChildExecution, child_arns};
+use super::runs::ChildExecution;
+use crate::names::child_arns;
 
 /// The context object, built on first use.
 pub(super) struct LazyContext<'a> {

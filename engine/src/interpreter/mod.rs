@@ -316,7 +316,7 @@ impl<'m> Execution<'m> {
             return;
         };
         let (event, names) = self.number_child_event(id);
-        if let (Some((arn, map_run_arn)), true) = (names, self.keeps_child_histories()) {
+        if let (Some(arn), true) = (names, self.keeps_child_histories()) {
             let aborted = crate::history::Event {
                 id: event,
                 previous_event_id: last,
@@ -326,7 +326,7 @@ impl<'m> Execution<'m> {
                     cause: String::new(),
                 },
             };
-            self.child_events.push(arn, &map_run_arn, aborted);
+            self.child_events.push(arn, aborted);
         }
     }
 

@@ -7,6 +7,8 @@ use stepstone_asl::{ScopeRef, State, StateId, StateKind};
 
 use super::{Command, Execution, RunId, TaskRequest, TimerReason};
 use crate::history::EventKind;
+use crate::item_list::ItemList;
+use crate::names::{child_arns, child_execution_name};
 use crate::vars::Vars;
 
 /// What a blocked run waits for.
@@ -82,7 +84,7 @@ pub(crate) struct Run<'m> {
     /// A Map's effective input while its iterations start (ItemSelector reads it).
     input_for_items: Option<Value>,
     /// What a Map's ItemReader read (ItemsPath, if any, picks the items from it).
-    read_items: Option<Value>,
+    read_items: Option<ItemList>,
     /// The first run of a distributed Map's child execution: that execution's input, start and
     /// event count (`$$.Execution` for every run in it).
     child_start: Option<ChildStart>,
@@ -111,41 +113,12 @@ impl ChildExecution<'_> {
     }
 }
 
-/// The name of child `index` of Map Run `map_run_arn`: UUID-shaped, the Map Run in its first
-/// half and the index in its second, so that one Map Run's children's names (and the store's
-/// keys made of them) sort in index order: the children of a save are written side by side,
-/// not scattered over the store's pages (scattered, a 100,000-item Map wrote 570 MB).
-pub(crate) fn child_execution_name(map_run_arn: &str, index: usize) -> String {
-    let run = crate::tokens::uuid_from(map_run_arn.as_bytes());
-    let index = index as u64;
-    format!(
-        "{}-8{:03x}-{:012x}",
-        &run[..18],
-        (index >> 48) & 0xfff,
-        index & 0xffff_ffff_ffff
-    )
-}
-
-/// The ARNs of a Map Run's children: (their state machine's, the prefix of their executions',
-/// to which a child's name is added). `arn:aws:states:R:A:mapRun:MACHINE/LABEL:ID` gives
-/// `arn:aws:states:R:A:stateMachine:MACHINE/LABEL` and `arn:aws:states:R:A:execution:MACHINE/LABEL:`.
-pub(crate) fn child_arns(map_run_arn: &str) -> (String, String) {
-    let (prefix, rest) = map_run_arn
-        .split_once(":mapRun:")
-        .unwrap_or((map_run_arn, ""));
-    let machine = rest.rsplit_once(':').map_or(rest, |(m, _)| m);
-    (
-        format!("{prefix}:stateMachine:{machine}"),
-        format!("{prefix}:execution:{machine}:"),
-    )
-}
-
 /// What a run starts with: everything but where it is.
 pub(crate) struct RunData {
     pub(crate) input: Value,
     pub(crate) vars: Vars,
     pub(crate) input_for_items: Option<Value>,
-    pub(crate) read_items: Option<Value>,
+    pub(crate) read_items: Option<ItemList>,
     pub(crate) child_start: Option<ChildStart>,
 }
 
@@ -252,11 +225,11 @@ impl<'m> Run<'m> {
     }
 
     /// What the Map's ItemReader read.
-    pub(crate) fn read_items(&self) -> Option<&Value> {
+    pub(crate) fn read_items(&self) -> Option<&ItemList> {
         self.read_items.as_ref()
     }
 
-    pub(crate) fn set_read_items(&mut self, items: Value) {
+    pub(crate) fn set_read_items(&mut self, items: ItemList) {
         self.read_items = Some(items);
         self.data_changed = true;
     }
@@ -362,7 +335,6 @@ impl<'m> Execution<'m> {
                 let input = crate::history::EventData::of(&run.input);
                 self.child_events.push(
                     arn.clone(),
-                    &map_run_arn,
                     crate::history::Event {
                         id: 1,
                         previous_event_id: 0,
@@ -578,8 +550,8 @@ impl<'m> Execution<'m> {
     }
 
     /// The next event id of the child execution run `id` is part of (0 if there is none), and
-    /// the ARNs of that execution and its Map Run.
-    pub(crate) fn number_child_event(&mut self, id: RunId) -> (u64, Option<(String, String)>) {
+    /// that execution's ARN when its history is kept.
+    pub(crate) fn number_child_event(&mut self, id: RunId) -> (u64, Option<String>) {
         let mut run = id;
         while let Some(link) = self.get(run).and_then(|r| r.parent) {
             if !self.get(link.parent).is_some_and(|p| p.in_child_execution) {
@@ -594,8 +566,8 @@ impl<'m> Execution<'m> {
         first.data_changed = true;
         first.child_start.as_mut().map_or((0, None), |child| {
             child.events += 1;
-            // The names only for an event that is kept.
-            let names = keep.then(|| (child.arn.clone(), child.map_run_arn.clone()));
+            // The ARN only for an event that is kept.
+            let names = keep.then(|| child.arn.clone());
             (child.events, names)
         })
     }
@@ -620,7 +592,7 @@ impl<'m> Execution<'m> {
             // (`child_events`, for the store), not in this one, nor counted against its limit.
             let (event, arn) = self.number_child_event(id);
             if self.keeps_child_histories()
-                && let Some((arn, map_run_arn)) = arn
+                && let Some(arn) = arn
             {
                 let built = crate::history::Event {
                     id: event,
@@ -628,7 +600,7 @@ impl<'m> Execution<'m> {
                     timestamp: self.now,
                     kind: kind(),
                 };
-                self.child_events.push(arn, &map_run_arn, built);
+                self.child_events.push(arn, built);
             }
             if let Some(r) = self.get_mut(id) {
                 r.last_event = event;

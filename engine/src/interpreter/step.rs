@@ -212,15 +212,13 @@ impl<'m> Execution<'m> {
             last_event: u64,
             extent: Option<Extent>,
             /// The first run of a distributed Map's child execution: that execution ends.
-            child: Option<(String, String, u64)>,
+            child: Option<(String, u64)>,
         }
         let finished = |r: &Run<'_>| Finished {
             parent: r.parent,
             last_event: r.last_event,
             extent: r.extent.get(),
-            child: r
-                .child_start()
-                .map(|c| (c.arn.clone(), c.map_run_arn.clone(), c.events)),
+            child: r.child_start().map(|c| (c.arn.clone(), c.events)),
         };
         let run = match &result {
             Ok(_) => self.remove(id).as_ref().map(finished),
@@ -231,7 +229,7 @@ impl<'m> Execution<'m> {
             }
         };
         let Some(run) = run else { return };
-        if let Some((arn, map_run_arn, events)) = &run.child
+        if let Some((arn, events)) = &run.child
             && self.keeps_child_histories()
         {
             // The child execution's last event, in its own history.
@@ -254,7 +252,7 @@ impl<'m> Execution<'m> {
             if result.is_err() {
                 self.number_child_event(id);
             }
-            self.child_events.push(arn.clone(), map_run_arn, event);
+            self.child_events.push(arn.clone(), event);
         }
         match run.parent {
             None => {

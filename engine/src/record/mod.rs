@@ -33,6 +33,7 @@ use stepstone_asl::timestamp::Timestamp;
 
 use crate::failure::Failure;
 use crate::history::{Event, History, HistoryMode};
+use crate::item_list::ItemList;
 use crate::limits::Limits;
 use crate::model::{ExecutionInfo, RunId, Status, TaskRequest, TimerReason};
 
@@ -134,8 +135,33 @@ pub struct Changes {
 #[derive(Debug)]
 pub(crate) struct ChildEvents {
     pub(crate) arn: String,
-    pub(crate) map_run_arn: String,
     pub(crate) events: Vec<Event>,
+}
+
+/// A mark of a distributed Map's child execution (`k/<child id>/s`, `e` or `p<first id>`):
+/// which batch (`b/...`) holds its events of one save, and, when it started or ended in that
+/// save, when (and how it ended). The store lists a Map Run's children from their marks.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ChildMarkRecord {
+    pub(crate) batch: String,
+    /// The id of the child's first event in the batch.
+    pub(crate) first: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) started: Option<Timestamp>,
+    /// Its status (SUCCEEDED, FAILED, ABORTED) and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ended: Option<(String, Timestamp)>,
+}
+
+impl ChildMarkRecord {
+    pub(crate) fn pointer(batch: String, first: u64) -> ChildMarkRecord {
+        ChildMarkRecord {
+            batch,
+            first,
+            started: None,
+            ended: None,
+        }
+    }
 }
 
 /// The child executions' events an execution has recorded since its last save.
@@ -143,13 +169,12 @@ pub(crate) struct ChildEvents {
 pub(crate) struct ChildHistories(Vec<ChildEvents>);
 
 impl ChildHistories {
-    /// Adds `event` of child `arn` (of Map Run `map_run_arn`).
-    pub(crate) fn push(&mut self, arn: String, map_run_arn: &str, event: Event) {
+    /// Adds `event` of child `arn`.
+    pub(crate) fn push(&mut self, arn: String, event: Event) {
         match self.0.last_mut() {
             Some(last) if last.arn == arn => last.events.push(event),
             _ => self.0.push(ChildEvents {
                 arn,
-                map_run_arn: map_run_arn.to_owned(),
                 events: vec![event],
             }),
         }
@@ -483,7 +508,7 @@ pub(crate) struct RunDataRecord<'a> {
     pub(crate) input_for_items: Option<Cow<'a, Value>>,
     /// What a Map's ItemReader read (absent in stores written before there were readers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) read_items: Option<Cow<'a, Value>>,
+    pub(crate) read_items: Option<Cow<'a, ItemList>>,
     /// The first run of a distributed Map's child execution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) child_start: Option<ChildStartRecord<'a>>,
@@ -878,6 +903,43 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
 /// a JSON object: [`decode_events`] reads both.)
 pub(crate) fn encode_events(events: &[Event]) -> Result<Vec<u8>, crate::store::error::Error> {
     encode(&events)
+}
+
+/// The events of one save's child executions, as one record: `[[child id, [events]], ...]`
+/// (`id_of` gives a child's id, the last part of its ARN).
+pub(crate) fn encode_child_batch(
+    children: &[ChildEvents],
+    id_of: fn(&str) -> &str,
+) -> Result<Vec<u8>, crate::store::error::Error> {
+    let batch: Vec<(&str, &[Event])> = children
+        .iter()
+        .map(|child| (id_of(&child.arn), child.events.as_slice()))
+        .collect();
+    encode(&batch)
+}
+
+/// The events of child `id` in a batch written by [`encode_child_batch`] (only its own are
+/// parsed).
+pub(crate) fn decode_child_batch(
+    key: &str,
+    bytes: &[u8],
+    id: &str,
+) -> Result<Vec<Event>, crate::store::error::Error> {
+    let batch: Vec<(String, Box<RawValue>)> = decode(key, bytes)?;
+    let mut events = Vec::new();
+    for (child, raw) in batch.iter().filter(|(child, _)| child == id) {
+        let more: Vec<Event> = decode(key, raw.get().as_bytes()).map_err(|e| match e {
+            crate::store::error::Error::Corrupt { key, reason } => {
+                crate::store::error::Error::Corrupt {
+                    key,
+                    reason: format!("child {child}: {reason}"),
+                }
+            }
+            other => other,
+        })?;
+        events.extend(more);
+    }
+    Ok(events)
 }
 
 /// The events of a stored history record: a batch (v3) or one event (v1, v2).

@@ -30,7 +30,8 @@ use super::{Described, Error, ExecutionRecord, Result, Saving, Stored, wait};
 use crate::history::{Event, EventKind};
 use crate::record::legacy::Document;
 use crate::record::{
-    self, Changes, Checkpoint, FORMAT_VERSION, HeaderRecord, ListingRecord, RecordKey, Records,
+    self, Changes, Checkpoint, ChildMarkRecord, FORMAT_VERSION, HeaderRecord, ListingRecord,
+    RecordKey, Records,
 };
 
 /// The layout over a database: where each execution's records are, and the number the next
@@ -185,47 +186,66 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                 Cow::Owned(record::encode(&ListingRecord::of(listing, Some(key)))?),
             ));
         }
+        // The save's child events, every child's in one record (compressed together: children
+        // of one Map repeat each other); each child points at it from under its own id.
+        let batch = changes.child_events.iter().find_map(|child| {
+            let first = child.events.first()?;
+            Some(format!("b/{}/{:020}", child_key(&child.arn), first.id))
+        });
+        if let Some(batch) = &batch {
+            write.puts.push((
+                batch.clone(),
+                Cow::Owned(record::encode_child_batch(
+                    &changes.child_events,
+                    child_key,
+                )?),
+            ));
+        }
+        // Each child of the save gets one mark, under its own id: its start (`s`), its end
+        // (`e<first id>`), or (a save between) a pointer (`p<first id>`), each naming the
+        // batch. A child that starts and ends within two saves has two records in all.
+        let mut marks: Vec<(&str, ChildMarkRecord)> = Vec::new();
         for child in &changes.child_events {
-            let Some(first) = child.events.first() else {
+            let (Some(first), Some(batch)) = (child.events.first(), &batch) else {
                 continue;
             };
-            write.puts.push((
-                format!("k/{}/{:020}", child_key(&child.arn), first.id),
-                Cow::Owned(record::encode_events(&child.events)?),
-            ));
-            // Its listing, under its Map Run: started, then ended (two records, so that
-            // neither save reads the other's).
+            let name = child_key(&child.arn);
+            let at = marks.iter().rposition(|(n, _)| *n == name);
+            let at = at.unwrap_or_else(|| {
+                marks.push((name, ChildMarkRecord::pointer(batch.clone(), first.id)));
+                marks.len() - 1
+            });
             for event in &child.events {
-                let (suffix, status, stop) = match &event.kind {
-                    EventKind::ExecutionStarted { .. } => ("s", "RUNNING", None),
-                    EventKind::ExecutionSucceeded { .. } => {
-                        ("e", "SUCCEEDED", Some(event.timestamp))
+                let status = match &event.kind {
+                    EventKind::ExecutionStarted { .. } => {
+                        marks[at].1.started = Some(event.timestamp);
+                        continue;
                     }
-                    EventKind::ExecutionFailed { .. } => ("e", "FAILED", Some(event.timestamp)),
-                    EventKind::ExecutionAborted { .. } => ("e", "ABORTED", Some(event.timestamp)),
+                    EventKind::ExecutionSucceeded { .. } => "SUCCEEDED",
+                    EventKind::ExecutionFailed { .. } => "FAILED",
+                    EventKind::ExecutionAborted { .. } => "ABORTED",
                     _ => continue,
                 };
-                let (machine, name) = child
-                    .arn
-                    .rsplit_once(':')
-                    .map(|(m, n)| (m.rsplit_once(":execution:").map_or(m, |(_, m)| m), n))
-                    .unwrap_or_default();
-                let listing = ExecutionRecord {
-                    execution_arn: child.arn.clone(),
-                    name: name.to_owned(),
-                    state_machine_name: machine.to_owned(),
-                    status: status.to_owned(),
-                    start_date: event.timestamp,
-                    stop_date: stop,
-                };
-                write.puts.push((
-                    format!(
-                        "K/{}/{}/{suffix}",
-                        child_key(&child.map_run_arn),
-                        child_key(&child.arn)
-                    ),
-                    Cow::Owned(record::encode(&listing)?),
-                ));
+                marks[at].1.ended = Some((status.to_owned(), event.timestamp));
+            }
+        }
+        for (name, mark) in marks {
+            let bytes = record::encode(&mark)?;
+            let (started, ended) = (mark.started.is_some(), mark.ended.is_some());
+            if started {
+                write
+                    .puts
+                    .push((format!("k/{name}/s"), Cow::Owned(bytes.clone())));
+            }
+            if ended {
+                // Under the first event's id: a redriven child ends again, and each end's
+                // batch stays named.
+                let key = format!("k/{name}/e{:020}", mark.first);
+                write.puts.push((key, Cow::Owned(bytes.clone())));
+            }
+            if !started && !ended {
+                let key = format!("k/{name}/p{:020}", mark.first);
+                write.puts.push((key, Cow::Owned(bytes)));
             }
         }
         for map_run in &changes.map_runs {
@@ -575,12 +595,30 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                 }
             }
             // A distributed Map's child execution.
-            None => {
-                for (k, v) in self.kv.scan(&format!("k/{}/", child_key(arn)))? {
-                    events.extend(record::decode_events(&k, &v)?);
-                }
-            }
+            None => events.extend(self.child_events(arn)?),
         }
+        Ok(events)
+    }
+
+    /// The events of child execution `arn`, from the batches its marks name.
+    fn child_events(&self, arn: &str) -> Result<Vec<Event>> {
+        let name = child_key(arn);
+        let mut batches = HashSet::new();
+        let mut events = Vec::new();
+        for (k, v) in self.kv.scan(&format!("k/{name}/"))? {
+            let mark: ChildMarkRecord = record::decode(&k, &v)?;
+            // A batch holds all of the child's events of its save: read once.
+            if !batches.insert(mark.batch.clone()) {
+                continue;
+            }
+            let bytes = self.kv.get(&mark.batch)?.ok_or_else(|| Error::Corrupt {
+                key: k.clone(),
+                reason: format!("it names batch {}, which is not in the store", mark.batch),
+            })?;
+            events.extend(record::decode_child_batch(&mark.batch, &bytes, name)?);
+        }
+        // The marks sort by kind, not by save.
+        events.sort_by_key(|e| e.id);
         Ok(events)
     }
 
@@ -610,8 +648,12 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
             });
             sources.push((prefix, before));
         } else {
-            // A distributed Map's child execution: its events are batches under its ARN.
-            sources.push((format!("k/{}/", child_key(arn)), None));
+            // A distributed Map's child execution: a few events, read at once.
+            for event in self.child_events(arn)? {
+                if event.id > after && !f(event) {
+                    return Ok(());
+                }
+            }
         }
         for (prefix, mut from) in sources {
             loop {
@@ -691,24 +733,47 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
         }
     }
 
+    /// The children of Map Run `map_run_arn`, in index order: their names begin with the
+    /// same hash of the Map Run's ARN, so their marks are side by side.
     pub(crate) fn child_executions(&self, map_run_arn: &str) -> Result<Vec<ExecutionRecord>> {
-        let prefix = format!("K/{}/", child_key(map_run_arn));
+        let (machine_arn, execution_prefix) = crate::names::child_arns(map_run_arn);
+        let machine = machine_arn
+            .split_once(":stateMachine:")
+            .map_or("", |(_, m)| m);
+        let prefix = format!("k/{}", crate::names::child_name_prefix(map_run_arn));
         let mut children: Vec<ExecutionRecord> = Vec::new();
         for (key, bytes) in self.kv.scan(&prefix)? {
-            let record: ExecutionRecord = record::decode(&key, &bytes)?;
-            let ended = key.ends_with("/e");
-            match children.last_mut() {
-                // Its two records (`e` sorts first): the end gives the status and stop date,
-                // the start the start date.
-                Some(last) if last.execution_arn == record.execution_arn => {
-                    if ended {
-                        last.status = record.status;
-                        last.stop_date = record.stop_date;
-                    } else {
-                        last.start_date = record.start_date;
-                    }
-                }
-                _ => children.push(record),
+            let Some((name, kind)) = key["k/".len()..].split_once('/') else {
+                continue;
+            };
+            if kind.starts_with('p') {
+                continue;
+            }
+            let mark: ChildMarkRecord = record::decode(&key, &bytes)?;
+            if children.last().is_none_or(|last| last.name != name) {
+                // `e...` sorts before `s`: the end's date stands in until the start is read;
+                // a later end (after a redrive) sorts after an earlier one.
+                let date = mark.started.or(mark.ended.as_ref().map(|(_, at)| *at));
+                let date = date.ok_or_else(|| Error::Corrupt {
+                    key: key.clone(),
+                    reason: "a child's start or end mark without a date".into(),
+                })?;
+                children.push(ExecutionRecord {
+                    execution_arn: format!("{execution_prefix}{name}"),
+                    name: name.to_owned(),
+                    state_machine_name: machine.to_owned(),
+                    status: "RUNNING".into(),
+                    start_date: date,
+                    stop_date: None,
+                });
+            }
+            let child = children.last_mut().expect("pushed");
+            if let Some(started) = mark.started {
+                child.start_date = started;
+            }
+            if let Some((status, stopped)) = mark.ended {
+                child.status = status;
+                child.stop_date = Some(stopped);
             }
         }
         Ok(children)

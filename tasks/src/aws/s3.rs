@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use stepstone_engine::Failure;
 
 use super::error::sdk_failure;
-use crate::item_reader::{ReaderConfig, check_size, reader_failure};
+use crate::item_reader::{ItemLines, ReaderConfig, check_size, reader_failure};
 use crate::result_writer::{ResultFiles, writer_failure};
 
 /// A required string field of the reader's Parameters.
@@ -50,15 +50,23 @@ pub(crate) async fn get_object(client: &Client, request: Value) -> Result<Value,
         .await
         .map_err(|e| s3_failure(&format!("cannot read {name}"), &e))?;
     if let Some(size) = object.content_length() {
-        check_size(&name, u64::try_from(size).unwrap_or(0))?;
+        check_size(&config, &name, u64::try_from(size).unwrap_or(0))?;
     }
-    let bytes = object
-        .body
-        .collect()
-        .await
-        .map_err(|e| reader_failure(format!("cannot read {name}: {e}")))?
-        .into_bytes();
-    Ok(Value::Array(config.items(&name, &bytes)?))
+    // The body as it arrives: JSON Lines and CSV become items chunk by chunk, and the rest of
+    // the object is not read once MaxItems items are.
+    let mut body = object.body;
+    let mut sink = config.sink(&name);
+    while !sink.is_full() {
+        let chunk = body
+            .try_next()
+            .await
+            .map_err(|e| reader_failure(format!("cannot read {name}: {e}")))?;
+        let Some(chunk) = chunk else {
+            break;
+        };
+        sink.feed(&chunk)?;
+    }
+    sink.finish()
 }
 
 /// `s3:listObjectsV2`: an item per object of `Bucket` under `Prefix`, in key order, page after
@@ -70,7 +78,7 @@ pub(crate) async fn list_objects(client: &Client, request: Value) -> Result<Valu
         .get("Prefix")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let mut items = Vec::new();
+    let mut items = ItemLines::default();
     let mut after = None;
     loop {
         let page = client
@@ -85,17 +93,17 @@ pub(crate) async fn list_objects(client: &Client, request: Value) -> Result<Valu
             if config.is_full(items.len()) {
                 break;
             }
-            items.push(json!({
+            items.push(&json!({
                 "Etag": object.e_tag(),
                 "Key": object.key(),
                 "LastModified": object.last_modified().map(|t| t.secs()),
                 "Size": object.size(),
                 "StorageClass": object.storage_class().map(|c| c.as_str()),
-            }));
+            }))?;
         }
         after = page.next_continuation_token().map(str::to_owned);
         if config.is_full(items.len()) || !page.is_truncated().unwrap_or(false) || after.is_none() {
-            return Ok(Value::Array(items));
+            return Ok(items.into_answer());
         }
     }
 }

@@ -15,17 +15,21 @@ use crate::history::EventKind;
 use crate::interpreter::children::{Batching, MapRun};
 use crate::interpreter::probe::step;
 use crate::interpreter::{Command, Execution, Flow, Link, RunId, TaskRequest, Waiting};
+use crate::item_list::ItemList;
 
 impl Execution<'_> {
     pub(crate) fn map(&mut self, id: RunId, state: &Map) -> Flow {
-        self.map_start(id, state).unwrap_or_else(|failure| {
-            // An expression of the Map (Items, MaxConcurrency...) failed: AWS records the
-            // evaluation failure, then the Map's failure.
-            if self.record_evaluation_failure(id, &failure) {
-                self.event(id, || EventKind::MapStateFailed);
-            }
-            Flow::Fail(failure)
-        })
+        self.map_start(id, state)
+            .unwrap_or_else(|failure| self.map_start_failed(id, failure))
+    }
+
+    /// An expression of the Map (Items, MaxConcurrency...) failed: AWS records the evaluation
+    /// failure, then the Map's failure.
+    fn map_start_failed(&mut self, id: RunId, failure: Failure) -> Flow {
+        if self.record_evaluation_failure(id, &failure) {
+            self.event(id, || EventKind::MapStateFailed);
+        }
+        Flow::Fail(failure)
     }
 
     fn map_start(&mut self, id: RunId, state: &Map) -> Result<Flow, Failure> {
@@ -42,7 +46,7 @@ impl Execution<'_> {
                 // The reader is a task of its own: the Map goes on when it answers
                 // (`map_items_read`).
                 None => return self.map_read(id, state, reader),
-                Some(_) => self.map_read_length(id, state)?,
+                Some(items) => items.len(),
             },
             (None, _) => self.map_items(id, state, jsonata)?,
         };
@@ -337,19 +341,19 @@ impl Execution<'_> {
     /// The ItemReader of Map run `id` answered: with what it read, the Map starts (its items
     /// are what ItemsPath, if any, picks from it); a failure fails the Map with
     /// States.ItemReaderFailed.
+    ///
+    /// A reader answers with the items as an array, or (as Stepstone's own readers do, so that
+    /// a million items never exist as one `Value`) as a string of JSON Lines, one item per line.
     fn map_items_read(&mut self, id: RunId, state: &Map, result: Result<Value, Failure>) -> Flow {
         self.run_mut(id).waiting = Waiting::Nothing;
-        let read = result.and_then(|read| {
-            let owned = match self.is_jsonata(id) {
-                true => None,
-                false => self.effective_copy(id, &state.flow)?,
-            };
-            self.run_mut(id).set_input_for_items(owned);
-            self.run_mut(id).set_read_items(read);
-            Ok(())
+        let read = result.and_then(|read| match read {
+            Value::String(lines) => ItemList::from_json_lines(&lines)
+                .map(Ok)
+                .map_err(|e| Failure::new(errors::ITEM_READER_FAILED, e)),
+            other => Ok(Err(other)),
         });
-        match read {
-            Ok(()) => self.map(id, state),
+        let read = match read {
+            Ok(read) => read,
             Err(failure) => {
                 let failure = if failure.error == errors::ITEM_READER_FAILED {
                     failure
@@ -360,37 +364,65 @@ impl Execution<'_> {
                     )
                 };
                 self.event(id, || EventKind::MapStateFailed);
-                Flow::Fail(failure)
+                return Flow::Fail(failure);
             }
+        };
+        let items = self.map_read_items(id, state, read).and_then(|items| {
+            let owned = match self.is_jsonata(id) {
+                true => None,
+                false => self.effective_copy(id, &state.flow)?,
+            };
+            self.run_mut(id).set_input_for_items(owned);
+            self.run_mut(id).set_read_items(items);
+            Ok(())
+        });
+        match items {
+            Ok(()) => self.map(id, state),
+            Err(failure) => self.map_start_failed(id, failure),
         }
     }
 
-    /// How many items the ItemReader's data hold (as ItemsPath reads them, if given).
-    fn map_read_length(&mut self, id: RunId, state: &Map) -> Result<usize, Failure> {
-        let length = self.with_items(id, state, |items| match items {
-            Some(Value::Array(items)) => Ok(items.len()),
-            other => Err(format!(
-                "The ItemReader's data{} must be a JSON array, but found {}",
-                state
-                    .items_path
-                    .as_ref()
-                    .map_or(String::new(), |p| format!(" at ItemsPath '{}'", p.as_str())),
-                other.map_or("nothing".into(), Value::to_string)
-            )),
-        });
-        length.map_err(|m| self.state_failure(id, eval::Error::runtime(m)))
+    /// The items of what the ItemReader read (JSON Lines already split, or a value), as
+    /// ItemsPath, if any, picks them: they must be an array.
+    fn map_read_items(
+        &self,
+        id: RunId,
+        state: &Map,
+        read: Result<ItemList, Value>,
+    ) -> Result<ItemList, Failure> {
+        let Some(path) = &state.items_path else {
+            return match read {
+                Ok(items) => Ok(items),
+                Err(Value::Array(items)) => Ok(ItemList::from_values(&items)),
+                Err(other) => Err(self.map_read_not_array(id, state, Some(&other))),
+            };
+        };
+        let read = match read {
+            Ok(items) => items.to_value(),
+            Err(value) => value,
+        };
+        self.with_env(id, &read, None, |env| match env.read_ref(path) {
+            Some(Value::Array(items)) => Ok(ItemList::from_values(items)),
+            other => Err(self.map_read_not_array(id, state, other)),
+        })
     }
 
-    /// Calls `f` with the items array (by reference) as ItemsPath reads it: from what the
-    /// ItemReader read, if the Map has one, else from the effective input.
+    fn map_read_not_array(&self, id: RunId, state: &Map, found: Option<&Value>) -> Failure {
+        let message = format!(
+            "The ItemReader's data{} must be a JSON array, but found {}",
+            state
+                .items_path
+                .as_ref()
+                .map_or(String::new(), |p| format!(" at ItemsPath '{}'", p.as_str())),
+            found.map_or("nothing".into(), Value::to_string)
+        );
+        self.state_failure(id, eval::Error::runtime(message))
+    }
+
+    /// Calls `f` with the items array (by reference) of a Map without an ItemReader, as
+    /// ItemsPath reads it from the effective input.
     fn with_items<T>(&self, id: RunId, state: &Map, f: impl FnOnce(Option<&Value>) -> T) -> T {
         let run = self.run(id);
-        if state.item_reader.is_some() {
-            return match (run.read_items(), &state.items_path) {
-                (Some(read), Some(p)) => self.with_env(id, read, None, |env| f(env.read_ref(p))),
-                (read, _) => f(read),
-            };
-        }
         let effective = run.items_source();
         match &state.items_path {
             Some(p) => self.with_env(id, effective, None, |env| f(env.read_ref(p))),
@@ -460,12 +492,11 @@ impl Execution<'_> {
 
     /// The input of item `index`'s iteration: the item, through ItemSelector if there is one.
     fn map_item_input(&mut self, id: RunId, state: &Map, index: usize) -> Result<Value, Failure> {
-        let item = self.with_items(id, state, |items| {
-            items
-                .and_then(|a| a.get(index))
-                .cloned()
-                .unwrap_or(Value::Null)
-        });
+        let item = match state.item_reader {
+            Some(_) => self.run(id).read_items().and_then(|items| items.get(index)),
+            None => self.with_items(id, state, |items| items.and_then(|a| a.get(index)).cloned()),
+        }
+        .unwrap_or(Value::Null);
         let selector = state
             .item_selector
             .as_ref()
@@ -548,6 +579,15 @@ impl Execution<'_> {
 
     /// Where the batches of `batching` start, from the items' sizes.
     fn map_batch_starts(&self, id: RunId, state: &Map, batching: &Batching) -> Vec<usize> {
+        if state.item_reader.is_some() {
+            // Measured as the item's value is (its text as read may hold spaces).
+            let items = self.run(id).read_items();
+            return batching.work_out_starts(|i| {
+                items
+                    .and_then(|a| a.get(i))
+                    .map_or(0, |item| crate::limits::json_size(&item))
+            });
+        }
         self.with_items(id, state, |items| {
             let items = items.and_then(Value::as_array);
             batching.work_out_starts(|i| {

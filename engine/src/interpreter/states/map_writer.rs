@@ -173,8 +173,8 @@ fn child_details(
     output: Value,
     ok: bool,
 ) -> Value {
-    let name = crate::interpreter::runs::child_execution_name(map_run_arn, index);
-    let (machine_arn, execution_prefix) = crate::interpreter::runs::child_arns(map_run_arn);
+    let name = crate::names::child_execution_name(map_run_arn, index);
+    let (machine_arn, execution_prefix) = crate::names::child_arns(map_run_arn);
     let mut entry = json!({
         "ExecutionArn": format!("{execution_prefix}{name}"),
         "Name": name,
