@@ -1674,6 +1674,8 @@ fn map_runs_are_listed_and_described_from_the_store() {
     let described: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(described["status"], "SUCCEEDED");
     assert_eq!(described["input"], described["output"]);
+    // As AWS's DescribeExecution of a child execution: its Map Run.
+    assert_eq!(described["mapRunArn"], arn);
     // The parent's history holds the Map Run, not the children's events.
     let o = stepstone(&["history", "fan-out", "--store", &store, "--json"]);
     let parent: Value = serde_json::from_slice(&o.stdout).unwrap();

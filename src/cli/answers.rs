@@ -362,6 +362,9 @@ pub(crate) fn describe_child_execution(
         "startDate": first.timestamp.to_string(),
         "input": input.value().unwrap_or_default(),
     });
+    if let Some(map_run) = store.map_run_of_child(arn).map_err(|e| e.to_string())? {
+        v["mapRunArn"] = json!(map_run.map_run_arn);
+    }
     match events.last().map(|e| (&e.kind, e.timestamp)) {
         Some((EventKind::ExecutionSucceeded { output }, stop)) => {
             v["status"] = json!("SUCCEEDED");

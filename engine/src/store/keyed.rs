@@ -779,6 +779,21 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
         Ok(children)
     }
 
+    /// The Map Run whose children's names begin as `child_arn`'s does, and whose children's
+    /// ARNs it would make.
+    pub(crate) fn map_run_of_child(&self, child_arn: &str) -> Result<Option<super::MapRunRecord>> {
+        let name = child_key(child_arn);
+        for (key, bytes) in self.kv.scan("M/")? {
+            let run: super::MapRunRecord = record::decode(&key, &bytes)?;
+            let prefix = crate::names::child_name_prefix(&run.map_run_arn);
+            let (_, execution_prefix) = crate::names::child_arns(&run.map_run_arn);
+            if name.starts_with(&prefix) && child_arn.starts_with(&execution_prefix) {
+                return Ok(Some(run));
+            }
+        }
+        Ok(None)
+    }
+
     pub(crate) fn map_runs(&self, execution_arn: &str) -> Result<Vec<super::MapRunRecord>> {
         let mut runs = Vec::new();
         for (key, bytes) in self.kv.scan("M/")? {
@@ -926,6 +941,13 @@ macro_rules! checkpoint_store_over_keys {
                 self.keyed.map_runs(execution_arn)
             }
 
+            fn map_run_of_child(
+                &self,
+                child_arn: &str,
+            ) -> $crate::store::Result<Option<$crate::store::MapRunRecord>> {
+                self.keyed.map_run_of_child(child_arn)
+            }
+
             fn put_state_machine(
                 &self,
                 machine: &$crate::store::StateMachineRecord,
@@ -1039,5 +1061,128 @@ mod tests {
                 "after {after}"
             );
         }
+    }
+
+    /// A Map Run's children, written over several saves (a child's events split within one
+    /// save, a save in which it neither starts nor ends, a redriven child that ends twice):
+    /// each child's history reads back whole and in order, and the listing shows each child
+    /// once, with its latest end.
+    #[test]
+    fn child_histories_are_batched_per_save_and_listed_by_their_marks() {
+        let keyed = Keyed::open(Map::default(), false, false).unwrap();
+        let map_run = "arn:aws:states:us-east-1:123456789012:mapRun:m/Fan:run-1";
+        let (_, prefix) = crate::names::child_arns(map_run);
+        let child =
+            |i: usize| format!("{prefix}{}", crate::names::child_execution_name(map_run, i));
+        let event = |id: u64, kind: EventKind| Event {
+            id,
+            previous_event_id: id - 1,
+            timestamp: record::at(id as i128 * 1_000_000),
+            kind,
+        };
+        let started = |id| {
+            event(
+                id,
+                EventKind::ExecutionStarted {
+                    input: crate::history::EventData::of(&Value::Null),
+                    role_arn: String::new(),
+                },
+            )
+        };
+        let failed = |id| {
+            event(
+                id,
+                EventKind::ExecutionFailed {
+                    error: "E".into(),
+                    cause: String::new(),
+                },
+            )
+        };
+        let succeeded = |id| {
+            event(
+                id,
+                EventKind::ExecutionSucceeded {
+                    output: crate::history::EventData::of(&Value::Null),
+                },
+            )
+        };
+        let save = |children: Vec<(usize, Vec<Event>)>| {
+            let changes = Changes {
+                execution_arn: "arn:aws:states:us-east-1:123456789012:execution:m:e".into(),
+                complete: false,
+                listing: None,
+                puts: Vec::new(),
+                deletes: Vec::new(),
+                events: Vec::new(),
+                chain: Chain::default(),
+                map_runs: Vec::new(),
+                child_events: children
+                    .into_iter()
+                    .map(|(i, events)| record::ChildEvents {
+                        arn: child(i),
+                        events,
+                    })
+                    .collect(),
+            };
+            let mut write = Write::default();
+            keyed.write_of(1, &changes, Vec::new(), &mut write).unwrap();
+            keyed.kv.apply(vec![write]).unwrap();
+        };
+        let pass = |id| event(id, EventKind::MapStateSucceeded);
+        // Save 1: both start; child 0's events are split around child 1's.
+        save(vec![
+            (0, vec![started(1), pass(2)]),
+            (1, vec![started(1)]),
+            (0, vec![pass(3)]),
+        ]);
+        // Save 2: child 0 goes on (neither starts nor ends), child 1 fails.
+        save(vec![(0, vec![pass(4)]), (1, vec![pass(2), failed(3)])]);
+        // Save 3: child 0 succeeds; child 1, redriven, succeeds.
+        save(vec![
+            (0, vec![succeeded(5)]),
+            (1, vec![pass(4), succeeded(5)]),
+        ]);
+        for i in [0, 1] {
+            let ids: Vec<u64> = keyed
+                .events(&child(i))
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect();
+            assert_eq!(ids, [1, 2, 3, 4, 5], "child {i}");
+        }
+        let kinds: Vec<String> = keyed
+            .events(&child(1))
+            .unwrap()
+            .iter()
+            .map(|e| e.kind.type_name())
+            .collect();
+        assert_eq!(kinds[2], "ExecutionFailed");
+        let listed = keyed.child_executions(map_run).unwrap();
+        let listed: Vec<(&str, &str, bool)> = listed
+            .iter()
+            .map(|c| {
+                (
+                    c.execution_arn.as_str(),
+                    c.status.as_str(),
+                    c.stop_date.is_some(),
+                )
+            })
+            .collect();
+        let (c0, c1) = (child(0), child(1));
+        assert_eq!(
+            listed,
+            [
+                (c0.as_str(), "SUCCEEDED", true),
+                (c1.as_str(), "SUCCEEDED", true)
+            ]
+        );
+        // Another Map Run's children are not listed with these.
+        assert!(
+            keyed
+                .child_executions(&map_run.replace("run-1", "run-2"))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

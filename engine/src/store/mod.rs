@@ -218,6 +218,12 @@ pub trait CheckpointStore: Send + Sync {
         let _ = execution_arn;
         Ok(Vec::new())
     }
+
+    /// The Map Run a child execution belongs to (DescribeExecution's `mapRunArn`).
+    fn map_run_of_child(&self, child_arn: &str) -> Result<Option<MapRunRecord>> {
+        let _ = child_arn;
+        Ok(None)
+    }
 }
 
 /// A shared store is a store: an engine and its caller (a test, a server) can hold one store.
@@ -309,6 +315,10 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
 
     fn child_executions(&self, map_run_arn: &str) -> Result<Vec<ExecutionRecord>> {
         (**self).child_executions(map_run_arn)
+    }
+
+    fn map_run_of_child(&self, child_arn: &str) -> Result<Option<MapRunRecord>> {
+        (**self).map_run_of_child(child_arn)
     }
 }
 
