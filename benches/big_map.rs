@@ -9,7 +9,9 @@
 //! picks the sizes; `STEPSTONE_BENCH_STORES=redb` the stores (`memory`, `sled`, `redb`);
 //! `STEPSTONE_BENCH_MAPS=inline,distributed` the Maps: `inline` takes its items from the
 //! execution's input, `distributed` is a DISTRIBUTED Map whose ItemReader reads them from a
-//! JSON Lines file (`file://`, the same parsing as an S3 object: no emulator in the timing).
+//! JSON Lines file (`file://`, the same parsing as an S3 object: no emulator in the timing), and
+//! `distributed-s3` the same Map reading the same lines from an S3 object (`s3:getObject`) on
+//! the endpoint `STEPSTONE_BENCH_S3_ENDPOINT` names (MiniStack: `http://127.0.0.1:4566`).
 //! Not a criterion benchmark: one run of a million items takes tens of seconds, and what matters
 //! here is per-item cost staying flat from 10k to 1M, and memory, which criterion does not
 //! measure.
@@ -58,27 +60,41 @@ fn main() {
     );
     for map in &maps {
         for &n in &sizes {
+            let mut aws_args = Vec::new();
             let (definition, input) = match map.as_str() {
-                "distributed" => {
+                "distributed" | "distributed-s3" => {
                     // The items as JSON Lines, read by the Map's ItemReader.
                     let lines = dir.path().join(format!("items-{n}.jsonl"));
                     let text: String = (0..n).map(|i| format!("{{\"id\": {i}}}\n")).collect();
-                    std::fs::write(&lines, text).unwrap();
+                    std::fs::write(&lines, &text).unwrap();
+                    let reader = if map == "distributed-s3" {
+                        let endpoint = std::env::var("STEPSTONE_BENCH_S3_ENDPOINT").expect(
+                            "distributed-s3 reads from S3: set STEPSTONE_BENCH_S3_ENDPOINT (MiniStack: http://127.0.0.1:4566)",
+                        );
+                        let key = format!("items-{n}.jsonl");
+                        upload(&endpoint, "stepstone-bench", &key, text.into_bytes());
+                        aws_args = vec!["--endpoint-url".to_owned(), endpoint];
+                        format!(
+                            r#""Resource": "arn:aws:states:::s3:getObject",
+  "Parameters": {{"Bucket": "stepstone-bench", "Key": "{key}"}}"#
+                        )
+                    } else {
+                        format!(r#""Resource": "file://{}""#, lines.display())
+                    };
                     // Named as the MockConfigFile's state machine is.
-                    let definition_dir = dir.path().join(format!("distributed-{n}"));
+                    let definition_dir = dir.path().join(format!("{map}-{n}"));
                     std::fs::create_dir_all(&definition_dir).unwrap();
                     let definition = definition_dir.join("bigmap.asl.json");
                     std::fs::write(
                         &definition,
                         format!(
                             r#"{{"StartAt": "Items", "States": {{"Items": {{"Type": "Map",
-  "ItemReader": {{"Resource": "file://{}", "ReaderConfig": {{"InputType": "JSONL"}}}},
+  "ItemReader": {{{reader}, "ReaderConfig": {{"InputType": "JSONL"}}}},
   "MaxConcurrency": 1000,
   "ItemProcessor": {{"ProcessorConfig": {{"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}},
     "StartAt": "Process", "States": {{"Process": {{"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
       "Parameters": {{"FunctionName": "process", "Payload.$": "$"}}, "OutputPath": "$.Payload.ok", "End": true}}}}}},
-  "End": true}}}}}}"#,
-                            lines.display()
+  "End": true}}}}}}"#
                         ),
                     )
                     .unwrap();
@@ -96,7 +112,8 @@ fn main() {
             let mut in_memory = None;
             for store in &stores {
                 let store_dir = dir.path().join(format!("store-{store}-{n}"));
-                let (seconds, peak) = run(&definition, &input, &mocks, store, &store_dir);
+                let (seconds, peak) =
+                    run(&definition, &input, &mocks, store, &store_dir, &aws_args);
                 let disk = size_of(&store_dir) as f64 / 1e6;
                 if store == "memory" {
                     in_memory = Some(seconds);
@@ -114,9 +131,19 @@ fn main() {
 }
 
 /// Runs the CLI once; its wall time and peak resident memory in bytes.
-fn run(definition: &Path, input: &Path, mocks: &Path, store: &str, dir: &Path) -> (f64, u64) {
+fn run(
+    definition: &Path,
+    input: &Path,
+    mocks: &Path,
+    store: &str,
+    dir: &Path,
+    aws_args: &[String],
+) -> (f64, u64) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stepstone"));
+    cmd.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test");
     cmd.arg("run")
+        .args(aws_args)
         .arg(definition)
         .arg("--input-file")
         .arg(input)
@@ -161,6 +188,43 @@ fn run(definition: &Path, input: &Path, mocks: &Path, store: &str, dir: &Path) -
         "stepstone run failed on the {store} store"
     );
     (started.elapsed().as_secs_f64(), peak)
+}
+
+/// Puts `body` at `bucket`/`key` on the S3 endpoint (path-style, an emulator's test
+/// credentials), making the bucket if it is not there.
+fn upload(endpoint: &str, bucket: &str, key: &str, body: Vec<u8>) {
+    // The SDK's crates are built without their default HTTP client: one made here.
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .http_client(http)
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "bench",
+        ))
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(config);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // Already there from an earlier size: fine.
+        let _ = s3.create_bucket().bucket(bucket).send().await;
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .expect("the benchmark's items uploaded to S3");
+    });
 }
 
 /// `VmHWM` (peak resident set) from a `/proc/<pid>/status` text, in bytes.
