@@ -16,6 +16,9 @@ use stepstone_engine::{
     run_durable,
 };
 
+/// How a Map Run with a failed child fails.
+const THRESHOLD: &str = "States.ExceedToleratedFailureThreshold";
+
 fn options() -> RunOptions {
     let mut o = RunOptions::default();
     o.virtual_time = true;
@@ -190,8 +193,11 @@ async fn a_failed_child_execution_fails_the_map_run() {
         &deploy(&[2], false, Arc::default()),
     )
     .await;
+    // A Map Run tolerates no failure unless told: it fails with
+    // States.ExceedToleratedFailureThreshold, not with its child's error (which is in the
+    // child's own history).
     assert!(
-        matches!(&out.status, Status::Failed(f) if f.error == "Deploy.Failed"),
+        matches!(&out.status, Status::Failed(f) if f.error == "States.ExceedToleratedFailureThreshold"),
         "{:?}",
         out.status
     );
@@ -211,8 +217,11 @@ async fn a_failed_child_execution_fails_the_map_run() {
     let EventKind::MapRunFailed { error, cause } = &events[at].kind else {
         unreachable!()
     };
-    assert_eq!(error, "Deploy.Failed");
-    assert_eq!(cause, "item 2 failed");
+    assert_eq!(error, "States.ExceedToleratedFailureThreshold");
+    assert_eq!(
+        cause,
+        "The specified tolerated failure threshold was exceeded"
+    );
 }
 
 #[tokio::test]
@@ -226,7 +235,7 @@ async fn a_redriven_map_run_reruns_its_failed_child_from_its_input() {
     let calls = Arc::new(AtomicU32::new(0));
     let tasks = deploy(&[2], true, calls.clone());
     let first = durable(&m, &def, json!({"items": [1, 2, 3]}), &store, &tasks).await;
-    assert!(matches!(&first.status, Status::Failed(f) if f.error == "Deploy.Failed"));
+    assert!(matches!(&first.status, Status::Failed(f) if f.error == THRESHOLD));
     let arn = first.info.execution_arn.clone();
     let before = calls.load(Ordering::SeqCst);
 
@@ -286,7 +295,7 @@ async fn items_read_once_are_kept_in_the_checkpoint_for_a_redrive() {
     )
     .await;
     assert!(
-        matches!(&first.status, Status::Failed(f) if f.error == "Deploy.Failed"),
+        matches!(&first.status, Status::Failed(f) if f.error == THRESHOLD),
         "{:?}",
         first.status
     );
@@ -334,7 +343,7 @@ async fn a_reader_answering_json_lines_gives_each_line_as_an_item_and_they_survi
     });
     let first = durable(&m, &def, json!({}), &store, &tasks).await;
     assert!(
-        matches!(&first.status, Status::Failed(f) if f.error == "Deploy.Failed"),
+        matches!(&first.status, Status::Failed(f) if f.error == THRESHOLD),
         "{:?}",
         first.status
     );
@@ -481,7 +490,7 @@ async fn a_redriven_batched_map_reruns_only_the_failed_batch() {
     let calls = Arc::new(AtomicU32::new(0));
     let tasks = deploy(&[3], true, calls.clone());
     let first = durable(&m, &def, json!([1, 2, 3, 4, 5]), &store, &tasks).await;
-    assert!(matches!(&first.status, Status::Failed(f) if f.error == "Deploy.Failed"));
+    assert!(matches!(&first.status, Status::Failed(f) if f.error == THRESHOLD));
     let before = calls.load(Ordering::SeqCst);
     // Restored from the store: where the batches start is worked out again.
     let stored = store

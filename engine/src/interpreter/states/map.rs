@@ -706,7 +706,13 @@ impl Execution<'_> {
                     // The iterations still running stop where they are (see `fall`), or are
                     // let go if a Retry or Catch handles the failure.
                     self.run_mut(parent).set_input_for_items(None);
-                    let failure = if tolerated {
+                    // A distributed Map's Map Run tolerates none by default and fails with
+                    // States.ExceedToleratedFailureThreshold whenever its threshold is passed
+                    // ("the default percentage value is zero, which means that the workflow
+                    // fails if any one of its child workflow executions fails": Step
+                    // Functions guide, tolerated failure threshold); an inline Map without a
+                    // threshold fails with its iteration's error.
+                    let failure = if tolerated || state.is_distributed() {
                         threshold_exceeded()
                     } else {
                         failure
