@@ -267,6 +267,14 @@ pub enum EventKind {
         /// The Map Run's ARN.
         map_run_arn: String,
     },
+    /// A redrive took up the Map Run that failed: its children that failed or were stopped run
+    /// again (the same Map Run ARN).
+    MapRunRedriven {
+        /// The Map Run's ARN.
+        map_run_arn: String,
+        /// How many times the Map Run has been redriven, this time included.
+        redrive_count: u32,
+    },
     /// Every child execution of the Map Run succeeded (or their failures were tolerated).
     MapRunSucceeded,
     /// The Map Run failed.
@@ -311,6 +319,7 @@ impl EventKind {
             EventKind::MapIterationSucceeded { .. } => "MapIterationSucceeded".into(),
             EventKind::MapIterationFailed { .. } => "MapIterationFailed".into(),
             EventKind::MapRunStarted { .. } => "MapRunStarted".into(),
+            EventKind::MapRunRedriven { .. } => "MapRunRedriven".into(),
             EventKind::MapRunSucceeded => "MapRunSucceeded".into(),
             EventKind::MapRunFailed { .. } => "MapRunFailed".into(),
         }
@@ -490,6 +499,13 @@ impl Event {
             EventKind::MapRunStarted { map_run_arn } => (
                 "mapRunStartedEventDetails",
                 json!({"mapRunArn": map_run_arn}),
+            ),
+            EventKind::MapRunRedriven {
+                map_run_arn,
+                redrive_count,
+            } => (
+                "mapRunRedrivenEventDetails",
+                json!({"mapRunArn": map_run_arn, "redriveCount": redrive_count}),
             ),
             EventKind::MapRunFailed { error, cause } => (
                 "mapRunFailedEventDetails",

@@ -270,4 +270,10 @@ pub struct MapRunRecord {
     pub failed: u64,
     /// Children running.
     pub running: u64,
+    /// How many times a redrive took the Map Run up (absent in records written before).
+    #[serde(default)]
+    pub redrive_count: u32,
+    /// When it was last redriven.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_date: Option<Timestamp>,
 }

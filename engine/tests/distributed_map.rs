@@ -249,10 +249,73 @@ async fn a_redriven_map_run_reruns_its_failed_child_from_its_input() {
     );
     // Only the failed child ran again (and those not reached before the failure).
     assert!(calls.load(Ordering::SeqCst) - before <= 2);
-    let types = types(&store.events(&arn).unwrap());
+    let events = store.events(&arn).unwrap();
+    let types = types(&events);
     let redriven = types.iter().position(|t| t == "ExecutionRedriven").unwrap();
     assert!(types[redriven..].contains(&"MapRunSucceeded".to_owned()));
     assert!(!types.iter().any(|t| t.starts_with("Task")));
+    // The Map Run that failed is redriven (the same ARN), not a new one started.
+    let started: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::MapRunStarted { map_run_arn } => Some(map_run_arn),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started.len(), 1, "{types:?}");
+    let Some(EventKind::MapRunRedriven {
+        map_run_arn,
+        redrive_count,
+    }) = events[redriven..]
+        .iter()
+        .map(|e| &e.kind)
+        .find(|k| matches!(k, EventKind::MapRunRedriven { .. }))
+    else {
+        panic!("no MapRunRedriven: {types:?}")
+    };
+    assert_eq!((map_run_arn, *redrive_count), (started[0], 1));
+    let map_run = store.map_run(map_run_arn).unwrap().expect("its record");
+    assert_eq!(
+        (map_run.status.as_str(), map_run.redrive_count),
+        ("SUCCEEDED", 1)
+    );
+    assert!(map_run.redrive_date.is_some());
+    assert_eq!(
+        (map_run.succeeded, map_run.failed, map_run.total),
+        (3, 0, 3)
+    );
+    // The child that ran again records it in its own history, numbered on from its failure.
+    let children = store.child_executions(map_run_arn).unwrap();
+    assert!(
+        children.iter().all(|c| c.status == "SUCCEEDED"),
+        "{children:?}"
+    );
+    let child = children
+        .iter()
+        .find(|c| {
+            let events = store.events(&c.execution_arn).unwrap();
+            events
+                .iter()
+                .any(|e| e.kind.type_name() == "ExecutionRedriven")
+        })
+        .expect("a redriven child");
+    let child_events = store.events(&child.execution_arn).unwrap();
+    let child_types: Vec<String> = child_events.iter().map(|e| e.kind.type_name()).collect();
+    let at = child_types
+        .iter()
+        .position(|t| t == "ExecutionRedriven")
+        .unwrap();
+    assert_eq!(child_types[at - 1], "ExecutionFailed", "{child_types:?}");
+    assert_eq!(
+        child_types.last().map(String::as_str),
+        Some("ExecutionSucceeded")
+    );
+    for (n, event) in child_events.iter().enumerate() {
+        assert_eq!(
+            (event.id, event.previous_event_id),
+            (n as u64 + 1, n as u64)
+        );
+    }
 }
 
 #[tokio::test]

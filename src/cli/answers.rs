@@ -257,10 +257,13 @@ pub(crate) fn describe_map_run(
         "toleratedFailureCount": run.tolerated_failure_count,
         "itemCounts": counts,
         "executionCounts": counts,
-        "redriveCount": 0,
+        "redriveCount": run.redrive_count,
     });
     if let Some(stop) = run.stop_date {
         described["stopDate"] = json!(stop.to_string());
+    }
+    if let Some(redriven) = run.redrive_date {
+        described["redriveDate"] = json!(redriven.to_string());
     }
     Ok(Some(described))
 }
@@ -364,6 +367,15 @@ pub(crate) fn describe_child_execution(
     });
     if let Some(map_run) = store.map_run_of_child(arn).map_err(|e| e.to_string())? {
         v["mapRunArn"] = json!(map_run.map_run_arn);
+    }
+    // Run again by its Map Run's redrives: how many times, and when last.
+    let redrives: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::ExecutionRedriven { .. }))
+        .collect();
+    v["redriveCount"] = json!(redrives.len());
+    if let Some(last) = redrives.last() {
+        v["redriveDate"] = json!(last.timestamp.to_string());
     }
     match events.last().map(|e| (&e.kind, e.timestamp)) {
         Some((EventKind::ExecutionSucceeded { output }, stop)) => {

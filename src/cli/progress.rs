@@ -249,6 +249,14 @@ impl Progress {
                 let name = self.map.clone().unwrap_or_default();
                 self.line(true, &format!("{name}: Map Run {map_run_arn}"));
             }
+            EventKind::MapRunRedriven {
+                map_run_arn,
+                redrive_count,
+            } => {
+                let name = self.map.clone().unwrap_or_default();
+                let line = format!("{name}: Map Run {map_run_arn} redriven ({redrive_count})");
+                self.line(true, &line);
+            }
             EventKind::MapRunFailed { error, cause } => {
                 let name = self.map.clone().unwrap_or_default();
                 self.failures += 1;

@@ -54,6 +54,9 @@ pub(crate) struct MapRun {
     pub(crate) start: stepstone_asl::timestamp::Timestamp,
     /// Its end was recorded (its last record written): later saves leave the record alone.
     pub(crate) ended: bool,
+    /// How many times a redrive took it up, and when last.
+    pub(crate) redrive_count: u32,
+    pub(crate) redrive_date: Option<stepstone_asl::timestamp::Timestamp>,
 }
 
 /// How a Map's items are grouped into its children's batches (ItemBatcher).
@@ -133,6 +136,8 @@ impl Children {
             succeeded: (self.finished - self.failed) as u64,
             failed: self.failed as u64,
             running: self.running.len() as u64,
+            redrive_count: run.redrive_count,
+            redrive_date: run.redrive_date,
         })
     }
 
@@ -376,7 +381,11 @@ impl Execution<'_> {
         let last = self.run(parent).last_event;
         let run = self.run_mut(child);
         run.fallen = false;
-        run.last_event = last;
+        match run.child_start().is_some() {
+            // A child execution: its events are numbered in it.
+            true => self.redrive_child_execution(child),
+            false => run.last_event = last,
+        }
         self.ready.push_back(child);
     }
 }

@@ -311,6 +311,10 @@ fn children_record(c: &Children) -> ChildrenRecord {
             .map_run
             .as_ref()
             .map(|m| (m.arn.clone(), m.start.unix_nanos, m.ended)),
+        map_run_redrives: c
+            .map_run
+            .as_ref()
+            .and_then(|m| Some((m.redrive_count, m.redrive_date?.unix_nanos))),
         batching: c.batching.as_ref().map(|b| BatchingRecord {
             items: b.items as u64,
             max_items: b.max_items as u64,
@@ -343,6 +347,7 @@ fn data_record<'a>(run: &'a Run<'_>) -> RunDataRecord<'a> {
             events: c.events,
             arn: Cow::Borrowed(&c.arn),
             map_run_arn: Cow::Borrowed(&c.map_run_arn),
+            redrive_count: c.redrive_count,
         }),
     }
 }
@@ -444,6 +449,7 @@ impl<'m> Execution<'m> {
                 events: c.events,
                 arn: c.arn.into_owned(),
                 map_run_arn: c.map_run_arn.into_owned(),
+                redrive_count: c.redrive_count,
             }),
         };
         let mut run = Run::new(
@@ -531,10 +537,13 @@ fn restore_children(
     children.failed = c.failed as usize;
     children.tolerated_count = c.tolerated_count;
     children.tolerated_percentage = c.tolerated_percentage;
+    let redrives = c.map_run_redrives;
     children.map_run = c.map_run.map(|(arn, start, ended)| MapRun {
         arn,
         start: record::at(start),
         ended,
+        redrive_count: redrives.map_or(0, |(n, _)| n),
+        redrive_date: redrives.map(|(_, at)| record::at(at)),
     });
     children.batching = c.batching.map(|b| Batching {
         items: b.items as usize,

@@ -133,6 +133,8 @@ pub(crate) struct ChildStart {
     /// The child execution's ARN, and its Map Run's.
     pub(crate) arn: String,
     pub(crate) map_run_arn: String,
+    /// How many times a redrive of its Map Run ran it again.
+    pub(crate) redrive_count: u32,
 }
 
 impl<'m> Run<'m> {
@@ -352,6 +354,7 @@ impl<'m> Execution<'m> {
                 events: 1,
                 arn,
                 map_run_arn,
+                redrive_count: 0,
             });
         }
         run.entered_time = self.now;
@@ -546,6 +549,30 @@ impl<'m> Execution<'m> {
                 input: &child.input,
                 start: child.start,
             });
+        }
+    }
+
+    /// Child execution `id` (its first run), failed or stopped, runs again because its Map Run
+    /// was redriven: its history records ExecutionRedriven (when it is kept), and its events
+    /// go on from there.
+    pub(crate) fn redrive_child_execution(&mut self, id: RunId) {
+        let Some(child) = self.get_mut(id).and_then(|r| r.child_start.as_mut()) else {
+            return;
+        };
+        child.redrive_count += 1;
+        let (previous, redrive_count) = (child.events, child.redrive_count);
+        let (event, arn) = self.number_child_event(id);
+        if let Some(arn) = arn {
+            let redriven = crate::history::Event {
+                id: event,
+                previous_event_id: previous,
+                timestamp: self.now,
+                kind: EventKind::ExecutionRedriven { redrive_count },
+            };
+            self.child_events.push(arn, redriven);
+        }
+        if let Some(run) = self.get_mut(id) {
+            run.last_event = event;
         }
     }
 

@@ -211,6 +211,7 @@ impl Document {
                                 tolerated_percentage: c.tolerated_percentage,
                                 batching: None,
                                 map_run: None,
+                                map_run_redrives: None,
                             })
                         }
                     };

@@ -151,6 +151,10 @@ pub(crate) struct ChildMarkRecord {
     /// Its status (SUCCEEDED, FAILED, ABORTED) and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) ended: Option<(String, Timestamp)>,
+    /// When a redrive of its Map Run ran it again (it is running again, unless it also ended in
+    /// this save).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) redriven: Option<Timestamp>,
 }
 
 impl ChildMarkRecord {
@@ -160,6 +164,7 @@ impl ChildMarkRecord {
             first,
             started: None,
             ended: None,
+            redriven: None,
         }
     }
 }
@@ -522,6 +527,13 @@ pub(crate) struct ChildStartRecord<'a> {
     pub(crate) events: u64,
     pub(crate) arn: Cow<'a, str>,
     pub(crate) map_run_arn: Cow<'a, str>,
+    /// How many times its Map Run's redrives ran it again (absent: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) redrive_count: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -571,6 +583,9 @@ pub(crate) struct ChildrenRecord {
     /// A distributed Map's Map Run: its ARN, start and whether its end is recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) map_run: Option<(String, i128, bool)>,
+    /// A redriven Map Run: how many times, and when last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) map_run_redrives: Option<(u32, i128)>,
 }
 
 /// How a Map groups its items into batches; where the batches start is worked out again.

@@ -202,8 +202,9 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
             ));
         }
         // Each child of the save gets one mark, under its own id: its start (`s`), its end
-        // (`e<first id>`), or (a save between) a pointer (`p<first id>`), each naming the
-        // batch. A child that starts and ends within two saves has two records in all.
+        // (`e<first id>`), its redrive (`r<first id>`), or (a save between) a pointer
+        // (`p<first id>`), each naming the batch. A child that starts and ends within two
+        // saves has two records in all.
         let mut marks: Vec<(&str, ChildMarkRecord)> = Vec::new();
         for child in &changes.child_events {
             let (Some(first), Some(batch)) = (child.events.first(), &batch) else {
@@ -219,6 +220,10 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                 let status = match &event.kind {
                     EventKind::ExecutionStarted { .. } => {
                         marks[at].1.started = Some(event.timestamp);
+                        continue;
+                    }
+                    EventKind::ExecutionRedriven { .. } => {
+                        marks[at].1.redriven = Some(event.timestamp);
                         continue;
                     }
                     EventKind::ExecutionSucceeded { .. } => "SUCCEEDED",
@@ -244,7 +249,9 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                 write.puts.push((key, Cow::Owned(bytes.clone())));
             }
             if !started && !ended {
-                let key = format!("k/{name}/p{:020}", mark.first);
+                // Redriven (running again), or a save between.
+                let kind = if mark.redriven.is_some() { 'r' } else { 'p' };
+                let key = format!("k/{name}/{kind}{:020}", mark.first);
                 write.puts.push((key, Cow::Owned(bytes)));
             }
         }
@@ -742,6 +749,9 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
             .map_or("", |(_, m)| m);
         let prefix = format!("k/{}", crate::names::child_name_prefix(map_run_arn));
         let mut children: Vec<ExecutionRecord> = Vec::new();
+        // The first event id of the mark that gave the last child its status: its latest end
+        // or redrive (marks sort by kind, not by save).
+        let mut status_from = 0;
         for (key, bytes) in self.kv.scan(&prefix)? {
             let Some((name, kind)) = key["k/".len()..].split_once('/') else {
                 continue;
@@ -751,12 +761,11 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
             }
             let mark: ChildMarkRecord = record::decode(&key, &bytes)?;
             if children.last().is_none_or(|last| last.name != name) {
-                // `e...` sorts before `s`: the end's date stands in until the start is read;
-                // a later end (after a redrive) sorts after an earlier one.
+                // `e...` sorts before `s`: the end's date stands in until the start is read.
                 let date = mark.started.or(mark.ended.as_ref().map(|(_, at)| *at));
-                let date = date.ok_or_else(|| Error::Corrupt {
+                let date = date.or(mark.redriven).ok_or_else(|| Error::Corrupt {
                     key: key.clone(),
-                    reason: "a child's start or end mark without a date".into(),
+                    reason: "a child's mark without a date".into(),
                 })?;
                 children.push(ExecutionRecord {
                     execution_arn: format!("{execution_prefix}{name}"),
@@ -766,14 +775,23 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                     start_date: date,
                     stop_date: None,
                 });
+                status_from = 0;
             }
             let child = children.last_mut().expect("pushed");
             if let Some(started) = mark.started {
                 child.start_date = started;
             }
+            if mark.first < status_from {
+                continue;
+            }
             if let Some((status, stopped)) = mark.ended {
                 child.status = status;
                 child.stop_date = Some(stopped);
+                status_from = mark.first;
+            } else if mark.redriven.is_some() {
+                child.status = "RUNNING".into();
+                child.stop_date = None;
+                status_from = mark.first;
             }
         }
         Ok(children)
@@ -1064,7 +1082,8 @@ mod tests {
     }
 
     /// A Map Run's children, written over several saves (a child's events split within one
-    /// save, a save in which it neither starts nor ends, a redriven child that ends twice):
+    /// save, a save in which it neither starts nor ends, a redriven child that ends twice, one
+    /// redriven and running again):
     /// each child's history reads back whole and in order, and the listing shows each child
     /// once, with its latest end.
     #[test]
@@ -1129,27 +1148,34 @@ mod tests {
             keyed.kv.apply(vec![write]).unwrap();
         };
         let pass = |id| event(id, EventKind::MapStateSucceeded);
-        // Save 1: both start; child 0's events are split around child 1's.
+        let redriven = |id| event(id, EventKind::ExecutionRedriven { redrive_count: 1 });
+        // Save 1: all start; child 0's events are split around child 1's.
         save(vec![
             (0, vec![started(1), pass(2)]),
             (1, vec![started(1)]),
             (0, vec![pass(3)]),
+            (2, vec![started(1)]),
         ]);
-        // Save 2: child 0 goes on (neither starts nor ends), child 1 fails.
-        save(vec![(0, vec![pass(4)]), (1, vec![pass(2), failed(3)])]);
-        // Save 3: child 0 succeeds; child 1, redriven, succeeds.
+        // Save 2: child 0 goes on (neither starts nor ends), children 1 and 2 fail.
+        save(vec![
+            (0, vec![pass(4)]),
+            (1, vec![pass(2), failed(3)]),
+            (2, vec![failed(2)]),
+        ]);
+        // Save 3: child 0 succeeds; child 1, redriven, succeeds; child 2 is redriven.
         save(vec![
             (0, vec![succeeded(5)]),
-            (1, vec![pass(4), succeeded(5)]),
+            (1, vec![redriven(4), pass(5), succeeded(6)]),
+            (2, vec![redriven(3)]),
         ]);
-        for i in [0, 1] {
+        for (i, last) in [(0, 5), (1, 6), (2, 3)] {
             let ids: Vec<u64> = keyed
                 .events(&child(i))
                 .unwrap()
                 .iter()
                 .map(|e| e.id)
                 .collect();
-            assert_eq!(ids, [1, 2, 3, 4, 5], "child {i}");
+            assert_eq!(ids, (1..=last).collect::<Vec<u64>>(), "child {i}");
         }
         let kinds: Vec<String> = keyed
             .events(&child(1))
@@ -1169,12 +1195,14 @@ mod tests {
                 )
             })
             .collect();
-        let (c0, c1) = (child(0), child(1));
+        let (c0, c1, c2) = (child(0), child(1), child(2));
         assert_eq!(
             listed,
             [
                 (c0.as_str(), "SUCCEEDED", true),
-                (c1.as_str(), "SUCCEEDED", true)
+                (c1.as_str(), "SUCCEEDED", true),
+                // Failed, then redriven: running again.
+                (c2.as_str(), "RUNNING", false)
             ]
         );
         // Another Map Run's children are not listed with these.

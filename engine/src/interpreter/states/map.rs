@@ -1,7 +1,8 @@
 //! Map: runs the item processor once per item, a bounded number at a time, and outputs the
 //! array of results in item order. DISTRIBUTED mode without an ItemReader runs the same way,
 //! its iterations as child runs whose events belong to child executions: the parent's history
-//! records the Map Run (MapRunStarted, MapRunSucceeded or MapRunFailed), as AWS's does.
+//! records the Map Run (MapRunStarted or, redriven, MapRunRedriven; MapRunSucceeded or
+//! MapRunFailed), as AWS's does.
 //!
 //! Items stay where they are (in the state's input) until their iteration starts, so a Map over
 //! many items never holds a second copy of the whole array.
@@ -135,14 +136,35 @@ impl Execution<'_> {
         } else {
             self.limits.max_map_concurrency
         };
-        let map_run = distributed.then(|| {
-            let arn = self.map_run_arn(id, state);
-            let map_run_arn = arn.clone();
-            self.event(id, || EventKind::MapRunStarted { map_run_arn });
-            MapRun {
-                arn,
-                start: self.now,
-                ended: false,
+        // A redrive re-enters a Map whose Map Run failed: the same Map Run goes on
+        // (MapRunRedriven, its ARN kept), as AWS redrives a Map Run; else a new one starts.
+        let failed_run = match &self.run(id).waiting {
+            Waiting::Children(old) => old.map_run.clone(),
+            _ => None,
+        };
+        let map_run = distributed.then(|| match failed_run {
+            Some(mut run) => {
+                run.ended = false;
+                run.redrive_count += 1;
+                run.redrive_date = Some(self.now);
+                let (map_run_arn, redrive_count) = (run.arn.clone(), run.redrive_count);
+                self.event(id, || EventKind::MapRunRedriven {
+                    map_run_arn,
+                    redrive_count,
+                });
+                run
+            }
+            None => {
+                let arn = self.map_run_arn(id, state);
+                let map_run_arn = arn.clone();
+                self.event(id, || EventKind::MapRunStarted { map_run_arn });
+                MapRun {
+                    arn,
+                    start: self.now,
+                    ended: false,
+                    redrive_count: 0,
+                    redrive_date: None,
+                }
             }
         });
         let concurrency = if max_concurrency <= 0 {
