@@ -902,8 +902,8 @@ fn s3_client() -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
-/// A new bucket holding `objects` (key, text).
-fn bucket_with(objects: &[(&str, &str)]) -> String {
+/// A new bucket holding `objects` (key, content).
+fn bucket_with<T: AsRef<[u8]>>(objects: &[(&str, T)]) -> String {
     let bucket = unique("items").to_lowercase();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -916,7 +916,7 @@ fn bucket_with(objects: &[(&str, &str)]) -> String {
             s3.put_object()
                 .bucket(&bucket)
                 .key(*key)
-                .body(text.as_bytes().to_vec().into())
+                .body(text.as_ref().to_vec().into())
                 .send()
                 .await
                 .unwrap();
@@ -1001,6 +1001,82 @@ fn a_distributed_map_reads_json_jsonl_and_csv_objects_and_lists_a_prefix() {
     assert_eq!(r["status"], "FAILED");
     assert_eq!(r["error"], "States.ItemReaderFailed");
     assert!(r["cause"].as_str().unwrap().contains("NoSuchKey"), "{r}");
+}
+
+#[test]
+fn a_distributed_map_reads_an_s3_inventory_from_its_manifest() {
+    require_emulator();
+    // S3 Inventory's layout: gzipped CSV data files (no header), named by a manifest.json whose
+    // fileSchema names the columns and destinationBucket says where the files are.
+    let bucket = bucket_with(&[
+        (
+            "inventory/data/one.csv.gz",
+            gzip("\"src\",\"a.txt\",\"3\"\n\"src\",\"b, c.txt\",\"10\"\n"),
+        ),
+        (
+            "inventory/data/two.csv.gz",
+            gzip("\"src\",\"d.txt\",\"0\"\n"),
+        ),
+    ]);
+    let manifest = json!({"sourceBucket": "src", "destinationBucket": format!("arn:aws:s3:::{bucket}"),
+        "version": "2016-11-30", "fileFormat": "CSV", "fileSchema": "Bucket, Key, Size",
+        "files": [{"key": "inventory/data/one.csv.gz", "size": 1}, {"key": "inventory/data/two.csv.gz", "size": 1}]});
+    put_object(
+        &bucket,
+        "inventory/manifest.json",
+        manifest.to_string().into_bytes(),
+    );
+    let read = |config: Value| {
+        reader_map(
+            json!({"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": config,
+            "Parameters": {"Bucket": bucket, "Key": "inventory/manifest.json"}}),
+        )
+    };
+    let r = result(&stepstone_run(
+        &read(json!({"InputType": "MANIFEST"})),
+        &json!({}),
+        "us-east-1",
+    ));
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(
+        r["output"],
+        json!([{"Bucket": "src", "Key": "a.txt", "Size": "3"},
+               {"Bucket": "src", "Key": "b, c.txt", "Size": "10"},
+               {"Bucket": "src", "Key": "d.txt", "Size": "0"}])
+    );
+    // MaxItems counts across the data files.
+    let r = result(&stepstone_run(
+        &read(json!({"InputType": "MANIFEST", "MaxItems": 2})),
+        &json!({}),
+        "us-east-1",
+    ));
+    assert_eq!(r["output"].as_array().map(Vec::len), Some(2), "{r}");
+}
+
+/// `text`, gzipped (as S3 Inventory writes its data files).
+fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text.as_bytes()).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Puts `body` at `key` in `bucket` on the emulator.
+fn put_object(bucket: &str, key: &str, body: Vec<u8>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        s3_client()
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+    });
 }
 
 /// The text of an object on the emulator.

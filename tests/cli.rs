@@ -1497,6 +1497,34 @@ fn on_a_terminal_a_status_line_shows_the_tasks_running() {
 }
 
 #[test]
+fn a_distributed_map_reads_a_local_s3_inventory() {
+    // InputType MANIFEST on file://: the manifest's data files are paths from its directory.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, b"\"src\",\"a.txt\"\n\"src\",\"b.txt\"\n").unwrap();
+    std::fs::write(dir.path().join("data/1.csv.gz"), gz.finish().unwrap()).unwrap();
+    let manifest = json!({"destinationBucket": "arn:aws:s3:::inventory", "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key", "files": [{"key": "data/1.csv.gz", "size": 1}]});
+    let manifest_path = dir.path().join("manifest.json");
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let def = json!({"StartAt": "Each", "States": {"Each": {"Type": "Map",
+        "ItemReader": {"Resource": format!("file://{}", manifest_path.display()),
+            "ReaderConfig": {"InputType": "MANIFEST"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "Copy", "States": {"Copy": {"Type": "Pass", "End": true}}},
+        "End": true}}});
+    let file = temp_file("inventory.asl.json", &def.to_string());
+    let o = stepstone(&["run", &file, "--ephemeral", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        out["output"],
+        json!([{"Bucket": "src", "Key": "a.txt"}, {"Bucket": "src", "Key": "b.txt"}])
+    );
+}
+
+#[test]
 fn a_distributed_map_reads_its_items_from_a_local_file() {
     // file://PATH: the Stepstone extension for dry runs without S3, read as s3:getObject
     // reads an object (here CSV with its header in the first row, MaxItems from the input).

@@ -13,7 +13,9 @@
 //! The object's text becomes items by `ReaderConfig.InputType`: `JSON` (an array, or the array
 //! `ItemsPointer` points at), `JSONL` (one value per line), `CSV` (one object per row, keyed by
 //! the header: the first row, or `CSVHeaders` with `CSVHeaderLocation: GIVEN`; fields
-//! separated by `CSVDelimiter`, quoted as RFC 4180 quotes). `MaxItems` keeps the first items.
+//! separated by `CSVDelimiter`, quoted as RFC 4180 quotes), `MANIFEST` (an S3 Inventory's
+//! `manifest.json`: the rows of its gzipped CSV data files, keyed by its `fileSchema`).
+//! `MaxItems` keeps the first items.
 //! JSON Lines and CSV are made into items as their bytes arrive (the object is never held
 //! whole, and reading stops at `MaxItems`); a JSON document is parsed once read whole.
 
@@ -58,6 +60,7 @@ enum InputType {
     Json,
     JsonLines,
     Csv,
+    Manifest,
 }
 
 impl ReaderConfig {
@@ -69,9 +72,10 @@ impl ReaderConfig {
             None | Some("JSON") => InputType::Json,
             Some("JSONL") => InputType::JsonLines,
             Some("CSV") => InputType::Csv,
+            Some("MANIFEST") => InputType::Manifest,
             Some(other) => {
                 return Err(reader_failure(format!(
-                    "ReaderConfig.InputType {other} is not supported by Stepstone (JSON, JSONL and CSV are)"
+                    "ReaderConfig.InputType {other} is not supported by Stepstone (JSON, JSONL, CSV and MANIFEST are)"
                 )));
             }
         };
@@ -130,7 +134,64 @@ impl ReaderConfig {
     /// Whether the object is read whole before it becomes items (a JSON document), rather
     /// than split as it arrives.
     pub fn reads_whole(&self) -> bool {
-        self.input_type == InputType::Json
+        matches!(self.input_type, InputType::Json | InputType::Manifest)
+    }
+
+    /// Whether the object is an S3 inventory's `manifest.json` (InputType MANIFEST): its items
+    /// are the rows of the data files it names ([`ReaderConfig::inventory`]).
+    pub fn is_manifest(&self) -> bool {
+        self.input_type == InputType::Manifest
+    }
+
+    /// The inventory that manifest `name` (its bytes) describes: S3 Inventory's
+    /// `manifest.json`, whose `files` are gzipped CSV (`fileFormat` CSV, the one Step
+    /// Functions reads) in `destinationBucket`, their columns named by `fileSchema`.
+    pub fn inventory(&self, name: &str, bytes: &[u8]) -> Result<Inventory, Failure> {
+        let bad =
+            |what: &str| reader_failure(format!("{name} is not an S3 inventory manifest: {what}"));
+        let manifest: Value =
+            serde_json::from_slice(bytes).map_err(|e| bad(&format!("not JSON ({e})")))?;
+        match manifest.get("fileFormat").and_then(Value::as_str) {
+            Some("CSV") => {}
+            Some(other) => {
+                return Err(reader_failure(format!(
+                    "{name}: the inventory's fileFormat is {other}; Step Functions reads CSV inventories"
+                )));
+            }
+            None => return Err(bad("no fileFormat")),
+        }
+        let schema: Vec<String> = manifest
+            .get("fileSchema")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("no fileSchema"))?
+            .split(',')
+            .map(|field| field.trim().to_owned())
+            .collect();
+        // `arn:aws:s3:::BUCKET` (or the bare name).
+        let bucket = manifest
+            .get("destinationBucket")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("no destinationBucket"))?;
+        let bucket = bucket.rsplit(":::").next().unwrap_or(bucket).to_owned();
+        let files = manifest
+            .get("files")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("no files"))?
+            .iter()
+            .map(|file| file.get("key").and_then(Value::as_str).map(str::to_owned))
+            .collect::<Option<Vec<String>>>()
+            .ok_or_else(|| bad("a file without its key"))?;
+        Ok(Inventory {
+            bucket,
+            files,
+            rows: ReaderConfig {
+                input_type: InputType::Csv,
+                max_items: self.max_items,
+                items_pointer: None,
+                headers: Some(schema),
+                delimiter: b',',
+            },
+        })
     }
 
     /// What turns the bytes of object `name` into items, fed as they arrive.
@@ -143,8 +204,63 @@ impl ReaderConfig {
             csv_headers: self.headers.clone(),
             csv_scanned: 0,
             csv_in_quotes: false,
+            gunzip: None,
             items: ItemLines::default(),
         }
+    }
+}
+
+/// An S3 inventory (ItemReader InputType MANIFEST): its data files, read one after the other
+/// into one [`ItemSink`] ([`ItemSink::next_object`]), each row an item keyed by the inventory's
+/// `fileSchema`.
+#[derive(Debug)]
+pub struct Inventory {
+    /// The bucket the data files are in.
+    pub bucket: String,
+    /// The data files' keys, in the manifest's order.
+    pub files: Vec<String>,
+    /// How their rows become items: CSV, headed by the schema.
+    rows: ReaderConfig,
+}
+
+impl Inventory {
+    /// What turns the data files' bytes into items (start each with [`ItemSink::next_object`]).
+    pub fn sink(&self) -> ItemSink<'_> {
+        self.rows.sink("")
+    }
+
+    /// How the data files are read (as CSV, split as they arrive: no size bound).
+    pub fn rows(&self) -> &ReaderConfig {
+        &self.rows
+    }
+}
+
+/// Inflates a gzip stream (one or more members) fed a chunk at a time: an inventory's data
+/// files are `.csv.gz`.
+pub struct Gunzip(flate2::write::MultiGzDecoder<Vec<u8>>);
+
+impl Default for Gunzip {
+    fn default() -> Gunzip {
+        Gunzip(flate2::write::MultiGzDecoder::new(Vec::new()))
+    }
+}
+
+impl Gunzip {
+    /// The bytes `chunk` inflates to (so far).
+    pub fn feed(&mut self, name: &str, chunk: &[u8]) -> Result<Vec<u8>, Failure> {
+        use std::io::Write;
+        self.0
+            .write_all(chunk)
+            .map_err(|e| reader_failure(format!("{name} is not gzip data: {e}")))?;
+        Ok(std::mem::take(self.0.get_mut()))
+    }
+
+    /// The last bytes, once the whole stream was fed.
+    pub fn finish(mut self, name: &str) -> Result<Vec<u8>, Failure> {
+        self.0
+            .try_finish()
+            .map_err(|e| reader_failure(format!("{name} ends before its gzip data does: {e}")))?;
+        Ok(std::mem::take(self.0.get_mut()))
     }
 }
 
@@ -209,6 +325,8 @@ pub struct ItemSink<'c> {
     /// which RFC 4180 does not allow, can make a row look unclosed).
     csv_scanned: usize,
     csv_in_quotes: bool,
+    /// The object is gzipped: its bytes are inflated as they arrive.
+    gunzip: Option<Gunzip>,
     items: ItemLines,
 }
 
@@ -218,14 +336,24 @@ impl ItemSink<'_> {
         self.config.is_full(self.items.len())
     }
 
-    /// The next bytes of the object.
+    /// The next bytes of the object (inflated first if it is gzipped).
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), Failure> {
+        match self.gunzip.as_mut() {
+            Some(gunzip) => {
+                let plain = gunzip.feed(&self.name, chunk)?;
+                self.feed_plain(&plain)
+            }
+            None => self.feed_plain(chunk),
+        }
+    }
+
+    fn feed_plain(&mut self, chunk: &[u8]) -> Result<(), Failure> {
         if self.is_full() {
             return Ok(());
         }
         self.pending.extend_from_slice(chunk);
         match self.config.input_type {
-            InputType::Json => {
+            InputType::Json | InputType::Manifest => {
                 if self.pending.len() as u64 > MAX_OBJECT_BYTES {
                     return Err(too_big(&self.name, self.pending.len() as u64));
                 }
@@ -260,15 +388,45 @@ impl ItemSink<'_> {
 
     /// The items, once the whole object (or `MaxItems` of it) was fed: the reader's answer.
     pub fn finish(mut self) -> Result<Value, Failure> {
-        if !self.is_full() {
-            let rest = std::mem::take(&mut self.pending);
-            match self.config.input_type {
-                InputType::Json => self.json_document(&rest)?,
-                InputType::JsonLines => self.json_lines(&rest)?,
-                InputType::Csv => self.csv_rows(&rest)?,
-            }
-        }
+        self.end_object()?;
         Ok(self.items.into_answer())
+    }
+
+    /// The next object (`name`, gzipped or not) of several read into the same items (an
+    /// inventory's data files): the one before ends here.
+    pub fn next_object(&mut self, name: &str, gzipped: bool) -> Result<(), Failure> {
+        self.end_object()?;
+        self.gunzip = gzipped.then(Gunzip::default);
+        self.name = name.to_owned();
+        self.lines = 0;
+        self.csv_scanned = 0;
+        self.csv_in_quotes = false;
+        Ok(())
+    }
+
+    /// What is left of the object fed so far, as its last items.
+    fn end_object(&mut self) -> Result<(), Failure> {
+        if let Some(gunzip) = self.gunzip.take()
+            && !self.is_full()
+        {
+            let rest = gunzip.finish(&self.name)?;
+            self.feed_plain(&rest)?;
+        }
+        let rest = std::mem::take(&mut self.pending);
+        // (An empty JSON document is not one.)
+        if self.is_full() || (rest.is_empty() && self.config.input_type != InputType::Json) {
+            return Ok(());
+        }
+        match self.config.input_type {
+            InputType::Json => self.json_document(&rest),
+            InputType::JsonLines => self.json_lines(&rest),
+            InputType::Csv => self.csv_rows(&rest),
+            // A manifest is read by `inventory`, its data files as CSV.
+            InputType::Manifest => Err(reader_failure(format!(
+                "{}: a manifest is read with ReaderConfig::inventory",
+                self.name
+            ))),
+        }
     }
 
     /// A line or row longer than any object Stepstone reads whole is refused as it grows.
@@ -467,15 +625,45 @@ pub fn reader_failure(cause: String) -> Failure {
 }
 
 /// Reads a `file://PATH` reader's items (relative paths from the working directory), a chunk
-/// at a time.
+/// at a time. With InputType MANIFEST, PATH is an inventory's `manifest.json` and the keys of
+/// its data files are paths from its directory.
 pub(crate) async fn read_file(resource: &str, request: &Value) -> Result<Value, Failure> {
-    use tokio::io::AsyncReadExt;
     let path = resource.strip_prefix("file://").unwrap_or(resource);
     let config = ReaderConfig::of(request)?;
+    if config.is_manifest() {
+        let mut manifest = config.sink(path);
+        feed_file(path, &config, &mut manifest).await?;
+        let inventory = config.inventory(path, &manifest.pending)?;
+        let dir = std::path::Path::new(path)
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        let mut sink = inventory.sink();
+        for key in &inventory.files {
+            if sink.is_full() {
+                break;
+            }
+            let file = dir.join(key);
+            let file = file.to_string_lossy();
+            sink.next_object(&file, key.ends_with(".gz"))?;
+            feed_file(&file, inventory.rows(), &mut sink).await?;
+        }
+        return sink.finish();
+    }
+    let mut sink = config.sink(path);
+    feed_file(path, &config, &mut sink).await?;
+    sink.finish()
+}
+
+/// Feeds file `path` to `sink` a chunk at a time, until it ends or MaxItems items are read.
+async fn feed_file(
+    path: &str,
+    config: &ReaderConfig,
+    sink: &mut ItemSink<'_>,
+) -> Result<(), Failure> {
+    use tokio::io::AsyncReadExt;
     let cannot = |e: std::io::Error| reader_failure(format!("cannot read {path}: {e}"));
     let mut file = tokio::fs::File::open(path).await.map_err(cannot)?;
-    check_size(&config, path, file.metadata().await.map_err(cannot)?.len())?;
-    let mut sink = config.sink(path);
+    check_size(config, path, file.metadata().await.map_err(cannot)?.len())?;
     let mut chunk = vec![0; 1 << 20];
     while !sink.is_full() {
         let n = file.read(&mut chunk).await.map_err(cannot)?;
@@ -484,7 +672,7 @@ pub(crate) async fn read_file(resource: &str, request: &Value) -> Result<Value, 
         }
         sink.feed(&chunk[..n])?;
     }
-    sink.finish()
+    Ok(())
 }
 
 #[cfg(test)]
@@ -589,6 +777,70 @@ mod tests {
             csv.items("x", "k\n\u{20ac}\n".as_bytes()).unwrap(),
             [json!({"k": "\u{20ac}"})]
         );
+    }
+
+    #[test]
+    fn an_inventory_reads_its_gzipped_data_files_as_rows_of_its_schema() {
+        use std::io::Write;
+        let gzip = |text: &str| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(text.as_bytes()).unwrap();
+            e.finish().unwrap()
+        };
+        let manifest = json!({"destinationBucket": "arn:aws:s3:::inv", "fileFormat": "CSV",
+            "fileSchema": "Bucket, Key, Size", "files": [{"key": "d/1.csv.gz"}, {"key": "d/2.csv.gz"}]});
+        let files = [
+            gzip("\"b\",\"x\n y\",\"1\"\n\"b\",\"z\",\"2\"\n"),
+            gzip("\"b\",\"w\",\"3\""),
+        ];
+        for max in [0, 2] {
+            let config = config(json!({"InputType": "MANIFEST", "MaxItems": max}));
+            let inventory = config
+                .inventory("m.json", manifest.to_string().as_bytes())
+                .unwrap();
+            assert_eq!(inventory.bucket, "inv");
+            assert_eq!(inventory.files, ["d/1.csv.gz", "d/2.csv.gz"]);
+            // Fed a few bytes at a time, cut anywhere in the gzip stream.
+            let mut sink = inventory.sink();
+            for (key, bytes) in inventory.files.iter().zip(&files) {
+                sink.next_object(key, true).unwrap();
+                for chunk in bytes.chunks(5) {
+                    sink.feed(chunk).unwrap();
+                }
+            }
+            let Value::String(lines) = sink.finish().unwrap() else {
+                panic!("a reader answers JSON Lines")
+            };
+            let items: Vec<Value> = lines
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            let all = [
+                json!({"Bucket": "b", "Key": "x\n y", "Size": "1"}),
+                json!({"Bucket": "b", "Key": "z", "Size": "2"}),
+                json!({"Bucket": "b", "Key": "w", "Size": "3"}),
+            ];
+            let expected = if max == 0 { &all[..] } else { &all[..2] };
+            assert_eq!(items, expected, "MaxItems {max}");
+        }
+        let orc = json!({"destinationBucket": "b", "fileFormat": "ORC", "fileSchema": "Key", "files": []});
+        let failure = config(json!({"InputType": "MANIFEST"}))
+            .inventory("m.json", orc.to_string().as_bytes())
+            .unwrap_err();
+        assert!(
+            failure.cause.contains("fileFormat is ORC"),
+            "{}",
+            failure.cause
+        );
+        // Data that is not gzip fails the reader, naming the file.
+        let csv =
+            config(json!({"InputType": "CSV", "CSVHeaderLocation": "GIVEN", "CSVHeaders": ["k"]}));
+        let mut sink = csv.sink("x");
+        sink.next_object("d/3.csv.gz", true).unwrap();
+        let bad = sink
+            .feed(b"not gzip at all")
+            .and_then(|()| sink.finish().map(drop));
+        assert!(bad.unwrap_err().cause.contains("d/3.csv.gz"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use stepstone_engine::Failure;
 
 use super::error::sdk_failure;
-use crate::item_reader::{ItemLines, ReaderConfig, check_size, reader_failure};
+use crate::item_reader::{ItemLines, ItemSink, ReaderConfig, check_size, reader_failure};
 use crate::result_writer::{ResultFiles, writer_failure};
 
 /// A required string field of the reader's Parameters.
@@ -30,32 +30,74 @@ where
     reader_failure(format!("{what}: {}: {}", failure.error, failure.cause))
 }
 
-/// `s3:getObject`: the object's items.
+/// `s3:getObject`: the object's items; with InputType MANIFEST, the rows of the inventory
+/// whose manifest it is.
 pub(crate) async fn get_object(client: &Client, request: Value) -> Result<Value, Failure> {
     let config = ReaderConfig::of(&request)?;
     let bucket = required(&request, "Bucket", "s3:getObject")?;
     let key = required(&request, "Key", "s3:getObject")?;
+    let version = request
+        .get("VersionId")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let name = format!("s3://{bucket}/{key}");
+    let body = open(client, bucket, key, version, &config, &name).await?;
+    if config.is_manifest() {
+        let manifest = body
+            .collect()
+            .await
+            .map_err(|e| reader_failure(format!("cannot read {name}: {e}")))?
+            .into_bytes();
+        let inventory = config.inventory(&name, &manifest)?;
+        let mut sink = inventory.sink();
+        for key in &inventory.files {
+            if sink.is_full() {
+                break;
+            }
+            let name = format!("s3://{}/{key}", inventory.bucket);
+            sink.next_object(&name, key.ends_with(".gz"))?;
+            let rows = inventory.rows();
+            let body = open(client, &inventory.bucket, key, None, rows, &name).await?;
+            feed(body, &mut sink, &name).await?;
+        }
+        return sink.finish();
+    }
+    let mut sink = config.sink(&name);
+    feed(body, &mut sink, &name).await?;
+    sink.finish()
+}
+
+/// The body of object `key` (`name` in errors), refused before it is read if it is too big to
+/// be read whole.
+async fn open(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    version: Option<String>,
+    config: &ReaderConfig,
+    name: &str,
+) -> Result<aws_sdk_s3::primitives::ByteStream, Failure> {
     let object = client
         .get_object()
         .bucket(bucket)
         .key(key)
-        .set_version_id(
-            request
-                .get("VersionId")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        )
+        .set_version_id(version)
         .send()
         .await
         .map_err(|e| s3_failure(&format!("cannot read {name}"), &e))?;
     if let Some(size) = object.content_length() {
-        check_size(&config, &name, u64::try_from(size).unwrap_or(0))?;
+        check_size(config, name, u64::try_from(size).unwrap_or(0))?;
     }
-    // The body as it arrives: JSON Lines and CSV become items chunk by chunk, and the rest of
-    // the object is not read once MaxItems items are.
-    let mut body = object.body;
-    let mut sink = config.sink(&name);
+    Ok(object.body)
+}
+
+/// Feeds `body` to `sink` as it arrives (JSON Lines and CSV become items chunk by chunk), and
+/// stops reading once MaxItems items are read.
+async fn feed(
+    mut body: aws_sdk_s3::primitives::ByteStream,
+    sink: &mut ItemSink<'_>,
+    name: &str,
+) -> Result<(), Failure> {
     while !sink.is_full() {
         let chunk = body
             .try_next()
@@ -66,7 +108,7 @@ pub(crate) async fn get_object(client: &Client, request: Value) -> Result<Value,
         };
         sink.feed(&chunk)?;
     }
-    sink.finish()
+    Ok(())
 }
 
 /// `s3:listObjectsV2`: an item per object of `Bucket` under `Prefix`, in key order, page after
