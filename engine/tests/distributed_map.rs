@@ -571,6 +571,57 @@ async fn a_redriven_batched_map_reruns_only_the_failed_batch() {
 }
 
 #[tokio::test]
+async fn a_redriven_map_run_writes_its_results_under_the_arn_it_started_with() {
+    let def = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items",
+        "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": "out", "Prefix": "runs"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"},
+            "StartAt": "Deploy", "States": {
+                "Deploy": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                           "Parameters": {"item.$": "$"}, "End": true}}},
+        "End": true}}});
+    let m = machine(&def);
+    let store = MemStore::new();
+    let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let deploy = deploy(&[2], true, Arc::default());
+    let tasks = {
+        let written = written.clone();
+        FnTasks(move |req: TaskRequest| -> TaskFuture {
+            if req.resource == "arn:aws:states:::s3:putObject" {
+                written.lock().unwrap().push(req.input["MapRunArn"].clone());
+                return Box::pin(async {
+                    Ok(json!({"Bucket": "out", "Key": "runs/manifest.json"}))
+                });
+            }
+            deploy.0(req)
+        })
+    };
+    let first = durable(&m, &def, json!({"items": [1, 2, 3]}), &store, &tasks).await;
+    assert!(matches!(&first.status, Status::Failed(f) if f.error == THRESHOLD));
+    let stored = store
+        .load(&first.info.execution_arn)
+        .unwrap()
+        .expect("stored");
+    let second = redrive(&m, stored.checkpoint, &options(), &tasks, &store, None)
+        .await
+        .unwrap();
+    let Status::Succeeded(output) = &second.status else {
+        panic!("{:?}", second.status)
+    };
+    let started = store
+        .events(&first.info.execution_arn)
+        .unwrap()
+        .into_iter()
+        .find_map(|e| match e.kind {
+            EventKind::MapRunStarted { map_run_arn } => Some(map_run_arn),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(output["MapRunArn"], json!(started));
+    assert_eq!(*written.lock().unwrap(), [json!(started)]);
+}
+
+#[tokio::test]
 async fn a_result_writer_shapes_the_results_and_hands_them_to_its_task() {
     let def = |writer: Value| {
         json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items",

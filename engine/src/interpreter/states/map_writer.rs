@@ -50,7 +50,12 @@ impl Execution<'_> {
             Some("JSONL") => "JSONL",
             Some(other) => return Err(self.writer_config_failure(id, "OutputType", other)),
         };
-        let map_run_arn = self.map_run_arn(id, state);
+        // The Map Run's own ARN (a redriven one keeps the ARN it started with).
+        let map_run_arn = match &self.run(id).waiting {
+            Waiting::Children(c) => c.map_run.as_ref().map(|m| m.arn.clone()),
+            _ => None,
+        }
+        .unwrap_or_else(|| self.map_run_arn(id, state));
         let failed: std::collections::BTreeSet<usize> = match &self.run(id).waiting {
             Waiting::Children(c) => c.fallen.iter().map(|(slot, _)| *slot).collect(),
             _ => Default::default(),
@@ -130,11 +135,16 @@ impl Execution<'_> {
         state: &Map,
         result: Result<Value, Failure>,
     ) -> Flow {
-        self.run_mut(id).waiting = Waiting::Nothing;
+        // The Map Run's ARN, as the writer's request gave it (its children are gone).
+        let map_run_arn = match std::mem::replace(&mut self.run_mut(id).waiting, Waiting::Nothing) {
+            Waiting::Task { request, .. } => request.input.get("MapRunArn").cloned(),
+            _ => None,
+        };
         match result {
             Ok(details) => {
+                let map_run_arn = map_run_arn.unwrap_or_else(|| self.map_run_arn(id, state).into());
                 let output = json!({
-                    "MapRunArn": self.map_run_arn(id, state),
+                    "MapRunArn": map_run_arn,
                     "ResultWriterDetails": details,
                 });
                 self.map_succeeded(id, state, output)
