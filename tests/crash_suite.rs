@@ -561,6 +561,10 @@ fn big_map_suite(engine: &str) {
         let dir = root.join(format!("run-{scenarios}"));
         let (end_output, history, landed) = big_map_scenario(&dir, &delays, engine);
         kills += landed;
+        // As in `crash_suite`: a reference run slowed by other tests aims the kills too late.
+        if landed == 0 {
+            span_ms = (span_ms * 3 / 4).max(20);
+        }
         let context =
             format!("{engine}, seed {seed}, scenario {scenarios}, kill delays {delays:?} ms");
         assert_eq!(end_output, output, "output differs ({context})");
