@@ -16,8 +16,9 @@
 //! separated by `CSVDelimiter`, quoted as RFC 4180 quotes), `MANIFEST` (an S3 Inventory's
 //! `manifest.json`: the rows of its gzipped CSV data files, keyed by its `fileSchema`).
 //! `MaxItems` keeps the first items.
-//! JSON Lines and CSV are made into items as their bytes arrive (the object is never held
-//! whole, and reading stops at `MaxItems`); a JSON document is parsed once read whole.
+//! JSON Lines, CSV and a JSON array are made into items as their bytes arrive (the object is
+//! never held whole, and reading stops at `MaxItems`); a JSON document with an `ItemsPointer`
+//! is parsed once read whole.
 
 use serde_json::{Map, Value};
 use stepstone_engine::Failure;
@@ -131,10 +132,16 @@ impl ReaderConfig {
         self.max_items > 0 && count >= self.max_items
     }
 
-    /// Whether the object is read whole before it becomes items (a JSON document), rather
+    /// Whether the object is read whole before it becomes items (a JSON document with an
+    /// `ItemsPointer`, a manifest), rather
     /// than split as it arrives.
     pub fn reads_whole(&self) -> bool {
-        matches!(self.input_type, InputType::Json | InputType::Manifest)
+        match self.input_type {
+            // A top-level array is split as it arrives; an ItemsPointer needs the document.
+            InputType::Json => self.items_pointer.is_some(),
+            InputType::Manifest => true,
+            InputType::JsonLines | InputType::Csv => false,
+        }
     }
 
     /// Whether the object is an S3 inventory's `manifest.json` (InputType MANIFEST): its items
@@ -204,6 +211,8 @@ impl ReaderConfig {
             csv_headers: self.headers.clone(),
             csv_scanned: 0,
             csv_in_quotes: false,
+            array: (self.input_type == InputType::Json && self.items_pointer.is_none())
+                .then(ArraySplitter::default),
             gunzip: None,
             items: ItemLines::default(),
         }
@@ -308,9 +317,9 @@ impl ItemLines {
 }
 
 /// Turns an object's bytes into items as they arrive ([`ItemSink::feed`], then
-/// [`ItemSink::finish`]): JSON Lines and CSV are split line by line and row by row, so the
-/// object is never held whole and reading stops at `MaxItems`; a JSON document is parsed once
-/// it is whole.
+/// [`ItemSink::finish`]): JSON Lines, CSV and a JSON array are split line by line, row by row
+/// and element by element, so the object is never held whole and reading stops at `MaxItems`;
+/// a JSON document with an `ItemsPointer` (or a manifest) is parsed once it is whole.
 pub struct ItemSink<'c> {
     config: &'c ReaderConfig,
     name: String,
@@ -325,6 +334,8 @@ pub struct ItemSink<'c> {
     /// which RFC 4180 does not allow, can make a row look unclosed).
     csv_scanned: usize,
     csv_in_quotes: bool,
+    /// JSON without ItemsPointer: the top-level array, split into its elements as it arrives.
+    array: Option<ArraySplitter>,
     /// The object is gzipped: its bytes are inflated as they arrive.
     gunzip: Option<Gunzip>,
     items: ItemLines,
@@ -353,6 +364,7 @@ impl ItemSink<'_> {
         }
         self.pending.extend_from_slice(chunk);
         match self.config.input_type {
+            InputType::Json if self.array.is_some() => self.split_array(),
             InputType::Json | InputType::Manifest => {
                 if self.pending.len() as u64 > MAX_OBJECT_BYTES {
                     return Err(too_big(&self.name, self.pending.len() as u64));
@@ -418,6 +430,11 @@ impl ItemSink<'_> {
             return Ok(());
         }
         match self.config.input_type {
+            InputType::Json if self.array.is_some() => {
+                self.pending = rest;
+                self.split_array()?;
+                self.end_array()
+            }
             InputType::Json => self.json_document(&rest),
             InputType::JsonLines => self.json_lines(&rest),
             InputType::Csv => self.csv_rows(&rest),
@@ -434,6 +451,109 @@ impl ItemSink<'_> {
         match self.pending.len() as u64 > MAX_OBJECT_BYTES {
             true => Err(too_big(&self.name, self.pending.len() as u64)),
             false => Ok(()),
+        }
+    }
+
+    /// Splits what `pending` holds of the top-level array into elements, each an item; keeps
+    /// the element not yet whole.
+    fn split_array(&mut self) -> Result<(), Failure> {
+        let Some(mut scan) = self.array.take() else {
+            return Ok(());
+        };
+        let mut starts_at = scan.element_start;
+        let mut found = Vec::new();
+        for i in scan.scanned..self.pending.len() {
+            let b = self.pending[i];
+            match scan.stage {
+                ArrayStage::Before if b.is_ascii_whitespace() => {}
+                ArrayStage::Before if b == b'[' => {
+                    scan.stage = ArrayStage::Inside;
+                    scan.depth = 1;
+                    starts_at = i + 1;
+                }
+                ArrayStage::Before => return Err(not_an_array(&self.name, b)),
+                ArrayStage::Inside if scan.in_string => match b {
+                    _ if scan.escaped => scan.escaped = false,
+                    b'\\' => scan.escaped = true,
+                    b'"' => scan.in_string = false,
+                    _ => {}
+                },
+                ArrayStage::Inside => match b {
+                    b'"' => scan.in_string = true,
+                    b'[' | b'{' => scan.depth += 1,
+                    b'}' if scan.depth == 1 => {
+                        return Err(reader_failure(format!(
+                            "{} is not valid JSON: its array ends with '}}'",
+                            self.name
+                        )));
+                    }
+                    b']' | b'}' => {
+                        scan.depth -= 1;
+                        if scan.depth == 0 {
+                            found.push((starts_at, i, true));
+                            scan.stage = ArrayStage::After;
+                        }
+                    }
+                    b',' if scan.depth == 1 => {
+                        found.push((starts_at, i, false));
+                        starts_at = i + 1;
+                    }
+                    _ => {}
+                },
+                ArrayStage::After if b.is_ascii_whitespace() => {}
+                ArrayStage::After => {
+                    return Err(reader_failure(format!(
+                        "{} is not valid JSON: more after the array's end",
+                        self.name
+                    )));
+                }
+            }
+        }
+        for (start, end, last) in found {
+            if self.is_full() {
+                break;
+            }
+            let text = std::str::from_utf8(&self.pending[start..end])
+                .map_err(|e| reader_failure(format!("{} is not UTF-8 text: {e}", self.name)))?
+                .trim();
+            // `[]` has no element; an empty one elsewhere (`[1,,2]`, `[1,]`) is not JSON.
+            if text.is_empty() && last && scan.elements == 0 {
+                continue;
+            }
+            serde_json::from_str::<&serde_json::value::RawValue>(text).map_err(|e| {
+                reader_failure(format!(
+                    "{} is not valid JSON: item {} of its array: {e}",
+                    self.name,
+                    scan.elements + 1
+                ))
+            })?;
+            scan.elements += 1;
+            self.items.push_checked(text)?;
+        }
+        // Keep only the element not yet whole.
+        let keep = match scan.stage {
+            ArrayStage::Inside => starts_at,
+            _ => self.pending.len(),
+        };
+        self.pending.drain(..keep);
+        scan.scanned = self.pending.len();
+        scan.element_start = 0;
+        self.array = Some(scan);
+        self.check_pending()
+    }
+
+    /// The object ended: its array must have.
+    fn end_array(&mut self) -> Result<(), Failure> {
+        match self.array.as_ref().map(|scan| scan.stage) {
+            Some(ArrayStage::Before) => Err(reader_failure(format!(
+                "{} is not valid JSON: it is empty",
+                self.name
+            ))),
+            Some(ArrayStage::Inside) if !self.is_full() => Err(reader_failure(format!(
+                "{} is not valid JSON: its array is not closed",
+                self.name
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -533,6 +653,44 @@ impl ItemSink<'_> {
     }
 }
 
+/// Where a JSON object's top-level array is split: outside it, or inside at some depth, in a
+/// string or not.
+#[derive(Debug, Default)]
+struct ArraySplitter {
+    stage: ArrayStage,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    /// How much of `pending` was scanned, and where the element being read starts in it.
+    scanned: usize,
+    element_start: usize,
+    /// Elements read.
+    elements: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+enum ArrayStage {
+    #[default]
+    Before,
+    Inside,
+    After,
+}
+
+/// A JSON object whose top level is not an array, named by its first byte.
+fn not_an_array(name: &str, first: u8) -> Failure {
+    let found = match first {
+        b'{' => "an object",
+        b'"' => "a string",
+        b't' | b'f' => "a boolean",
+        b'n' => "null",
+        b'-' | b'0'..=b'9' => "a number",
+        _ => return reader_failure(format!("{name} is not valid JSON")),
+    };
+    reader_failure(format!(
+        "the JSON items of {name} must be an array, not {found}"
+    ))
+}
+
 /// Where the last line break of `bytes` is.
 fn last_line_break(bytes: &[u8]) -> Option<usize> {
     bytes.iter().rposition(|&b| b == b'\n')
@@ -540,7 +698,7 @@ fn last_line_break(bytes: &[u8]) -> Option<usize> {
 
 fn too_big(name: &str, size: u64) -> Failure {
     reader_failure(format!(
-        "{name} is {size} bytes: Stepstone reads a JSON ItemReader's object whole, at most {MAX_OBJECT_BYTES} bytes (use JSONL, or split it and list its parts with s3:listObjectsV2)"
+        "{name} is {size} bytes: Stepstone reads a JSON object with an ItemsPointer whole, at most {MAX_OBJECT_BYTES} bytes (put the items in a top-level array or in JSONL, which are read as they arrive, or split the object)"
     ))
 }
 
@@ -749,6 +907,42 @@ mod tests {
         );
         let not_array = json.items("x.json", b"{\"a\": 1}").unwrap_err();
         assert!(not_array.cause.contains("must be an array, not an object"));
+        // A top-level array is split as it arrives, strings and nesting kept whole.
+        assert_eq!(
+            json.items(
+                "x",
+                b" [ {\"s\": \"a, ]} \\\" [\"}, [1, [2]], \"\", null ] \n"
+            )
+            .unwrap(),
+            [
+                json!({"s": "a, ]} \" ["}),
+                json!([1, [2]]),
+                json!(""),
+                json!(null)
+            ]
+        );
+        assert_eq!(json.items("x", b"[ ]").unwrap(), Vec::<Value>::new());
+        let limited = config(json!({"InputType": "JSON", "MaxItems": 1}));
+        // Reading stops at MaxItems: what follows is not read (nor checked).
+        assert_eq!(limited.items("x", b"[1, 2, oops").unwrap(), [json!(1)]);
+        for (bad, says) in [
+            (&b"[1, 2"[..], "not closed"),
+            (b"[1,, 2]", "item 2"),
+            (b"[1, 2,]", "item 3"),
+            (b"[1] 2", "after the array"),
+            (b"[1}", "ends with"),
+            (b"  ", "empty"),
+            (b"[{\"a\": }]", "item 1"),
+        ] {
+            let failure = json.items("x.json", bad).unwrap_err();
+            assert!(
+                failure.cause.contains(says),
+                "{}: {}",
+                String::from_utf8_lossy(bad),
+                failure.cause
+            );
+            assert_eq!(failure.error, "States.ItemReaderFailed");
+        }
         let pointed = config(json!({"InputType": "JSON", "ItemsPointer": "/data/items"}));
         assert_eq!(
             pointed.items("x", b"{\"data\": {\"items\": [3]}}").unwrap(),
@@ -845,11 +1039,14 @@ mod tests {
 
     #[test]
     fn an_object_past_the_bound_is_refused_before_it_is_read() {
-        let json = config(json!({"InputType": "JSON"}));
+        // A JSON document with an ItemsPointer is read whole.
+        let json = config(json!({"InputType": "JSON", "ItemsPointer": "/items"}));
         assert!(check_size(&json, "s3://b/k", MAX_OBJECT_BYTES).is_ok());
-        // JSON Lines are split as they arrive: any size is read.
-        let lines = config(json!({"InputType": "JSONL"}));
-        assert!(check_size(&lines, "s3://b/k", 4 * MAX_OBJECT_BYTES).is_ok());
+        // JSON Lines, CSV and a top-level JSON array are split as they arrive: any size is read.
+        for input_type in ["JSONL", "CSV", "JSON"] {
+            let split = config(json!({ "InputType": input_type }));
+            assert!(check_size(&split, "s3://b/k", 4 * MAX_OBJECT_BYTES).is_ok());
+        }
         let failure = check_size(&json, "s3://b/k", MAX_OBJECT_BYTES + 1).unwrap_err();
         assert_eq!(failure.error, "States.ItemReaderFailed");
         assert!(
