@@ -694,8 +694,17 @@ async fn a_result_writer_shapes_the_results_and_hands_them_to_its_task() {
     assert_eq!(request["Prefix"], "jobs");
     assert_eq!(request["OutputType"], "JSONL");
     assert_eq!(request["MapRunArn"], json!(map_run_arn));
-    // Transformation NONE (the default with a Resource): each child's details.
-    let succeeded = request["Results"]["SUCCEEDED"].as_array().unwrap();
+    // Transformation NONE (the default with a Resource): each child's details, each file's
+    // content given as text (here JSON Lines), written by the Map entry by entry.
+    let file = |status: &str| -> Vec<Value> {
+        request["Results"][status]
+            .as_str()
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    let succeeded = file("SUCCEEDED");
     assert_eq!(succeeded.len(), 2);
     assert_eq!(succeeded[1]["Output"], r#"{"done":3}"#);
     assert_eq!(succeeded[1]["Input"], "3");
@@ -705,7 +714,7 @@ async fn a_result_writer_shapes_the_results_and_hands_them_to_its_task() {
             .unwrap()
             .contains(":execution:regions/Fan:")
     );
-    assert_eq!(request["Results"]["FAILED"][0]["Cause"], "item 2 failed");
+    assert_eq!(file("FAILED")[0]["Cause"], "item 2 failed");
 }
 
 #[tokio::test]

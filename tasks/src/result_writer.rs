@@ -4,8 +4,9 @@
 //! listing them: `{"DestinationBucket", "MapRunArn", "ResultFiles": {"FAILED", "PENDING",
 //! "SUCCEEDED"}}`, each file as `{"Key", "Size"}`. The Map dispatches its writer as a task
 //! whose input is the ResultWriter's Parameters (`Bucket`, `Prefix`) with `MapRunArn`,
-//! `OutputType` and the shaped `Results` by status; the answer is where the manifest is,
-//! `{"Bucket", "Key"}`.
+//! `OutputType` and the shaped `Results` by status, each the file's content as text (written
+//! by the Map entry by entry; an array of entries is also taken); the answer is where the
+//! manifest is, `{"Bucket", "Key"}`.
 //!
 //! `arn:aws:states:::s3:putObject` writes them to S3 (through [`crate::AwsTasks`]);
 //! `file://DIR` (a Stepstone extension, for dry runs) writes them under a local directory,
@@ -62,24 +63,9 @@ impl ResultFiles {
         let mut objects = Vec::new();
         let mut listed = serde_json::Map::new();
         for status in ["FAILED", "PENDING", "SUCCEEDED"] {
-            let entries = request["Results"]
-                .get(status)
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
             let mut files = Vec::new();
-            if !entries.is_empty() {
+            if let Some(body) = file_content(&request["Results"], status, lines) {
                 let key = format!("{base}/{status}_0.{}", if lines { "jsonl" } else { "json" });
-                let body = if lines {
-                    let mut text = String::new();
-                    for entry in entries {
-                        text.push_str(&entry.to_string());
-                        text.push('\n');
-                    }
-                    text.into_bytes()
-                } else {
-                    Value::Array(entries.to_vec()).to_string().into_bytes()
-                };
                 files.push(json!({"Key": key, "Size": body.len()}));
                 objects.push((key, body));
             }
@@ -101,6 +87,26 @@ impl ResultFiles {
     pub fn details(&self) -> Value {
         let key = self.objects.last().map(|(k, _)| k.as_str()).unwrap_or("");
         json!({"Bucket": self.bucket, "Key": key})
+    }
+}
+
+/// The content of the result file of `status`, if it has entries: the Map gives it as text
+/// (a JSON array, or JSON Lines with `OutputType` JSONL); an array of entries (a writer request
+/// made otherwise) is written out here.
+fn file_content(results: &Value, status: &str, lines: bool) -> Option<Vec<u8>> {
+    match results.get(status)? {
+        Value::String(text) => Some(text.clone().into_bytes()),
+        Value::Array(entries) if entries.is_empty() => None,
+        Value::Array(entries) if lines => {
+            let mut text = String::new();
+            for entry in entries {
+                text.push_str(&entry.to_string());
+                text.push('\n');
+            }
+            Some(text.into_bytes())
+        }
+        entries @ Value::Array(_) => Some(entries.to_string().into_bytes()),
+        _ => None,
     }
 }
 

@@ -282,6 +282,14 @@ impl Children {
         true
     }
 
+    /// Child `slot`'s output as JSON text (as it is kept, when it is kept as text).
+    pub(crate) fn output_json(&self, slot: usize) -> Option<std::borrow::Cow<'_, str>> {
+        match self.results.get(slot)?.as_ref()? {
+            Kept::Text(text) => Some(std::borrow::Cow::Borrowed(text.get())),
+            Kept::Value(value) => Some(std::borrow::Cow::Owned(value.to_string())),
+        }
+    }
+
     /// Every child's output, in slot order: the state's result once all are done.
     pub(crate) fn into_outputs(self) -> Value {
         Value::Array(

@@ -19,6 +19,29 @@ use crate::Failure;
 use crate::history::EventKind;
 use crate::interpreter::{Execution, Flow, RunId, Waiting};
 
+/// One result entry: a value, or JSON text as a child's output was kept.
+enum Entry<'a> {
+    Value(Value),
+    Text(&'a str),
+}
+
+impl Entry<'_> {
+    fn into_value(self) -> Value {
+        match self {
+            Entry::Value(v) => v,
+            // Kept outputs are JSON text the interpreter wrote.
+            Entry::Text(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+        }
+    }
+
+    fn write_to(&self, out: &mut String) {
+        match self {
+            Entry::Value(v) => out.push_str(&v.to_string()),
+            Entry::Text(text) => out.push_str(text),
+        }
+    }
+}
+
 /// `WriterConfig.Transformation`.
 #[derive(Clone, Copy, PartialEq)]
 enum Transformation {
@@ -56,56 +79,12 @@ impl Execution<'_> {
             _ => None,
         }
         .unwrap_or_else(|| self.map_run_arn(id, state));
-        let failed: std::collections::BTreeSet<usize> = match &self.run(id).waiting {
-            Waiting::Children(c) => c.fallen.iter().map(|(slot, _)| *slot).collect(),
-            _ => Default::default(),
-        };
-        // A child's details give its input: worked out again while the items are there.
-        let needs_inputs = transformation == Transformation::None || !failed.is_empty();
-        let count = match &self.run(id).waiting {
-            Waiting::Children(c) => c.len(),
-            _ => 0,
-        };
-        let mut inputs = Vec::new();
-        if needs_inputs {
-            for index in 0..count {
-                inputs.push(self.map_child_input(id, state, index)?);
-            }
-        }
-        self.run_mut(id).set_input_for_items(None);
-        self.run_mut(id).clear_read_items();
-        self.map_run_ended(id, "SUCCEEDED");
-        let Value::Array(outputs) = self.take_outputs(id) else {
-            unreachable!("a Map's outputs are an array")
-        };
-        let mut entries = Vec::with_capacity(outputs.len());
-        for (index, output) in outputs.into_iter().enumerate() {
-            let ok = !failed.contains(&index);
-            let entry = if transformation == Transformation::None || !ok {
-                child_details(&map_run_arn, index, inputs.get(index), output, ok)
-            } else {
-                output
-            };
-            entries.push((ok, entry));
-        }
-        let flatten = |entries: Vec<(bool, Value)>| -> Vec<Value> {
-            let mut out = Vec::with_capacity(entries.len());
-            for (ok, entry) in entries {
-                match entry {
-                    Value::Array(items) if ok && transformation == Transformation::Flatten => {
-                        out.extend(items)
-                    }
-                    other => out.push(other),
-                }
-            }
-            out
-        };
         let Some(resource) = &writer.resource else {
             // No export: the shaped results are the state's output.
-            let output = Value::Array(flatten(entries));
+            let output = self.map_shaped_results(id, state, transformation, &map_run_arn)?;
             return Ok(self.map_succeeded(id, state, output));
         };
-        let (succeeded, failed): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(ok, _)| *ok);
+        let files = self.map_result_files(id, state, transformation, output_type, &map_run_arn)?;
         let mut input = self.map_io_input(
             id,
             state,
@@ -120,12 +99,122 @@ impl Execution<'_> {
         };
         fields.insert("MapRunArn".into(), map_run_arn.into());
         fields.insert("OutputType".into(), output_type.into());
-        fields.insert(
-            "Results".into(),
-            json!({"SUCCEEDED": flatten(succeeded), "FAILED": flatten(failed)}),
-        );
+        let [succeeded, failed] = files;
+        let mut results = serde_json::Map::new();
+        for (status, text) in [("SUCCEEDED", succeeded), ("FAILED", failed)] {
+            if let Some(text) = text {
+                results.insert(status.into(), Value::String(text));
+            }
+        }
+        fields.insert("Results".into(), Value::Object(results));
         self.map_dispatch(id, WRITER_TASK, resource, input);
         Ok(Flow::Blocked)
+    }
+
+    /// The results of Map run `id`, shaped, as the state's output (a ResultWriter without a
+    /// Resource).
+    fn map_shaped_results(
+        &mut self,
+        id: RunId,
+        state: &Map,
+        transformation: Transformation,
+        map_run_arn: &str,
+    ) -> Result<Value, Failure> {
+        let mut out = Vec::new();
+        self.map_each_entry(id, state, transformation, map_run_arn, |_, entry| {
+            out.push(entry.into_value());
+        })?;
+        Ok(Value::Array(out))
+    }
+
+    /// The content of the result files of Map run `id`, succeeded then failed (`None` for a
+    /// status without entries): a JSON array, or one entry a line with `OutputType` JSONL.
+    /// Written entry by entry as text, so that a big Map's results never exist as one array
+    /// of values.
+    fn map_result_files(
+        &mut self,
+        id: RunId,
+        state: &Map,
+        transformation: Transformation,
+        output_type: &str,
+        map_run_arn: &str,
+    ) -> Result<[Option<String>; 2], Failure> {
+        let lines = output_type == "JSONL";
+        let mut files: [Option<String>; 2] = [None, None];
+        self.map_each_entry(id, state, transformation, map_run_arn, |ok, entry| {
+            let file = files[usize::from(!ok)].get_or_insert_with(|| match lines {
+                true => String::new(),
+                false => "[".to_owned(),
+            });
+            if !lines && file.len() > 1 {
+                file.push(',');
+            }
+            entry.write_to(file);
+            if lines {
+                file.push('\n');
+            }
+        })?;
+        if !lines {
+            for file in files.iter_mut().flatten() {
+                file.push(']');
+            }
+        }
+        Ok(files)
+    }
+
+    /// Hands each result entry of Map run `id` to `f` in child order, with whether its child
+    /// succeeded: the child's output as `transformation` shapes it, or (NONE, or a failed
+    /// child) its details. The Map's children and items are let go.
+    fn map_each_entry(
+        &mut self,
+        id: RunId,
+        state: &Map,
+        transformation: Transformation,
+        map_run_arn: &str,
+        mut f: impl FnMut(bool, Entry<'_>),
+    ) -> Result<(), Failure> {
+        let failed: std::collections::BTreeSet<usize> = match &self.run(id).waiting {
+            Waiting::Children(c) => c.fallen.iter().map(|(slot, _)| *slot).collect(),
+            _ => Default::default(),
+        };
+        self.map_run_ended(id, "SUCCEEDED");
+        let count = match &self.run(id).waiting {
+            Waiting::Children(c) => c.len(),
+            _ => 0,
+        };
+        for index in 0..count {
+            let ok = !failed.contains(&index);
+            // A child's details give its input, worked out again while the items (and the
+            // batches) are there.
+            let input = match transformation == Transformation::None || !ok {
+                true => Some(self.map_child_input(id, state, index)?),
+                false => None,
+            };
+            let output = match &self.run(id).waiting {
+                Waiting::Children(c) => c.output_json(index).map(String::from),
+                _ => None,
+            }
+            .unwrap_or_default();
+            if let Some(input) = input {
+                let output: Value = serde_json::from_str(&output).unwrap_or(Value::Null);
+                let details = child_details(map_run_arn, index, Some(&input), output, ok);
+                f(ok, Entry::Value(details));
+            } else if transformation == Transformation::Flatten && output.starts_with('[') {
+                match serde_json::from_str(&output) {
+                    Ok(Value::Array(items)) => {
+                        items.into_iter().for_each(|i| f(ok, Entry::Value(i)))
+                    }
+                    _ => f(ok, Entry::Text(&output)),
+                }
+            } else {
+                f(ok, Entry::Text(&output));
+            }
+        }
+        let children = self.take_children(id);
+        self.dispose_children(&children);
+        self.run_mut(id).set_input_for_items(None);
+        self.run_mut(id).clear_read_items();
+        Ok(())
     }
 
     /// The ResultWriter's task answered with where the manifest is (`{"Bucket", "Key"}`).
