@@ -38,8 +38,8 @@ pub struct ResultFiles {
 }
 
 impl ResultFiles {
-    /// The files of a writer request.
-    pub fn of(request: &Value) -> Result<ResultFiles, Failure> {
+    /// The files of a writer request (taken: the contents it holds become the files').
+    pub fn of(mut request: Value) -> Result<ResultFiles, Failure> {
         let bucket = request
             .get("Bucket")
             .and_then(Value::as_str)
@@ -49,12 +49,17 @@ impl ResultFiles {
                 )
             })?
             .to_owned();
-        let prefix = request.get("Prefix").and_then(Value::as_str).unwrap_or("");
+        let prefix = request
+            .get("Prefix")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let map_run_arn = request
             .get("MapRunArn")
             .and_then(Value::as_str)
-            .unwrap_or_default();
-        let run_id = map_run_arn.rsplit(':').next().unwrap_or(map_run_arn);
+            .unwrap_or_default()
+            .to_owned();
+        let run_id = map_run_arn.rsplit(':').next().unwrap_or(&map_run_arn);
         let base = match prefix.trim_end_matches('/') {
             "" => run_id.to_owned(),
             p => format!("{p}/{run_id}"),
@@ -64,7 +69,7 @@ impl ResultFiles {
         let mut listed = serde_json::Map::new();
         for status in ["FAILED", "PENDING", "SUCCEEDED"] {
             let mut files = Vec::new();
-            if let Some(body) = file_content(&request["Results"], status, lines) {
+            if let Some(body) = file_content(&mut request["Results"], status, lines) {
                 let key = format!("{base}/{status}_0.{}", if lines { "jsonl" } else { "json" });
                 files.push(json!({"Key": key, "Size": body.len()}));
                 objects.push((key, body));
@@ -93,9 +98,9 @@ impl ResultFiles {
 /// The content of the result file of `status`, if it has entries: the Map gives it as text
 /// (a JSON array, or JSON Lines with `OutputType` JSONL); an array of entries (a writer request
 /// made otherwise) is written out here.
-fn file_content(results: &Value, status: &str, lines: bool) -> Option<Vec<u8>> {
-    match results.get(status)? {
-        Value::String(text) => Some(text.clone().into_bytes()),
+fn file_content(results: &mut Value, status: &str, lines: bool) -> Option<Vec<u8>> {
+    match results.get_mut(status)? {
+        Value::String(text) => Some(std::mem::take(text).into_bytes()),
         Value::Array(entries) if entries.is_empty() => None,
         Value::Array(entries) if lines => {
             let mut text = String::new();
@@ -113,7 +118,7 @@ fn file_content(results: &Value, status: &str, lines: bool) -> Option<Vec<u8>> {
 /// Writes a `file://DIR` writer's files under `DIR/<Bucket>/`. A Bucket or key that would
 /// leave that directory (`..`, an absolute path) is refused: the definition names where the
 /// files go, its input must not move them elsewhere.
-pub(crate) async fn write_files(resource: &str, request: &Value) -> Result<Value, Failure> {
+pub(crate) async fn write_files(resource: &str, request: Value) -> Result<Value, Failure> {
     let dir = std::path::Path::new(resource.strip_prefix("file://").unwrap_or(resource));
     let files = ResultFiles::of(request)?;
     for (key, body) in &files.objects {
@@ -151,7 +156,7 @@ mod tests {
         let request = json!({"Bucket": "out", "Prefix": "jobs/", "OutputType": "JSONL",
             "MapRunArn": "arn:aws:states:us-east-1:1:mapRun:m/Label:abc-123",
             "Results": {"SUCCEEDED": [1, {"a": 2}], "FAILED": []}});
-        let files = ResultFiles::of(&request).unwrap();
+        let files = ResultFiles::of(request).unwrap();
         let keys: Vec<&str> = files.objects.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             keys,
@@ -173,7 +178,7 @@ mod tests {
             files.details(),
             json!({"Bucket": "out", "Key": "jobs/abc-123/manifest.json"})
         );
-        let no_bucket = ResultFiles::of(&json!({"MapRunArn": "x", "Results": {}}));
+        let no_bucket = ResultFiles::of(json!({"MapRunArn": "x", "Results": {}}));
         assert_eq!(no_bucket.err().unwrap().error, "States.ResultWriterFailed");
     }
 
@@ -184,7 +189,7 @@ mod tests {
         for (bucket, prefix) in [("../escape", "p"), ("b", "../../escape"), ("/tmp", "p")] {
             let request = json!({"Bucket": bucket, "Prefix": prefix, "MapRunArn": "a:b:id",
                 "Results": {"SUCCEEDED": [1]}});
-            let failure = write_files(&resource, &request).await.unwrap_err();
+            let failure = write_files(&resource, request.clone()).await.unwrap_err();
             assert_eq!(failure.error, "States.ResultWriterFailed");
             assert!(
                 failure.cause.contains("must stay inside"),
@@ -194,7 +199,7 @@ mod tests {
         }
         let request = json!({"Bucket": "b", "Prefix": "p", "MapRunArn": "a:b:id",
             "Results": {"SUCCEEDED": [1]}});
-        write_files(&resource, &request).await.unwrap();
+        write_files(&resource, request).await.unwrap();
         assert!(dir.join("b/p/id/manifest.json").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }

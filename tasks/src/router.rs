@@ -63,7 +63,7 @@ impl TaskDispatcher for Router {
             // here, so that a dry run with mocked tasks needs no S3.
             return Box::pin(async move {
                 if crate::result_writer::is_writer_request(&request.input) {
-                    crate::result_writer::write_files(&request.resource, &request.input).await
+                    crate::result_writer::write_files(&request.resource, request.input).await
                 } else {
                     crate::item_reader::read_file(&request.resource, &request.input).await
                 }

@@ -153,7 +153,7 @@ pub(crate) async fn list_objects(client: &Client, request: Value) -> Result<Valu
 /// `s3:putObject` as a ResultWriter: the result files, then the manifest; the answer is where
 /// the manifest is.
 pub(crate) async fn write_results(client: &Client, request: Value) -> Result<Value, Failure> {
-    let files = ResultFiles::of(&request)?;
+    let files = ResultFiles::of(request)?;
     for (key, body) in &files.objects {
         client
             .put_object()
