@@ -902,15 +902,19 @@ fn s3_client() -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
-/// A new bucket holding `objects` (key, content).
-fn bucket_with<T: AsRef<[u8]>>(objects: &[(&str, T)]) -> String {
-    let bucket = unique("items").to_lowercase();
+/// What `f` does with an S3 client on the emulator, run to its end.
+fn on_s3<T>(f: impl AsyncFnOnce(aws_sdk_s3::Client) -> T) -> T {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let s3 = s3_client();
+    runtime.block_on(f(s3_client()))
+}
+
+/// A new bucket holding `objects` (key, content).
+fn bucket_with<T: AsRef<[u8]>>(objects: &[(&str, T)]) -> String {
+    let bucket = unique("items").to_lowercase();
+    on_s3(async |s3| {
         s3.create_bucket().bucket(&bucket).send().await.unwrap();
         for (key, text) in objects {
             s3.put_object()
@@ -1063,13 +1067,8 @@ fn gzip(text: &str) -> Vec<u8> {
 
 /// Puts `body` at `key` in `bucket` on the emulator.
 fn put_object(bucket: &str, key: &str, body: Vec<u8>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        s3_client()
-            .put_object()
+    on_s3(async |s3| {
+        s3.put_object()
             .bucket(bucket)
             .key(key)
             .body(body.into())
@@ -1081,12 +1080,8 @@ fn put_object(bucket: &str, key: &str, body: Vec<u8>) {
 
 /// The text of an object on the emulator.
 fn s3_text(bucket: &str, key: &str) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let object = s3_client()
+    on_s3(async |s3| {
+        let object = s3
             .get_object()
             .bucket(bucket)
             .key(key)
@@ -1226,13 +1221,8 @@ fn a_killed_distributed_map_resumes_without_reading_its_object_again() {
     run.kill().unwrap();
     run.wait().unwrap();
     // The object is gone: a resume that read it again would fail.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        s3_client()
-            .delete_object()
+    on_s3(async |s3| {
+        s3.delete_object()
             .bucket(&bucket)
             .key("in/items.jsonl")
             .send()
