@@ -1522,6 +1522,22 @@ fn a_distributed_map_reads_a_local_s3_inventory() {
         out["output"],
         json!([{"Bucket": "src", "Key": "a.txt"}, {"Bucket": "src", "Key": "b.txt"}])
     );
+    // A data file outside the manifest's directory is refused, not read.
+    for key in ["../outside.csv.gz", "/etc/hostname"] {
+        let manifest = json!({"destinationBucket": "inventory", "fileFormat": "CSV",
+            "fileSchema": "Key", "files": [{"key": key}]});
+        std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+        let o = stepstone(&["run", &file, "--ephemeral", "--json"]);
+        let out: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(out["error"], "States.ItemReaderFailed", "{out}");
+        assert!(
+            out["cause"]
+                .as_str()
+                .unwrap()
+                .contains("must be a path inside"),
+            "{out}"
+        );
+    }
 }
 
 #[test]

@@ -349,13 +349,21 @@ impl ItemSink<'_> {
 
     /// The next bytes of the object (inflated first if it is gzipped).
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), Failure> {
-        match self.gunzip.as_mut() {
-            Some(gunzip) => {
-                let plain = gunzip.feed(&self.name, chunk)?;
-                self.feed_plain(&plain)
-            }
-            None => self.feed_plain(chunk),
+        if self.gunzip.is_none() {
+            return self.feed_plain(chunk);
         }
+        // A few KiB at a time: deflate inflates up to about 1,000 times, so a whole chunk of
+        // a crafted file could make a gigabyte at once; this way what it makes is items (or
+        // a line too long) before the next piece is inflated, within the reader's bounds.
+        for piece in chunk.chunks(8 << 10) {
+            if self.is_full() {
+                break;
+            }
+            let gunzip = self.gunzip.as_mut().expect("checked above");
+            let plain = gunzip.feed(&self.name, piece)?;
+            self.feed_plain(&plain)?;
+        }
+        Ok(())
     }
 
     fn feed_plain(&mut self, chunk: &[u8]) -> Result<(), Failure> {
@@ -799,6 +807,17 @@ pub(crate) async fn read_file(resource: &str, request: &Value) -> Result<Value, 
         for key in &inventory.files {
             if sink.is_full() {
                 break;
+            }
+            // As in a bucket: a key names a file under the manifest's directory, never one
+            // elsewhere (`..`, an absolute path), whatever the manifest says.
+            let inside = std::path::Path::new(key)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !inside {
+                return Err(reader_failure(format!(
+                    "{path}: the inventory file '{key}' must be a path inside {}",
+                    dir.display()
+                )));
             }
             let file = dir.join(key);
             let file = file.to_string_lossy();
