@@ -64,9 +64,14 @@ impl ItemList {
 
     /// Item `index` as a value.
     pub(crate) fn get(&self, index: usize) -> Option<Value> {
-        // Each item was checked to be JSON when the list was built.
-        self.raw(index)
-            .map(|text| serde_json::from_str(text).unwrap_or(Value::Null))
+        use serde::Deserialize;
+        let text = self.raw(index)?;
+        // Each item was checked to be JSON when the list was built, and is as deep as the
+        // value it was written from (the engine bounds depth; serde_json's 128 is not its
+        // bound: an item from an array answer, or from the store, may be deeper).
+        let mut parser = serde_json::Deserializer::from_str(text);
+        parser.disable_recursion_limit();
+        Some(Value::deserialize(&mut parser).unwrap_or(Value::Null))
     }
 
     /// The items as one array (for TestState's inspection data and ItemsPath).
@@ -106,7 +111,10 @@ impl Serialize for ItemList {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.len()))?;
         for text in self.iter_raw() {
-            let raw: &RawValue = serde_json::from_str(text).map_err(serde::ser::Error::custom)?;
+            // As deep as it is (see `get`).
+            let mut parser = serde_json::Deserializer::from_str(text);
+            parser.disable_recursion_limit();
+            let raw = <&RawValue>::deserialize(&mut parser).map_err(serde::ser::Error::custom)?;
             seq.serialize_element(raw)?;
         }
         seq.end()
@@ -149,6 +157,19 @@ mod tests {
         assert_eq!(list.get(2), Some(json!("four")));
         assert_eq!(list.get(3), None);
         assert_eq!(list.raw(1), Some("[2, 3]"));
+    }
+
+    #[test]
+    fn an_item_deeper_than_serde_jsons_limit_reads_back_whole() {
+        let mut deep = json!(1);
+        for _ in 0..200 {
+            deep = json!([deep]);
+        }
+        let list = ItemList::from_values(std::slice::from_ref(&deep));
+        assert_eq!(list.get(0).as_ref(), Some(&deep));
+        // And it is stored as it is.
+        let text = serde_json::to_string(&list).unwrap();
+        assert_eq!(text, serde_json::to_string(&[&deep]).unwrap());
     }
 
     #[test]
