@@ -613,6 +613,10 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
         let mut batches = HashSet::new();
         let mut events = Vec::new();
         for (k, v) in self.kv.scan(&format!("k/{name}/"))? {
+            if is_child_events_record(&k) {
+                events.extend(record::decode_events(&k, &v)?);
+                continue;
+            }
             let mark: ChildMarkRecord = record::decode(&k, &v)?;
             // A batch holds all of the child's events of its save: read once.
             if !batches.insert(mark.batch.clone()) {
@@ -756,7 +760,9 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
             let Some((name, kind)) = key["k/".len()..].split_once('/') else {
                 continue;
             };
-            if kind.starts_with('p') {
+            // Pointers say nothing of the status; nor do the event records of a store written
+            // before marks (their children are listed no more: their listings were `K/`).
+            if kind.starts_with('p') || is_child_events_record(&key) {
                 continue;
             }
             let mark: ChildMarkRecord = record::decode(&key, &bytes)?;
@@ -997,6 +1003,14 @@ pub(crate) use checkpoint_store_over_keys;
 /// What names a child execution (or a Map Run) in the store's keys: the id its ARN ends with
 /// (unique: a child's holds its Map Run's and its index). Short keys, and a Map Run's children
 /// side by side in index order.
+/// Whether `key` (`k/<child id>/...`) holds a child's events themselves, as stores written
+/// before batches and marks did (`k/<child id>/<first id>`, all digits).
+fn is_child_events_record(key: &str) -> bool {
+    key.rsplit('/')
+        .next()
+        .is_some_and(|last| !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn child_key(arn: &str) -> &str {
     arn.rsplit(':').next().unwrap_or(arn)
 }
@@ -1205,6 +1219,17 @@ mod tests {
                 (c2.as_str(), "RUNNING", false)
             ]
         );
+        // A store written before batches kept a child's events in records of its own: read.
+        let old = child(3);
+        let mut write = Write::default();
+        write.puts.push((
+            format!("k/{}/{:020}", child_key(&old), 1),
+            Cow::Owned(record::encode_events(&[started(1), succeeded(2)]).unwrap()),
+        ));
+        keyed.kv.apply(vec![write]).unwrap();
+        let ids: Vec<u64> = keyed.events(&old).unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(ids, [1, 2]);
+        assert_eq!(keyed.child_executions(map_run).unwrap().len(), 3);
         // Another Map Run's children are not listed with these.
         assert!(
             keyed
