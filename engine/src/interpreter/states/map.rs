@@ -376,18 +376,7 @@ impl Execution<'_> {
         });
         let read = match read {
             Ok(read) => read,
-            Err(failure) => {
-                let failure = if failure.error == errors::ITEM_READER_FAILED {
-                    failure
-                } else {
-                    Failure::new(
-                        errors::ITEM_READER_FAILED,
-                        format!("{}: {}", failure.error, failure.cause),
-                    )
-                };
-                self.event(id, || EventKind::MapStateFailed);
-                return Flow::Fail(failure);
-            }
+            Err(failure) => return self.map_task_failed(id, failure, errors::ITEM_READER_FAILED),
         };
         let items = self.map_read_items(id, state, read).and_then(|items| {
             let owned = match self.is_jsonata(id) {
@@ -402,6 +391,18 @@ impl Execution<'_> {
             Ok(()) => self.map(id, state),
             Err(failure) => self.map_start_failed(id, failure),
         }
+    }
+
+    /// The Map's own task (its ItemReader or ResultWriter) failed: the Map fails with `error`
+    /// (States.ItemReaderFailed, States.ResultWriterFailed), the task's own error in the cause.
+    pub(super) fn map_task_failed(&mut self, id: RunId, failure: Failure, error: &str) -> Flow {
+        let failure = if failure.error == error {
+            failure
+        } else {
+            Failure::new(error, format!("{}: {}", failure.error, failure.cause))
+        };
+        self.event(id, || EventKind::MapStateFailed);
+        Flow::Fail(failure)
     }
 
     /// The items of what the ItemReader read (JSON Lines already split, or a value), as

@@ -16,7 +16,6 @@ use stepstone_asl::states::{Map, ResultWriter};
 
 use super::map::WRITER_TASK;
 use crate::Failure;
-use crate::history::EventKind;
 use crate::interpreter::{Execution, Flow, RunId, Waiting};
 
 /// One result entry: a value, or JSON text as a child's output was kept.
@@ -238,18 +237,7 @@ impl Execution<'_> {
                 });
                 self.map_succeeded(id, state, output)
             }
-            Err(failure) => {
-                let failure = if failure.error == errors::RESULT_WRITER_FAILED {
-                    failure
-                } else {
-                    Failure::new(
-                        errors::RESULT_WRITER_FAILED,
-                        format!("{}: {}", failure.error, failure.cause),
-                    )
-                };
-                self.event(id, || EventKind::MapStateFailed);
-                Flow::Fail(failure)
-            }
+            Err(failure) => self.map_task_failed(id, failure, errors::RESULT_WRITER_FAILED),
         }
     }
 
