@@ -29,6 +29,16 @@ pub trait TaskDispatcher: Send + Sync {
     fn answers_callbacks(&self, _request: &TaskRequest) -> bool {
         false
     }
+
+    /// Whether performing `request` has no effect outside this process and its answer depends
+    /// on the request alone (a mocked response, answered by the state's invocation count): such
+    /// a dispatch may be sent before the checkpoint that records it is durable, since a crash
+    /// before that checkpoint recomputes the same request and gets the same answer. Default:
+    /// false, the durability contract's rule for every task that may have an effect (a dispatch
+    /// is durable before it is sent).
+    fn effect_free(&self, _request: &TaskRequest) -> bool {
+        false
+    }
 }
 
 /// Refuses every task, naming its resource: what an engine without task routes does.

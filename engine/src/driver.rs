@@ -477,9 +477,19 @@ async fn drive_execution(
                 // not; it goes on with whatever else has come in, and its next save queues
                 // behind this one (see `PendingSave`). A save holding the whole execution (the
                 // first after a restore) is waited for: the saves after it need its records.
+                // Effect-free dispatches (mocked responses) are sent at once: nothing outside
+                // the process sees them, and a crash before this save recomputes them with
+                // the same answers; what they lead to with an effect still waits for a save
+                // that comes after this one.
+                let (now, held): (Vec<Command>, Vec<Command>) = std::mem::take(&mut commands)
+                    .into_iter()
+                    .partition(|c| matches!(c, Command::Dispatch(r) if tasks.effect_free(r)));
+                for command in now {
+                    started.start(command, &mut exec, tasks, &clock, watched, &mut notify);
+                }
                 pending.push_back(PendingSave {
                     saving,
-                    commands: std::mem::take(&mut commands),
+                    commands: held,
                 });
                 if whole || pending.len() > MAX_PENDING_SAVES {
                     let save = pending.pop_front().expect("pushed above");

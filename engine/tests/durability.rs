@@ -447,3 +447,86 @@ async fn an_engine_with_a_store_resumes_what_a_crash_left() {
         "nothing left to resume"
     );
 }
+
+/// Answers every task with its input, noting for each dispatch how many TaskScheduled events
+/// the store already held when it was sent; `effect_free` is what it says of its tasks.
+struct Watching {
+    store: Arc<stepstone_engine::store::RedbStore>,
+    effect_free: bool,
+    scheduled_when_sent: Mutex<Vec<usize>>,
+}
+
+impl stepstone_engine::TaskDispatcher for Watching {
+    fn dispatch(&self, request: TaskRequest) -> TaskFuture {
+        let scheduled = self
+            .store
+            .events(&request.execution_arn)
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    stepstone_engine::history::EventKind::TaskScheduled { .. }
+                )
+            })
+            .count();
+        self.scheduled_when_sent.lock().unwrap().push(scheduled);
+        Box::pin(async move { Ok(json!({"input": request.input})) })
+    }
+
+    fn effect_free(&self, _request: &TaskRequest) -> bool {
+        self.effect_free
+    }
+}
+
+/// The contract's first rule as a task sees it: when the n-th task is sent, the store already
+/// holds n TaskScheduled events (its dispatch is committed), on a disk store whose writer
+/// commits while the interpreter goes on. Tasks said to be effect-free (mocked responses) are
+/// not held back, and their execution ends with the same output and history.
+#[tokio::test]
+async fn a_task_is_sent_once_its_dispatch_is_durable_unless_it_is_effect_free() {
+    let def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemProcessor": {"StartAt": "Work", "States": {
+        "Work": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"item.$": "$"}, "OutputPath": "$.input.item", "End": true}
+    }}, "End": true}}});
+    let m = machine(&def);
+    let items: Vec<u32> = (0..300).collect();
+    let mut shapes = Vec::new();
+    for effect_free in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(stepstone_engine::store::RedbStore::open(dir.path()).unwrap());
+        let tasks = Watching {
+            store: store.clone(),
+            effect_free,
+            scheduled_when_sent: Mutex::default(),
+        };
+        let text = def.to_string();
+        let outcome = run_durable(
+            &m,
+            json!(items),
+            &options(true),
+            &tasks,
+            Persistence {
+                store: &*store,
+                definition: &text,
+                launch: &Value::Null,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome.status, Status::Succeeded(json!(items)));
+        let seen = tasks.scheduled_when_sent.into_inner().unwrap();
+        assert_eq!(seen.len(), items.len());
+        if !effect_free {
+            for (n, scheduled) in seen.iter().enumerate() {
+                assert!(
+                    *scheduled > n,
+                    "task {} was sent with {scheduled} TaskScheduled events stored",
+                    n + 1
+                );
+            }
+        }
+        shapes.push(history_shape(&stored_history(&*store)));
+    }
+    assert_eq!(shapes[0], shapes[1]);
+}

@@ -227,6 +227,13 @@ impl TaskDispatcher for MockTasks {
         self.case.mocks(&request.state_name) || self.next.answers_callbacks(request)
     }
 
+    /// A mocked state's answer comes from the mock file by the state's invocation count, which
+    /// the checkpoint keeps: sent again after a crash, it is the same answer, and nothing
+    /// outside the process saw the first.
+    fn effect_free(&self, request: &TaskRequest) -> bool {
+        self.case.mocks(&request.state_name) || self.next.effect_free(request)
+    }
+
     fn dispatch(&self, request: TaskRequest) -> TaskFuture {
         let Some((name, response)) = self.case.states.get(&request.state_name) else {
             return self.next.dispatch(request);
@@ -292,6 +299,24 @@ mod tests {
         FnTasks(|r: TaskRequest| -> TaskFuture {
             Box::pin(async move { Ok(json!({"real": r.state_name})) })
         })
+    }
+
+    /// A mocked state's task may be sent before its dispatch is durable; any other waits (a
+    /// closure may have effects), also behind a router, unless the router reads a local file.
+    #[test]
+    fn only_mocked_states_are_effect_free() {
+        let tasks = MockTasks::new(
+            MockCase::load(FILE, "deploy", "HappyPath").unwrap(),
+            unmocked(),
+        );
+        assert!(tasks.effect_free(&request("Create", 0)));
+        assert!(!tasks.effect_free(&request("Other", 0)));
+        let router = crate::Router::new().fallback(tasks);
+        assert!(router.effect_free(&request("Create", 0)));
+        assert!(!router.effect_free(&request("Other", 0)));
+        let mut reader = request("Create", 0);
+        reader.resource = "file:///tmp/items.jsonl".into();
+        assert!(!router.effect_free(&reader));
     }
 
     #[tokio::test]

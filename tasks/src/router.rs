@@ -75,4 +75,10 @@ impl TaskDispatcher for Router {
     fn answers_callbacks(&self, request: &TaskRequest) -> bool {
         self.handler(request).answers_callbacks(request)
     }
+
+    fn effect_free(&self, request: &TaskRequest) -> bool {
+        // A local ItemReader or ResultWriter reads or writes files: not effect-free.
+        !(request.resource.starts_with("file://") && !self.has_route(&request.resource))
+            && self.handler(request).effect_free(request)
+    }
 }

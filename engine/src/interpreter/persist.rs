@@ -143,11 +143,8 @@ impl Execution<'_> {
             stop_date: (status != "RUNNING").then_some(self.now),
         });
         self.persisted.listed = Some(status);
-        let events = self.history.take_events();
-        if let Some(first) = events.first() {
-            let key = RecordKey::History { first: first.id };
-            puts.push((key, record::encode_events(&events)?));
-        }
+        // Encoded by the store (see `Changes::events`).
+        let events = std::sync::Arc::new(self.history.take_events());
         Ok(Changes {
             execution_arn: self.info.execution_arn.clone(),
             complete,

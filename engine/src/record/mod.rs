@@ -120,9 +120,12 @@ pub struct Changes {
     pub(crate) complete: bool,
     /// The listing record, when the status changed.
     pub(crate) listing: Option<crate::model::ExecutionRecord>,
+    /// Every record to write but the history batch, encoded.
     pub(crate) puts: Vec<(RecordKey, Vec<u8>)>,
     pub(crate) deletes: Vec<RecordKey>,
-    pub(crate) events: Vec<Event>,
+    /// The history batch's events, encoded by the store when it writes them: on a disk store,
+    /// by its writer thread, while the interpreter goes on (shared with it for that time).
+    pub(crate) events: std::sync::Arc<Vec<Event>>,
     /// The run of saves they continue (each applied only after the one before it).
     pub(crate) chain: crate::store::chain::Chain,
     /// The Map Runs that moved (started, progressed, ended).
@@ -207,9 +210,20 @@ impl Changes {
         self.complete
     }
 
-    /// The records to write, encoded.
+    /// The records to write, encoded, but for the history batch ([`Changes::history_record`]).
     pub fn puts(&self) -> &[(RecordKey, Vec<u8>)] {
         &self.puts
+    }
+
+    /// The history batch's record, encoded (none without events).
+    pub fn history_record(&self) -> Result<Option<(RecordKey, Vec<u8>)>, crate::store::error::Error> {
+        let Some(first) = self.events.first() else {
+            return Ok(None);
+        };
+        Ok(Some((
+            RecordKey::History { first: first.id },
+            encode_events(&self.events)?,
+        )))
     }
 
     /// The records to delete.
@@ -224,8 +238,14 @@ impl Changes {
 
     /// Hands the events over (for an observer, once they are saved).
     pub fn into_events(self) -> Vec<Event> {
-        self.events
+        unshare(self.events)
     }
+}
+
+/// Events that were shared with a store's writer: taken back whole once it let go of them (it
+/// has when it answered the write), copied if it still holds them.
+pub(crate) fn unshare(events: std::sync::Arc<Vec<Event>>) -> Vec<Event> {
+    std::sync::Arc::try_unwrap(events).unwrap_or_else(|shared| (*shared).clone())
 }
 
 // ---- the records

@@ -103,11 +103,20 @@ fn write_all<K: KeyValue>(kv: &K, jobs: &mpsc::Receiver<Job>) {
         let mut writes = Vec::with_capacity(batch.len());
         let mut answers = Vec::with_capacity(batch.len());
         let mut chains = Vec::new();
-        for job in batch {
+        for mut job in batch {
             // A link after a failed save is answered at once, unapplied. (A link after one in
             // this same transaction stands or falls with it.)
             if job.chain.as_ref().is_some_and(Chain::is_broken) {
                 (job.done)(Err(broken()));
+                continue;
+            }
+            // What was left to encode is encoded here, off the callers' threads; a write that
+            // cannot be encoded fails alone (and the saves after it in its chain).
+            if let Err(e) = job.write.encode_now() {
+                if let Some(chain) = &job.chain {
+                    chain.break_off();
+                }
+                (job.done)(Err(e));
                 continue;
             }
             writes.push(job.write);

@@ -180,6 +180,14 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                 .puts
                 .push((record_key(key, record), Cow::Owned(bytes)));
         }
+        // The history batch: encoded by whoever applies the write (the writer thread).
+        if let Some(first) = changes.events.first() {
+            let events = std::sync::Arc::clone(&changes.events);
+            write.encode_later(
+                record_key(key, RecordKey::History { first: first.id }),
+                Box::new(move || record::encode_events(&events)),
+            );
+        }
         if let Some(listing) = changes.listing() {
             write.puts.push((
                 format!("e/{}", changes.execution_arn()),
@@ -266,11 +274,14 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
 
     /// Hands `write` (a link of `chain`, if it has one) to the writer thread, or applies it
     /// now when there is none.
-    fn submit(&self, write: Write<'static>, chain: Option<Chain>, done: Done) {
+    fn submit(&self, mut write: Write<'static>, chain: Option<Chain>, done: Done) {
         match (&self.committer, chain) {
             (Some(committer), chain) => committer.submit(write, chain, done),
-            (None, Some(chain)) => done(chain.apply(|| self.kv.apply(vec![write]))),
-            (None, None) => done(self.kv.apply(vec![write])),
+            (None, Some(chain)) => done(chain.apply(|| {
+                write.encode_now()?;
+                self.kv.apply(vec![write])
+            })),
+            (None, None) => done(write.encode_now().and_then(|()| self.kv.apply(vec![write]))),
         }
     }
 
@@ -1146,7 +1157,7 @@ mod tests {
                 listing: None,
                 puts: Vec::new(),
                 deletes: Vec::new(),
-                events: Vec::new(),
+                events: Default::default(),
                 chain: Chain::default(),
                 map_runs: Vec::new(),
                 child_events: children

@@ -37,7 +37,31 @@ pub(crate) trait KeyValue {
 #[derive(Default)]
 pub(crate) struct Write<'a> {
     pub(crate) puts: Vec<(String, Cow<'a, [u8]>)>,
+    /// Values still to be encoded, by whoever applies the write ([`Write::encode_later`]).
+    pub(crate) later: Vec<(String, Later)>,
     pub(crate) deletes: Vec<String>,
     /// Every key with one of these prefixes is deleted.
     pub(crate) delete_prefixes: Vec<String>,
+}
+
+/// A value encoded when its write is applied.
+pub(crate) type Later = Box<dyn FnOnce() -> Result<Vec<u8>> + Send>;
+
+impl Write<'_> {
+    /// Puts under `key` what `encode` makes, encoded only when the write is about to be
+    /// applied: a disk store's writer thread encodes it, not the interpreter's thread (the two
+    /// then work at once, on a machine with a core for each).
+    pub(crate) fn encode_later(&mut self, key: String, encode: Later) {
+        self.later.push((key, encode));
+    }
+
+    /// Encodes the values left for later, as puts (after the others); the first failure fails
+    /// the write. Called before [`KeyValue::apply`], which takes only encoded writes.
+    pub(crate) fn encode_now(&mut self) -> Result<()> {
+        for (key, encode) in std::mem::take(&mut self.later) {
+            let value = encode()?;
+            self.puts.push((key, Cow::Owned(value)));
+        }
+        Ok(())
+    }
 }

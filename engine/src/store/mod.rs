@@ -331,7 +331,8 @@ enum SavingState {
     Done(Option<Result<Vec<Event>>>),
     Queued {
         answer: tokio::sync::oneshot::Receiver<Result<()>>,
-        events: Option<Vec<Event>>,
+        /// Shared with the writer until it has encoded them (it lets go before it answers).
+        events: Option<std::sync::Arc<Vec<Event>>>,
     },
 }
 
@@ -354,7 +355,7 @@ impl Saving {
         match queue(&changes, done) {
             Ok(()) => Saving(SavingState::Queued {
                 answer: answered,
-                events: Some(changes.into_events()),
+                events: Some(changes.events),
             }),
             Err(e) => Saving::done(Err(e)),
         }
@@ -377,7 +378,10 @@ impl std::future::Future for Saving {
             ),
             SavingState::Queued { answer, events } => match std::pin::Pin::new(answer).poll(cx) {
                 Poll::Pending => Poll::Pending,
-                Poll::Ready(Ok(Ok(()))) => Poll::Ready(Ok(events.take().unwrap_or_default())),
+                Poll::Ready(Ok(Ok(()))) => Poll::Ready(Ok(events
+                    .take()
+                    .map(crate::record::unshare)
+                    .unwrap_or_default())),
                 Poll::Ready(Ok(Err(e))) => Poll::Ready(Err(e)),
                 Poll::Ready(Err(_)) => Poll::Ready(Err(group_commit::stopped())),
             },

@@ -56,4 +56,9 @@ impl TaskDispatcher for ServeTasks {
             Route::Routes => self.routes.answers_callbacks(request),
         }
     }
+
+    fn effect_free(&self, request: &TaskRequest) -> bool {
+        // An activity's worker and a child execution are outside this dispatch.
+        matches!(self.route(request), Route::Routes) && self.routes.effect_free(request)
+    }
 }
