@@ -255,12 +255,14 @@ enum Command {
 /// Where executions are kept.
 #[derive(clap::Args)]
 pub(crate) struct StoreArgs {
-    /// The store: a directory of checkpoints and histories, used by one process at a time.
+    /// The store: a directory of checkpoints and histories, or a PostgreSQL database
+    /// (`postgres://user:password@host:port/database`: tables made by Stepstone), used by one
+    /// engine at a time.
     #[arg(
         long,
         env = "STEPSTONE_STORE",
         default_value = ".stepstone",
-        value_name = "DIR"
+        value_name = "DIR|URL"
     )]
     pub(crate) store: PathBuf,
     /// The store's database: redb (the default for a new store: fsynced commits, which survive a
@@ -272,10 +274,7 @@ pub(crate) struct StoreArgs {
 
 impl StoreArgs {
     pub(crate) fn spec(&self) -> cli::StoreSpec {
-        cli::StoreSpec {
-            dir: self.store.clone(),
-            engine: self.store_engine,
-        }
+        cli::StoreSpec::of(&self.store, self.store_engine)
     }
 }
 

@@ -16,6 +16,8 @@
 //! number of kills (default 200) and `STEPSTONE_CRASH_BIG_MAP_KILLS` those during the big Map
 //! (default 24).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -93,6 +95,40 @@ fn stepstone() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stepstone"))
 }
 
+/// Where a scenario keeps its executions, as `--store` arguments: a directory in the
+/// scenario's own (`sled`, `redb`), or a database of its own on the test PostgreSQL server.
+struct Store {
+    args: Vec<String>,
+    /// The directory, for a store that is one (it does not exist until the first creation).
+    dir: Option<PathBuf>,
+}
+
+impl Store {
+    fn at(scenario: &Path, engine: &str) -> Store {
+        if engine == "postgres" {
+            return Store {
+                args: vec!["--store".into(), common::postgres::fresh_database("crash")],
+                dir: None,
+            };
+        }
+        let dir = scenario.join("store");
+        Store {
+            args: vec![
+                "--store".into(),
+                dir.display().to_string(),
+                "--store-engine".into(),
+                engine.into(),
+            ],
+            dir: Some(dir),
+        }
+    }
+
+    /// Whether anything can have been stored yet.
+    fn may_hold(&self) -> bool {
+        self.dir.as_ref().is_none_or(|dir| dir.exists())
+    }
+}
+
 struct Finished {
     output: Value,
     /// Kills after which the store already held completed attempts (the re-run check bites).
@@ -109,7 +145,7 @@ fn scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Finished, usize
     let def = dir.join("deploy.asl.json");
     std::fs::write(&def, definition().to_string()).unwrap();
     let route = handler(dir);
-    let store = dir.join("store");
+    let store = Store::at(dir, engine);
     let input = json!({"regions": ["us-east-1", "us-west-1", "eu-west-1"]}).to_string();
     let mut kills = 0;
     let mut first = true;
@@ -133,15 +169,10 @@ fn scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Finished, usize
         } else {
             cmd.arg("resume");
         }
-        cmd.args([
-            "--store",
-            &store.display().to_string(),
-            "--store-engine",
-            engine,
-        ])
-        .args(["--json", "--quiet"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        cmd.args(&store.args)
+            .args(["--json", "--quiet"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         match delays.next() {
             Some(ms) => {
@@ -226,15 +257,10 @@ fn scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Finished, usize
 }
 
 /// `stepstone <command> crash --json` on the store, parsed.
-fn query(store: &Path, command: &str) -> Value {
+fn query(store: &Store, command: &str) -> Value {
     let out = stepstone()
-        .args([
-            command,
-            "crash",
-            "--store",
-            &store.display().to_string(),
-            "--json",
-        ])
+        .args([command, "crash", "--json"])
+        .args(&store.args)
         .output()
         .unwrap();
     serde_json::from_slice(&out.stdout)
@@ -244,18 +270,13 @@ fn query(store: &Path, command: &str) -> Value {
 /// `stepstone <command> crash --json` on what a kill left: its answer, or `None` if the
 /// execution was never durably created (any other failure fails the test: what the store holds
 /// must read back).
-fn stored(store: &Path, command: &str) -> Option<Value> {
-    if !store.exists() {
+fn stored(store: &Store, command: &str) -> Option<Value> {
+    if !store.may_hold() {
         return None;
     }
     let out = stepstone()
-        .args([
-            command,
-            "crash",
-            "--store",
-            &store.display().to_string(),
-            "--json",
-        ])
+        .args([command, "crash", "--json"])
+        .args(&store.args)
         .output()
         .unwrap();
     if !out.status.success() {
@@ -271,7 +292,7 @@ fn stored(store: &Path, command: &str) -> Option<Value> {
 
 /// The attempts whose success the store holds (their tokens, from the handler's answers), or
 /// `None` if the execution was never durably created.
-fn completed_tokens(store: &Path) -> Option<BTreeSet<String>> {
+fn completed_tokens(store: &Store) -> Option<BTreeSet<String>> {
     let history = stored(store, "history")?;
     let tokens = history["events"]
         .as_array()
@@ -328,6 +349,11 @@ fn killed_at_random_moments_sled() {
 #[test]
 fn killed_at_random_moments_redb() {
     crash_suite("redb");
+}
+
+#[test]
+fn killed_at_random_moments_postgres() {
+    crash_suite("postgres");
 }
 
 /// A number from the environment (a seed, a number of kills), or `default`.
@@ -456,7 +482,7 @@ fn big_map_scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Value, 
         json!({"items": (0..3000).collect::<Vec<u32>>()}).to_string(),
     )
     .unwrap();
-    let store = dir.join("store");
+    let store = Store::at(dir, engine);
     let mut kills = 0;
     let mut created = false;
     let mut delays = kill_after_ms.iter();
@@ -474,9 +500,8 @@ fn big_map_scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Value, 
                 .arg(&mocks)
                 .args(["--test-case", "Crash"]);
         }
-        cmd.arg("--store")
-            .arg(&store)
-            .args(["--store-engine", engine, "--json", "--quiet"])
+        cmd.args(&store.args)
+            .args(["--json", "--quiet"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
@@ -520,7 +545,7 @@ fn big_map_scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Value, 
 
 /// Whether the store holds the execution `crash` (a kill may land before it is created); what a
 /// kill left must read back.
-fn created_and_readable(store: &Path) -> bool {
+fn created_and_readable(store: &Store) -> bool {
     stored(store, "describe").is_some_and(|described| {
         assert!(described["status"].is_string(), "{described}");
         true
@@ -535,6 +560,11 @@ fn killed_during_a_big_map_sled() {
 #[test]
 fn killed_during_a_big_map_redb() {
     big_map_suite("redb");
+}
+
+#[test]
+fn killed_during_a_big_map_postgres() {
+    big_map_suite("postgres");
 }
 
 fn big_map_suite(engine: &str) {

@@ -5,6 +5,8 @@
 //! listing. This is what makes incremental checkpoints safe: a record a save forgot to write,
 //! or wrote stale, shows here.
 
+mod common;
+
 use std::collections::{BTreeMap, VecDeque};
 
 use proptest::prelude::*;
@@ -12,7 +14,7 @@ use serde_json::{Value, json};
 use stepstone_engine::asl::timestamp::Timestamp;
 use stepstone_engine::asl::{Machine, Options, validate};
 use stepstone_engine::history::HistoryMode;
-use stepstone_engine::store::{CheckpointStore, MemStore, RedbStore, SledStore};
+use stepstone_engine::store::{CheckpointStore, MemStore, PostgresStore, RedbStore, SledStore};
 use stepstone_engine::{Command, Execution, ExecutionInfo, Failure, Input, Limits};
 
 #[derive(Debug, Clone)]
@@ -278,6 +280,12 @@ proptest! {
         let path = dir.path().to_owned();
         check(ops, || Box::new(SledStore::open(&path).unwrap()))?;
     }
+
+    #[test]
+    fn postgres_store_matches_the_model(ops in ops()) {
+        let url = common::postgres::fresh_database("model");
+        check(ops, || Box::new(PostgresStore::open(&url).unwrap()))?;
+    }
 }
 
 /// Runs execution `e` to its end on `store` from this thread, every task succeeding, each step
@@ -320,14 +328,26 @@ fn run_to_end<'m>(
 #[test]
 fn executions_saving_at_once_each_read_back_whole() {
     let machine = machine();
-    type Open = fn(&std::path::Path) -> Box<dyn CheckpointStore>;
-    let stores: [(&str, Open); 2] = [
-        ("redb", |p| Box::new(RedbStore::open(p).unwrap())),
-        ("sled", |p| Box::new(SledStore::open(p).unwrap())),
+    let dir = tempfile::tempdir().unwrap();
+    let (redb, sled) = (dir.path().join("redb"), dir.path().join("sled"));
+    let database = common::postgres::fresh_database("at_once");
+    type Open<'a> = Box<dyn Fn() -> Box<dyn CheckpointStore> + 'a>;
+    let stores: [(&str, Open); 3] = [
+        (
+            "redb",
+            Box::new(|| Box::new(RedbStore::open(&redb).unwrap())),
+        ),
+        (
+            "sled",
+            Box::new(|| Box::new(SledStore::open(&sled).unwrap())),
+        ),
+        (
+            "postgres",
+            Box::new(|| Box::new(PostgresStore::open(&database).unwrap())),
+        ),
     ];
     for (name, open) in stores {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
+        let store = open();
         let threads = 8;
         let barrier = std::sync::Barrier::new(threads);
         let (finished, same_name): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
@@ -370,7 +390,7 @@ fn executions_saving_at_once_each_read_back_whole() {
             "{name}: the others are refused as existing"
         );
         drop(store);
-        let store = open(dir.path());
+        let store = open();
         for (e, snapshot, status, events) in finished {
             assert_eq!(status, "SUCCEEDED", "{name}: ex-{e}");
             let stored = store.load(&arn(e)).unwrap().expect("stored");

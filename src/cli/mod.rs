@@ -3,7 +3,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use stepstone::engine::store::{CheckpointStore, REDB_FILE, RedbStore, SledStore};
+use stepstone::engine::store::{
+    CheckpointStore, PostgresStore, REDB_FILE, RedbStore, SledStore, redacted_url,
+};
 
 /// `println!` for the commands' results: a reader that went away (`stepstone executions | head
 /// -1`) ends the command quietly, as Unix tools do, instead of a panic. Every result is written
@@ -72,7 +74,7 @@ impl StoreSpec {
              `history`, `executions` and `stop` reach it, and a `run` hands its execution to a \
              `run` or `serve` that owns a store; `resume` and `redrive` need the store to \
              themselves: wait for it to finish, or use another --store",
-            self.dir.display()
+            self.display()
         )
     }
 }
@@ -86,20 +88,55 @@ pub(crate) enum StoreEngine {
     Redb,
 }
 
-/// Where executions are kept: a directory, and its engine when given.
+/// Where executions are kept: a directory, and its engine when given; or a PostgreSQL
+/// database.
 pub(crate) struct StoreSpec {
+    /// The store's directory; for a database, the local directory of the engine that owns it
+    /// (its control socket, `--detach`'s logs).
     pub(crate) dir: PathBuf,
     pub(crate) engine: Option<StoreEngine>,
+    /// `postgres://...`: the store is that database.
+    pub(crate) database: Option<String>,
 }
 
 impl StoreSpec {
-    pub(crate) fn display(&self) -> std::path::Display<'_> {
-        self.dir.display()
+    /// The store `--store` names: a directory, or a PostgreSQL URL (`postgres://` or
+    /// `postgresql://`), whose engine keeps its local files in `.stepstone/postgres/<digest of
+    /// the URL>` (one directory per database, so two databases' engines never share a socket).
+    pub(crate) fn of(store: &Path, engine: Option<StoreEngine>) -> StoreSpec {
+        let text = store.to_string_lossy();
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(redacted_url(&text).as_bytes());
+            let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            return StoreSpec {
+                dir: Path::new(".stepstone").join("postgres").join(name),
+                engine,
+                database: Some(text.into_owned()),
+            };
+        }
+        StoreSpec {
+            dir: store.to_owned(),
+            engine,
+            database: None,
+        }
+    }
+
+    /// The store, as messages name it (a database's URL without its password).
+    pub(crate) fn display(&self) -> String {
+        match &self.database {
+            Some(url) => redacted_url(url),
+            None => self.dir.display().to_string(),
+        }
     }
 
     /// Whether the directory holds a store: `Ok(false)` when nothing was ever stored there, an
-    /// error when it cannot be told (permission denied) or what is there is damaged.
+    /// error when it cannot be told (permission denied) or what is there is damaged. A
+    /// database is taken to hold one (opening it tells).
     pub(crate) fn exists(&self) -> Result<bool, String> {
+        if self.database.is_some() {
+            return Ok(true);
+        }
         Ok(self.found()?.is_some())
     }
 
@@ -180,6 +217,9 @@ impl StoreSpec {
     /// Opens a store that must already exist: reading commands never create one (an empty
     /// store made by `executions` would fix the engine before `run --store-engine` chooses one).
     pub(crate) fn open_existing(&self) -> Result<Box<dyn CheckpointStore>, String> {
+        if let Some(url) = &self.database {
+            return self.open_database(url, true);
+        }
         if self.found()?.is_none() {
             return Err(format!(
                 "no execution store in {} (executions are stored there by `stepstone run`)",
@@ -193,6 +233,9 @@ impl StoreSpec {
     /// engine, an existing store's own engine is used, redb for a new one (the README's
     /// "Durability" says why).
     pub(crate) fn open(&self) -> Result<Box<dyn CheckpointStore>, String> {
+        if let Some(url) = &self.database {
+            return self.open_database(url, false);
+        }
         let dir = &self.dir;
         let surveyed = self.survey()?;
         let found = surveyed.map(|(engine, _)| engine);
@@ -249,6 +292,28 @@ impl StoreSpec {
         // The database files too, should the directory ever be opened up again.
         restrict_files(dir);
         Ok(opened)
+    }
+}
+
+impl StoreSpec {
+    /// Opens the PostgreSQL store at `url` (`existing`: it must hold one already), and makes
+    /// the engine's local directory (owner-only).
+    fn open_database(&self, url: &str, existing: bool) -> Result<Box<dyn CheckpointStore>, String> {
+        if self.engine.is_some() {
+            return Err(format!(
+                "--store-engine is for a store directory; {} is a PostgreSQL database",
+                self.display()
+            ));
+        }
+        self.ensure_dir()?;
+        let opened = PostgresStore::open_with(url, existing).map_err(|e| match e {
+            stepstone::engine::store::Error::Locked(_) => self.in_use(),
+            stepstone::engine::store::Error::Corrupt { reason, .. } if existing => {
+                format!("no execution store in {}: {reason}", self.display())
+            }
+            e => format!("cannot open the store {}: {e}", self.display()),
+        })?;
+        Ok(Box::new(opened))
     }
 }
 

@@ -381,7 +381,7 @@ pub(crate) fn hand_over(
         eprintln!(
             "stepstone: the store {} is in use by process {pid}: the execution runs there, \
              followed from here (interrupting this stops the following, not the execution): {arn}",
-            dir.display()
+            spec.display()
         );
     }
     // The owner may end as soon as the execution does (it waits for its guests, no longer):

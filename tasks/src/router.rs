@@ -54,13 +54,18 @@ impl Router {
     fn handler(&self, request: &TaskRequest) -> &Arc<dyn TaskDispatcher> {
         self.routes.get(&request.resource).unwrap_or(&self.fallback)
     }
+
+    /// A Map's ItemReader or ResultWriter on local files (a Stepstone extension), done by the
+    /// router itself unless a route takes the resource.
+    fn on_local_files(&self, request: &TaskRequest) -> bool {
+        request.resource.starts_with("file://") && !self.has_route(&request.resource)
+    }
 }
 
 impl TaskDispatcher for Router {
     fn dispatch(&self, request: TaskRequest) -> TaskFuture {
-        if request.resource.starts_with("file://") && !self.has_route(&request.resource) {
-            // A Map's ItemReader or ResultWriter on local files (a Stepstone extension): done
-            // here, so that a dry run with mocked tasks needs no S3.
+        if self.on_local_files(&request) {
+            // Done here, so that a dry run with mocked tasks needs no S3.
             return Box::pin(async move {
                 if crate::result_writer::is_writer_request(&request.input) {
                     crate::result_writer::write_files(&request.resource, request.input).await
@@ -78,7 +83,6 @@ impl TaskDispatcher for Router {
 
     fn effect_free(&self, request: &TaskRequest) -> bool {
         // A local ItemReader or ResultWriter reads or writes files: not effect-free.
-        !(request.resource.starts_with("file://") && !self.has_route(&request.resource))
-            && self.handler(request).effect_free(request)
+        !self.on_local_files(request) && self.handler(request).effect_free(request)
     }
 }

@@ -4,6 +4,11 @@
 
 use std::path::PathBuf;
 
+/// A database of its own per test on the PostgreSQL server `scripts/test` starts (shared with
+/// the engine's tests).
+#[path = "../../engine/tests/common/postgres.rs"]
+pub mod postgres;
+
 use serde_json::Value;
 
 /// `../shared/conformance` next to the repository (or `STEPSTONE_CONFORMANCE_DIR`). A missing

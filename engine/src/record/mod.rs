@@ -216,7 +216,9 @@ impl Changes {
     }
 
     /// The history batch's record, encoded (none without events).
-    pub fn history_record(&self) -> Result<Option<(RecordKey, Vec<u8>)>, crate::store::error::Error> {
+    pub fn history_record(
+        &self,
+    ) -> Result<Option<(RecordKey, Vec<u8>)>, crate::store::error::Error> {
         let Some(first) = self.events.first() else {
             return Ok(None);
         };

@@ -14,12 +14,14 @@ mod group_commit;
 mod keyed;
 mod kv;
 pub(crate) mod memory;
+mod postgres_store;
 mod redb_store;
 mod sled_store;
 
 pub use crate::model::{ExecutionRecord, MapRunRecord};
 pub use error::{Error, Result};
 pub use memory::MemStore;
+pub use postgres_store::{PostgresStore, redacted as redacted_url};
 pub use redb_store::{REDB_FILE, RedbStore};
 pub use sled_store::SledStore;
 

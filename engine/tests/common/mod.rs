@@ -10,3 +10,5 @@ pub fn machine(def: &Value) -> Machine {
     let v = validate(def, Options::default());
     v.machine.unwrap_or_else(|| panic!("{:?}", v.diagnostics))
 }
+
+pub mod postgres;

@@ -1,0 +1,523 @@
+//! A store in PostgreSQL (`PostgresStore`, `--store postgres://...`): the same key layout as
+//! the disk stores (`keyed.rs`), in a table of the database, so that a store outlives the
+//! machine an engine runs on.
+//!
+//! - **Schema:** created and migrated by Stepstone, in versions (`MIGRATIONS`), each applied once
+//!   in its own transaction under a transaction-scoped advisory lock (engines starting together
+//!   migrate one after the other); a database migrated by a newer Stepstone is refused.
+//! - **Records:** `stepstone_records(key text COLLATE "C" PRIMARY KEY, value bytea)`: keys
+//!   compare byte by byte, as in redb and sled, so a prefix is a key range.
+//! - **One owner, fenced:** an engine owns the store while it holds a session advisory lock (a
+//!   killed engine's connection closes and the lock goes with it, so `resume` elsewhere takes
+//!   over at once), and each taking-over raises the ownership epoch (`stepstone_owner`). Every
+//!   write transaction first reads the epoch, locking it against a takeover, and commits only
+//!   if it is still the one this engine got: an engine that lost the store (its connection
+//!   dropped, another engine took over) can never write into it again.
+//! - **Commits:** writes go through the group-commit thread like the disk stores' (one
+//!   transaction for every save waiting); PostgreSQL's `synchronous_commit` (on by default)
+//!   makes a commit durable before it returns, the durability contract's "durable".
+//!
+//! The `postgres` client blocks on its own runtime, which must not run inside another one (the
+//! engine's): each connection therefore lives on a thread of its own, and the store's calls are
+//! messages to it. Reads and writes have a connection each, so a long scan never holds a commit
+//! back. TLS is not supported yet (`NoTls`): use a loopback address, a Unix socket or a tunnel.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use postgres::{Client, NoTls};
+
+use super::keyed::{self, KeyValue, Keyed, Write};
+use super::{Error, Result};
+
+/// The schema, one version after another. Never edit one that was released: add the next.
+const MIGRATIONS: &[&str] = &[
+    // 1: the records and the store's owner.
+    r#"CREATE TABLE stepstone_records (
+           key text COLLATE "C" PRIMARY KEY,
+           value bytea NOT NULL
+       );
+       CREATE TABLE stepstone_owner (
+           id int PRIMARY KEY CHECK (id = 1),
+           epoch bigint NOT NULL,
+           owner text NOT NULL,
+           since timestamptz NOT NULL
+       );
+       INSERT INTO stepstone_owner VALUES (1, 0, '', now());"#,
+];
+
+/// The advisory lock ids Stepstone takes (two 32-bit keys: "STEP", then what for).
+const LOCK_SPACE: i32 = 0x5354_4550;
+const MIGRATING: i32 = 1;
+const OWNING: i32 = 2;
+
+/// How long `open` waits for another engine to let go of the store.
+const OWNER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Executions kept in a PostgreSQL database.
+pub struct PostgresStore {
+    keyed: Keyed<Pg>,
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names (`postgres://user:password@host:port/database`),
+    /// creates or migrates Stepstone's tables, and takes the store: [`Error::Locked`] when
+    /// another engine holds it.
+    pub fn open(url: &str) -> Result<PostgresStore> {
+        Self::open_with(url, false)
+    }
+
+    /// [`PostgresStore::open`]; `existing`: the database must already hold a store (reading
+    /// commands never make one).
+    pub fn open_with(url: &str, existing: bool) -> Result<PostgresStore> {
+        let shown = redacted(url);
+        let writer = Connection::open(url, &shown)?;
+        let migrated = writer.call(move |client| migrate(client, existing))?;
+        if !migrated {
+            return Err(Error::Corrupt {
+                key: shown,
+                reason: "the database holds no Stepstone store".into(),
+            });
+        }
+        let me = format!(
+            "pid {} on {}",
+            std::process::id(),
+            hostname().unwrap_or_else(|| "an unknown host".into())
+        );
+        let epoch = writer.call(move |client| take_ownership(client, &me))?;
+        let epoch = epoch.ok_or_else(|| Error::Locked(shown.clone()))?;
+        let reader = Connection::open(url, &shown)?;
+        let pg = Pg {
+            writer,
+            reader,
+            epoch,
+        };
+        Ok(PostgresStore {
+            keyed: Keyed::open(pg, existing, true)?,
+        })
+    }
+
+    /// The ownership epoch this engine writes under (raised by every engine that takes the
+    /// store).
+    pub fn epoch(&self) -> i64 {
+        self.keyed.kv.epoch
+    }
+}
+
+/// `url` without its password, to show in messages.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+}
+
+fn pg_error(e: postgres::Error) -> Error {
+    // The server's own message (with its code) says more than the client's summary.
+    match e.as_db_error() {
+        Some(db) => Error::Io(format!(
+            "PostgreSQL: {} ({})",
+            db.message(),
+            db.code().code()
+        )),
+        None => Error::Io(format!("PostgreSQL: {e}")),
+    }
+}
+
+/// Creates or brings the schema up to date; false when the database has no store and
+/// `existing` forbids making one.
+fn migrate(client: &mut Client, existing: bool) -> Result<bool> {
+    let mut txn = client.transaction().map_err(pg_error)?;
+    txn.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&LOCK_SPACE, &MIGRATING],
+    )
+    .map_err(pg_error)?;
+    let has_schema: bool = txn
+        .query_one("SELECT to_regclass('stepstone_schema') IS NOT NULL", &[])
+        .map_err(pg_error)?
+        .get(0);
+    if !has_schema {
+        if existing {
+            return Ok(false);
+        }
+        txn.batch_execute(
+            "CREATE TABLE stepstone_schema (
+                 version int PRIMARY KEY,
+                 applied timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .map_err(pg_error)?;
+    }
+    let version: i32 = txn
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM stepstone_schema",
+            &[],
+        )
+        .map_err(pg_error)?
+        .get(0);
+    let known = MIGRATIONS.len() as i32;
+    if version > known {
+        return Err(Error::Corrupt {
+            key: "stepstone_schema".into(),
+            reason: format!(
+                "the database's schema is version {version}, newer than this Stepstone knows \
+                 ({known}): upgrade Stepstone"
+            ),
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let number = index as i32 + 1;
+        txn.batch_execute(migration)
+            .map_err(|e| match pg_error(e) {
+                Error::Io(text) => Error::Io(format!("schema migration {number}: {text}")),
+                other => other,
+            })?;
+        txn.execute(
+            "INSERT INTO stepstone_schema (version) VALUES ($1)",
+            &[&number],
+        )
+        .map_err(pg_error)?;
+    }
+    txn.commit().map_err(pg_error)?;
+    Ok(true)
+}
+
+/// Takes the store for this connection's session: its new ownership epoch, or `None` when
+/// another engine holds it still after [`OWNER_WAIT`].
+fn take_ownership(client: &mut Client, me: &str) -> Result<Option<i64>> {
+    let give_up = std::time::Instant::now() + OWNER_WAIT;
+    loop {
+        let taken: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2)",
+                &[&LOCK_SPACE, &OWNING],
+            )
+            .map_err(pg_error)?
+            .get(0);
+        if taken {
+            break;
+        }
+        if std::time::Instant::now() >= give_up {
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let epoch: i64 = client
+        .query_one(
+            "UPDATE stepstone_owner SET epoch = epoch + 1, owner = $1, since = now()
+             WHERE id = 1 RETURNING epoch",
+            &[&me],
+        )
+        .map_err(pg_error)?
+        .get(0);
+    Ok(Some(epoch))
+}
+
+/// The database, as the key layout sees it.
+pub(crate) struct Pg {
+    writer: Connection,
+    reader: Connection,
+    epoch: i64,
+}
+
+/// The least string greater than every string that starts with `prefix` (`None`: there is
+/// none, every string is). Keys compare byte by byte (`COLLATE "C"`), and UTF-8's byte order
+/// is code point order, so the prefix with its last character raised is that bound.
+fn past(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// The rows of `prefix`, from `start` (inclusive or not), in key order, at most `limit`.
+fn range(
+    client: &mut Client,
+    prefix: &str,
+    start: &str,
+    inclusive: bool,
+    limit: Option<i64>,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let from = if inclusive { ">=" } else { ">" };
+    let rows = match past(prefix) {
+        Some(end) => client.query(
+            &format!(
+                "SELECT key, value FROM stepstone_records WHERE key {from} $1 AND key < $2
+                 ORDER BY key LIMIT $3"
+            ),
+            &[&start, &end, &limit],
+        ),
+        None => client.query(
+            &format!(
+                "SELECT key, value FROM stepstone_records WHERE key {from} $1
+                 ORDER BY key LIMIT $2"
+            ),
+            &[&start, &limit],
+        ),
+    }
+    .map_err(pg_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}
+
+impl KeyValue for Pg {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let key = key.to_owned();
+        self.reader.call(move |client| {
+            let row = client
+                .query_opt(
+                    "SELECT value FROM stepstone_records WHERE key = $1",
+                    &[&key],
+                )
+                .map_err(pg_error)?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    /// One transaction for all of `writes`, fenced by the ownership epoch, committed as the
+    /// database commits (durable with `synchronous_commit` on, its default).
+    fn apply(&self, writes: Vec<Write<'_>>) -> Result<()> {
+        let writes: Vec<Owned> = writes.into_iter().map(Owned::of).collect();
+        let epoch = self.epoch;
+        self.writer.call(move |client| {
+            let mut txn = client.transaction().map_err(pg_error)?;
+            // Locks the row against a takeover until this transaction ends.
+            let current: i64 = txn
+                .query_one(
+                    "SELECT epoch FROM stepstone_owner WHERE id = 1 FOR SHARE",
+                    &[],
+                )
+                .map_err(pg_error)?
+                .get(0);
+            if current != epoch {
+                return Err(Error::Io(format!(
+                    "another Stepstone engine took this store over (ownership epoch \
+                     {current}, this engine's {epoch}): this engine writes no more into it"
+                )));
+            }
+            for write in writes {
+                for prefix in &write.delete_prefixes {
+                    match past(prefix) {
+                        Some(end) => txn.execute(
+                            "DELETE FROM stepstone_records WHERE key >= $1 AND key < $2",
+                            &[prefix, &end],
+                        ),
+                        None => txn.execute("DELETE FROM stepstone_records", &[]),
+                    }
+                    .map_err(pg_error)?;
+                }
+                if !write.deletes.is_empty() {
+                    txn.execute(
+                        "DELETE FROM stepstone_records WHERE key = ANY($1)",
+                        &[&write.deletes],
+                    )
+                    .map_err(pg_error)?;
+                }
+                if !write.keys.is_empty() {
+                    txn.execute(
+                        "INSERT INTO stepstone_records (key, value)
+                         SELECT * FROM unnest($1::text[], $2::bytea[])
+                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                        &[&write.keys, &write.values],
+                    )
+                    .map_err(pg_error)?;
+                }
+            }
+            txn.commit().map_err(pg_error)
+        })
+    }
+
+    fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let prefix = prefix.to_owned();
+        self.reader
+            .call(move |client| range(client, &prefix, &prefix, true, None))
+    }
+
+    fn scan_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let prefix = prefix.to_owned();
+        let after = after.map(str::to_owned);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.reader.call(move |client| match &after {
+            // Keys after `after` that still start with the prefix: `after` may sort before it.
+            Some(after) if after.as_str() >= prefix.as_str() => {
+                range(client, &prefix, after, false, Some(limit))
+            }
+            _ => range(client, &prefix, &prefix, true, Some(limit)),
+        })
+    }
+
+    fn last_at_or_before(&self, prefix: &str, key: &str) -> Result<Option<(String, Vec<u8>)>> {
+        let (prefix, key) = (prefix.to_owned(), key.to_owned());
+        self.reader.call(move |client| {
+            let row = client
+                .query_opt(
+                    "SELECT key, value FROM stepstone_records WHERE key >= $1 AND key <= $2
+                     ORDER BY key DESC LIMIT 1",
+                    &[&prefix, &key],
+                )
+                .map_err(pg_error)?;
+            Ok(row
+                .map(|row| (row.get::<_, String>(0), row.get::<_, Vec<u8>>(1)))
+                .filter(|(k, _)| k.starts_with(prefix.as_str())))
+        })
+    }
+}
+
+/// A [`Write`] with its values owned, to hand to a connection's thread; a key put twice keeps
+/// its last value (one `INSERT ... ON CONFLICT` cannot touch a row twice).
+struct Owned {
+    keys: Vec<String>,
+    values: Vec<Vec<u8>>,
+    deletes: Vec<String>,
+    delete_prefixes: Vec<String>,
+}
+
+impl Owned {
+    fn of(write: Write<'_>) -> Owned {
+        let mut last = std::collections::HashMap::with_capacity(write.puts.len());
+        for (index, (key, _)) in write.puts.iter().enumerate() {
+            last.insert(key.clone(), index);
+        }
+        let (mut keys, mut values) = (Vec::new(), Vec::new());
+        for (index, (key, value)) in write.puts.into_iter().enumerate() {
+            if last.get(&key) == Some(&index) {
+                keys.push(key);
+                values.push(value.into_owned());
+            }
+        }
+        Owned {
+            keys,
+            values,
+            deletes: write.deletes,
+            delete_prefixes: write.delete_prefixes,
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Client) + Send>;
+
+/// One connection, on a thread of its own; dropping it closes the connection (and with the
+/// writer's, the session's ownership lock) once the calls queued are answered.
+struct Connection {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Connection {
+    fn open(url: &str, shown: &str) -> Result<Connection> {
+        let (ready, is_ready) = mpsc::channel();
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let url = url.to_owned();
+        let shown_there = shown.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("stepstone-postgres".into())
+            .spawn(move || {
+                let mut client = match Client::connect(&url, NoTls) {
+                    Ok(client) => {
+                        let _ = ready.send(Ok(()));
+                        client
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(Error::Io(format!(
+                            "cannot connect to PostgreSQL at {shown_there}: {e}"
+                        ))));
+                        return;
+                    }
+                };
+                while let Ok(job) = queue.recv() {
+                    job(&mut client);
+                }
+            })
+            .map_err(|e| Error::Io(format!("cannot start a PostgreSQL connection thread: {e}")))?;
+        is_ready.recv().unwrap_or_else(|_| {
+            Err(Error::Io(format!(
+                "cannot connect to PostgreSQL at {shown}"
+            )))
+        })?;
+        Ok(Connection {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `f` on the connection's thread and waits for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (answer, answered) = mpsc::channel();
+        let job: Job = Box::new(move |client| {
+            let _ = answer.send(f(client));
+        });
+        let gone = || Error::Io("the PostgreSQL connection's thread stopped".into());
+        self.jobs
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(job)
+            .map_err(|_| gone())?;
+        answered.recv().unwrap_or_else(|_| Err(gone()))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+keyed::checkpoint_store_over_keys!(PostgresStore);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_is_a_key_range() {
+        assert_eq!(past("x/0001/").as_deref(), Some("x/00010"));
+        assert_eq!(past("e/arn:é").as_deref(), Some("e/arn:ê"));
+        assert_eq!(past("a\u{d7ff}").as_deref(), Some("a\u{e000}"));
+        assert_eq!(past(&format!("b{}", char::MAX)).as_deref(), Some("c"));
+        assert_eq!(past(""), None);
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redacted("postgres://me:secret@db.example:5432/steps"),
+            "postgres://me@db.example:5432/steps"
+        );
+        assert_eq!(
+            redacted("postgresql://db.example/steps"),
+            "postgresql://db.example/steps"
+        );
+    }
+}
