@@ -6,7 +6,8 @@
 //! the in-memory run of the same size.
 //!
 //! `cargo bench --bench big_map` (release build of the CLI). `STEPSTONE_BENCH_SIZES=10000,100000`
-//! picks the sizes; `STEPSTONE_BENCH_STORES=redb` the stores (`memory`, `sled`, `redb`);
+//! picks the sizes; `STEPSTONE_BENCH_STORES=redb` the stores (`memory`, `sled`, `redb`, and
+//! `postgres`: a new database per run on the server `STEPSTONE_BENCH_POSTGRES` names);
 //! `STEPSTONE_BENCH_MAPS=inline,distributed` the Maps: `inline` takes its items from the
 //! execution's input, `distributed` is a DISTRIBUTED Map whose ItemReader reads them from a
 //! JSON Lines file (`file://`, the same parsing as an S3 object: no emulator in the timing), and
@@ -112,9 +113,18 @@ fn main() {
             let mut in_memory = None;
             for store in &stores {
                 let store_dir = dir.path().join(format!("store-{store}-{n}"));
-                let (seconds, peak) =
-                    run(&definition, &input, &mocks, store, &store_dir, &aws_args);
-                let disk = size_of(&store_dir) as f64 / 1e6;
+                // PostgreSQL: a database of its own per run on the server
+                // STEPSTONE_BENCH_POSTGRES names; its size is the database's.
+                let database = (store == "postgres").then(|| fresh_database(&format!("{map}_{n}")));
+                let location = database
+                    .as_ref()
+                    .map_or_else(|| store_dir.display().to_string(), |(url, _)| url.clone());
+                let (seconds, peak) = run(&definition, &input, &mocks, store, &location, &aws_args);
+                let disk = match &database {
+                    Some((url, _)) => database_size(url),
+                    None => size_of(&store_dir),
+                } as f64
+                    / 1e6;
                 if store == "memory" {
                     in_memory = Some(seconds);
                 }
@@ -136,7 +146,7 @@ fn run(
     input: &Path,
     mocks: &Path,
     store: &str,
-    dir: &Path,
+    location: &str,
     aws_args: &[String],
 ) -> (f64, u64) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stepstone"));
@@ -162,8 +172,13 @@ fn run(
         "memory" => {
             cmd.arg("--ephemeral");
         }
+        "postgres" => {
+            cmd.arg("--store").arg(location);
+        }
         engine => {
-            cmd.arg("--store").arg(dir).args(["--store-engine", engine]);
+            cmd.arg("--store")
+                .arg(location)
+                .args(["--store-engine", engine]);
         }
     }
     let started = Instant::now();
@@ -234,6 +249,32 @@ fn vm_hwm(status: &str) -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// A new database on the server `STEPSTONE_BENCH_POSTGRES` names (`scripts/test` starts one on
+/// `postgres://postgres@127.0.0.1:54329/postgres`): its URL and name.
+fn fresh_database(label: &str) -> (String, String) {
+    let server = std::env::var("STEPSTONE_BENCH_POSTGRES")
+        .expect("the postgres store needs a server: set STEPSTONE_BENCH_POSTGRES (postgres://...)");
+    let name = format!("stepstone_bench_{label}_{}", std::process::id());
+    let mut client =
+        postgres::Client::connect(&server, postgres::NoTls).expect("PostgreSQL answers");
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .and_then(|()| client.batch_execute(&format!("CREATE DATABASE {name}")))
+        .expect("a database can be made");
+    let (base, _) = server.rsplit_once('/').expect("a URL ending in /database");
+    (format!("{base}/{name}"), name)
+}
+
+/// The size of the database `url` names, in bytes.
+fn database_size(url: &str) -> u64 {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("PostgreSQL answers");
+    let size: i64 = client
+        .query_one("SELECT pg_database_size(current_database())", &[])
+        .expect("its size")
+        .get(0);
+    size as u64
 }
 
 fn size_of(path: &Path) -> u64 {

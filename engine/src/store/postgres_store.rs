@@ -72,7 +72,7 @@ impl PostgresStore {
     pub fn open_with(url: &str, existing: bool) -> Result<PostgresStore> {
         let shown = redacted(url);
         let writer = Connection::open(url, &shown)?;
-        let migrated = writer.call(move |client| migrate(client, existing))?;
+        let migrated = writer.call(move |session| migrate(&mut session.client, existing))?;
         if !migrated {
             return Err(Error::Corrupt {
                 key: shown,
@@ -84,7 +84,7 @@ impl PostgresStore {
             std::process::id(),
             hostname().unwrap_or_else(|| "an unknown host".into())
         );
-        let epoch = writer.call(move |client| take_ownership(client, &me))?;
+        let epoch = writer.call(move |session| take_ownership(&mut session.client, &me))?;
         let epoch = epoch.ok_or_else(|| Error::Locked(shown.clone()))?;
         let reader = Connection::open(url, &shown)?;
         let pg = Pg {
@@ -251,28 +251,39 @@ fn past(prefix: &str) -> Option<String> {
 
 /// The rows of `prefix`, from `start` (inclusive or not), in key order, at most `limit`.
 fn range(
-    client: &mut Client,
+    session: &mut Session,
     prefix: &str,
     start: &str,
     inclusive: bool,
     limit: Option<i64>,
 ) -> Result<Vec<(String, Vec<u8>)>> {
-    let from = if inclusive { ">=" } else { ">" };
-    let rows = match past(prefix) {
-        Some(end) => client.query(
-            &format!(
-                "SELECT key, value FROM stepstone_records WHERE key {from} $1 AND key < $2
-                 ORDER BY key LIMIT $3"
-            ),
-            &[&start, &end, &limit],
-        ),
-        None => client.query(
-            &format!(
-                "SELECT key, value FROM stepstone_records WHERE key {from} $1
-                 ORDER BY key LIMIT $2"
-            ),
-            &[&start, &limit],
-        ),
+    let rows = match (past(prefix), inclusive) {
+        (Some(end), true) => {
+            let sql = session.statement(
+                "SELECT key, value FROM stepstone_records WHERE key >= $1 AND key < $2
+                 ORDER BY key LIMIT $3",
+            )?;
+            session.client.query(&sql, &[&start, &end, &limit])
+        }
+        (Some(end), false) => {
+            let sql = session.statement(
+                "SELECT key, value FROM stepstone_records WHERE key > $1 AND key < $2
+                 ORDER BY key LIMIT $3",
+            )?;
+            session.client.query(&sql, &[&start, &end, &limit])
+        }
+        (None, true) => {
+            let sql = session.statement(
+                "SELECT key, value FROM stepstone_records WHERE key >= $1 ORDER BY key LIMIT $2",
+            )?;
+            session.client.query(&sql, &[&start, &limit])
+        }
+        (None, false) => {
+            let sql = session.statement(
+                "SELECT key, value FROM stepstone_records WHERE key > $1 ORDER BY key LIMIT $2",
+            )?;
+            session.client.query(&sql, &[&start, &limit])
+        }
     }
     .map_err(pg_error)?;
     Ok(rows
@@ -284,13 +295,9 @@ fn range(
 impl KeyValue for Pg {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let key = key.to_owned();
-        self.reader.call(move |client| {
-            let row = client
-                .query_opt(
-                    "SELECT value FROM stepstone_records WHERE key = $1",
-                    &[&key],
-                )
-                .map_err(pg_error)?;
+        self.reader.call(move |session| {
+            let sql = session.statement("SELECT value FROM stepstone_records WHERE key = $1")?;
+            let row = session.client.query_opt(&sql, &[&key]).map_err(pg_error)?;
             Ok(row.map(|row| row.get(0)))
         })
     }
@@ -300,16 +307,21 @@ impl KeyValue for Pg {
     fn apply(&self, writes: Vec<Write<'_>>) -> Result<()> {
         let writes: Vec<Owned> = writes.into_iter().map(Owned::of).collect();
         let epoch = self.epoch;
-        self.writer.call(move |client| {
-            let mut txn = client.transaction().map_err(pg_error)?;
+        self.writer.call(move |session| {
+            let fence =
+                session.statement("SELECT epoch FROM stepstone_owner WHERE id = 1 FOR SHARE")?;
+            let delete_range =
+                session.statement("DELETE FROM stepstone_records WHERE key >= $1 AND key < $2")?;
+            let delete_keys =
+                session.statement("DELETE FROM stepstone_records WHERE key = ANY($1)")?;
+            let put = session.statement(
+                "INSERT INTO stepstone_records (key, value)
+                 SELECT * FROM unnest($1::text[], $2::bytea[])
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            )?;
+            let mut txn = session.client.transaction().map_err(pg_error)?;
             // Locks the row against a takeover until this transaction ends.
-            let current: i64 = txn
-                .query_one(
-                    "SELECT epoch FROM stepstone_owner WHERE id = 1 FOR SHARE",
-                    &[],
-                )
-                .map_err(pg_error)?
-                .get(0);
+            let current: i64 = txn.query_one(&fence, &[]).map_err(pg_error)?.get(0);
             if current != epoch {
                 return Err(Error::Io(format!(
                     "another Stepstone engine took this store over (ownership epoch \
@@ -319,29 +331,18 @@ impl KeyValue for Pg {
             for write in writes {
                 for prefix in &write.delete_prefixes {
                     match past(prefix) {
-                        Some(end) => txn.execute(
-                            "DELETE FROM stepstone_records WHERE key >= $1 AND key < $2",
-                            &[prefix, &end],
-                        ),
+                        Some(end) => txn.execute(&delete_range, &[prefix, &end]),
                         None => txn.execute("DELETE FROM stepstone_records", &[]),
                     }
                     .map_err(pg_error)?;
                 }
                 if !write.deletes.is_empty() {
-                    txn.execute(
-                        "DELETE FROM stepstone_records WHERE key = ANY($1)",
-                        &[&write.deletes],
-                    )
-                    .map_err(pg_error)?;
+                    txn.execute(&delete_keys, &[&write.deletes])
+                        .map_err(pg_error)?;
                 }
                 if !write.keys.is_empty() {
-                    txn.execute(
-                        "INSERT INTO stepstone_records (key, value)
-                         SELECT * FROM unnest($1::text[], $2::bytea[])
-                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                        &[&write.keys, &write.values],
-                    )
-                    .map_err(pg_error)?;
+                    txn.execute(&put, &[&write.keys, &write.values])
+                        .map_err(pg_error)?;
                 }
             }
             txn.commit().map_err(pg_error)
@@ -351,7 +352,7 @@ impl KeyValue for Pg {
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let prefix = prefix.to_owned();
         self.reader
-            .call(move |client| range(client, &prefix, &prefix, true, None))
+            .call(move |session| range(session, &prefix, &prefix, true, None))
     }
 
     fn scan_page(
@@ -363,24 +364,25 @@ impl KeyValue for Pg {
         let prefix = prefix.to_owned();
         let after = after.map(str::to_owned);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.reader.call(move |client| match &after {
+        self.reader.call(move |session| match &after {
             // Keys after `after` that still start with the prefix: `after` may sort before it.
             Some(after) if after.as_str() >= prefix.as_str() => {
-                range(client, &prefix, after, false, Some(limit))
+                range(session, &prefix, after, false, Some(limit))
             }
-            _ => range(client, &prefix, &prefix, true, Some(limit)),
+            _ => range(session, &prefix, &prefix, true, Some(limit)),
         })
     }
 
     fn last_at_or_before(&self, prefix: &str, key: &str) -> Result<Option<(String, Vec<u8>)>> {
         let (prefix, key) = (prefix.to_owned(), key.to_owned());
-        self.reader.call(move |client| {
-            let row = client
-                .query_opt(
-                    "SELECT key, value FROM stepstone_records WHERE key >= $1 AND key <= $2
-                     ORDER BY key DESC LIMIT 1",
-                    &[&prefix, &key],
-                )
+        self.reader.call(move |session| {
+            let sql = session.statement(
+                "SELECT key, value FROM stepstone_records WHERE key >= $1 AND key <= $2
+                 ORDER BY key DESC LIMIT 1",
+            )?;
+            let row = session
+                .client
+                .query_opt(&sql, &[&prefix, &key])
                 .map_err(pg_error)?;
             Ok(row
                 .map(|row| (row.get::<_, String>(0), row.get::<_, Vec<u8>>(1)))
@@ -420,7 +422,26 @@ impl Owned {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut Client) + Send>;
+type Job = Box<dyn FnOnce(&mut Session) + Send>;
+
+/// A connection's client and the statements prepared on it (each SQL text is parsed by the
+/// server once per connection, not once per call: a statement is then one round trip).
+struct Session {
+    client: Client,
+    prepared: std::collections::HashMap<&'static str, postgres::Statement>,
+}
+
+impl Session {
+    /// `sql`, prepared on this connection (the first time it is asked for).
+    fn statement(&mut self, sql: &'static str) -> Result<postgres::Statement> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).map_err(pg_error)?;
+        self.prepared.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
 
 /// One connection, on a thread of its own; dropping it closes the connection (and with the
 /// writer's, the session's ownership lock) once the calls queued are answered.
@@ -438,7 +459,7 @@ impl Connection {
         let thread = std::thread::Builder::new()
             .name("stepstone-postgres".into())
             .spawn(move || {
-                let mut client = match Client::connect(&url, NoTls) {
+                let client = match Client::connect(&url, NoTls) {
                     Ok(client) => {
                         let _ = ready.send(Ok(()));
                         client
@@ -450,8 +471,12 @@ impl Connection {
                         return;
                     }
                 };
+                let mut session = Session {
+                    client,
+                    prepared: std::collections::HashMap::new(),
+                };
                 while let Ok(job) = queue.recv() {
-                    job(&mut client);
+                    job(&mut session);
                 }
             })
             .map_err(|e| Error::Io(format!("cannot start a PostgreSQL connection thread: {e}")))?;
@@ -469,11 +494,11 @@ impl Connection {
     /// Runs `f` on the connection's thread and waits for its answer.
     fn call<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&mut Session) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (answer, answered) = mpsc::channel();
-        let job: Job = Box::new(move |client| {
-            let _ = answer.send(f(client));
+        let job: Job = Box::new(move |session| {
+            let _ = answer.send(f(session));
         });
         let gone = || Error::Io("the PostgreSQL connection's thread stopped".into());
         self.jobs
