@@ -133,8 +133,21 @@ fn pg_error(e: postgres::Error) -> Error {
             db.message(),
             db.code().code()
         )),
-        None => Error::Io(format!("PostgreSQL: {e}")),
+        None => Error::Io(format!("PostgreSQL: {}", with_causes(&e))),
     }
+}
+
+/// An error's message followed by its causes' (the client's own messages are terse: "error
+/// connecting to server", with the reason in the cause).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Creates or brings the schema up to date; false when the database has no store and
@@ -422,6 +435,17 @@ impl Owned {
     }
 }
 
+/// Connects as `url` says, with a bound on the connection's setup (10 s, unless the URL sets
+/// `connect_timeout`) and TCP keepalives: a server that went away is noticed, not waited for.
+fn connect(url: &str) -> std::result::Result<Client, postgres::Error> {
+    let mut config: postgres::Config = url.parse()?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    config.keepalives(true);
+    config.connect(NoTls)
+}
+
 type Job = Box<dyn FnOnce(&mut Session) + Send>;
 
 /// A connection's client and the statements prepared on it (each SQL text is parsed by the
@@ -459,14 +483,18 @@ impl Connection {
         let thread = std::thread::Builder::new()
             .name("stepstone-postgres".into())
             .spawn(move || {
-                let client = match Client::connect(&url, NoTls) {
+                let client = match connect(&url) {
                     Ok(client) => {
                         let _ = ready.send(Ok(()));
                         client
                     }
                     Err(e) => {
+                        let reason = match e.as_db_error() {
+                            Some(db) => db.message().to_owned(),
+                            None => with_causes(&e),
+                        };
                         let _ = ready.send(Err(Error::Io(format!(
-                            "cannot connect to PostgreSQL at {shown_there}: {e}"
+                            "cannot connect to PostgreSQL at {shown_there}: {reason}"
                         ))));
                         return;
                     }
