@@ -2,6 +2,8 @@
 //! virtual environment `scripts/test` makes (STEPSTONE_TEST_PYTHON). Without it the tests fail:
 //! they never skip.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -126,6 +128,22 @@ fn a_killed_server_restarts_with_nothing_lost() {
     assert!(arn.ends_with(":execution:slow:survivor"), "{arn}");
     server.kill();
     let server = Server::start(&dir);
+    boto3(&server, &["after-restart", &arn]);
+}
+
+/// The service on a PostgreSQL store: boto3's main scenario, then a server killed with SIGKILL
+/// and started again as a new process finds everything it had in the database and finishes
+/// the execution it left running.
+#[test]
+fn on_a_postgresql_store_boto3_works_and_a_killed_server_restarts_with_nothing_lost() {
+    let server = Server::start(&PathBuf::from(common::postgres::fresh_database("serve")));
+    boto3(&server, &["main"]);
+    drop(server);
+    let database = PathBuf::from(common::postgres::fresh_database("restart"));
+    let server = Server::start(&database);
+    let arn = boto3(&server, &["before-kill"]);
+    server.kill();
+    let server = Server::start(&database);
     boto3(&server, &["after-restart", &arn]);
 }
 
