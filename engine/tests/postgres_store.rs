@@ -64,7 +64,7 @@ fn the_schema_is_made_once_and_versioned() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1], "each migration applied once");
+    assert_eq!(versions, [1, 2], "each migration applied once");
     // A schema from a newer Stepstone is refused, not written over.
     db.execute("INSERT INTO stepstone_schema (version) VALUES (999)", &[])
         .unwrap();
@@ -132,4 +132,51 @@ fn an_engine_that_lost_the_store_is_fenced_out() {
     let listed = store.list().unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].status, "RUNNING");
+}
+
+/// History batches live in a table of their own; a store made before that table existed
+/// (schema version 1) has its batches moved there when it is opened.
+#[test]
+fn history_batches_are_kept_in_their_own_table() {
+    let url = fresh_database("history");
+    let store = PostgresStore::open(&url).unwrap();
+    let machine = machine();
+    let (mut exec, run) = created(&machine, &store, "kept");
+    exec.on_input(
+        Input::TaskDone {
+            run,
+            result: Ok(json!({"done": true})),
+        },
+        at(2),
+    );
+    store.save(&exec.take_changes().unwrap()).unwrap();
+    let arn = exec.info().execution_arn.clone();
+    let events = store.events(&arn).unwrap();
+    assert_eq!(events.last().unwrap().id as usize, events.len());
+    drop(store);
+    let mut db = sql(&url);
+    let count = |db: &mut postgres::Client, table: &str, filter: &str| -> i64 {
+        db.query_one(
+            &format!("SELECT count(*) FROM {table} WHERE key ~ '{filter}'"),
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let batches = count(&mut db, "stepstone_history", "^x/[0-9a-f]{16}/e/");
+    assert!(batches >= 2, "{batches} batches");
+    assert_eq!(count(&mut db, "stepstone_records", "/e/"), 0);
+    assert_eq!(count(&mut db, "stepstone_history", "^[^xbh]"), 0);
+    // As version 1 kept them: in the records.
+    db.batch_execute(
+        "INSERT INTO stepstone_records SELECT * FROM stepstone_history;
+         DROP TABLE stepstone_history;
+         DELETE FROM stepstone_schema WHERE version > 1;",
+    )
+    .unwrap();
+    let store = PostgresStore::open(&url).unwrap();
+    assert_eq!(store.events(&arn).unwrap(), events);
+    let mut db = sql(&url);
+    assert_eq!(count(&mut db, "stepstone_history", "/e/"), batches);
+    assert_eq!(count(&mut db, "stepstone_records", "/e/"), 0);
 }

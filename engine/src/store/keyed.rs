@@ -72,6 +72,54 @@ fn record_key(execution: u64, record: RecordKey) -> String {
     }
 }
 
+/// Which part of the layout a key or a prefix belongs to: a database may keep history batches
+/// apart from the other records (PostgreSQL keeps them in a table of their own: they are the
+/// bulk of a store, written once and read rarely).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Space {
+    Records,
+    History,
+    /// A prefix under which keys of both lie (the empty prefix, `x/`...).
+    Both,
+}
+
+/// Whether `key` is a history batch: an execution's (`x/<n>/e/...`), a save's child events
+/// (`b/...`), or a v1/v2 event (`h/...`). (A child's marks, `k/...`, are an index: records.)
+pub(crate) fn is_history(key: &str) -> bool {
+    key.starts_with("b/") || key.starts_with("h/") || matches_events(key, true)
+}
+
+/// Whether `text` is (`whole`: starts with) `x/<16 hex digits>/e/`, or (not `whole`) could
+/// still become it.
+fn matches_events(text: &str, whole: bool) -> bool {
+    const PATTERN_LEN: usize = "x/0123456789abcdef/e/".len();
+    let bytes = text.as_bytes();
+    if whole && bytes.len() < PATTERN_LEN {
+        return false;
+    }
+    bytes
+        .iter()
+        .take(PATTERN_LEN)
+        .enumerate()
+        .all(|(i, b)| match i {
+            0 => *b == b'x',
+            1 | 18 | 20 => *b == b'/',
+            19 => *b == b'e',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// The space whose keys may start with `prefix`.
+pub(crate) fn space_of_prefix(prefix: &str) -> Space {
+    if is_history(prefix) {
+        Space::History
+    } else if ["b/", "h/"].iter().any(|h| h.starts_with(prefix)) || matches_events(prefix, false) {
+        Space::Both
+    } else {
+        Space::Records
+    }
+}
+
 /// The number at the end of `key`, after `prefix`.
 fn number_after(key: &str, prefix: &str) -> Result<u64> {
     key.strip_prefix(prefix)
@@ -1032,6 +1080,33 @@ mod tests {
     use crate::history::EventKind;
     use crate::record::TimestampField;
     use crate::store::memory::Map;
+
+    #[test]
+    fn history_batches_and_the_prefixes_that_reach_them_are_told_apart() {
+        let events = record_key(1, RecordKey::History { first: 7 });
+        assert!(is_history(&events));
+        assert!(is_history("b/0123abcd/00000000000000000001"));
+        for record in [
+            RecordKey::Header,
+            RecordKey::Run(0),
+            RecordKey::Results {
+                children: 1,
+                batch: 2,
+            },
+        ] {
+            assert!(!is_history(&record_key(1, record)), "{record:?}");
+        }
+        assert!(!is_history("k/0123abcd/s"));
+        assert!(!is_history("e/arn:aws:states:us-east-1:1:execution:m:e"));
+        assert_eq!(space_of_prefix(&x(1)), Space::Both);
+        assert_eq!(space_of_prefix(&format!("{}e/", x(1))), Space::History);
+        assert_eq!(space_of_prefix(&format!("{}r/", x(1))), Space::Records);
+        assert_eq!(space_of_prefix(""), Space::Both);
+        assert_eq!(space_of_prefix("x/"), Space::Both);
+        assert_eq!(space_of_prefix("k/"), Space::Records);
+        assert_eq!(space_of_prefix("e/"), Space::Records);
+        assert_eq!(space_of_prefix("b/"), Space::History);
+    }
 
     /// A history of more batches than one page holds is read whole, in order, and a reader
     /// that stops is not handed more.

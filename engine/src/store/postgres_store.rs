@@ -5,8 +5,9 @@
 //! - **Schema:** created and migrated by Stepstone, in versions (`MIGRATIONS`), each applied once
 //!   in its own transaction under a transaction-scoped advisory lock (engines starting together
 //!   migrate one after the other); a database migrated by a newer Stepstone is refused.
-//! - **Records:** `stepstone_records(key text COLLATE "C" PRIMARY KEY, value bytea)`: keys
-//!   compare byte by byte, as in redb and sled, so a prefix is a key range.
+//! - **Records:** `stepstone_records(key text COLLATE "C" PRIMARY KEY, value bytea)`, and the
+//!   history batches in `stepstone_history`, of the same shape (`keyed::is_history` tells
+//!   which): keys compare byte by byte, as in redb and sled, so a prefix is a key range.
 //! - **One owner, fenced:** an engine owns the store while it holds a session advisory lock (a
 //!   killed engine's connection closes and the lock goes with it, so `resume` elsewhere takes
 //!   over at once), and each taking-over raises the ownership epoch (`stepstone_owner`). Every
@@ -27,7 +28,7 @@ use std::thread::JoinHandle;
 
 use postgres::{Client, NoTls};
 
-use super::keyed::{self, KeyValue, Keyed, Write};
+use super::keyed::{self, KeyValue, Keyed, Space, Write};
 use super::{Error, Result};
 
 /// The schema, one version after another. Never edit one that was released: add the next.
@@ -44,6 +45,17 @@ const MIGRATIONS: &[&str] = &[
            since timestamptz NOT NULL
        );
        INSERT INTO stepstone_owner VALUES (1, 0, '', now());"#,
+    // 2: history batches in a table of their own (`keyed::is_history`), moved out of the
+    // records.
+    r#"CREATE TABLE stepstone_history (
+           key text COLLATE "C" PRIMARY KEY,
+           value bytea NOT NULL
+       );
+       INSERT INTO stepstone_history
+           SELECT key, value FROM stepstone_records
+           WHERE key LIKE 'b/%' OR key LIKE 'h/%' OR key ~ '^x/[0-9a-fA-F]{16}/e/';
+       DELETE FROM stepstone_records
+           WHERE key LIKE 'b/%' OR key LIKE 'h/%' OR key ~ '^x/[0-9a-fA-F]{16}/e/';"#,
 ];
 
 /// The advisory lock ids Stepstone takes (two 32-bit keys: "STEP", then what for).
@@ -262,9 +274,47 @@ fn past(prefix: &str) -> Option<String> {
     None
 }
 
-/// The rows of `prefix`, from `start` (inclusive or not), in key order, at most `limit`.
+/// Stepstone's two tables of keys and values: the history batches, and every other record
+/// (`keyed::Space`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    Records,
+    History,
+}
+
+/// `$before TABLE $after` for `table`, as a `&'static str` (statements are prepared once per
+/// text).
+macro_rules! in_table {
+    ($table:expr, $before:literal, $after:literal) => {
+        match $table {
+            Table::Records => concat!($before, "stepstone_records", $after),
+            Table::History => concat!($before, "stepstone_history", $after),
+        }
+    };
+}
+
+fn table_of(key: &str) -> Table {
+    if keyed::is_history(key) {
+        Table::History
+    } else {
+        Table::Records
+    }
+}
+
+/// The tables whose keys may start with `prefix`.
+fn tables_of(prefix: &str) -> &'static [Table] {
+    match keyed::space_of_prefix(prefix) {
+        Space::Records => &[Table::Records],
+        Space::History => &[Table::History],
+        Space::Both => &[Table::Records, Table::History],
+    }
+}
+
+/// The rows of `prefix` in `table`, from `start` (inclusive or not), in key order, at most
+/// `limit`.
 fn range(
     session: &mut Session,
+    table: Table,
     prefix: &str,
     start: &str,
     inclusive: bool,
@@ -272,29 +322,35 @@ fn range(
 ) -> Result<Vec<(String, Vec<u8>)>> {
     let rows = match (past(prefix), inclusive) {
         (Some(end), true) => {
-            let sql = session.statement(
-                "SELECT key, value FROM stepstone_records WHERE key >= $1 AND key < $2
-                 ORDER BY key LIMIT $3",
-            )?;
+            let sql = session.statement(in_table!(
+                table,
+                "SELECT key, value FROM ",
+                " WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3"
+            ))?;
             session.client.query(&sql, &[&start, &end, &limit])
         }
         (Some(end), false) => {
-            let sql = session.statement(
-                "SELECT key, value FROM stepstone_records WHERE key > $1 AND key < $2
-                 ORDER BY key LIMIT $3",
-            )?;
+            let sql = session.statement(in_table!(
+                table,
+                "SELECT key, value FROM ",
+                " WHERE key > $1 AND key < $2 ORDER BY key LIMIT $3"
+            ))?;
             session.client.query(&sql, &[&start, &end, &limit])
         }
         (None, true) => {
-            let sql = session.statement(
-                "SELECT key, value FROM stepstone_records WHERE key >= $1 ORDER BY key LIMIT $2",
-            )?;
+            let sql = session.statement(in_table!(
+                table,
+                "SELECT key, value FROM ",
+                " WHERE key >= $1 ORDER BY key LIMIT $2"
+            ))?;
             session.client.query(&sql, &[&start, &limit])
         }
         (None, false) => {
-            let sql = session.statement(
-                "SELECT key, value FROM stepstone_records WHERE key > $1 ORDER BY key LIMIT $2",
-            )?;
+            let sql = session.statement(in_table!(
+                table,
+                "SELECT key, value FROM ",
+                " WHERE key > $1 ORDER BY key LIMIT $2"
+            ))?;
             session.client.query(&sql, &[&start, &limit])
         }
     }
@@ -305,11 +361,37 @@ fn range(
         .collect())
 }
 
+/// The rows of `prefix` from `start` in every table that may hold them, merged in key order,
+/// at most `limit`.
+fn range_all(
+    session: &mut Session,
+    prefix: &str,
+    start: &str,
+    inclusive: bool,
+    limit: Option<i64>,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut rows = Vec::new();
+    for table in tables_of(prefix) {
+        rows.extend(range(session, *table, prefix, start, inclusive, limit)?);
+    }
+    if tables_of(prefix).len() > 1 {
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(limit) = limit {
+            rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        }
+    }
+    Ok(rows)
+}
+
 impl KeyValue for Pg {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let key = key.to_owned();
         self.reader.call(move |session| {
-            let sql = session.statement("SELECT value FROM stepstone_records WHERE key = $1")?;
+            let sql = session.statement(in_table!(
+                table_of(&key),
+                "SELECT value FROM ",
+                " WHERE key = $1"
+            ))?;
             let row = session.client.query_opt(&sql, &[&key]).map_err(pg_error)?;
             Ok(row.map(|row| row.get(0)))
         })
@@ -323,15 +405,24 @@ impl KeyValue for Pg {
         self.writer.call(move |session| {
             let fence =
                 session.statement("SELECT epoch FROM stepstone_owner WHERE id = 1 FOR SHARE")?;
-            let delete_range =
-                session.statement("DELETE FROM stepstone_records WHERE key >= $1 AND key < $2")?;
-            let delete_keys =
-                session.statement("DELETE FROM stepstone_records WHERE key = ANY($1)")?;
-            let put = session.statement(
-                "INSERT INTO stepstone_records (key, value)
-                 SELECT * FROM unnest($1::text[], $2::bytea[])
-                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            )?;
+            let mut prepared = Vec::new();
+            for table in [Table::Records, Table::History] {
+                prepared.push((
+                    session.statement(in_table!(
+                        table,
+                        "DELETE FROM ",
+                        " WHERE key >= $1 AND key < $2"
+                    ))?,
+                    session.statement(in_table!(table, "DELETE FROM ", " WHERE key = ANY($1)"))?,
+                    session.statement(in_table!(
+                        table,
+                        "INSERT INTO ",
+                        " (key, value) SELECT * FROM unnest($1::text[], $2::bytea[])
+                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+                    ))?,
+                ));
+            }
+            let statements = |table: Table| &prepared[table as usize];
             let mut txn = session.client.transaction().map_err(pg_error)?;
             // Locks the row against a takeover until this transaction ends.
             let current: i64 = txn.query_one(&fence, &[]).map_err(pg_error)?.get(0);
@@ -343,19 +434,23 @@ impl KeyValue for Pg {
             }
             for write in writes {
                 for prefix in &write.delete_prefixes {
-                    match past(prefix) {
-                        Some(end) => txn.execute(&delete_range, &[prefix, &end]),
-                        None => txn.execute("DELETE FROM stepstone_records", &[]),
+                    for table in tables_of(prefix) {
+                        match past(prefix) {
+                            Some(end) => txn.execute(&statements(*table).0, &[prefix, &end]),
+                            None => txn.execute(in_table!(*table, "DELETE FROM ", ""), &[]),
+                        }
+                        .map_err(pg_error)?;
                     }
-                    .map_err(pg_error)?;
                 }
-                if !write.deletes.is_empty() {
-                    txn.execute(&delete_keys, &[&write.deletes])
-                        .map_err(pg_error)?;
-                }
-                if !write.keys.is_empty() {
-                    txn.execute(&put, &[&write.keys, &write.values])
-                        .map_err(pg_error)?;
+                for (table, part) in write.split() {
+                    if !part.deletes.is_empty() {
+                        txn.execute(&statements(table).1, &[&part.deletes])
+                            .map_err(pg_error)?;
+                    }
+                    if !part.keys.is_empty() {
+                        txn.execute(&statements(table).2, &[&part.keys, &part.values])
+                            .map_err(pg_error)?;
+                    }
                 }
             }
             txn.commit().map_err(pg_error)
@@ -365,7 +460,7 @@ impl KeyValue for Pg {
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let prefix = prefix.to_owned();
         self.reader
-            .call(move |session| range(session, &prefix, &prefix, true, None))
+            .call(move |session| range_all(session, &prefix, &prefix, true, None))
     }
 
     fn scan_page(
@@ -380,26 +475,33 @@ impl KeyValue for Pg {
         self.reader.call(move |session| match &after {
             // Keys after `after` that still start with the prefix: `after` may sort before it.
             Some(after) if after.as_str() >= prefix.as_str() => {
-                range(session, &prefix, after, false, Some(limit))
+                range_all(session, &prefix, after, false, Some(limit))
             }
-            _ => range(session, &prefix, &prefix, true, Some(limit)),
+            _ => range_all(session, &prefix, &prefix, true, Some(limit)),
         })
     }
 
     fn last_at_or_before(&self, prefix: &str, key: &str) -> Result<Option<(String, Vec<u8>)>> {
         let (prefix, key) = (prefix.to_owned(), key.to_owned());
         self.reader.call(move |session| {
-            let sql = session.statement(
-                "SELECT key, value FROM stepstone_records WHERE key >= $1 AND key <= $2
-                 ORDER BY key DESC LIMIT 1",
-            )?;
-            let row = session
-                .client
-                .query_opt(&sql, &[&prefix, &key])
-                .map_err(pg_error)?;
-            Ok(row
-                .map(|row| (row.get::<_, String>(0), row.get::<_, Vec<u8>>(1)))
-                .filter(|(k, _)| k.starts_with(prefix.as_str())))
+            let mut last: Option<(String, Vec<u8>)> = None;
+            for table in tables_of(&prefix) {
+                let sql = session.statement(in_table!(
+                    *table,
+                    "SELECT key, value FROM ",
+                    " WHERE key >= $1 AND key <= $2 ORDER BY key DESC LIMIT 1"
+                ))?;
+                let row = session
+                    .client
+                    .query_opt(&sql, &[&prefix, &key])
+                    .map_err(pg_error)?
+                    .map(|row| (row.get::<_, String>(0), row.get::<_, Vec<u8>>(1)))
+                    .filter(|(k, _)| k.starts_with(prefix.as_str()));
+                if row.as_ref().map(|r| &r.0) > last.as_ref().map(|l| &l.0) {
+                    last = row;
+                }
+            }
+            Ok(last)
         })
     }
 }
@@ -411,6 +513,14 @@ struct Owned {
     values: Vec<Vec<u8>>,
     deletes: Vec<String>,
     delete_prefixes: Vec<String>,
+}
+
+/// What a write puts and deletes in one table.
+#[derive(Default)]
+struct Part {
+    keys: Vec<String>,
+    values: Vec<Vec<u8>>,
+    deletes: Vec<String>,
 }
 
 impl Owned {
@@ -432,6 +542,27 @@ impl Owned {
             deletes: write.deletes,
             delete_prefixes: write.delete_prefixes,
         }
+    }
+
+    /// Its puts and deletions by table.
+    fn split(self) -> [(Table, Part); 2] {
+        let mut records = Part::default();
+        let mut history = Part::default();
+        for (key, value) in self.keys.into_iter().zip(self.values) {
+            let part = match table_of(&key) {
+                Table::Records => &mut records,
+                Table::History => &mut history,
+            };
+            part.keys.push(key);
+            part.values.push(value);
+        }
+        for key in self.deletes {
+            match table_of(&key) {
+                Table::Records => records.deletes.push(key),
+                Table::History => history.deletes.push(key),
+            }
+        }
+        [(Table::Records, records), (Table::History, history)]
     }
 }
 
