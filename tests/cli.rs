@@ -1756,3 +1756,62 @@ fn map_runs_are_listed_and_described_from_the_store() {
     let children: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(children["executions"], json!([]));
 }
+
+/// The CLI on a PostgreSQL store, as on a directory: an empty database lists nothing, a run is
+/// listed, described and its history read back by the commands that read a store, and
+/// `--store-engine` (which picks a directory store's database) is refused for it.
+#[test]
+fn a_postgresql_store_is_used_as_a_directory_is() {
+    let url = common::postgres::fresh_database("cli");
+    let o = stepstone(&["executions", "--store", &url]);
+    assert_ok(&o);
+    assert_eq!(stdout(&o), "");
+    let example_dir = std::path::Path::new(&example())
+        .parent()
+        .unwrap()
+        .to_owned();
+    let input = example_dir.join("input.json").display().to_string();
+    let mocks = example_dir.join("mock-config.json").display().to_string();
+    // Run where the engine's local files (.stepstone/) may go.
+    let o = Command::new(env!("CARGO_BIN_EXE_stepstone"))
+        .current_dir(std::env::temp_dir())
+        .args([
+            "run",
+            &example(),
+            "--input-file",
+            &input,
+            "--mock-config",
+            &mocks,
+            "--test-case",
+            "HappyPath",
+            "--virtual-time",
+            "--quiet",
+            "--name",
+            "on-postgres",
+            "--store",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&o);
+    let o = stepstone(&["executions", "--json", "--store", &url]);
+    assert_ok(&o);
+    let listed: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(listed["executions"][0]["status"], "SUCCEEDED", "{listed}");
+    let o = stepstone(&["describe", "on-postgres", "--json", "--store", &url]);
+    assert_ok(&o);
+    let described: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(described["name"], "on-postgres");
+    let o = stepstone(&["history", "on-postgres", "--json", "--store", &url]);
+    assert_ok(&o);
+    let history: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(event_types(&history).first(), Some(&"ExecutionStarted"));
+    assert_eq!(event_types(&history).last(), Some(&"ExecutionSucceeded"));
+    let o = stepstone(&["executions", "--store", &url, "--store-engine", "redb"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is a PostgreSQL database"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -154,6 +154,8 @@ fn scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Finished, usize
     let mut delays = kill_after_ms.iter();
     let finished_output = loop {
         let mut cmd = stepstone();
+        // A PostgreSQL store's engine keeps its local files (control socket) in .stepstone/.
+        cmd.current_dir(dir);
         if first {
             cmd.args([
                 "run",
@@ -488,6 +490,8 @@ fn big_map_scenario(dir: &Path, kill_after_ms: &[u64], engine: &str) -> (Value, 
     let mut delays = kill_after_ms.iter();
     loop {
         let mut cmd = stepstone();
+        // A PostgreSQL store's engine keeps its local files (control socket) in .stepstone/.
+        cmd.current_dir(dir);
         if created {
             cmd.arg("resume");
         } else {

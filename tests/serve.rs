@@ -21,6 +21,8 @@ impl Server {
 
     fn start_with(store: &PathBuf, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_stepstone"))
+            // Where an engine on a PostgreSQL store keeps its local files (.stepstone/).
+            .current_dir(std::env::temp_dir())
             .args(["serve", "--port", "0", "--store"])
             .arg(store)
             .args(extra)

@@ -130,12 +130,13 @@ impl StoreSpec {
         }
     }
 
-    /// Whether the directory holds a store: `Ok(false)` when nothing was ever stored there, an
-    /// error when it cannot be told (permission denied) or what is there is damaged. A
-    /// database is taken to hold one (opening it tells).
+    /// Whether the directory (or database) holds a store: `Ok(false)` when nothing was ever
+    /// stored there, an error when it cannot be told (permission denied, no server) or what is
+    /// there is damaged.
     pub(crate) fn exists(&self) -> Result<bool, String> {
-        if self.database.is_some() {
-            return Ok(true);
+        if let Some(url) = &self.database {
+            return PostgresStore::exists(url)
+                .map_err(|e| format!("cannot open the store {}: {e}", self.display()));
         }
         Ok(self.found()?.is_some())
     }
@@ -296,8 +297,8 @@ impl StoreSpec {
 }
 
 impl StoreSpec {
-    /// Opens the PostgreSQL store at `url` (`existing`: it must hold one already), and makes
-    /// the engine's local directory (owner-only).
+    /// Opens the PostgreSQL store at `url` (`existing`: it must hold one already, for a
+    /// reading command), and (not `existing`) makes the engine's local directory (owner-only).
     fn open_database(&self, url: &str, existing: bool) -> Result<Box<dyn CheckpointStore>, String> {
         if self.engine.is_some() {
             return Err(format!(
@@ -305,7 +306,10 @@ impl StoreSpec {
                 self.display()
             ));
         }
-        self.ensure_dir()?;
+        if !existing {
+            // The owning engine's control socket and logs; reading commands need none.
+            self.ensure_dir()?;
+        }
         let opened = PostgresStore::open_with(url, existing).map_err(|e| match e {
             stepstone::engine::store::Error::Locked(_) => self.in_use(),
             stepstone::engine::store::Error::Corrupt { reason, .. } if existing => {

@@ -109,6 +109,18 @@ impl PostgresStore {
         })
     }
 
+    /// Whether the database `url` names holds a store (without taking it, or making one).
+    pub fn exists(url: &str) -> Result<bool> {
+        let connection = Connection::open(url, &redacted(url))?;
+        connection.call(|session| {
+            Ok(session
+                .client
+                .query_one("SELECT to_regclass('stepstone_schema') IS NOT NULL", &[])
+                .map_err(pg_error)?
+                .get(0))
+        })
+    }
+
     /// The ownership epoch this engine writes under (raised by every engine that takes the
     /// store).
     pub fn epoch(&self) -> i64 {
@@ -568,12 +580,19 @@ impl Owned {
 
 /// Connects as `url` says, with a bound on the connection's setup (10 s, unless the URL sets
 /// `connect_timeout`) and TCP keepalives: a server that went away is noticed, not waited for.
+/// Without a password in the URL, `PGPASSWORD` gives it.
 fn connect(url: &str) -> std::result::Result<Client, postgres::Error> {
     let mut config: postgres::Config = url.parse()?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
     config.keepalives(true);
+    // A password kept out of the URL (and so out of process listings), as libpq reads it.
+    if config.get_password().is_none()
+        && let Some(password) = std::env::var_os("PGPASSWORD")
+    {
+        config.password(password.as_encoded_bytes());
+    }
     config.connect(NoTls)
 }
 
