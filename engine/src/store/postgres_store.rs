@@ -412,7 +412,7 @@ impl KeyValue for Pg {
     /// One transaction for all of `writes`, fenced by the ownership epoch, committed as the
     /// database commits (durable with `synchronous_commit` on, its default).
     fn apply(&self, writes: Vec<Write<'_>>) -> Result<()> {
-        let writes: Vec<Owned> = writes.into_iter().map(Owned::of).collect();
+        let writes = Owned::merged(writes);
         let epoch = self.epoch;
         self.writer.call(move |session| {
             let fence =
@@ -518,8 +518,8 @@ impl KeyValue for Pg {
     }
 }
 
-/// A [`Write`] with its values owned, to hand to a connection's thread; a key put twice keeps
-/// its last value (one `INSERT ... ON CONFLICT` cannot touch a row twice).
+/// Writes with their values owned, to hand to a connection's thread, merged (`Owned::merged`):
+/// a key is put or deleted once (one `INSERT ... ON CONFLICT` cannot touch a row twice).
 struct Owned {
     keys: Vec<String>,
     values: Vec<Vec<u8>>,
@@ -536,24 +536,53 @@ struct Part {
 }
 
 impl Owned {
-    fn of(write: Write<'_>) -> Owned {
-        let mut last = std::collections::HashMap::with_capacity(write.puts.len());
-        for (index, (key, _)) in write.puts.iter().enumerate() {
-            last.insert(key.clone(), index);
-        }
-        let (mut keys, mut values) = (Vec::new(), Vec::new());
-        for (index, (key, value)) in write.puts.into_iter().enumerate() {
-            if last.get(&key) == Some(&index) {
-                keys.push(key);
-                values.push(value.into_owned());
+    /// `writes`, in order, as few as they can be: a run of writes without prefix deletions is
+    /// one (each key's last put or deletion wins, as applying them one after another would
+    /// leave it), so a transaction of several saves is a few statements, not a few per save.
+    fn merged(writes: Vec<Write<'_>>) -> Vec<Owned> {
+        let mut out: Vec<Owned> = Vec::new();
+        // Each key's fate in the write being built: its value, or deleted (`None`).
+        let mut fate: std::collections::BTreeMap<String, Option<Vec<u8>>> = Default::default();
+        let mut prefixes: Vec<String> = Vec::new();
+        let finish = |fate: &mut std::collections::BTreeMap<String, Option<Vec<u8>>>,
+                      prefixes: &mut Vec<String>,
+                      out: &mut Vec<Owned>| {
+            if fate.is_empty() && prefixes.is_empty() {
+                return;
+            }
+            let mut owned = Owned {
+                keys: Vec::new(),
+                values: Vec::new(),
+                deletes: Vec::new(),
+                delete_prefixes: std::mem::take(prefixes),
+            };
+            for (key, value) in std::mem::take(fate) {
+                match value {
+                    Some(value) => {
+                        owned.keys.push(key);
+                        owned.values.push(value);
+                    }
+                    None => owned.deletes.push(key),
+                }
+            }
+            out.push(owned);
+        };
+        for write in writes {
+            // A prefix deletion applies before this write's own deletions and puts, and
+            // after what came before it: it starts a write of its own.
+            if !write.delete_prefixes.is_empty() {
+                finish(&mut fate, &mut prefixes, &mut out);
+                prefixes = write.delete_prefixes;
+            }
+            for key in write.deletes {
+                fate.insert(key, None);
+            }
+            for (key, value) in write.puts {
+                fate.insert(key, Some(value.into_owned()));
             }
         }
-        Owned {
-            keys,
-            values,
-            deletes: write.deletes,
-            delete_prefixes: write.delete_prefixes,
-        }
+        finish(&mut fate, &mut prefixes, &mut out);
+        out
     }
 
     /// Its puts and deletions by table.
@@ -710,6 +739,41 @@ mod tests {
         assert_eq!(past("a\u{d7ff}").as_deref(), Some("a\u{e000}"));
         assert_eq!(past(&format!("b{}", char::MAX)).as_deref(), Some("c"));
         assert_eq!(past(""), None);
+    }
+
+    fn write(puts: &[(&str, &str)], deletes: &[&str], prefixes: &[&str]) -> Write<'static> {
+        let mut write = Write::default();
+        for (k, v) in puts {
+            write.puts.push((
+                (*k).to_owned(),
+                std::borrow::Cow::Owned(v.as_bytes().to_vec()),
+            ));
+        }
+        write.deletes = deletes.iter().map(|k| (*k).to_owned()).collect();
+        write.delete_prefixes = prefixes.iter().map(|k| (*k).to_owned()).collect();
+        write
+    }
+
+    /// Saves that share a transaction become one write, each key's last operation winning;
+    /// a prefix deletion keeps its place between the writes before and after it.
+    #[test]
+    fn writes_merge_as_applying_them_in_order_would() {
+        let merged = Owned::merged(vec![
+            write(&[("h", "1"), ("r/1", "a")], &[], &[]),
+            write(&[("h", "2")], &["r/1", "r/0"], &[]),
+            write(&[("r/0", "b")], &[], &[]),
+            write(&[("o/2", "c")], &["h"], &["o/"]),
+            write(&[("h", "3")], &[], &[]),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].keys, ["h", "r/0"]);
+        assert_eq!(merged[0].values, [b"2".to_vec(), b"b".to_vec()]);
+        assert_eq!(merged[0].deletes, ["r/1"]);
+        assert!(merged[0].delete_prefixes.is_empty());
+        assert_eq!(merged[1].delete_prefixes, ["o/"]);
+        assert_eq!(merged[1].keys, ["h", "o/2"]);
+        assert_eq!(merged[1].values, [b"3".to_vec(), b"c".to_vec()]);
+        assert!(merged[1].deletes.is_empty());
     }
 
     #[test]
