@@ -411,3 +411,26 @@ fn executions_saving_at_once_each_read_back_whole() {
         assert_eq!(store.list().unwrap().len(), threads + 1, "{name}");
     }
 }
+
+/// A save's history batch is a record of its own, encoded on request (what a store of an
+/// embedder's own writes beside `puts`; the stores here encode it on their writer thread).
+#[test]
+fn a_saves_history_batch_is_encoded_on_request() {
+    let machine = machine();
+    let (mut exec, _) = started(&machine, 0);
+    let changes = exec.take_changes().unwrap();
+    let (key, bytes) = changes
+        .history_record()
+        .unwrap()
+        .expect("the events since the start");
+    assert_eq!(key, stepstone_engine::RecordKey::History { first: 1 });
+    assert!(!bytes.is_empty());
+    assert!(
+        changes
+            .puts()
+            .iter()
+            .all(|(k, _)| !matches!(k, stepstone_engine::RecordKey::History { .. }))
+    );
+    let none = exec.take_changes().unwrap();
+    assert!(none.history_record().unwrap().is_none());
+}
