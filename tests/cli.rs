@@ -1631,7 +1631,11 @@ fn a_result_writer_on_a_local_directory_writes_what_s3_would_hold() {
                 "Parameters": {"pair.$": "States.Array($, $)"}, "OutputPath": "$.pair", "End": true}}},
         "End": true}}});
     let file = temp_file("writer.asl.json", &def.to_string());
-    let o = stepstone(&["run", &file, "--ephemeral", "--json", "--input", "[1, 2]"]);
+    let store = dir.path().join("store").display().to_string();
+    let o = stepstone(&[
+        "run", &file, "--store", &store, "--name", "written", "--quiet", "--json", "--input",
+        "[1, 2]",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     let key = r["output"]["ResultWriterDetails"]["Key"].as_str().unwrap();
@@ -1654,6 +1658,22 @@ fn a_result_writer_on_a_local_directory_writes_what_s3_would_hold() {
             .unwrap();
     assert_eq!(manifest["DestinationBucket"], "results");
     assert_eq!(manifest["ResultFiles"]["SUCCEEDED"][0]["Size"], 8);
+    // DescribeMapRun counts the results the writer wrote.
+    let o = stepstone(&["map-runs", "written", "--store", &store, "--json"]);
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let arn = listed["mapRuns"][0]["mapRunArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let o = stepstone(&["describe", &arn, "--store", &store, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let described: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(described["status"], "SUCCEEDED", "{described}");
+    assert_eq!(described["itemCounts"]["resultsWritten"], 2, "{described}");
+    assert_eq!(
+        described["executionCounts"]["resultsWritten"], 2,
+        "{described}"
+    );
 }
 
 #[test]

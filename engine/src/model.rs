@@ -276,4 +276,8 @@ pub struct MapRunRecord {
     /// When it was last redriven.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redrive_date: Option<Timestamp>,
+    /// Children whose results its ResultWriter wrote (DescribeMapRun's `resultsWritten`; 0
+    /// until the writer answered, and in records written before it was kept).
+    #[serde(default)]
+    pub results_written: u64,
 }

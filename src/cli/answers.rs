@@ -284,7 +284,7 @@ fn map_run_counts(run: &MapRunRecord) -> Value {
         "timedOut": 0,
         "aborted": aborted,
         "total": run.total,
-        "resultsWritten": 0,
+        "resultsWritten": run.results_written,
         "failuresNotRedrivable": 0,
         "pendingRedrive": 0,
     })

@@ -138,6 +138,7 @@ impl Children {
             running: self.running.len() as u64,
             redrive_count: run.redrive_count,
             redrive_date: run.redrive_date,
+            results_written: 0,
         })
     }
 

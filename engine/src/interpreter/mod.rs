@@ -71,6 +71,10 @@ pub struct Execution<'m> {
     pub(crate) dispatches: std::collections::BTreeMap<String, u32>,
     /// Map Runs that ended since the last save: their last records, for the store.
     pub(crate) ended_map_runs: Vec<crate::model::MapRunRecord>,
+    /// The last record of each Map Run whose ResultWriter is writing, by the Map's run: once
+    /// the writer answers, it is written again with the count of results written. (Not in the
+    /// checkpoint: a writer that answers after a restore leaves the count at 0.)
+    pub(crate) writing_map_runs: Vec<(RunId, crate::model::MapRunRecord)>,
     /// Events of distributed Maps' child executions since the last save.
     pub(crate) child_events: crate::record::ChildHistories,
     /// Whether child executions' histories are kept (see `RunOptions::child_histories`).
@@ -132,6 +136,7 @@ impl<'m> Execution<'m> {
             states_entered: 0,
             dispatches: Default::default(),
             ended_map_runs: Vec::new(),
+            writing_map_runs: Vec::new(),
             child_events: Default::default(),
             child_histories: true,
             budget: 0,

@@ -84,6 +84,15 @@ impl Execution<'_> {
             return Ok(self.map_succeeded(id, state, output));
         };
         let files = self.map_result_files(id, state, transformation, output_type, &map_run_arn)?;
+        // Its Map Run's last record (kept for the next save when the children were let go),
+        // to write again with the count of results once the writer answers.
+        if let Some(record) = self
+            .ended_map_runs
+            .iter()
+            .rfind(|r| r.map_run_arn == map_run_arn)
+        {
+            self.writing_map_runs.push((id, record.clone()));
+        }
         let mut input = self.map_io_input(
             id,
             state,
@@ -228,8 +237,18 @@ impl Execution<'_> {
             Waiting::Task { request, .. } => request.input.get("MapRunArn").cloned(),
             _ => None,
         };
+        let written = self
+            .writing_map_runs
+            .iter()
+            .position(|(run, _)| *run == id)
+            .map(|at| self.writing_map_runs.swap_remove(at).1);
         match result {
             Ok(details) => {
+                if let Some(mut record) = written {
+                    // Every child's result is in the files (succeeded and failed alike).
+                    record.results_written = record.succeeded + record.failed;
+                    self.ended_map_runs.push(record);
+                }
                 let map_run_arn = map_run_arn.unwrap_or_else(|| self.map_run_arn(id, state).into());
                 let output = json!({
                     "MapRunArn": map_run_arn,
