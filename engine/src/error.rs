@@ -35,3 +35,16 @@ pub enum Error {
         status: &'static str,
     },
 }
+
+/// An error's message followed by its sources', joined by `: ` (clients' top-level messages
+/// are terse: "error connecting to server", the reason being in the source).
+pub fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

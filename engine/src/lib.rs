@@ -36,7 +36,7 @@ pub use driver::{
     run_observed,
 };
 pub use engine::{Engine, EngineBuilder, ExecutionHandle};
-pub use error::Error;
+pub use error::{Error, source_chain};
 pub use failure::Failure;
 pub use interpreter::RedriveError;
 pub use interpreter::RestoreError;

@@ -46,6 +46,17 @@ fn created<'m>(
     (exec, run)
 }
 
+/// Answers the execution's task (its next save ends it).
+fn finish_task(exec: &mut Execution<'_>, run: stepstone_engine::RunId) {
+    exec.on_input(
+        Input::TaskDone {
+            run,
+            result: Ok(json!({"done": true})),
+        },
+        at(2),
+    );
+}
+
 #[test]
 fn the_schema_is_made_once_and_versioned() {
     let url = fresh_database("schema");
@@ -116,13 +127,7 @@ fn an_engine_that_lost_the_store_is_fenced_out() {
     sql(&url)
         .execute("UPDATE stepstone_owner SET epoch = epoch + 1", &[])
         .unwrap();
-    exec.on_input(
-        Input::TaskDone {
-            run,
-            result: Ok(json!({"done": true})),
-        },
-        at(2),
-    );
+    finish_task(&mut exec, run);
     let refused = store.save(&exec.take_changes().unwrap()).unwrap_err();
     assert!(
         refused.to_string().contains("took this store over"),
@@ -142,13 +147,7 @@ fn history_batches_are_kept_in_their_own_table() {
     let store = PostgresStore::open(&url).unwrap();
     let machine = machine();
     let (mut exec, run) = created(&machine, &store, "kept");
-    exec.on_input(
-        Input::TaskDone {
-            run,
-            result: Ok(json!({"done": true})),
-        },
-        at(2),
-    );
+    finish_task(&mut exec, run);
     store.save(&exec.take_changes().unwrap()).unwrap();
     let arn = exec.info().execution_arn.clone();
     let events = store.events(&arn).unwrap();

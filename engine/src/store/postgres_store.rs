@@ -157,21 +157,8 @@ fn pg_error(e: postgres::Error) -> Error {
             db.message(),
             db.code().code()
         )),
-        None => Error::Io(format!("PostgreSQL: {}", with_causes(&e))),
+        None => Error::Io(format!("PostgreSQL: {}", crate::source_chain(&e))),
     }
-}
-
-/// An error's message followed by its causes' (the client's own messages are terse: "error
-/// connecting to server", with the reason in the cause).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// Creates or brings the schema up to date; false when the database has no store and
@@ -670,7 +657,7 @@ impl Connection {
                     Err(e) => {
                         let reason = match e.as_db_error() {
                             Some(db) => db.message().to_owned(),
-                            None => with_causes(&e),
+                            None => crate::source_chain(&e),
                         };
                         let _ = ready.send(Err(Error::Io(format!(
                             "cannot connect to PostgreSQL at {shown_there}: {reason}"

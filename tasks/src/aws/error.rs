@@ -38,7 +38,10 @@ where
         }
         other => Failure::new(
             format!("{service}.SdkClientException"),
-            format!("Unable to execute HTTP request: {}", source_chain(other)),
+            format!(
+                "Unable to execute HTTP request: {}",
+                stepstone_engine::source_chain(other)
+            ),
         ),
     }
 }
@@ -68,18 +71,6 @@ fn status_of<R: std::fmt::Debug>(raw: &R) -> String {
         .find(|part| part.len() == 3)
         .unwrap_or("0")
         .to_owned()
-}
-
-/// An error and its sources, joined: the SDK's top-level message alone says little.
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// CloudFormation's ClientRequestToken for a task attempt: its idempotency token made to fit
