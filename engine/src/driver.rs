@@ -440,6 +440,9 @@ async fn drive_execution(
     let mut replies = Vec::new();
     loop {
         if let Some(signal) = inbox.try_next() {
+            if matches!(signal, Signal::Abandon) {
+                return Err(abandoned(&exec));
+            }
             // A signal that came while the execution never waited (a long run of pure states).
             on_signal(
                 &mut exec,
@@ -631,6 +634,7 @@ async fn drive_execution(
                 }
                 continue;
             }
+            Woken::Signal(Signal::Abandon) => return Err(abandoned(&exec)),
             Woken::Signal(signal) => {
                 on_signal(
                     &mut exec,
@@ -860,6 +864,11 @@ enum Woken {
 /// Where a task waiting for its token hears of it.
 type CallbackSender = tokio::sync::mpsc::UnboundedSender<Callback>;
 
+/// What a driver told to abandon its execution ends with: it no longer holds the lease.
+fn abandoned(exec: &Execution<'_>) -> store::Error {
+    store::Error::NotHeld(exec.info().execution_arn.clone())
+}
+
 /// Applies a signal to the execution.
 fn on_signal(
     exec: &mut Execution<'_>,
@@ -902,6 +911,8 @@ fn on_signal(
             exec.abort(&error, &cause, now);
             replies.push(reply);
         }
+        // Taken by the driver's loop before it gets here.
+        Signal::Abandon => {}
     }
 }
 

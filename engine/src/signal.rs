@@ -26,6 +26,10 @@ pub enum Signal {
         /// Answered with the stop date.
         reply: oneshot::Sender<Timestamp>,
     },
+    /// The engine no longer holds the execution's lease (engines sharing a store): the driver
+    /// stops at once, writing nothing more; the engine that took the lease over goes on from
+    /// the last checkpoint.
+    Abandon,
     /// SendTaskSuccess, SendTaskFailure or SendTaskHeartbeat for a task waiting for its token.
     Callback {
         /// The task's token (`$$.Task.Token`).
@@ -145,6 +149,12 @@ impl Signals {
             reply,
         };
         self.send(execution_arn, signal).then_some(answer)
+    }
+
+    /// Makes the driver of `execution_arn`, if it runs here, stop without writing anything more
+    /// (its lease went to another engine); false when it does not run here.
+    pub fn abandon(&self, execution_arn: &str) -> bool {
+        self.send(execution_arn, Signal::Abandon)
     }
 
     /// Sends a callback for `token` to the execution it belongs to, if that runs here: the

@@ -10,7 +10,7 @@ use common::postgres::fresh_database;
 use serde_json::json;
 use stepstone_engine::asl::timestamp::Timestamp;
 use stepstone_engine::history::HistoryMode;
-use stepstone_engine::store::{CheckpointStore, Error, PostgresStore};
+use stepstone_engine::store::{CheckpointStore, Error, Leases, PostgresStore};
 use stepstone_engine::{Execution, ExecutionInfo, Input, Limits};
 
 fn sql(url: &str) -> postgres::Client {
@@ -75,7 +75,7 @@ fn the_schema_is_made_once_and_versioned() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2], "each migration applied once");
+    assert_eq!(versions, [1, 2, 3], "each migration applied once");
     // A schema from a newer Stepstone is refused, not written over.
     db.execute("INSERT INTO stepstone_schema (version) VALUES (999)", &[])
         .unwrap();
@@ -166,10 +166,14 @@ fn history_batches_are_kept_in_their_own_table() {
     assert!(batches >= 2, "{batches} batches");
     assert_eq!(count(&mut db, "stepstone_records", "/e/"), 0);
     assert_eq!(count(&mut db, "stepstone_history", "^[^xbh]"), 0);
-    // As version 1 kept them: in the records.
+    // As version 1 kept them: in the records; and the execution numbers counted in
+    // `meta/next`, as before version 3.
     db.batch_execute(
         "INSERT INTO stepstone_records SELECT * FROM stepstone_history;
-         DROP TABLE stepstone_history;
+         DROP TABLE stepstone_history, stepstone_leases, stepstone_signals;
+         DROP SEQUENCE stepstone_execution_numbers;
+         INSERT INTO stepstone_records VALUES ('meta/next', '7')
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
          DELETE FROM stepstone_schema WHERE version > 1;",
     )
     .unwrap();
@@ -178,4 +182,156 @@ fn history_batches_are_kept_in_their_own_table() {
     let mut db = sql(&url);
     assert_eq!(count(&mut db, "stepstone_history", "/e/"), batches);
     assert_eq!(count(&mut db, "stepstone_records", "/e/"), 0);
+    // The numbers go on from where `meta/next` stood.
+    let _ = created(&machine, &store, "numbered");
+    assert_eq!(
+        count(&mut db, "stepstone_records", "^x/0000000000000007/h$"),
+        1
+    );
+}
+
+/// Engines that share a store (`open_shared`), with leases of `ttl`.
+fn sharing(url: &str, ttl_ms: u64) -> PostgresStore {
+    PostgresStore::open_shared(url, std::time::Duration::from_millis(ttl_ms)).unwrap()
+}
+
+fn leases(store: &PostgresStore) -> &dyn Leases {
+    store.leases().expect("a shared store has leases")
+}
+
+fn arn(name: &str) -> String {
+    ExecutionInfo::new("owned", name, json!({}), at(1), false).execution_arn
+}
+
+#[test]
+fn engines_sharing_a_store_each_drive_the_executions_they_created() {
+    let url = fresh_database("sharing");
+    let a = sharing(&url, 5_000);
+    let b = sharing(&url, 5_000);
+    // An engine that would own the store alone is kept out while they share it.
+    assert!(
+        matches!(PostgresStore::open(&url), Err(Error::Locked(_))),
+        "a single owner beside sharing engines"
+    );
+    let machine = machine();
+    let (mut one, run) = created(&machine, &a, "one");
+    // The ARN is taken across engines: ExecutionAlreadyExists, as on one engine.
+    let info = ExecutionInfo::new("owned", "one", json!({}), at(1), false);
+    let mut again = Execution::new(&machine, info, Limits::default(), HistoryMode::Full);
+    let _ = again.start(at(1));
+    let refused = b
+        .create(machine.source(), &json!({}), &again.take_changes().unwrap())
+        .unwrap_err();
+    assert!(matches!(refused, Error::AlreadyExists(_)), "{refused}");
+    let (_two, _) = created(&machine, &b, "two");
+    assert_eq!(leases(&a).held(), [arn("one")]);
+    assert_eq!(leases(&b).held(), [arn("two")]);
+    // Both see every execution, numbered apart (from the database's sequence).
+    for store in [&a, &b] {
+        let names: Vec<String> = store.list().unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["one", "two"]);
+    }
+    // An engine never writes an execution another one drives.
+    finish_task(&mut one, run);
+    let refused = b.save(&one.take_changes().unwrap()).unwrap_err();
+    assert!(matches!(refused, Error::NotHeld(_)), "{refused}");
+    assert!(b.describe(&arn("one")).unwrap().unwrap().status == stepstone_engine::Status::Running);
+}
+
+#[test]
+fn a_lease_taken_over_fences_its_old_engine_and_spares_the_rest_of_its_commit() {
+    let url = fresh_database("fencing_leases");
+    let a = sharing(&url, 1_500);
+    let b = sharing(&url, 1_500);
+    let machine = machine();
+    let (mut one, run_one) = created(&machine, &a, "one");
+    let (mut two, run_two) = created(&machine, &a, "two");
+    // Live leases are not claimed.
+    assert!(leases(&b).claim_expired(10).unwrap().is_empty());
+    // Engine a is cut off from the database long enough for its lease of "one" to run out
+    // there (as if its renewals were lost), and b claims it.
+    sql(&url)
+        .execute(
+            "UPDATE stepstone_leases SET expires = '-infinity' WHERE execution = $1",
+            &[&arn("one")],
+        )
+        .unwrap();
+    assert_eq!(leases(&b).claim_expired(10).unwrap(), [arn("one")]);
+    // Engine a, unaware, saves both executions at once: "one" is refused, "two" commits.
+    finish_task(&mut one, run_one);
+    finish_task(&mut two, run_two);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (saved_one, saved_two) = runtime.block_on(async {
+        let one = a.save_async(one.take_changes().unwrap());
+        let two = a.save_async(two.take_changes().unwrap());
+        (one.await, two.await)
+    });
+    assert!(
+        matches!(saved_one, Err(Error::NotHeld(_))),
+        "{:?}",
+        saved_one.map(|_| ())
+    );
+    saved_two.unwrap();
+    assert!(a.describe(&arn("one")).unwrap().unwrap().status == stepstone_engine::Status::Running);
+    assert!(a.describe(&arn("two")).unwrap().unwrap().status != stepstone_engine::Status::Running);
+    assert_eq!(leases(&a).lost(), [arn("one")]);
+    assert!(!leases(&a).holds(&arn("one")));
+    assert!(leases(&b).holds(&arn("one")));
+    // An engine that dies (here: dropped, its renewals stop) loses its leases once they run
+    // out, and another claims them.
+    let (_three, _) = created(&machine, &a, "three");
+    drop(a);
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut claimed = Vec::new();
+    while claimed.is_empty() && std::time::Instant::now() < give_up {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        claimed = leases(&b).claim_expired(10).unwrap();
+    }
+    // "two" ended in a, but its lease was never let go (a died first): b claims both.
+    claimed.sort();
+    assert_eq!(claimed, [arn("three"), arn("two")]);
+}
+
+#[test]
+fn a_request_for_another_engine_is_answered_through_the_database() {
+    let url = fresh_database("requests");
+    let a = sharing(&url, 5_000);
+    let b = sharing(&url, 5_000);
+    let machine = machine();
+    let (_one, _) = created(&machine, &a, "one");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let wakeup = leases(&a).wakeup();
+    // Whatever woke the engine before (its listener's start) is taken first.
+    runtime.block_on(async {
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_millis(300), wakeup.notified()).await;
+    });
+    assert!(leases(&b).pending().unwrap().is_empty());
+    let id = leases(&b).post(&arn("one"), r#"{"op":"stop"}"#).unwrap();
+    // The engine holding the execution is woken (LISTEN/NOTIFY), and finds the request.
+    runtime.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(5), wakeup.notified())
+            .await
+            .expect("the engine holding the execution is woken")
+    });
+    assert!(
+        leases(&b).pending().unwrap().is_empty(),
+        "not b's to answer"
+    );
+    let pending = leases(&a).pending().unwrap();
+    assert_eq!(pending, [(id, arn("one"), r#"{"op":"stop"}"#.to_owned())]);
+    assert_eq!(leases(&b).answer_of(id).unwrap(), None, "not answered yet");
+    leases(&a).answer(id, r#"{"ok":{}}"#).unwrap();
+    assert!(leases(&a).pending().unwrap().is_empty());
+    assert_eq!(
+        leases(&b).answer_of(id).unwrap().as_deref(),
+        Some(r#"{"ok":{}}"#)
+    );
+    // Read once, then forgotten.
+    assert_eq!(leases(&b).answer_of(id).unwrap(), None);
 }

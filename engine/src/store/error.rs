@@ -32,6 +32,11 @@ pub enum Error {
     /// nothing was stored.
     #[error("InvalidExecutionInput: {0}")]
     InvalidInput(String),
+    /// Engines share the store and this one does not hold the execution's lease (any more:
+    /// another engine took it over, or this one could not renew it in time). Nothing was
+    /// written.
+    #[error("this engine does not hold the lease of {0} (another engine drives it): not written")]
+    NotHeld(String),
     /// `save` was given an execution the store does not have.
     #[error("no execution {0} in the store")]
     NotFound(String),

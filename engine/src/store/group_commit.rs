@@ -102,7 +102,8 @@ fn write_all<K: KeyValue>(kv: &K, jobs: &mpsc::Receiver<Job>) {
         }
         let mut writes = Vec::with_capacity(batch.len());
         let mut answers = Vec::with_capacity(batch.len());
-        let mut chains = Vec::new();
+        // Each write's chain, by the write's index.
+        let mut chains: Vec<Option<Chain>> = Vec::new();
         for mut job in batch {
             // A link after a failed save is answered at once, unapplied. (A link after one in
             // this same transaction stands or falls with it.)
@@ -121,7 +122,7 @@ fn write_all<K: KeyValue>(kv: &K, jobs: &mpsc::Receiver<Job>) {
             }
             writes.push(job.write);
             answers.push(job.done);
-            chains.extend(job.chain);
+            chains.push(job.chain);
         }
         if writes.is_empty() {
             continue;
@@ -134,11 +135,28 @@ fn write_all<K: KeyValue>(kv: &K, jobs: &mpsc::Receiver<Job>) {
                     "the store's database panicked while writing".into(),
                 ))
             });
-        if result.is_err() {
-            chains.iter().for_each(Chain::break_off);
-        }
-        for done in answers {
-            done(result.clone());
+        match result {
+            Err(e) => {
+                chains.iter().flatten().for_each(Chain::break_off);
+                for done in answers {
+                    done(Err(e.clone()));
+                }
+            }
+            // A write its fence refused (engines sharing a database: its execution's lease
+            // went to another engine) fails alone; the others of the transaction committed.
+            Ok(refused) => {
+                let mut refused: std::collections::HashMap<usize, Error> =
+                    refused.into_iter().collect();
+                for (index, (done, chain)) in answers.into_iter().zip(chains).enumerate() {
+                    match refused.remove(&index) {
+                        Some(e) => {
+                            chain.iter().for_each(Chain::break_off);
+                            done(Err(e));
+                        }
+                        None => done(Ok(())),
+                    }
+                }
+            }
         }
     }
 }
@@ -150,6 +168,7 @@ fn size(write: &Write<'_>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::kv::Refused;
     use crate::store::memory::Map;
     use std::borrow::Cow;
 
@@ -167,7 +186,7 @@ mod tests {
         fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
             self.map.get(key)
         }
-        fn apply(&self, writes: Vec<Write<'_>>) -> Result<()> {
+        fn apply(&self, writes: Vec<Write<'_>>) -> Result<Refused> {
             let _held = self.gate.lock().unwrap();
             self.transactions
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -244,7 +263,7 @@ mod tests {
             fn get(&self, _: &str) -> Result<Option<Vec<u8>>> {
                 Ok(None)
             }
-            fn apply(&self, _: Vec<Write<'_>>) -> Result<()> {
+            fn apply(&self, _: Vec<Write<'_>>) -> Result<Refused> {
                 if self.0.swap(false, std::sync::atomic::Ordering::SeqCst) {
                     panic!("the disk went away");
                 }

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::chain::Chain;
 use super::group_commit::{Committer, Done};
-pub(crate) use super::kv::{KeyValue, Write};
+pub(crate) use super::kv::{Fence, KeyValue, Refused, Write, applied};
 use super::{Described, Error, ExecutionRecord, Result, Saving, Stored, wait};
 use crate::history::{Event, EventKind};
 use crate::record::legacy::Document;
@@ -327,9 +327,13 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
             (Some(committer), chain) => committer.submit(write, chain, done),
             (None, Some(chain)) => done(chain.apply(|| {
                 write.encode_now()?;
-                self.kv.apply(vec![write])
+                applied(self.kv.apply(vec![write]))
             })),
-            (None, None) => done(write.encode_now().and_then(|()| self.kv.apply(vec![write]))),
+            (None, None) => done(
+                write
+                    .encode_now()
+                    .and_then(|()| applied(self.kv.apply(vec![write]))),
+            ),
         }
     }
 
@@ -344,15 +348,28 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
         done: Done,
     ) -> Result<()> {
         let mut next = self.next.lock().expect("not poisoned");
-        let key = *next;
-        let mut write = Write::default();
-        build(key, &mut write)?;
-        write
-            .puts
-            .push(("meta/next".into(), Cow::Owned(record::encode(&(key + 1))?)));
-        // A number is used once, whatever becomes of its write: a failed creation leaves a
-        // gap, never two executions under one number.
-        *next = key + 1;
+        let mut write = Write {
+            fence: self.kv.fence(arn)?,
+            ..Write::default()
+        };
+        // A database shared by several engines hands the numbers out itself.
+        let key = match self.kv.next_number()? {
+            Some(key) => {
+                build(key, &mut write)?;
+                key
+            }
+            None => {
+                let key = *next;
+                build(key, &mut write)?;
+                write
+                    .puts
+                    .push(("meta/next".into(), Cow::Owned(record::encode(&(key + 1))?)));
+                // A number is used once, whatever becomes of its write: a failed creation
+                // leaves a gap, never two executions under one number.
+                *next = key + 1;
+                key
+            }
+        };
         let keys = self.keys.clone();
         let arn = arn.to_owned();
         self.submit(
@@ -401,12 +418,22 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
         let release = move |arn: &str| {
             creating.lock().expect("not poisoned").remove(arn);
         };
+        // Engines sharing the database reserve the ARN there first (another engine may be
+        // creating it at this moment); the reservation is given back unless the creation
+        // commits.
+        if let Err(e) = self.kv.reserve(arn) {
+            release(arn);
+            return Err(e);
+        }
+        let kv = self.kv.clone();
+        let unreserve = move |arn: &str| kv.unreserve(arn);
         let queued = (|| {
             if self.listing(arn)?.is_some() || self.kv.get(&format!("c/{arn}"))?.is_some() {
                 return Err(Error::AlreadyExists(arn.to_owned()));
             }
             let owned = arn.to_owned();
             let release = release.clone();
+            let unreserve = unreserve.clone();
             self.submit_new(
                 arn,
                 |key, write| {
@@ -421,12 +448,16 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
                 },
                 Some(changes.chain.clone()),
                 Box::new(move |result| {
+                    if result.is_err() {
+                        unreserve(&owned);
+                    }
                     release(&owned);
                     done(result)
                 }),
             )
         })();
         if queued.is_err() {
+            unreserve(arn);
             release(arn);
         }
         queued
@@ -441,7 +472,10 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
     ) -> Result<()> {
         let arn = changes.execution_arn();
         if let Some(key) = self.key_of(arn)? {
-            let mut write = Write::default();
+            let mut write = Write {
+                fence: self.kv.fence(arn)?,
+                ..Write::default()
+            };
             self.write_of(key, changes, puts, &mut write)?;
             self.submit(write, Some(changes.chain.clone()), done);
             return Ok(());
@@ -776,7 +810,7 @@ impl<K: KeyValue + Send + Sync + 'static> Keyed<K> {
             format!("m/{}", machine.arn),
             Cow::Owned(record::encode(machine)?),
         ));
-        self.kv.apply(vec![write])
+        applied(self.kv.apply(vec![write]))
     }
 
     pub(crate) fn state_machine(&self, arn: &str) -> Result<Option<super::StateMachineRecord>> {
@@ -1029,6 +1063,10 @@ macro_rules! checkpoint_store_over_keys {
                 child_arn: &str,
             ) -> $crate::store::Result<Option<$crate::store::MapRunRecord>> {
                 self.keyed.map_run_of_child(child_arn)
+            }
+
+            fn leases(&self) -> Option<&dyn $crate::store::Leases> {
+                $crate::store::keyed::KeyValue::leases(&*self.keyed.kv)
             }
 
             fn put_state_machine(

@@ -12,8 +12,10 @@ pub(crate) trait KeyValue {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
 
     /// Applies `writes` in order, all or none, each one's deletions first, then its puts;
-    /// durable when it returns (as durable as the database makes it: see each store).
-    fn apply(&self, writes: Vec<Write<'_>>) -> Result<()>;
+    /// durable when it returns (as durable as the database makes it: see each store). A write
+    /// whose [`Fence`] no longer holds is left out, and the answer lists it (its index, and
+    /// why) while the others are applied.
+    fn apply(&self, writes: Vec<Write<'_>>) -> Result<Refused>;
 
     /// Every pair whose key starts with `prefix`, in key order.
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
@@ -30,6 +32,58 @@ pub(crate) trait KeyValue {
 
     /// The pair with the greatest key that starts with `prefix` and is at most `key`.
     fn last_at_or_before(&self, prefix: &str, key: &str) -> Result<Option<(String, Vec<u8>)>>;
+
+    /// The number the next new execution is kept under, when the database hands them out
+    /// (several engines creating executions at once); `None`: the layout counts them itself
+    /// (`meta/next`).
+    fn next_number(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    /// Reserves the ARN of an execution about to be created, for this engine alone:
+    /// [`super::Error::AlreadyExists`] when another engine has it. By default nothing: one
+    /// engine uses the database.
+    fn reserve(&self, execution_arn: &str) -> Result<()> {
+        let _ = execution_arn;
+        Ok(())
+    }
+
+    /// Gives back a reservation whose creation did not happen (the ARN was taken, the write
+    /// failed).
+    fn unreserve(&self, execution_arn: &str) {
+        let _ = execution_arn;
+    }
+
+    /// What a write of execution `execution_arn` must be fenced by (`None`: nothing, one
+    /// engine uses the database); an error when this engine may not write it at all.
+    fn fence(&self, execution_arn: &str) -> Result<Option<Fence>> {
+        let _ = execution_arn;
+        Ok(None)
+    }
+
+    /// How engines sharing the database divide its executions (`None`: one engine owns it).
+    fn leases(&self) -> Option<&dyn super::Leases> {
+        None
+    }
+}
+
+/// The writes [`KeyValue::apply`] left out, by index, each with why.
+pub(crate) type Refused = Vec<(usize, super::Error)>;
+
+/// What applying one write came to: its refusal is its failure.
+pub(crate) fn applied(result: Result<Refused>) -> Result<()> {
+    match result?.into_iter().next() {
+        Some((_, refused)) => Err(refused),
+        None => Ok(()),
+    }
+}
+
+/// A write's condition when engines share a database: the execution's lease is still this
+/// engine's, under the epoch it was claimed with (another engine that took it over raised it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fence {
+    pub(crate) execution: String,
+    pub(crate) epoch: i64,
 }
 
 /// One atomic write. Values are borrowed where they can be (a save's records are written
@@ -42,12 +96,29 @@ pub(crate) struct Write<'a> {
     pub(crate) deletes: Vec<String>,
     /// Every key with one of these prefixes is deleted.
     pub(crate) delete_prefixes: Vec<String>,
+    /// Applied only while this holds.
+    pub(crate) fence: Option<Fence>,
 }
 
 /// A value encoded when its write is applied.
 pub(crate) type Later = Box<dyn FnOnce() -> Result<Vec<u8>> + Send>;
 
 impl Write<'_> {
+    /// The write with its values owned (to hand to another thread).
+    pub(crate) fn into_owned(self) -> Write<'static> {
+        Write {
+            puts: self
+                .puts
+                .into_iter()
+                .map(|(key, value)| (key, std::borrow::Cow::Owned(value.into_owned())))
+                .collect(),
+            later: self.later,
+            deletes: self.deletes,
+            delete_prefixes: self.delete_prefixes,
+            fence: self.fence,
+        }
+    }
+
     /// Puts under `key` what `encode` makes, encoded only when the write is about to be
     /// applied: a disk store's writer thread encodes it, not the interpreter's thread (the two
     /// then work at once, on a machine with a core for each).

@@ -6,7 +6,7 @@ use std::ops::Bound;
 use std::sync::Mutex;
 
 use super::Result;
-use super::keyed::{self, KeyValue, Keyed, Write};
+use super::keyed::{self, KeyValue, Keyed, Refused, Write};
 
 /// Keeps executions in memory, in the disk stores' layout.
 pub struct MemStore {
@@ -38,7 +38,7 @@ impl KeyValue for Map {
         Ok(self.0.lock().expect("not poisoned").get(key).cloned())
     }
 
-    fn apply(&self, writes: Vec<Write<'_>>) -> Result<()> {
+    fn apply(&self, writes: Vec<Write<'_>>) -> Result<Refused> {
         let mut map = self.0.lock().expect("not poisoned");
         for write in writes {
             for prefix in &write.delete_prefixes {
@@ -58,7 +58,7 @@ impl KeyValue for Map {
                 map.insert(k, v.into_owned());
             }
         }
-        Ok(())
+        Ok(Refused::new())
     }
 
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {

@@ -106,6 +106,68 @@ pub struct Described {
     pub now: Timestamp,
 }
 
+/// How engines that share one store (`stepstone serve --shared` on PostgreSQL) divide its
+/// executions. Each execution is driven by the engine that holds its lease; the engine renews
+/// what it holds, and a lease that runs out (its engine died, or lost the database) is claimed
+/// by another engine, which resumes the execution from its last checkpoint. Every write of an
+/// execution is fenced by its lease's epoch, raised by each claim, so an engine that lost a
+/// lease never writes that execution again (`Error::NotHeld`).
+pub trait Leases: Send + Sync {
+    /// This engine's name in the leases (its host, process and a random part).
+    fn engine(&self) -> &str;
+
+    /// How long a lease lasts unless renewed (engines renew every third of it).
+    fn ttl(&self) -> std::time::Duration;
+
+    /// Claims at most `limit` executions whose lease ran out: their ARNs, now this engine's.
+    fn claim_expired(&self, limit: usize) -> Result<Vec<String>>;
+
+    /// Takes the lease of one execution unless a live engine holds it (a redrive; an
+    /// execution kept from before leases): whether this engine holds it now.
+    fn acquire(&self, execution_arn: &str) -> Result<bool>;
+
+    /// Lets go of an execution that ended here (its lease is deleted).
+    fn release(&self, execution_arn: &str);
+
+    /// Lets go of an execution this engine stops driving before its end: its lease runs out
+    /// at once, for any engine to claim.
+    fn abandon(&self, execution_arn: &str);
+
+    /// Whether this engine holds the lease of `execution_arn`, as far as its own clock tells
+    /// (a lease not renewed in time is counted lost before it runs out in the database).
+    fn holds(&self, execution_arn: &str) -> bool;
+
+    /// The executions this engine holds.
+    fn held(&self) -> Vec<String>;
+
+    /// The executions whose lease this engine lost since it last asked (another engine took
+    /// them over): their drivers must stop.
+    fn lost(&self) -> Vec<String>;
+
+    /// Gives the executions listed, which have no lease (kept from before leases, or left by
+    /// a single-engine run), one that has run out, so that an engine claims them.
+    fn adopt(&self, execution_arns: &[String]) -> Result<()>;
+
+    /// Posts `request` (the control protocol's JSON) for the engine that drives
+    /// `execution_arn`: its id, to read the answer with.
+    fn post(&self, execution_arn: &str, request: &str) -> Result<i64>;
+
+    /// The answer to request `id`, once there is one (the request is then forgotten).
+    fn answer_of(&self, id: i64) -> Result<Option<String>>;
+
+    /// Forgets request `id`, answered or not (its poster gave up waiting).
+    fn withdraw(&self, id: i64);
+
+    /// The requests waiting for executions this engine holds: id, execution ARN, request.
+    fn pending(&self) -> Result<Vec<(i64, String, String)>>;
+
+    /// Answers request `id`.
+    fn answer(&self, id: i64, answer: &str) -> Result<()>;
+
+    /// Notified when a request is posted for any engine, or a lease of this one's is lost.
+    fn wakeup(&self) -> std::sync::Arc<tokio::sync::Notify>;
+}
+
 /// Stores executions: their records, and history events appended as they happen. Each method
 /// is durable when it returns: a crash after it returns finds what it wrote.
 pub trait CheckpointStore: Send + Sync {
@@ -226,6 +288,11 @@ pub trait CheckpointStore: Send + Sync {
         let _ = child_arn;
         Ok(None)
     }
+
+    /// How this engine shares the store with others (`None`: it owns the store alone).
+    fn leases(&self) -> Option<&dyn Leases> {
+        None
+    }
 }
 
 /// A shared store is a store: an engine and its caller (a test, a server) can hold one store.
@@ -321,6 +388,10 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for std::sync::Arc<S> {
 
     fn map_run_of_child(&self, child_arn: &str) -> Result<Option<MapRunRecord>> {
         (**self).map_run_of_child(child_arn)
+    }
+
+    fn leases(&self) -> Option<&dyn Leases> {
+        (**self).leases()
     }
 }
 

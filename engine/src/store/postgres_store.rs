@@ -28,8 +28,10 @@ use std::thread::JoinHandle;
 
 use postgres::{Client, NoTls};
 
-use super::keyed::{self, KeyValue, Keyed, Space, Write};
+use super::keyed::{self, Fence, KeyValue, Keyed, Refused, Space, Write};
 use super::{Error, Result};
+
+mod leases;
 
 /// The schema, one version after another. Never edit one that was released: add the next.
 const MIGRATIONS: &[&str] = &[
@@ -56,6 +58,8 @@ const MIGRATIONS: &[&str] = &[
            WHERE key LIKE 'b/%' OR key LIKE 'h/%' OR key ~ '^x/[0-9a-fA-F]{16}/e/';
        DELETE FROM stepstone_records
            WHERE key LIKE 'b/%' OR key LIKE 'h/%' OR key ~ '^x/[0-9a-fA-F]{16}/e/';"#,
+    // 3: leases, requests between engines, execution numbers from a sequence (`leases.rs`).
+    leases::MIGRATION,
 ];
 
 /// The advisory lock ids Stepstone takes (two 32-bit keys: "STEP", then what for).
@@ -82,6 +86,23 @@ impl PostgresStore {
     /// [`PostgresStore::open`]; `existing`: the database must already hold a store (reading
     /// commands never make one).
     pub fn open_with(url: &str, existing: bool) -> Result<PostgresStore> {
+        Self::open_as(url, existing, None)
+    }
+
+    /// Joins the engines that share the database `url` (creating or migrating the schema):
+    /// each execution is driven by the engine holding its lease, which lasts `ttl` unless
+    /// renewed (see [`super::Leases`]). Engines that share a database exclude one that would
+    /// own it alone ([`PostgresStore::open`]), and the other way round.
+    pub fn open_shared(url: &str, ttl: std::time::Duration) -> Result<PostgresStore> {
+        Self::open_as(url, false, Some(ttl))
+    }
+
+    /// Opens the store, as its only engine (`ttl` `None`) or as one of several.
+    fn open_as(
+        url: &str,
+        existing: bool,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<PostgresStore> {
         let shown = redacted(url);
         let writer = Connection::open(url, &shown)?;
         let migrated = writer.call(move |session| migrate(&mut session.client, existing))?;
@@ -96,13 +117,27 @@ impl PostgresStore {
             std::process::id(),
             hostname().unwrap_or_else(|| "an unknown host".into())
         );
-        let epoch = writer.call(move |session| take_ownership(&mut session.client, &me))?;
+        let sharing = ttl.is_some();
+        let owner = me.clone();
+        let epoch =
+            writer.call(move |session| take_ownership(&mut session.client, &owner, sharing))?;
         let epoch = epoch.ok_or_else(|| Error::Locked(shown.clone()))?;
         let reader = Connection::open(url, &shown)?;
+        let shared = match ttl {
+            Some(ttl) => {
+                // Unique among the engines, even two of one process.
+                let me = format!("{me} #{}", hex(&crate::random_key()[..6]));
+                Some(std::sync::Arc::new(leases::Shared::start(
+                    url, &shown, me, ttl,
+                )?))
+            }
+            None => None,
+        };
         let pg = Pg {
             writer,
             reader,
             epoch,
+            shared,
         };
         Ok(PostgresStore {
             keyed: Keyed::open(pg, existing, true)?,
@@ -220,16 +255,22 @@ fn migrate(client: &mut Client, existing: bool) -> Result<bool> {
     Ok(true)
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Takes the store for this connection's session: its new ownership epoch, or `None` when
-/// another engine holds it still after [`OWNER_WAIT`].
-fn take_ownership(client: &mut Client, me: &str) -> Result<Option<i64>> {
+/// another engine holds it still after [`OWNER_WAIT`]. Engines that share the store
+/// (`sharing`) hold the lock shared, and write under the epoch as they find it.
+fn take_ownership(client: &mut Client, me: &str, sharing: bool) -> Result<Option<i64>> {
     let give_up = std::time::Instant::now() + OWNER_WAIT;
+    let lock = match sharing {
+        true => "SELECT pg_try_advisory_lock_shared($1, $2)",
+        false => "SELECT pg_try_advisory_lock($1, $2)",
+    };
     loop {
         let taken: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, $2)",
-                &[&LOCK_SPACE, &OWNING],
-            )
+            .query_one(lock, &[&LOCK_SPACE, &OWNING])
             .map_err(pg_error)?
             .get(0);
         if taken {
@@ -239,6 +280,13 @@ fn take_ownership(client: &mut Client, me: &str) -> Result<Option<i64>> {
             return Ok(None);
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if sharing {
+        let epoch: i64 = client
+            .query_one("SELECT epoch FROM stepstone_owner WHERE id = 1", &[])
+            .map_err(pg_error)?
+            .get(0);
+        return Ok(Some(epoch));
     }
     let epoch: i64 = client
         .query_one(
@@ -256,6 +304,8 @@ pub(crate) struct Pg {
     writer: Connection,
     reader: Connection,
     epoch: i64,
+    /// This engine's leases, when it shares the store with others.
+    shared: Option<std::sync::Arc<leases::Shared>>,
 }
 
 /// The least string greater than every string that starts with `prefix` (`None`: there is
@@ -396,14 +446,17 @@ impl KeyValue for Pg {
         })
     }
 
-    /// One transaction for all of `writes`, fenced by the ownership epoch, committed as the
-    /// database commits (durable with `synchronous_commit` on, its default).
-    fn apply(&self, writes: Vec<Write<'_>>) -> Result<()> {
-        let writes = Owned::merged(writes);
+    /// One transaction for all of `writes`, fenced by the ownership epoch (and, engines
+    /// sharing the store, each write by its execution's lease), committed as the database
+    /// commits (durable with `synchronous_commit` on, its default).
+    fn apply(&self, writes: Vec<Write<'_>>) -> Result<Refused> {
+        let writes: Vec<Write<'static>> = writes.into_iter().map(Write::into_owned).collect();
         let epoch = self.epoch;
+        let shared = self.shared.clone();
         self.writer.call(move |session| {
             let fence =
                 session.statement("SELECT epoch FROM stepstone_owner WHERE id = 1 FOR SHARE")?;
+            let check = session.statement(leases::Shared::CHECK)?;
             let mut prepared = Vec::new();
             for table in [Table::Records, Table::History] {
                 prepared.push((
@@ -431,7 +484,23 @@ impl KeyValue for Pg {
                      {current}, this engine's {epoch}): this engine writes no more into it"
                 )));
             }
-            for write in writes {
+            // Each execution's writes only under its lease; the others go on without them.
+            let fences: Vec<(usize, Fence)> = writes
+                .iter()
+                .enumerate()
+                .filter_map(|(index, write)| Some((index, write.fence.clone()?)))
+                .collect();
+            let refused = match (&shared, fences.is_empty()) {
+                (Some(shared), false) => shared.refused(&mut txn, &check, &fences)?,
+                _ => Vec::new(),
+            };
+            let writes = writes
+                .into_iter()
+                .enumerate()
+                .filter(|(index, _)| !refused.iter().any(|(r, _)| r == index))
+                .map(|(_, write)| write)
+                .collect();
+            for write in Owned::merged(writes) {
                 for prefix in &write.delete_prefixes {
                     for table in tables_of(prefix) {
                         match past(prefix) {
@@ -452,8 +521,51 @@ impl KeyValue for Pg {
                     }
                 }
             }
-            txn.commit().map_err(pg_error)
+            txn.commit().map_err(pg_error)?;
+            Ok(refused)
         })
+    }
+
+    /// From a sequence: engines that share the store create executions at once.
+    fn next_number(&self) -> Result<Option<u64>> {
+        let number: i64 = self.reader.call(|session| {
+            let sql = session.statement("SELECT nextval('stepstone_execution_numbers')")?;
+            Ok(session
+                .client
+                .query_one(&sql, &[])
+                .map_err(pg_error)?
+                .get(0))
+        })?;
+        Ok(Some(u64::try_from(number).map_err(|_| Error::Corrupt {
+            key: "stepstone_execution_numbers".into(),
+            reason: format!("a negative execution number ({number})"),
+        })?))
+    }
+
+    fn reserve(&self, execution_arn: &str) -> Result<()> {
+        match &self.shared {
+            Some(shared) => shared.reserve(execution_arn),
+            None => Ok(()),
+        }
+    }
+
+    fn unreserve(&self, execution_arn: &str) {
+        if let Some(shared) = &self.shared {
+            super::Leases::abandon(&**shared, execution_arn);
+        }
+    }
+
+    fn fence(&self, execution_arn: &str) -> Result<Option<Fence>> {
+        match &self.shared {
+            Some(shared) => shared.fence(execution_arn),
+            None => Ok(None),
+        }
+    }
+
+    fn leases(&self) -> Option<&dyn super::Leases> {
+        self.shared
+            .as_deref()
+            .map(|shared| shared as &dyn super::Leases)
     }
 
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {

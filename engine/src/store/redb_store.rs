@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::keyed::{self, KeyValue, Keyed, Write};
+use super::keyed::{self, KeyValue, Keyed, Refused, Write};
 use super::{Error, Result};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -138,7 +138,7 @@ impl KeyValue for Db {
 
     /// One write transaction for all of `writes`, committed with redb's default durability
     /// (fsynced).
-    fn apply(&self, writes: Vec<Write<'_>>) -> Result<()> {
+    fn apply(&self, writes: Vec<Write<'_>>) -> Result<Refused> {
         let txn = self.0.begin_write().map_err(io)?;
         {
             let mut table = txn.open_table(TABLE).map_err(io)?;
@@ -165,7 +165,8 @@ impl KeyValue for Db {
                 }
             }
         }
-        txn.commit().map_err(io)
+        txn.commit().map_err(io)?;
+        Ok(Refused::new())
     }
 
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::keyed::{self, KeyValue, Keyed, Write};
+use super::keyed::{self, KeyValue, Keyed, Refused, Write};
 use super::{Error, Result};
 
 /// A sled database in a directory. One process at a time: sled locks the directory.
@@ -194,7 +194,7 @@ impl KeyValue for Db {
     /// the module's comment). In a batch the last operation on a key wins, so the writes keep
     /// their order. A write that puts a big value, or changes a key held in the big values'
     /// tree, is one transaction over both trees instead (atomic as the batch is).
-    fn apply(&self, writes: Vec<Write<'_>>) -> Result<()> {
+    fn apply(&self, writes: Vec<Write<'_>>) -> Result<Refused> {
         // Each key's operations in order: a value to put, or `None` to remove it.
         let mut ops: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         for write in writes {
@@ -263,7 +263,7 @@ impl KeyValue for Db {
             self.writing("writing", || self.sled().apply_batch(batch))?;
         }
         self.writing("flushing", || self.sled().flush())?;
-        Ok(())
+        Ok(Refused::new())
     }
 
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
