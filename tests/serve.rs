@@ -8,6 +8,9 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+/// How many executions `serve --shared` nodes said they took over from a dead node.
+static TAKEOVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A running `stepstone serve` and the endpoint it printed.
 struct Server {
     child: Child,
@@ -45,6 +48,9 @@ impl Server {
         // The rest of its standard error goes on to the test's.
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
+                if line.contains("took over") {
+                    TAKEOVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 eprintln!("serve: {line}");
             }
         });
@@ -614,4 +620,142 @@ fn the_rust_sdk_creates_runs_and_pages_through_a_history() {
         assert_eq!(sync.status, SyncExecutionStatus::Succeeded);
         assert_eq!(sync.output.as_deref(), Some(r#"{"n":13}"#));
     });
+}
+
+/// Two `serve --shared` nodes on one PostgreSQL store, driven by boto3: an execution started on
+/// one node is described, called back and stopped through the other.
+#[test]
+fn two_shared_nodes_answer_for_each_others_executions() {
+    let database = PathBuf::from(common::postgres::fresh_database("two_nodes"));
+    let shared = ["--shared", "--lease-ttl", "3"];
+    let a = Server::start_with(&database, &shared);
+    let b = Server::start_with(&database, &shared);
+    boto3(&a, &["two-nodes", &b.endpoint]);
+}
+
+/// Three `serve --shared` nodes on one PostgreSQL store, one of them killed with SIGKILL (and
+/// started again) every 1.5 s while 24 executions of three tasks each run (about 3 s each,
+/// started four before each kill): every execution
+/// ends once, SUCCEEDED, with each of its tasks completed once in its history, though some were
+/// sent again by the node that took the execution over.
+#[test]
+fn shared_nodes_killed_one_after_another_lose_and_repeat_nothing() {
+    let database = PathBuf::from(common::postgres::fresh_database("three_nodes"));
+    let sent = std::env::temp_dir().join(format!("stepstone-sent-{}", std::process::id()));
+    let _ = std::fs::remove_file(&sent);
+    let resource = "arn:aws:lambda:us-east-1:123456789012:function:work";
+    // Each delivery of a task leaves its idempotency token (the same for every delivery of
+    // one attempt), and answers its input.
+    let route = format!(
+        "{resource}=echo \"$STEPSTONE_IDEMPOTENCY_TOKEN\" >> '{}'; cat",
+        sent.display()
+    );
+    let args = ["--shared", "--lease-ttl", "1.5", "--task", &route];
+    let start = || Server::start_with(&database, &args);
+    let mut nodes = [start(), start(), start()];
+    let task = |name: &str, next: &str| {
+        serde_json::json!({"Type": "Task", "Resource": resource,
+            "Parameters": {"n.$": "$.n"}, "ResultPath": format!("$.{name}"), "Next": next})
+    };
+    let definition = serde_json::json!({"StartAt": "One", "States": {
+        "One": task("one", "PauseOne"),
+        "PauseOne": {"Type": "Wait", "Seconds": 1, "Next": "Two"},
+        "Two": task("two", "PauseTwo"),
+        "PauseTwo": {"Type": "Wait", "Seconds": 1, "Next": "Three"},
+        "Three": {"Type": "Task", "Resource": resource, "Parameters": {"n.$": "$.n"},
+            "ResultPath": "$.three", "End": true},
+    }});
+    let machine = call(
+        &nodes[0].endpoint,
+        "CreateStateMachine",
+        &serde_json::json!({"name": "deploy", "definition": definition.to_string(),
+            "roleArn": "arn:aws:iam::123456789012:role/stepstone"}),
+    )["stateMachineArn"]
+        .as_str()
+        .expect("the state machine is created")
+        .to_owned();
+    let takeovers_before = TAKEOVERS.load(std::sync::atomic::Ordering::Relaxed);
+    // Four executions started (on the three nodes in turn) before each kill, so that every
+    // kill finds executions in the middle of their tasks and waits.
+    let mut executions = Vec::new();
+    for round in 0..6 {
+        for n in round * 4..round * 4 + 4 {
+            let started = call(
+                &nodes[n % 3].endpoint,
+                "StartExecution",
+                &serde_json::json!({"stateMachineArn": machine, "name": format!("e{n}"),
+                    "input": serde_json::json!({"n": n}).to_string()}),
+            );
+            executions.push(
+                started["executionArn"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("not started: {started}"))
+                    .to_owned(),
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let victim = round % 3;
+        let dead = std::mem::replace(&mut nodes[victim], start());
+        dead.kill();
+    }
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut first_history: Option<Vec<String>> = None;
+    for (n, arn) in executions.iter().enumerate() {
+        let described = loop {
+            let described = call(
+                &nodes[n % 3].endpoint,
+                "DescribeExecution",
+                &serde_json::json!({"executionArn": arn}),
+            );
+            if described["status"] != "RUNNING" {
+                break described;
+            }
+            assert!(
+                std::time::Instant::now() < give_up,
+                "{arn} still RUNNING after 2 minutes"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert_eq!(described["status"], "SUCCEEDED", "{described}");
+        let output: serde_json::Value =
+            serde_json::from_str(described["output"].as_str().unwrap()).unwrap();
+        assert_eq!(output["three"]["n"], n, "{output}");
+        let history = call(
+            &nodes[(n + 1) % 3].endpoint,
+            "GetExecutionHistory",
+            &serde_json::json!({"executionArn": arn, "maxResults": 1000}),
+        );
+        let events = history["events"].as_array().unwrap();
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+        assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>(), "{types:?}");
+        // Killed or not, an execution of this machine records the same events.
+        let expected = first_history
+            .get_or_insert_with(|| types.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>());
+        assert_eq!(&types, expected, "e{n}'s history differs from e0's");
+        let count = |kind: &str| types.iter().filter(|t| **t == kind).count();
+        assert_eq!(count("ExecutionStarted"), 1, "{types:?}");
+        assert_eq!(count("ExecutionSucceeded"), 1, "{types:?}");
+        assert_eq!(
+            count("LambdaFunctionSucceeded") + count("TaskSucceeded"),
+            3,
+            "each task completed once: {types:?}"
+        );
+        assert_eq!(types.last(), Some(&"ExecutionSucceeded"), "{types:?}");
+    }
+    // Every task was delivered, some more than once (at least once, as after any crash), and
+    // nodes did take executions over.
+    let deliveries = std::fs::read_to_string(&sent).unwrap();
+    let tokens: std::collections::HashSet<&str> = deliveries.lines().collect();
+    assert_eq!(tokens.len(), 24 * 3, "one idempotency token per task");
+    assert!(deliveries.lines().count() >= 24 * 3);
+    let listed = call(
+        &nodes[0].endpoint,
+        "ListExecutions",
+        &serde_json::json!({"stateMachineArn": machine, "maxResults": 100}),
+    );
+    assert_eq!(listed["executions"].as_array().unwrap().len(), 24);
+    let takeovers = TAKEOVERS.load(std::sync::atomic::Ordering::Relaxed) - takeovers_before;
+    assert!(takeovers > 0, "no node took an execution over");
+    let _ = std::fs::remove_file(&sent);
 }

@@ -297,6 +297,36 @@ impl StoreSpec {
 }
 
 impl StoreSpec {
+    /// Opens the store as one of the engines that share it (`serve --shared`): a PostgreSQL
+    /// database only, with leases of `ttl`.
+    pub(crate) fn open_shared(
+        &self,
+        ttl: std::time::Duration,
+    ) -> Result<Box<dyn CheckpointStore>, String> {
+        let Some(url) = &self.database else {
+            return Err(format!(
+                "--shared needs a PostgreSQL store (--store postgres://...); {} is a \
+                 directory, which one process owns",
+                self.display()
+            ));
+        };
+        if self.engine.is_some() {
+            return Err(format!(
+                "--store-engine is for a store directory; {} is a PostgreSQL database",
+                self.display()
+            ));
+        }
+        let opened = PostgresStore::open_shared(url, ttl).map_err(|e| match e {
+            stepstone::engine::store::Error::Locked(_) => format!(
+                "the store {} is owned by an engine that does not share it (a `run` or a \
+                 `serve` without --shared): stop it first",
+                self.display()
+            ),
+            e => format!("cannot open the store {}: {e}", self.display()),
+        })?;
+        Ok(Box::new(opened))
+    }
+
     /// Opens the PostgreSQL store at `url` (`existing`: it must hold one already, for a
     /// reading command), and (not `existing`) makes the engine's local directory (owner-only).
     fn open_database(&self, url: &str, existing: bool) -> Result<Box<dyn CheckpointStore>, String> {

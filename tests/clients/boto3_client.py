@@ -8,6 +8,8 @@ Usage: boto3_client.py ENDPOINT PHASE
   PHASE "map-runs": a distributed Map's Map Run, described and listed.
   PHASE "before-kill": starts an execution that waits, prints its ARN.
   PHASE "after-restart ARN": waits for that execution to succeed.
+  PHASE "two-nodes OTHER_ENDPOINT": two `serve --shared` nodes on one database, each
+    answering for the executions the other drives.
 Exits non-zero (an assertion) on any difference from what AWS answers.
 """
 
@@ -20,14 +22,20 @@ import boto3
 from botocore.config import Config
 
 endpoint, phase = sys.argv[1], sys.argv[2]
-sfn = boto3.client(
-    "stepfunctions",
-    endpoint_url=endpoint,
-    region_name="us-east-1",
-    aws_access_key_id="test",
-    aws_secret_access_key="test",
-    config=Config(inject_host_prefix=False, retries={"max_attempts": 1}),
-)
+
+
+def client(url):
+    return boto3.client(
+        "stepfunctions",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(inject_host_prefix=False, retries={"max_attempts": 1}),
+    )
+
+
+sfn = client(endpoint)
 ROLE = "arn:aws:iam::123456789012:role/stepstone"
 
 
@@ -40,6 +48,18 @@ def wait_for(arn, status="SUCCEEDED", seconds=30):
             return described
         time.sleep(0.05)
     raise AssertionError(f"{arn} still RUNNING after {seconds} s")
+
+
+def token_of(client, execution):
+    """The task token of the execution's first task waiting for one, from its history."""
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        for event in client.get_execution_history(executionArn=execution)["events"]:
+            details = event.get("taskScheduledEventDetails")
+            if details:
+                return json.loads(details["parameters"])["Payload"]["token"]
+        time.sleep(0.05)
+    raise AssertionError(f"no task scheduled in {execution}")
 
 
 def error_code(call, **kwargs):
@@ -141,15 +161,7 @@ def main():
     }
     gate = sfn.create_state_machine(name="gate", definition=json.dumps(callback), roleArn=ROLE)["stateMachineArn"]
     waiting = sfn.start_execution(stateMachineArn=gate, name="w")["executionArn"]
-    token = None
-    deadline = time.time() + 20
-    while token is None and time.time() < deadline:
-        for event in sfn.get_execution_history(executionArn=waiting)["events"]:
-            details = event.get("taskScheduledEventDetails")
-            if details:
-                token = json.loads(details["parameters"])["Payload"]["token"]
-        time.sleep(0.05)
-    assert token, "no task scheduled"
+    token = token_of(sfn, waiting)
     assert error_code(sfn.send_task_success, taskToken=token + "00", output="{}") in ("TaskDoesNotExist", "InvalidToken")
     sfn.send_task_heartbeat(taskToken=token)
     sfn.send_task_success(taskToken=token, output=json.dumps({"approved": True}))
@@ -490,6 +502,46 @@ def after_restart(arn):
     assert json.loads(wait_for(queued)["output"]) == "done"
 
 
+def two_nodes(other_endpoint):
+    """This node (A) and another (B) share one PostgreSQL store: an execution B started and
+    drives is described, read, called back and stopped through A."""
+    other = client(other_endpoint)
+    callback = {
+        "StartAt": "Approve",
+        "States": {
+            "Approve": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "approver", "Payload": {"token.$": "$$.Task.Token"}},
+                "End": True,
+            }
+        },
+    }
+    gate = sfn.create_state_machine(name="gate", definition=json.dumps(callback), roleArn=ROLE)["stateMachineArn"]
+    # The state machine A made is B's too.
+    assert other.describe_state_machine(stateMachineArn=gate)["name"] == "gate"
+    run = other.start_execution(stateMachineArn=gate, name="on-b", input=json.dumps({"who": "b"}))["executionArn"]
+    assert sfn.describe_execution(executionArn=run)["status"] == "RUNNING"
+    token = token_of(sfn, run)
+    # Callbacks through A reach B's driver.
+    sfn.send_task_heartbeat(taskToken=token)
+    sfn.send_task_success(taskToken=token, output=json.dumps({"approved": "through A"}))
+    assert json.loads(wait_for(run)["output"]) == {"approved": "through A"}
+    assert json.loads(other.describe_execution(executionArn=run)["output"]) == {"approved": "through A"}
+    assert error_code(sfn.send_task_success, taskToken=token, output="{}") == "TaskDoesNotExist"
+    # A name is taken across nodes.
+    assert error_code(sfn.start_execution, stateMachineArn=gate, name="on-b", input=json.dumps({"who": "a"})) == "ExecutionAlreadyExists"
+    # StopExecution through A stops what B drives.
+    held = other.start_execution(stateMachineArn=gate, name="stopped-through-a")["executionArn"]
+    token_of(sfn, held)
+    sfn.stop_execution(executionArn=held, error="Halt", cause="from node A")
+    stopped = wait_for(held, "ABORTED")
+    assert stopped["error"] == "Halt" and stopped["cause"] == "from node A", stopped
+    assert error_code(sfn.stop_execution, executionArn=held) == "ExecutionNotRunning"
+    types = [e["type"] for e in other.get_execution_history(executionArn=held)["events"]]
+    assert types.count("ExecutionAborted") == 1 and types[-1] == "ExecutionAborted", types
+
+
 def map_runs():
     definition = {
         "StartAt": "Fan",
@@ -598,5 +650,7 @@ elif phase == "before-kill":
     before_kill()
 elif phase == "after-restart":
     after_restart(sys.argv[3])
+elif phase == "two-nodes":
+    two_nodes(sys.argv[3])
 else:
     raise SystemExit(f"unknown phase {phase}")

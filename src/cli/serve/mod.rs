@@ -30,6 +30,7 @@ use stepstone::engine::{
 mod activities;
 mod children;
 mod map_runs;
+mod shared;
 mod sigv4;
 mod tasks;
 mod versions;
@@ -97,6 +98,27 @@ pub(crate) struct ServeArgs {
     pub(crate) aws: AwsArgs,
     #[command(flatten)]
     pub(crate) store: crate::StoreArgs,
+    /// Share the store (a PostgreSQL database) with the other `serve --shared` nodes on it:
+    /// any node answers any call, each execution is driven by the node holding its lease, and
+    /// the executions of a node that dies are taken over by the others.
+    #[arg(long)]
+    pub(crate) shared: bool,
+    /// With --shared: how long a node's lease on an execution lasts unless renewed; a node
+    /// that dies has its executions taken over this long after its last renewal.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15.0, value_parser = lease_seconds)]
+    pub(crate) lease_ttl: f64,
+}
+
+/// A lease's length, in seconds: at least 0.3 (renewals come every third of it), at most a
+/// day.
+fn lease_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(0.3..=86_400.0).contains(&seconds) {
+        return Err(format!("{seconds} s: a lease lasts from 0.3 s to a day"));
+    }
+    Ok(seconds)
 }
 
 /// An error as AWS answers it.
@@ -170,7 +192,12 @@ pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
         ));
     }
     let spec: StoreSpec = args.store.spec();
-    let store: Arc<dyn CheckpointStore> = spec.open()?.into();
+    let store: Arc<dyn CheckpointStore> = match args.shared {
+        true => spec
+            .open_shared(std::time::Duration::from_secs_f64(args.lease_ttl))?
+            .into(),
+        false => spec.open()?.into(),
+    };
     let runtime = super::launch::runtime()?;
     let local = tokio::task::LocalSet::new();
     let (children_sender, child_requests) = tokio::sync::mpsc::unbounded_channel();
@@ -185,13 +212,16 @@ pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
         endings: Default::default(),
     });
     // The control socket also takes the executions `stepstone run`s on this store hand over.
+    // A shared store has several nodes, reached through their API, not one local socket.
     let host = super::guests::Host::new(service.store.clone(), service.signals.clone());
-    let _control = super::control::serve(
-        &spec.dir,
-        service.store.clone(),
-        service.signals.clone(),
-        Some(host),
-    );
+    let _control = (!service.args.shared).then(|| {
+        super::control::serve(
+            &spec.dir,
+            service.store.clone(),
+            service.signals.clone(),
+            Some(host),
+        )
+    });
     local.block_on(&runtime, async move {
         let listener = tokio::net::TcpListener::bind((service.args.bind, service.args.port))
             .await
@@ -199,7 +229,11 @@ pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         eprintln!("stepstone serve: listening on http://{address} (store {})", spec.display());
         tokio::task::spawn_local(children::serve(service.clone(), child_requests));
-        resume_running(&service);
+        match service.args.shared {
+            // Running executions are claimed by lease, by whichever node gets them.
+            true => drop(tokio::task::spawn_local(shared::coordinate(service.clone()))),
+            false => resume_running(&service),
+        }
         let slots = Arc::new(tokio::sync::Semaphore::new(max_connections()));
         loop {
             // A connection is taken only when it can be served: past the cap, clients wait in
@@ -877,7 +911,7 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             }
             let request = json!({"op": "stop", "execution": arn,
                 "error": input["error"], "cause": input["cause"]});
-            answer(&*service.store, &service.signals, &request)
+            shared::answer(service, arn, &request)
                 .await
                 .map_err(answered_error)
         }
@@ -895,9 +929,11 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
                     "error": input["error"], "cause": input["cause"]}),
                 _ => json!({"op": "task-heartbeat", "token": token}),
             };
-            answer(&*service.store, &service.signals, &request)
-                .await
-                .map_err(answered_error)
+            match shared::execution_of_token(token) {
+                Some(arn) => shared::answer(service, &arn, &request).await,
+                None => answer(&*service.store, &service.signals, &request).await,
+            }
+            .map_err(answered_error)
         }
         "" => Err(api_error(
             "UnknownOperationException",
@@ -1048,6 +1084,15 @@ async fn redrive_execution(service: &Service, input: &Value) -> Result<Value, Ap
         return Err(api_error(
             "ExecutionNotRedrivable",
             format!("Execution is {} and cannot be redriven.", record.status),
+        ));
+    }
+    // Engines sharing the store: the redrive is driven here, under a lease of this node's.
+    if let Some(leases) = service.store.leases()
+        && !leases.acquire(&arn).map_err(store_error)?
+    {
+        return Err(api_error(
+            "ExecutionNotRedrivable",
+            format!("another node is redriving '{arn}'"),
         ));
     }
     let (stored, machine) = load_stored(&*service.store, &arn).map_err(store_error)?;
