@@ -8,12 +8,14 @@
 //! MiniStack (`.venv-aws/bin/ministack`, which `scripts/test` installs, or
 //! `STEPSTONE_BENCH_MINISTACK`), which reads the same MockConfigFile.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+mod common;
+use common::Client;
 
 fn main() {
     let requests: usize = setting("STEPSTONE_BENCH_REQUESTS", 4000);
@@ -32,25 +34,13 @@ fn main() {
     )
     .unwrap();
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_stepstone"))
-        .args(["serve", "--port", "0", "--virtual-time", "--store"])
-        .arg(dir.join("store"))
-        .arg("--mock-config")
-        .arg(&mocks)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stepstone serve starts");
-    let first = BufReader::new(server.stderr.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let address = first
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http://"))
-        .expect("the address")
-        .to_owned();
+    let (mut server, address) = common::serve(
+        Command::new(env!("CARGO_BIN_EXE_stepstone"))
+            .args(["serve", "--port", "0", "--virtual-time", "--store"])
+            .arg(dir.join("store"))
+            .arg("--mock-config")
+            .arg(&mocks),
+    );
     measure("stepstone serve (redb)", &address, requests, clients);
     server.kill().unwrap();
     let _ = server.wait();
@@ -194,45 +184,4 @@ fn setting(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// HTTP/1.1 on one keep-alive connection, as SDKs use it.
-struct Client {
-    stream: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(address: &str) -> Client {
-        let stream = TcpStream::connect(address).expect("connects");
-        stream.set_nodelay(true).unwrap();
-        Client {
-            stream: BufReader::new(stream),
-        }
-    }
-
-    fn call(&mut self, operation: &str, body: &Value) -> Value {
-        let body = body.to_string();
-        let request = format!(
-            "POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: AWS4-HMAC-SHA256 Credential=test/20261206/us-east-1/states/aws4_request, SignedHeaders=host, Signature=0\r\nX-Amz-Target: AWSStepFunctions.{operation}\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.stream.get_mut().write_all(request.as_bytes()).unwrap();
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            self.stream.read_line(&mut line).unwrap();
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
-            }
-        }
-        let mut answer = vec![0; length];
-        self.stream.read_exact(&mut answer).unwrap();
-        serde_json::from_slice(&answer).unwrap()
-    }
 }

@@ -50,6 +50,20 @@ def wait_for(arn, status="SUCCEEDED", seconds=30):
     raise AssertionError(f"{arn} still RUNNING after {seconds} s")
 
 
+# A task waiting for its token (the route `lambda:invoke.waitForTaskToken=cat` only delivers it).
+CALLBACK = {
+    "StartAt": "Approve",
+    "States": {
+        "Approve": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": "approver", "Payload": {"token.$": "$$.Task.Token"}},
+            "End": True,
+        }
+    },
+}
+
+
 def token_of(client, execution):
     """The task token of the execution's first task waiting for one, from its history."""
     deadline = time.time() + 20
@@ -148,18 +162,7 @@ def main():
     assert error_code(sfn.redrive_execution, executionArn=execution) == "ExecutionNotRedrivable"
 
     # A task waiting for its token, completed through the API.
-    callback = {
-        "StartAt": "Approve",
-        "States": {
-            "Approve": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-                "Parameters": {"FunctionName": "approver", "Payload": {"token.$": "$$.Task.Token"}},
-                "End": True,
-            }
-        },
-    }
-    gate = sfn.create_state_machine(name="gate", definition=json.dumps(callback), roleArn=ROLE)["stateMachineArn"]
+    gate = sfn.create_state_machine(name="gate", definition=json.dumps(CALLBACK), roleArn=ROLE)["stateMachineArn"]
     waiting = sfn.start_execution(stateMachineArn=gate, name="w")["executionArn"]
     token = token_of(sfn, waiting)
     assert error_code(sfn.send_task_success, taskToken=token + "00", output="{}") in ("TaskDoesNotExist", "InvalidToken")
@@ -506,18 +509,7 @@ def two_nodes(other_endpoint):
     """This node (A) and another (B) share one PostgreSQL store: an execution B started and
     drives is described, read, called back and stopped through A."""
     other = client(other_endpoint)
-    callback = {
-        "StartAt": "Approve",
-        "States": {
-            "Approve": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-                "Parameters": {"FunctionName": "approver", "Payload": {"token.$": "$$.Task.Token"}},
-                "End": True,
-            }
-        },
-    }
-    gate = sfn.create_state_machine(name="gate", definition=json.dumps(callback), roleArn=ROLE)["stateMachineArn"]
+    gate = sfn.create_state_machine(name="gate", definition=json.dumps(CALLBACK), roleArn=ROLE)["stateMachineArn"]
     # The state machine A made is B's too.
     assert other.describe_state_machine(stateMachineArn=gate)["name"] == "gate"
     run = other.start_execution(stateMachineArn=gate, name="on-b", input=json.dumps({"who": "b"}))["executionArn"]

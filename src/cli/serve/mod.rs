@@ -284,23 +284,7 @@ fn resume_running(service: &Rc<Service>) {
             let resumed = async {
                 let (stored, machine) =
                     load_stored(&*service.store, &arn).map_err(|e| e.to_string())?;
-                let (routes, mut options) = launch_options(
-                    &stored.launch,
-                    &stored.checkpoint.info.state_machine_name,
-                    &service.args.tasks,
-                    &service.args.aws,
-                )?;
-                options.signals = Some(service.signals.clone());
-                resume(
-                    &machine,
-                    stored.checkpoint,
-                    &options,
-                    &service.tasks(routes),
-                    &*service.store,
-                    None,
-                )
-                .await
-                .map_err(|e| e.to_string())
+                resume_stored(&service, stored, &machine).await
             };
             match resumed.await {
                 Ok(_) => eprintln!("stepstone serve: resumed {arn}"),
@@ -308,6 +292,32 @@ fn resume_running(service: &Rc<Service>) {
             }
         });
     }
+}
+
+/// Resumes a stored execution here, with this service's task routes and signals, until it
+/// ends (or fails).
+async fn resume_stored(
+    service: &Service,
+    stored: stepstone::engine::store::Stored,
+    machine: &stepstone::asl::Machine,
+) -> Result<stepstone::engine::Outcome, String> {
+    let (routes, mut options) = launch_options(
+        &stored.launch,
+        &stored.checkpoint.info.state_machine_name,
+        &service.args.tasks,
+        &service.args.aws,
+    )?;
+    options.signals = Some(service.signals.clone());
+    resume(
+        machine,
+        stored.checkpoint,
+        &options,
+        &service.tasks(routes),
+        &*service.store,
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 async fn respond(service: &Service, request: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use stepstone::engine::store::Leases;
-use stepstone::engine::{Status, load_stored, resume};
+use stepstone::engine::{Status, load_stored};
 
 use super::super::answers;
-use super::super::launch::launch_options;
 use super::Service;
 
 /// How many executions whose lease ran out one look claims: the rest wait for the next look
@@ -112,27 +111,8 @@ fn drive_claimed(service: &Rc<Service>, arn: String) {
             leases.release(&arn);
             return;
         }
-        let resumed = async {
-            let (routes, mut options) = launch_options(
-                &stored.launch,
-                &stored.checkpoint.info.state_machine_name,
-                &service.args.tasks,
-                &service.args.aws,
-            )?;
-            options.signals = Some(service.signals.clone());
-            resume(
-                &machine,
-                stored.checkpoint,
-                &options,
-                &service.tasks(routes),
-                &*service.store,
-                None,
-            )
-            .await
-            .map_err(|e| e.to_string())
-        };
         eprintln!("stepstone serve: took over {arn}");
-        match resumed.await {
+        match super::resume_stored(&service, stored, &machine).await {
             Ok(_) => {
                 service.endings.ended(&arn);
                 leases.release(&arn);
