@@ -342,6 +342,13 @@ impl StoreSpec {
         }
         let opened = PostgresStore::open_with(url, existing).map_err(|e| match e {
             stepstone::engine::store::Error::Locked(_) => self.in_use(),
+            stepstone::engine::store::Error::Shared(_) => format!(
+                "the store {} is shared by `stepstone serve --shared` nodes: reach its executions \
+                 through their API (`aws stepfunctions --endpoint-url http://NODE:PORT \
+                 list-executions ...`, or any Step Functions SDK); commands that open the store \
+                 themselves wait for the nodes to stop",
+                self.display()
+            ),
             stepstone::engine::store::Error::Corrupt { reason, .. } if existing => {
                 format!("no execution store in {}: {reason}", self.display())
             }

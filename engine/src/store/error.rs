@@ -16,6 +16,10 @@ pub enum Error {
     /// Another process holds the store.
     #[error("the store at {0} is in use by another Stepstone process")]
     Locked(String),
+    /// Engines that share the store (`serve --shared`) hold it: one that would own it alone
+    /// cannot open it meanwhile.
+    #[error("the store at {0} is shared by `stepstone serve --shared` engines")]
+    Shared(String),
     /// What is stored cannot be read back.
     #[error("the store holds a corrupt record for {key}: {reason}")]
     Corrupt {

@@ -121,7 +121,13 @@ impl PostgresStore {
         let owner = me.clone();
         let epoch =
             writer.call(move |session| take_ownership(&mut session.client, &owner, sharing))?;
-        let epoch = epoch.ok_or_else(|| Error::Locked(shown.clone()))?;
+        let Some(epoch) = epoch else {
+            let shared = !sharing && writer.call(|session| held_shared(&mut session.client))?;
+            return Err(match shared {
+                true => Error::Shared(shown),
+                false => Error::Locked(shown),
+            });
+        };
         let reader = Connection::open(url, &shown)?;
         let shared = match ttl {
             Some(ttl) => {
@@ -253,6 +259,19 @@ fn migrate(client: &mut Client, existing: bool) -> Result<bool> {
     }
     txn.commit().map_err(pg_error)?;
     Ok(true)
+}
+
+/// Whether engines that share the store hold it (the owner's lock, taken shared).
+fn held_shared(client: &mut Client) -> Result<bool> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+                 AND mode = 'ShareLock' AND classid::int8 = $1 AND objid::int8 = $2
+                 AND objsubid = 2)",
+            &[&i64::from(LOCK_SPACE), &i64::from(OWNING)],
+        )
+        .map_err(pg_error)?
+        .get(0))
 }
 
 fn hex(bytes: &[u8]) -> String {
