@@ -372,3 +372,18 @@ fn an_engine_cut_off_from_renewals_stops_before_its_lease_runs_out() {
     partition.rollback().unwrap();
     assert!(a.describe(&arn("one")).unwrap().unwrap().status == stepstone_engine::Status::Running);
 }
+
+/// Engines that open a new database at the same moment make one store: one schema, and one
+/// key for their task tokens (a token one engine gives out is valid at every other).
+#[test]
+fn engines_opening_a_new_database_at_once_make_one_store() {
+    let url = fresh_database("opened_at_once");
+    let keys: Vec<_> = std::thread::scope(|scope| {
+        let opening: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| sharing(&url, 5_000).token_key().unwrap()))
+            .collect();
+        opening.into_iter().map(|o| o.join().unwrap()).collect()
+    });
+    assert!(keys.windows(2).all(|w| w[0] == w[1]), "{} keys", keys.len());
+    assert_eq!(sharing(&url, 5_000).token_key().unwrap(), keys[0]);
+}

@@ -257,6 +257,16 @@ fn migrate(client: &mut Client, existing: bool) -> Result<bool> {
         )
         .map_err(pg_error)?;
     }
+    // The key task tokens are signed with, made here, under the lock, unless there is one:
+    // engines opening a new store at once must not each make their own (the layout would
+    // make it on first open, and the last one written would win over keys already in use).
+    let token_key = crate::record::encode(&crate::random_key())?;
+    txn.execute(
+        "INSERT INTO stepstone_records (key, value) VALUES ('meta/token-key', $1)
+         ON CONFLICT (key) DO NOTHING",
+        &[&token_key],
+    )
+    .map_err(pg_error)?;
     txn.commit().map_err(pg_error)?;
     Ok(true)
 }
