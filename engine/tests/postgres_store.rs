@@ -387,3 +387,98 @@ fn engines_opening_a_new_database_at_once_make_one_store() {
     assert!(keys.windows(2).all(|w| w[0] == w[1]), "{} keys", keys.len());
     assert_eq!(sharing(&url, 5_000).token_key().unwrap(), keys[0]);
 }
+
+/// Ends every other session on the test's database (as a server restart would).
+fn terminate_sessions(url: &str) -> usize {
+    let mut db = sql(url);
+    let pids: Vec<i32> = db
+        .query(
+            "SELECT pid FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    db.execute(
+        "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid",
+        &[&pids],
+    )
+    .unwrap();
+    // Until they are gone (a terminated session ends a moment later), and a moment more, as a
+    // restart would take.
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while db
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
+            &[&pids],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        > 0
+    {
+        assert!(std::time::Instant::now() < give_up, "sessions still there");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    pids.len()
+}
+
+/// A new execution named `name`, as a creation's changes.
+fn new_execution(
+    machine: &stepstone_engine::asl::Machine,
+    name: &str,
+) -> stepstone_engine::Changes {
+    let info = ExecutionInfo::new("owned", name, json!({}), at(1), false);
+    let mut exec = Execution::new(machine, info, Limits::default(), HistoryMode::Full);
+    let _ = exec.start(at(1));
+    exec.take_changes().unwrap()
+}
+
+/// Connections the server closed (a restart, a terminated session) are made again before the
+/// next call, which works, and the owner still owns the store (it takes its lock again, and its
+/// epoch is unchanged).
+#[test]
+fn connections_the_server_closed_are_made_again() {
+    let url = fresh_database("reconnect");
+    let store = PostgresStore::open(&url).unwrap();
+    let machine = machine();
+    let _ = created(&machine, &store, "before");
+    assert!(terminate_sessions(&url) >= 2, "the engine's sessions");
+    // A read is made again on a new connection at once.
+    assert_eq!(store.list().unwrap().len(), 1);
+    let _ = store.create(
+        machine.source(),
+        &json!({}),
+        &new_execution(&machine, "lost"),
+    );
+    store
+        .create(
+            machine.source(),
+            &json!({}),
+            &new_execution(&machine, "after"),
+        )
+        .unwrap();
+    let names: Vec<String> = store.list().unwrap().into_iter().map(|r| r.name).collect();
+    assert!(names.contains(&"after".to_owned()), "{names:?}");
+    // Still the owner: another engine is refused.
+    let second = PostgresStore::open(&url);
+    assert!(
+        matches!(second, Err(Error::Locked(_))),
+        "{:?}",
+        second.map(|s| s.epoch())
+    );
+    // Engines sharing a store connect again too, leases and all.
+    let shared_url = fresh_database("reconnect_shared");
+    let a = sharing(&shared_url, 5_000);
+    let _ = created(&machine, &a, "one");
+    terminate_sessions(&shared_url);
+    a.create(
+        machine.source(),
+        &json!({}),
+        &new_execution(&machine, "two"),
+    )
+    .unwrap();
+    assert!(leases(&a).held().contains(&arn("two")));
+}

@@ -67,6 +67,9 @@ const LOCK_SPACE: i32 = 0x5354_4550;
 const MIGRATING: i32 = 1;
 const OWNING: i32 = 2;
 
+/// A connection unused this long is checked before its next call (see `Session::lost`).
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// How long `open` waits for another engine to let go of the store.
 const OWNER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -128,6 +131,10 @@ impl PostgresStore {
                 false => Error::Locked(shown),
             });
         };
+        writer.call(move |session| {
+            session.reconnected = Some(relock(sharing, epoch));
+            Ok(())
+        })?;
         let reader = Connection::open(url, &shown)?;
         let shared = match ttl {
             Some(ttl) => {
@@ -277,7 +284,8 @@ fn held_shared(client: &mut Client) -> Result<bool> {
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
                  AND mode = 'ShareLock' AND classid::int8 = $1 AND objid::int8 = $2
-                 AND objsubid = 2)",
+                 AND objsubid = 2
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
             &[&i64::from(LOCK_SPACE), &i64::from(OWNING)],
         )
         .map_err(pg_error)?
@@ -292,23 +300,8 @@ fn hex(bytes: &[u8]) -> String {
 /// another engine holds it still after [`OWNER_WAIT`]. Engines that share the store
 /// (`sharing`) hold the lock shared, and write under the epoch as they find it.
 fn take_ownership(client: &mut Client, me: &str, sharing: bool) -> Result<Option<i64>> {
-    let give_up = std::time::Instant::now() + OWNER_WAIT;
-    let lock = match sharing {
-        true => "SELECT pg_try_advisory_lock_shared($1, $2)",
-        false => "SELECT pg_try_advisory_lock($1, $2)",
-    };
-    loop {
-        let taken: bool = client
-            .query_one(lock, &[&LOCK_SPACE, &OWNING])
-            .map_err(pg_error)?
-            .get(0);
-        if taken {
-            break;
-        }
-        if std::time::Instant::now() >= give_up {
-            return Ok(None);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    if !lock_owner(client, sharing)? {
+        return Ok(None);
     }
     if sharing {
         let epoch: i64 = client
@@ -326,6 +319,53 @@ fn take_ownership(client: &mut Client, me: &str, sharing: bool) -> Result<Option
         .map_err(pg_error)?
         .get(0);
     Ok(Some(epoch))
+}
+
+/// Takes the owner's lock for this session (shared, for engines that share the store), waiting
+/// [`OWNER_WAIT`] at most: whether it was taken.
+fn lock_owner(client: &mut Client, sharing: bool) -> Result<bool> {
+    let give_up = std::time::Instant::now() + OWNER_WAIT;
+    let lock = match sharing {
+        true => "SELECT pg_try_advisory_lock_shared($1, $2)",
+        false => "SELECT pg_try_advisory_lock($1, $2)",
+    };
+    loop {
+        let taken: bool = client
+            .query_one(lock, &[&LOCK_SPACE, &OWNING])
+            .map_err(pg_error)?
+            .get(0);
+        if taken {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= give_up {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// What the writing connection does when it connects again (the server restarted, or closed
+/// it): takes the owner's lock again, and goes on only if no other engine took the store
+/// meanwhile (the epoch is still `epoch`). Otherwise its writes stay refused.
+fn relock(sharing: bool, epoch: i64) -> Reconnected {
+    Box::new(move |client| {
+        if !lock_owner(client, sharing)? {
+            return Err(Error::Io(
+                "another Stepstone engine holds this store since the connection was lost".into(),
+            ));
+        }
+        let current: i64 = client
+            .query_one("SELECT epoch FROM stepstone_owner WHERE id = 1", &[])
+            .map_err(pg_error)?
+            .get(0);
+        if current != epoch {
+            return Err(Error::Io(format!(
+                "another Stepstone engine took this store over while the connection was lost \
+                 (ownership epoch {current}, this engine's {epoch})"
+            )));
+        }
+        Ok(())
+    })
 }
 
 /// The database, as the key layout sees it.
@@ -464,7 +504,7 @@ fn range_all(
 impl KeyValue for Pg {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let key = key.to_owned();
-        self.reader.call(move |session| {
+        self.reader.read(move |session| {
             let sql = session.statement(in_table!(
                 table_of(&key),
                 "SELECT value FROM ",
@@ -557,7 +597,7 @@ impl KeyValue for Pg {
 
     /// From a sequence: engines that share the store create executions at once.
     fn next_number(&self) -> Result<Option<u64>> {
-        let number: i64 = self.reader.call(|session| {
+        let number: i64 = self.reader.read(|session| {
             let sql = session.statement("SELECT nextval('stepstone_execution_numbers')")?;
             Ok(session
                 .client
@@ -600,7 +640,7 @@ impl KeyValue for Pg {
     fn scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let prefix = prefix.to_owned();
         self.reader
-            .call(move |session| range_all(session, &prefix, &prefix, true, None))
+            .read(move |session| range_all(session, &prefix, &prefix, true, None))
     }
 
     fn scan_page(
@@ -612,7 +652,7 @@ impl KeyValue for Pg {
         let prefix = prefix.to_owned();
         let after = after.map(str::to_owned);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.reader.call(move |session| match &after {
+        self.reader.read(move |session| match &after {
             // Keys after `after` that still start with the prefix: `after` may sort before it.
             Some(after) if after.as_str() >= prefix.as_str() => {
                 range_all(session, &prefix, after, false, Some(limit))
@@ -623,7 +663,7 @@ impl KeyValue for Pg {
 
     fn last_at_or_before(&self, prefix: &str, key: &str) -> Result<Option<(String, Vec<u8>)>> {
         let (prefix, key) = (prefix.to_owned(), key.to_owned());
-        self.reader.call(move |session| {
+        self.reader.read(move |session| {
             let mut last: Option<(String, Vec<u8>)> = None;
             for table in tables_of(&prefix) {
                 let sql = session.statement(in_table!(
@@ -760,11 +800,57 @@ type Job = Box<dyn FnOnce(&mut Session) + Send>;
 struct Session {
     client: Client,
     prepared: std::collections::HashMap<&'static str, postgres::Statement>,
+    /// Where it connects.
+    url: String,
+    /// Its last call failed: the connection may be gone.
+    suspect: bool,
+    /// When it was last used.
+    last_used: std::time::Instant,
+    /// What a new session runs first, when the connection is made again (the writer takes
+    /// the owner's lock again).
+    reconnected: Option<Reconnected>,
+    /// Why the session's last reconnection was refused: its calls fail with it until a
+    /// reconnection succeeds.
+    refused: Option<Error>,
 }
 
 impl Session {
+    /// Whether the server ended the session (a restart, a terminated backend). The client sees
+    /// that only when it next reads, so after a failed call, or a pause (when a restart is
+    /// likeliest to have happened unseen), the server is asked: one round trip, on a
+    /// connection that was idle anyway.
+    fn lost(&mut self) -> bool {
+        let suspect = std::mem::take(&mut self.suspect);
+        let idle = self.last_used.elapsed() > IDLE_CHECK;
+        self.last_used = std::time::Instant::now();
+        self.client.is_closed()
+            || ((suspect || idle)
+                && self
+                    .client
+                    .is_valid(std::time::Duration::from_secs(2))
+                    .is_err())
+    }
+
+    /// Connects again (statements are prepared anew) and runs `reconnected` on the new
+    /// session; a refusal is kept in `refused`.
+    fn reconnect(&mut self) {
+        let Ok(client) = connect(&self.url) else {
+            // Still unreachable: the call fails on the closed client, the next one tries again.
+            return;
+        };
+        self.client = client;
+        self.prepared.clear();
+        self.refused = match self.reconnected.as_mut().map(|f| f(&mut self.client)) {
+            Some(Err(e)) => Some(e),
+            _ => None,
+        };
+    }
+
     /// `sql`, prepared on this connection (the first time it is asked for).
     fn statement(&mut self, sql: &'static str) -> Result<postgres::Statement> {
+        if let Some(refused) = &self.refused {
+            return Err(refused.clone());
+        }
         if let Some(statement) = self.prepared.get(sql) {
             return Ok(statement.clone());
         }
@@ -781,7 +867,12 @@ struct Connection {
     thread: Option<JoinHandle<()>>,
 }
 
+/// What a connection runs on its new session when it connects again.
+type Reconnected = Box<dyn FnMut(&mut Client) -> Result<()> + Send>;
+
 impl Connection {
+    /// A connection that, when the server closed it (a restart, a terminated backend),
+    /// connects again before its next call (see [`Session::reconnect`]).
     fn open(url: &str, shown: &str) -> Result<Connection> {
         let (ready, is_ready) = mpsc::channel();
         let (jobs, queue) = mpsc::channel::<Job>();
@@ -809,8 +900,16 @@ impl Connection {
                 let mut session = Session {
                     client,
                     prepared: std::collections::HashMap::new(),
+                    url: url.clone(),
+                    suspect: false,
+                    last_used: std::time::Instant::now(),
+                    reconnected: None,
+                    refused: None,
                 };
                 while let Ok(job) = queue.recv() {
+                    if session.refused.is_some() || session.lost() {
+                        session.reconnect();
+                    }
                     job(&mut session);
                 }
             })
@@ -833,7 +932,9 @@ impl Connection {
     ) -> Result<T> {
         let (answer, answered) = mpsc::channel();
         let job: Job = Box::new(move |session| {
-            let _ = answer.send(f(session));
+            let result = f(session);
+            session.suspect = result.is_err();
+            let _ = answer.send(result);
         });
         let gone = || Error::Io("the PostgreSQL connection's thread stopped".into());
         self.jobs
@@ -842,6 +943,26 @@ impl Connection {
             .send(job)
             .map_err(|_| gone())?;
         answered.recv().unwrap_or_else(|_| Err(gone()))
+    }
+
+    /// [`Connection::call`] for a call that changes nothing (a read): when it fails because
+    /// the server closed the connection, it is made again once, on a new connection.
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl Fn(&mut Session) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.call(move |session| match f(session) {
+            Err(_)
+                if {
+                    session.suspect = true;
+                    session.lost()
+                } =>
+            {
+                session.reconnect();
+                f(session)
+            }
+            result => result,
+        })
     }
 }
 
