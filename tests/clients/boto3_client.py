@@ -507,7 +507,8 @@ def after_restart(arn):
 
 def two_nodes(other_endpoint):
     """This node (A) and another (B) share one PostgreSQL store: an execution B started and
-    drives is described, read, called back and stopped through A."""
+    drives is described, read, called back and stopped through A, and a worker polling A
+    works B's activity task."""
     other = client(other_endpoint)
     gate = sfn.create_state_machine(name="gate", definition=json.dumps(CALLBACK), roleArn=ROLE)["stateMachineArn"]
     # The state machine A made is B's too.
@@ -532,6 +533,21 @@ def two_nodes(other_endpoint):
     assert error_code(sfn.stop_execution, executionArn=held) == "ExecutionNotRunning"
     types = [e["type"] for e in other.get_execution_history(executionArn=held)["events"]]
     assert types.count("ExecutionAborted") == 1 and types[-1] == "ExecutionAborted", types
+    # An activity task queued by B's execution is taken by a worker polling A, and answered
+    # through A.
+    activity = sfn.create_activity(name="approve")["activityArn"]
+    work = {"StartAt": "Work", "States": {"Work": {"Type": "Task", "Resource": activity, "HeartbeatSeconds": 30, "End": True}}}
+    worked = sfn.create_state_machine(name="worked", definition=json.dumps(work), roleArn=ROLE)["stateMachineArn"]
+    run = other.start_execution(stateMachineArn=worked, name="activity-on-b", input=json.dumps({"job": 7}))["executionArn"]
+    task = sfn.get_activity_task(activityArn=activity, workerName="worker-on-a")
+    assert json.loads(task["input"]) == {"job": 7}, task
+    sfn.send_task_heartbeat(taskToken=task["taskToken"])
+    sfn.send_task_success(taskToken=task["taskToken"], output=json.dumps({"done": "on a"}))
+    assert json.loads(wait_for(run)["output"]) == {"done": "on a"}
+    events = other.get_execution_history(executionArn=run)["events"]
+    started = [e for e in events if e["type"] == "ActivityStarted"]
+    assert len(started) == 1, [e["type"] for e in events]
+    assert started[0]["activityStartedEventDetails"]["workerName"] == "worker-on-a", started
 
 
 def map_runs():

@@ -166,6 +166,14 @@ pub trait Leases: Send + Sync {
 
     /// Notified when a request is posted for any engine, or a lease of this one's is lost.
     fn wakeup(&self) -> std::sync::Arc<tokio::sync::Notify>;
+
+    /// Queues an activity task (its token and input, JSON text) where the workers of every
+    /// engine find it.
+    fn queue_activity(&self, activity: &str, token: &str, input: &str) -> Result<()>;
+
+    /// Takes the oldest activity task of `activity`, queued by any engine: its token and input
+    /// (no other worker gets it).
+    fn take_activity(&self, activity: &str) -> Result<Option<(String, String)>>;
 }
 
 /// Stores executions: their records, and history events appended as they happen. Each method

@@ -8,13 +8,18 @@
 //! The activities themselves are kept in the store beside the state machines (a record of kind
 //! `ACTIVITY`), so a restart keeps them; the queues are rebuilt by the executions that resume,
 //! which schedule their activity tasks again.
+//!
+//! Nodes that share a store (`serve --shared`) queue their activity tasks in it as well
+//! (`Leases::queue_activity`): a worker polling any node takes the oldest task of any node
+//! (`SKIP LOCKED`: two workers never get one task), and the node driving the execution hears
+//! that a worker took it (ActivityStarted) through the database, as it hears callbacks.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stepstone::engine::store::StateMachineRecord;
+use stepstone::engine::store::{CheckpointStore, StateMachineRecord};
 use stepstone::engine::{Callback, Failure, TaskFuture, TaskRequest};
 
 use super::{ARN_PREFIX, ApiError, Service, api_error, now_nanos, seconds, store_error, text};
@@ -26,11 +31,13 @@ pub(super) const ACTIVITY: &str = "ACTIVITY";
 const POLL: Duration = Duration::from_secs(60);
 
 /// The activity tasks waiting for a worker, per activity ARN.
-#[derive(Default)]
 pub(super) struct Queues {
     waiting: Mutex<HashMap<String, VecDeque<Queued>>>,
     /// Wakes the workers polling when a task is queued.
     arrived: tokio::sync::Notify,
+    /// The store shared with other nodes, where tasks are queued for every node's workers
+    /// (`None`: this node's workers only).
+    shared: Option<Arc<dyn CheckpointStore>>,
 }
 
 /// One activity task waiting for a worker.
@@ -42,7 +49,30 @@ struct Queued {
     taken: tokio::sync::oneshot::Sender<()>,
 }
 
+/// How often a worker's GetActivityTask looks in a shared store for a task.
+const SHARED_POLL: Duration = Duration::from_millis(100);
+
 impl Queues {
+    pub(super) fn new(shared: Option<Arc<dyn CheckpointStore>>) -> Queues {
+        Queues {
+            waiting: Mutex::default(),
+            arrived: tokio::sync::Notify::new(),
+            shared,
+        }
+    }
+
+    /// The task waiting for `token`, taken out of its queue.
+    fn take_token(&self, token: &str) -> Option<Queued> {
+        let mut waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        waiting.values_mut().find_map(|queue| {
+            let at = queue.iter().position(|q| q.token == token)?;
+            queue.remove(at)
+        })
+    }
+
     fn push(&self, activity: String, queued: Queued) {
         self.waiting
             .lock()
@@ -85,6 +115,14 @@ pub(super) fn dispatch(queues: &Queues, request: TaskRequest) -> TaskFuture {
         ))));
     };
     let (taken, picked) = tokio::sync::oneshot::channel();
+    if let Some(leases) = queues.shared.as_ref().and_then(|store| store.leases())
+        && let Err(e) = leases.queue_activity(&request.resource, &token, &request.input.to_string())
+    {
+        return Box::pin(std::future::ready(Err(Failure::new(
+            "States.Runtime",
+            format!("the activity task could not be queued in the shared store: {e}"),
+        ))));
+    }
     queues.push(
         request.resource,
         Queued {
@@ -192,6 +230,9 @@ async fn get_task(service: &Service, input: &Value) -> Result<Value, ApiError> {
     let arn = activity(service, input)?.arn;
     let worker = input["workerName"].as_str().unwrap_or_default().to_owned();
     let deadline = tokio::time::Instant::now() + POLL;
+    if let Some(leases) = service.store.leases() {
+        return get_shared_task(service, leases, &arn, &worker, deadline).await;
+    }
     loop {
         // Registered before looking, so a task queued in between still wakes this poll.
         let arrived = service.queues.arrived.notified();
@@ -212,5 +253,56 @@ async fn get_task(service: &Service, input: &Value) -> Result<Value, ApiError> {
         if tokio::time::timeout_at(deadline, arrived).await.is_err() {
             return Ok(json!({}));
         }
+    }
+}
+
+/// GetActivityTask on a store shared with other nodes: the oldest task any node queued, which
+/// the node driving its execution is told a worker took (a task whose execution no longer
+/// waits for it is passed over).
+async fn get_shared_task(
+    service: &Service,
+    leases: &dyn stepstone::engine::store::Leases,
+    arn: &str,
+    worker: &str,
+    deadline: tokio::time::Instant,
+) -> Result<Value, ApiError> {
+    loop {
+        match leases.take_activity(arn).map_err(store_error)? {
+            Some((token, input)) => {
+                let Some(execution) = super::shared::execution_of_token(&token) else {
+                    continue;
+                };
+                let request = json!({"op": "task-started", "token": token, "worker": worker});
+                if super::shared::answer(service, &execution, &request)
+                    .await
+                    .is_ok()
+                {
+                    return Ok(json!({"taskToken": token, "input": input}));
+                }
+            }
+            None if tokio::time::Instant::now() >= deadline => return Ok(json!({})),
+            None => tokio::time::sleep(SHARED_POLL).await,
+        }
+    }
+}
+
+/// A worker (of this node or another) took the activity task of `token`, whose execution runs
+/// here: its delivery is over, and ActivityStarted is recorded (before the worker hears of it:
+/// its answer cannot overtake ActivityStarted in the history).
+pub(super) async fn started(service: &Service, token: &str, worker: &str) -> Result<(), String> {
+    let queued = service
+        .queues
+        .take_token(token)
+        .ok_or("TaskDoesNotExist: no task waits for this token")?;
+    let _ = queued.taken.send(());
+    let callback = Callback::Started {
+        worker_name: worker.to_owned(),
+    };
+    match service.signals.callback(token, callback) {
+        Some(answer) => match answer.await {
+            Ok(delivered) => delivered.map_err(|e| e.to_string()),
+            Err(_) => Err("TaskDoesNotExist: the execution ended".into()),
+        },
+        None => Err("TaskDoesNotExist: the execution does not run here".into()),
     }
 }

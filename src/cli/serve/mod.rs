@@ -201,12 +201,14 @@ pub(crate) fn serve(args: ServeArgs) -> Result<std::process::ExitCode, String> {
     let runtime = super::launch::runtime()?;
     let local = tokio::task::LocalSet::new();
     let (children_sender, child_requests) = tokio::sync::mpsc::unbounded_channel();
+    // Engines sharing the store queue their activity tasks in it, for any node's workers.
+    let queues = Arc::new(activities::Queues::new(args.shared.then(|| store.clone())));
     let service = Rc::new(Service {
         store,
         signals: Signals::default(),
         args,
         credentials,
-        queues: Default::default(),
+        queues,
         children: children_sender,
         nesting: Default::default(),
         endings: Default::default(),

@@ -145,6 +145,15 @@ async fn answer_pending(service: &Service) {
             continue;
         }
         let answered = match serde_json::from_str::<Value>(&request) {
+            // A worker of another node took an activity task of this node's.
+            Ok(request) if request["op"] == "task-started" => {
+                let (token, worker) = (&request["token"], &request["worker"]);
+                let token = token.as_str().unwrap_or_default();
+                let worker = worker.as_str().unwrap_or_default();
+                super::activities::started(service, token, worker)
+                    .await
+                    .map(|()| json!({}))
+            }
             Ok(request) => answers::answer(&*service.store, &service.signals, &request).await,
             Err(e) => Err(format!("a request that is not JSON: {e}")),
         };
@@ -199,7 +208,18 @@ pub(super) async fn answer(service: &Service, arn: &str, request: &Value) -> Res
         return answers::answer(&*service.store, &service.signals, request).await;
     };
     let here = leases.holds(arn) && service.signals.is_running(arn);
-    if here || running_in_store(service, arn) == Some(false) {
+    if request["op"] == "task-started" {
+        if here {
+            let token = request["token"].as_str().unwrap_or_default();
+            let worker = request["worker"].as_str().unwrap_or_default();
+            return super::activities::started(service, token, worker)
+                .await
+                .map(|()| json!({}));
+        }
+        if running_in_store(service, arn) == Some(false) {
+            return Err("TaskDoesNotExist: the execution ended".into());
+        }
+    } else if here || running_in_store(service, arn) == Some(false) {
         return answers::answer(&*service.store, &service.signals, request).await;
     }
     let id = leases

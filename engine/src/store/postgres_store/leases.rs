@@ -36,8 +36,9 @@ use super::{Connection, connect, pg_error};
 use crate::store::kv::Fence;
 use crate::store::{Error, Leases, Result};
 
-/// The schema's third version: leases, requests between engines, and execution numbers from
-/// a sequence (carried on from `meta/next`, which the layout counted in before).
+/// The schema's third version: leases, requests between engines, the activity tasks waiting
+/// for a worker of any engine, and execution numbers from a sequence (carried on from
+/// `meta/next`, which the layout counted in before).
 pub(super) const MIGRATION: &str = r#"
     CREATE TABLE stepstone_leases (
         execution text COLLATE "C" PRIMARY KEY,
@@ -55,6 +56,13 @@ pub(super) const MIGRATION: &str = r#"
     );
     CREATE INDEX stepstone_signals_waiting ON stepstone_signals (execution)
         WHERE answer IS NULL;
+    CREATE TABLE stepstone_activity_tasks (
+        token text PRIMARY KEY,
+        activity text COLLATE "C" NOT NULL,
+        input text NOT NULL,
+        queued timestamptz NOT NULL DEFAULT clock_timestamp()
+    );
+    CREATE INDEX stepstone_activity_tasks_queue ON stepstone_activity_tasks (activity, queued);
     CREATE SEQUENCE stepstone_execution_numbers;
     SELECT setval('stepstone_execution_numbers', convert_from(value, 'UTF8')::bigint, false)
         FROM stepstone_records
@@ -560,5 +568,38 @@ impl Leases for Shared {
 
     fn wakeup(&self) -> Arc<tokio::sync::Notify> {
         self.state.wakeup.clone()
+    }
+
+    fn queue_activity(&self, activity: &str, token: &str, input: &str) -> Result<()> {
+        let (activity, token, input) = (activity.to_owned(), token.to_owned(), input.to_owned());
+        self.connection.call(move |session| {
+            // A task queued again (its execution resumed) keeps its place.
+            let sql = session.statement(
+                "INSERT INTO stepstone_activity_tasks (token, activity, input) VALUES ($1, $2, $3)
+                 ON CONFLICT (token) DO NOTHING",
+            )?;
+            session
+                .client
+                .execute(&sql, &[&token, &activity, &input])
+                .map_err(pg_error)?;
+            Ok(())
+        })
+    }
+
+    fn take_activity(&self, activity: &str) -> Result<Option<(String, String)>> {
+        let activity = activity.to_owned();
+        self.connection.call(move |session| {
+            let sql = session.statement(
+                "DELETE FROM stepstone_activity_tasks WHERE token = (
+                     SELECT token FROM stepstone_activity_tasks WHERE activity = $1
+                     ORDER BY queued LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 RETURNING token, input",
+            )?;
+            let row = session
+                .client
+                .query_opt(&sql, &[&activity])
+                .map_err(pg_error)?;
+            Ok(row.map(|row| (row.get(0), row.get(1))))
+        })
     }
 }
