@@ -28,7 +28,7 @@ use super::{ARN_PREFIX, ApiError, Service, api_error, now_nanos, seconds, store_
 pub(super) const ACTIVITY: &str = "ACTIVITY";
 
 /// How long GetActivityTask waits for a task (AWS: 60 s).
-const POLL: Duration = Duration::from_secs(60);
+pub(super) const POLL: Duration = Duration::from_secs(60);
 
 /// The activity tasks waiting for a worker, per activity ARN.
 pub(super) struct Queues {
@@ -48,9 +48,6 @@ struct Queued {
     /// ended, or the task timed out), so the task is skipped.
     taken: tokio::sync::oneshot::Sender<()>,
 }
-
-/// How often a worker's GetActivityTask looks in a shared store for a task.
-const SHARED_POLL: Duration = Duration::from_millis(100);
 
 impl Queues {
     pub(super) fn new(shared: Option<Arc<dyn CheckpointStore>>) -> Queues {
@@ -176,7 +173,7 @@ fn create(service: &Service, input: &Value) -> Result<Value, ApiError> {
     Ok(json!({"activityArn": arn, "creationDate": seconds(created)}))
 }
 
-fn activity(service: &Service, input: &Value) -> Result<StateMachineRecord, ApiError> {
+pub(super) fn activity(service: &Service, input: &Value) -> Result<StateMachineRecord, ApiError> {
     let arn = text(input, "activityArn")?;
     service
         .store
@@ -230,9 +227,6 @@ async fn get_task(service: &Service, input: &Value) -> Result<Value, ApiError> {
     let arn = activity(service, input)?.arn;
     let worker = input["workerName"].as_str().unwrap_or_default().to_owned();
     let deadline = tokio::time::Instant::now() + POLL;
-    if let Some(leases) = service.store.leases() {
-        return get_shared_task(service, leases, &arn, &worker, deadline).await;
-    }
     loop {
         // Registered before looking, so a task queued in between still wakes this poll.
         let arrived = service.queues.arrived.notified();
@@ -252,36 +246,6 @@ async fn get_task(service: &Service, input: &Value) -> Result<Value, ApiError> {
         }
         if tokio::time::timeout_at(deadline, arrived).await.is_err() {
             return Ok(json!({}));
-        }
-    }
-}
-
-/// GetActivityTask on a store shared with other nodes: the oldest task any node queued, which
-/// the node driving its execution is told a worker took (a task whose execution no longer
-/// waits for it is passed over).
-async fn get_shared_task(
-    service: &Service,
-    leases: &dyn stepstone::engine::store::Leases,
-    arn: &str,
-    worker: &str,
-    deadline: tokio::time::Instant,
-) -> Result<Value, ApiError> {
-    loop {
-        match leases.take_activity(arn).map_err(store_error)? {
-            Some((token, input)) => {
-                let Some(execution) = super::shared::execution_of_token(&token) else {
-                    continue;
-                };
-                let request = json!({"op": "task-started", "token": token, "worker": worker});
-                if super::shared::answer(service, &execution, &request)
-                    .await
-                    .is_ok()
-                {
-                    return Ok(json!({"taskToken": token, "input": input}));
-                }
-            }
-            None if tokio::time::Instant::now() >= deadline => return Ok(json!({})),
-            None => tokio::time::sleep(SHARED_POLL).await,
         }
     }
 }

@@ -165,7 +165,8 @@ async fn stop_abandoned(service: &Service, arn: &str) {
         .is_some_and(|d| d.status == stepstone::engine::Status::Running);
     if running {
         let stop = json!({"op": "stop", "execution": arn});
-        if let Err(e) = super::answer(&*service.store, &service.signals, &stop).await {
+        // Through the node that drives the child, when nodes share the store.
+        if let Err(e) = super::shared::answer(service, arn, &stop).await {
             eprintln!("stepstone serve: cannot stop {arn}, whose parent task was abandoned: {e}");
         }
     }

@@ -951,6 +951,7 @@ async fn operate(service: &Service, operation: &str, input: &Value) -> Result<Va
             "UnknownOperationException",
             "the request has no X-Amz-Target header",
         )),
+        "GetActivityTask" if service.args.shared => shared::get_activity_task(service, input).await,
         other => {
             if let Some(answered) = versions::operate(service, other, input) {
                 return answered;

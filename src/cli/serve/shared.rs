@@ -22,11 +22,14 @@ use stepstone::engine::store::Leases;
 use stepstone::engine::{Status, load_stored};
 
 use super::super::answers;
-use super::Service;
+use super::{Service, activities};
 
 /// How many executions whose lease ran out one look claims: the rest wait for the next look
 /// (or another node), so a node that starts among many orphans takes its share, not all.
 const CLAIM_AT_ONCE: usize = 16;
+
+/// How often a worker's GetActivityTask looks in the shared store for a task.
+const ACTIVITY_POLL: Duration = Duration::from_millis(100);
 
 /// How many looks an execution may be held here without a driver before its lease is let go
 /// (a driver registers just after its lease is taken: one look may fall between).
@@ -150,7 +153,7 @@ async fn answer_pending(service: &Service) {
                 let (token, worker) = (&request["token"], &request["worker"]);
                 let token = token.as_str().unwrap_or_default();
                 let worker = worker.as_str().unwrap_or_default();
-                super::activities::started(service, token, worker)
+                activities::started(service, token, worker)
                     .await
                     .map(|()| json!({}))
             }
@@ -212,7 +215,7 @@ pub(super) async fn answer(service: &Service, arn: &str, request: &Value) -> Res
         if here {
             let token = request["token"].as_str().unwrap_or_default();
             let worker = request["worker"].as_str().unwrap_or_default();
-            return super::activities::started(service, token, worker)
+            return activities::started(service, token, worker)
                 .await
                 .map(|()| json!({}));
         }
@@ -262,4 +265,37 @@ pub(super) fn execution_of_token(token: &str) -> Option<String> {
     let names = stepstone::engine::token_names(token)?;
     // `<execution ARN>/<state>/<event>/<attempt>`: execution names have no `/`.
     names.split_once('/').map(|(arn, _)| arn.to_owned())
+}
+
+/// GetActivityTask when nodes share the store: the oldest task any node queued, which
+/// the node driving its execution is told a worker took (a task whose execution no longer
+/// waits for it is passed over).
+pub(super) async fn get_activity_task(
+    service: &Service,
+    input: &Value,
+) -> Result<Value, super::ApiError> {
+    let arn = activities::activity(service, input)?.arn;
+    let worker = input["workerName"].as_str().unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + activities::POLL;
+    let Some(leases) = leases(service) else {
+        return Err(super::api_error(
+            "InternalFailure",
+            "the store is not shared",
+        ));
+    };
+    loop {
+        match leases.take_activity(&arn).map_err(super::store_error)? {
+            Some((token, input)) => {
+                let Some(execution) = execution_of_token(&token) else {
+                    continue;
+                };
+                let request = json!({"op": "task-started", "token": token, "worker": worker});
+                if answer(service, &execution, &request).await.is_ok() {
+                    return Ok(json!({"taskToken": token, "input": input}));
+                }
+            }
+            None if tokio::time::Instant::now() >= deadline => return Ok(json!({})),
+            None => tokio::time::sleep(ACTIVITY_POLL).await,
+        }
+    }
 }
