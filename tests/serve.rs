@@ -759,3 +759,53 @@ fn shared_nodes_killed_one_after_another_lose_and_repeat_nothing() {
     assert!(takeovers > 0, "no node took an execution over");
     let _ = std::fs::remove_file(&sent);
 }
+
+/// An execution left RUNNING by a single-owner server killed with SIGKILL (it has no lease:
+/// leases are for shared stores) is adopted by the `--shared` nodes started on the store
+/// afterwards, claimed by one of them, and finished.
+#[test]
+fn shared_nodes_adopt_what_a_single_owner_left_running() {
+    let database = PathBuf::from(common::postgres::fresh_database("adopt"));
+    let alone = Server::start(&database);
+    let definition = serde_json::json!({"StartAt": "Pause", "States": {
+        "Pause": {"Type": "Wait", "Seconds": 2, "Next": "Done"},
+        "Done": {"Type": "Pass", "Result": "adopted", "End": true}}});
+    let machine = call(
+        &alone.endpoint,
+        "CreateStateMachine",
+        &serde_json::json!({"name": "left", "definition": definition.to_string(),
+            "roleArn": "arn:aws:iam::123456789012:role/stepstone"}),
+    )["stateMachineArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let arn = call(
+        &alone.endpoint,
+        "StartExecution",
+        &serde_json::json!({"stateMachineArn": machine, "name": "orphan"}),
+    )["executionArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    alone.kill();
+    let shared = ["--shared", "--lease-ttl", "1"];
+    let nodes = [
+        Server::start_with(&database, &shared),
+        Server::start_with(&database, &shared),
+    ];
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let described = loop {
+        let described = call(
+            &nodes[1].endpoint,
+            "DescribeExecution",
+            &serde_json::json!({"executionArn": arn}),
+        );
+        if described["status"] != "RUNNING" {
+            break described;
+        }
+        assert!(std::time::Instant::now() < give_up, "still RUNNING");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(described["status"], "SUCCEEDED", "{described}");
+    assert_eq!(described["output"], "\"adopted\"");
+}
