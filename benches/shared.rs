@@ -7,8 +7,9 @@
 //! is the engines and the database, not a task's handler), and starts
 //! `STEPSTONE_BENCH_EXECUTIONS` executions (default 600) from `STEPSTONE_BENCH_CLIENTS`
 //! clients (default 6), spread over the engines in turn; the time runs from the first start to
-//! the moment every execution is seen SUCCEEDED. `STEPSTONE_BENCH_ENGINES=1,3` picks the
-//! counts. Not a criterion benchmark: one sample is seconds of several processes, and the
+//! the moment every execution is seen SUCCEEDED. `STEPSTONE_BENCH_ENGINES=alone,1,3` picks the
+//! runs: `alone` is one `serve` without `--shared` (the store owned by one engine, no leases),
+//! what one shared engine is compared with. Not a criterion benchmark: one sample is seconds of several processes, and the
 //! point is how the rate moves with the number of engines.
 
 use std::process::{Child, Command};
@@ -25,10 +26,14 @@ const TASKS: usize = 10;
 fn main() {
     let executions: usize = setting("STEPSTONE_BENCH_EXECUTIONS", 2000);
     let clients: usize = setting("STEPSTONE_BENCH_CLIENTS", 6);
-    let counts: Vec<usize> = std::env::var("STEPSTONE_BENCH_ENGINES")
-        .unwrap_or_else(|_| "1,2,3".into())
+    // (engines, shared)
+    let runs: Vec<(usize, bool)> = std::env::var("STEPSTONE_BENCH_ENGINES")
+        .unwrap_or_else(|_| "alone,1,2,3".into())
         .split(',')
-        .filter_map(|n| n.trim().parse().ok())
+        .filter_map(|n| match n.trim() {
+            "alone" => Some((1, false)),
+            n => n.parse().ok().map(|n| (n, true)),
+        })
         .collect();
     let server = std::env::var("STEPSTONE_BENCH_POSTGRES").expect(
         "this benchmark needs a PostgreSQL server: set STEPSTONE_BENCH_POSTGRES (postgres://...)",
@@ -67,10 +72,18 @@ fn main() {
             .map_or(server.as_str(), |(_, host)| host)
     );
     println!("engines  seconds  executions/s  task completions/s");
-    for engines in counts {
-        let database = fresh_database(&server, engines);
+    for (engines, shared) in runs {
+        let label = if shared {
+            engines.to_string()
+        } else {
+            "alone".into()
+        };
+        let database = fresh_database(&server, &label);
         let mut nodes: Vec<Node> = (0..engines)
-            .map(|i| Node::start(&database, &dir.join(format!("node-{engines}-{i}")), &mocks))
+            .map(|i| {
+                let dir = dir.join(format!("node-{label}-{i}"));
+                Node::start(&database, &dir, &mocks, shared)
+            })
             .collect();
         let created = Client::connect(&nodes[0].address).call(
             "CreateStateMachine",
@@ -99,7 +112,7 @@ fn main() {
         wait_until_succeeded(&nodes[0].address, &machine, executions);
         let seconds = started.elapsed().as_secs_f64();
         println!(
-            "{engines:>7}  {seconds:>7.2}  {:>12.0}  {:>18.0}",
+            "{label:>7}  {seconds:>7.2}  {:>12.0}  {:>18.0}",
             executions as f64 / seconds,
             (executions * TASKS) as f64 / seconds
         );
@@ -118,23 +131,19 @@ struct Node {
 }
 
 impl Node {
-    fn start(database: &str, dir: &std::path::Path, mocks: &std::path::Path) -> Node {
+    fn start(database: &str, dir: &std::path::Path, mocks: &std::path::Path, shared: bool) -> Node {
         std::fs::create_dir_all(dir).unwrap();
-        let (child, address) = common::serve(
-            Command::new(env!("CARGO_BIN_EXE_stepstone"))
-                .current_dir(dir)
-                .args([
-                    "serve",
-                    "--port",
-                    "0",
-                    "--virtual-time",
-                    "--shared",
-                    "--store",
-                ])
-                .arg(database)
-                .arg("--mock-config")
-                .arg(mocks),
-        );
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stepstone"));
+        command
+            .current_dir(dir)
+            .args(["serve", "--port", "0", "--virtual-time", "--store"])
+            .arg(database)
+            .arg("--mock-config")
+            .arg(mocks);
+        if shared {
+            command.arg("--shared");
+        }
+        let (child, address) = common::serve(&mut command);
         Node { child, address }
     }
 }
@@ -171,9 +180,9 @@ fn wait_until_succeeded(address: &str, machine: &str, expected: usize) {
     }
 }
 
-/// A new database on `server` for the run with `engines` engines: its URL.
-fn fresh_database(server: &str, engines: usize) -> String {
-    let name = format!("stepstone_bench_shared_{engines}_{}", std::process::id());
+/// A new database on `server` for the run `label` names: its URL.
+fn fresh_database(server: &str, label: &str) -> String {
+    let name = format!("stepstone_bench_shared_{label}_{}", std::process::id());
     let mut client = postgres::Client::connect(server, postgres::NoTls)
         .unwrap_or_else(|e| panic!("no PostgreSQL at {server}: {e}"));
     // One statement each: CREATE DATABASE cannot run in the transaction a batch would be.

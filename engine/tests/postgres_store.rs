@@ -170,7 +170,8 @@ fn history_batches_are_kept_in_their_own_table() {
     // `meta/next`, as before version 3.
     db.batch_execute(
         "INSERT INTO stepstone_records SELECT * FROM stepstone_history;
-         DROP TABLE stepstone_history, stepstone_leases, stepstone_signals;
+         DROP TABLE stepstone_history, stepstone_leases, stepstone_signals,
+             stepstone_activity_tasks;
          DROP SEQUENCE stepstone_execution_numbers;
          INSERT INTO stepstone_records VALUES ('meta/next', '7')
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

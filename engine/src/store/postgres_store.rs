@@ -23,7 +23,7 @@
 //! messages to it. Reads and writes have a connection each, so a long scan never holds a commit
 //! back. TLS is not supported yet (`NoTls`): use a loopback address, a Unix socket or a tunnel.
 
-use std::sync::mpsc;
+use std::sync::{PoisonError, mpsc};
 use std::thread::JoinHandle;
 
 use postgres::{Client, NoTls};
@@ -66,6 +66,9 @@ const MIGRATIONS: &[&str] = &[
 const LOCK_SPACE: i32 = 0x5354_4550;
 const MIGRATING: i32 = 1;
 const OWNING: i32 = 2;
+
+/// How many execution numbers one `nextval` gives (the sequence's increment).
+const NUMBER_BLOCK: u64 = 64;
 
 /// A connection unused this long is checked before its next call (see `Session::lost`).
 const IDLE_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
@@ -151,6 +154,7 @@ impl PostgresStore {
             reader,
             epoch,
             shared,
+            numbers: std::sync::Mutex::new(0..0),
         };
         Ok(PostgresStore {
             keyed: Keyed::open(pg, existing, true)?,
@@ -375,6 +379,8 @@ pub(crate) struct Pg {
     epoch: i64,
     /// This engine's leases, when it shares the store with others.
     shared: Option<std::sync::Arc<leases::Shared>>,
+    /// The execution numbers of the block this engine took and has not used yet.
+    numbers: std::sync::Mutex<std::ops::Range<u64>>,
 }
 
 /// The least string greater than every string that starts with `prefix` (`None`: there is
@@ -595,8 +601,13 @@ impl KeyValue for Pg {
         })
     }
 
-    /// From a sequence: engines that share the store create executions at once.
+    /// From a sequence, a block of [`NUMBER_BLOCK`] at a time: engines that share the store
+    /// create executions at once, each from blocks of its own (numbers need not be dense).
     fn next_number(&self) -> Result<Option<u64>> {
+        let mut numbers = self.numbers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(number) = numbers.next() {
+            return Ok(Some(number));
+        }
         let number: i64 = self.reader.read(|session| {
             let sql = session.statement("SELECT nextval('stepstone_execution_numbers')")?;
             Ok(session
@@ -605,10 +616,12 @@ impl KeyValue for Pg {
                 .map_err(pg_error)?
                 .get(0))
         })?;
-        Ok(Some(u64::try_from(number).map_err(|_| Error::Corrupt {
+        let first = u64::try_from(number).map_err(|_| Error::Corrupt {
             key: "stepstone_execution_numbers".into(),
             reason: format!("a negative execution number ({number})"),
-        })?))
+        })?;
+        *numbers = first + 1..first + NUMBER_BLOCK;
+        Ok(Some(first))
     }
 
     fn reserve(&self, execution_arn: &str) -> Result<()> {

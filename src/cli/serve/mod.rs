@@ -1362,7 +1362,13 @@ async fn start_execution(service: &Service, input: &Value) -> Result<Value, ApiE
         )
         .await;
         match outcome {
-            Ok(outcome) => endings.ended(&outcome.info.execution_arn),
+            Ok(outcome) => {
+                endings.ended(&outcome.info.execution_arn);
+                // Ended here: its lease goes now (the coordination would find it later).
+                if let Some(leases) = store.leases() {
+                    leases.release(&outcome.info.execution_arn);
+                }
+            }
             Err(e) => {
                 if let Some(sender) = stored.take() {
                     let _ = sender.send(Err(e.to_string()));

@@ -38,7 +38,8 @@ use crate::store::{Error, Leases, Result};
 
 /// The schema's third version: leases, requests between engines, the activity tasks waiting
 /// for a worker of any engine, and execution numbers from a sequence (carried on from
-/// `meta/next`, which the layout counted in before).
+/// `meta/next`, which the layout counted in before), in blocks of 64 (`NUMBER_BLOCK`: an
+/// engine takes a block, then numbers its executions from it without asking).
 pub(super) const MIGRATION: &str = r#"
     CREATE TABLE stepstone_leases (
         execution text COLLATE "C" PRIMARY KEY,
@@ -63,7 +64,7 @@ pub(super) const MIGRATION: &str = r#"
         queued timestamptz NOT NULL DEFAULT clock_timestamp()
     );
     CREATE INDEX stepstone_activity_tasks_queue ON stepstone_activity_tasks (activity, queued);
-    CREATE SEQUENCE stepstone_execution_numbers;
+    CREATE SEQUENCE stepstone_execution_numbers INCREMENT BY 64;
     SELECT setval('stepstone_execution_numbers', convert_from(value, 'UTF8')::bigint, false)
         FROM stepstone_records
         WHERE key = 'meta/next' AND convert_from(value, 'UTF8') ~ '^[1-9][0-9]{0,17}$';"#;
