@@ -958,6 +958,16 @@ impl Connection {
         answered.recv().unwrap_or_else(|_| Err(gone()))
     }
 
+    /// Queues `f` on the connection's thread without waiting for it (its failure is not seen).
+    fn send<T: Send + 'static>(&self, f: impl FnOnce(&mut Session) -> Result<T> + Send + 'static) {
+        let job: Job = Box::new(move |session| {
+            session.suspect = f(session).is_err();
+        });
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(job);
+        }
+    }
+
     /// [`Connection::call`] for a call that changes nothing (a read): when it fails because
     /// the server closed the connection, it is made again once, on a new connection.
     fn read<T: Send + 'static>(

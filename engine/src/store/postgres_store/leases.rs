@@ -267,14 +267,15 @@ impl Shared {
         }
     }
 
-    /// Runs `sql` with `execution`, this engine and the epoch it holds `execution` under, and
-    /// forgets the lease (the database's side is best effort: a lease not renewed runs out).
+    /// Forgets the lease of `execution`, and runs `sql` with it, this engine and the epoch it
+    /// held it under, without waiting for it (the database's side is best effort: a lease not
+    /// renewed runs out anyway; later calls on the connection come after it).
     fn let_go(&self, execution: &str, sql: &'static str) {
         let Some(held) = self.state.held().remove(execution) else {
             return;
         };
         let (execution, me) = (execution.to_owned(), self.me.clone());
-        let _ = self.connection.call(move |session| {
+        self.connection.send(move |session| {
             let sql = session.statement(sql)?;
             session
                 .client
