@@ -483,3 +483,34 @@ fn connections_the_server_closed_are_made_again() {
     .unwrap();
     assert!(leases(&a).held().contains(&arn("two")));
 }
+
+/// An execution an engine let go because it could not drive it is left alone for the delay
+/// given, then claimed like any other.
+#[test]
+fn a_postponed_lease_is_claimed_only_after_its_delay() {
+    let url = fresh_database("postponed");
+    let a = sharing(&url, 5_000);
+    let b = sharing(&url, 5_000);
+    let machine = machine();
+    let _ = created(&machine, &a, "one");
+    leases(&a).postpone(&arn("one"), std::time::Duration::from_millis(800));
+    assert!(!leases(&a).holds(&arn("one")));
+    let postponed = std::time::Instant::now();
+    let mut claimed = Vec::new();
+    while claimed.is_empty() {
+        assert!(
+            postponed.elapsed() < std::time::Duration::from_secs(10),
+            "never claimed"
+        );
+        claimed = leases(&b).claim_expired(10).unwrap();
+        if claimed.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    assert!(
+        postponed.elapsed() >= std::time::Duration::from_millis(700),
+        "claimed after {:?}",
+        postponed.elapsed()
+    );
+    assert_eq!(claimed, [arn("one")]);
+}

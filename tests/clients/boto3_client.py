@@ -548,6 +548,15 @@ def two_nodes(other_endpoint):
     started = [e for e in events if e["type"] == "ActivityStarted"]
     assert len(started) == 1, [e["type"] for e in events]
     assert started[0]["activityStartedEventDetails"]["workerName"] == "worker-on-a", started
+    # An EXPRESS state machine made on A runs synchronously on B.
+    express = sfn.create_state_machine(
+        name="quick",
+        type="EXPRESS",
+        definition=json.dumps({"StartAt": "Add", "States": {"Add": {"Type": "Pass", "Parameters": {"sum.$": "States.MathAdd($.a, $.b)"}, "End": True}}}),
+        roleArn=ROLE,
+    )["stateMachineArn"]
+    synced = other.start_sync_execution(stateMachineArn=express, input=json.dumps({"a": 2, "b": 3}))
+    assert synced["status"] == "SUCCEEDED" and json.loads(synced["output"]) == {"sum": 5}, synced
 
 
 def map_runs():

@@ -133,6 +133,10 @@ pub trait Leases: Send + Sync {
     /// at once, for any engine to claim.
     fn abandon(&self, execution_arn: &str);
 
+    /// Lets go of an execution this engine could not drive (its records cannot be read): its
+    /// lease runs out only after `delay`, so that engines do not claim it again and again.
+    fn postpone(&self, execution_arn: &str, delay: std::time::Duration);
+
     /// Whether this engine holds the lease of `execution_arn`, as far as its own clock tells
     /// (a lease not renewed in time is counted lost before it runs out in the database).
     fn holds(&self, execution_arn: &str) -> bool;

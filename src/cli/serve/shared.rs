@@ -28,6 +28,9 @@ use super::{Service, activities};
 /// (or another node), so a node that starts among many orphans takes its share, not all.
 const CLAIM_AT_ONCE: usize = 16;
 
+/// How long an execution whose records cannot be read is left before a node claims it again.
+const UNREADABLE_DELAY: Duration = Duration::from_secs(60);
+
 /// How often a worker's GetActivityTask looks in the shared store for a task.
 const ACTIVITY_POLL: Duration = Duration::from_millis(100);
 
@@ -105,8 +108,12 @@ fn drive_claimed(service: &Rc<Service>, arn: String) {
                 return;
             }
             Err(e) => {
-                eprintln!("stepstone serve: cannot resume {arn}: {e}");
-                leases.abandon(&arn);
+                // Claimed again after a while, not at every look (by any node).
+                eprintln!(
+                    "stepstone serve: cannot resume {arn}: {e} (left for {} s)",
+                    UNREADABLE_DELAY.as_secs()
+                );
+                leases.postpone(&arn, UNREADABLE_DELAY);
                 return;
             }
         };

@@ -459,6 +459,24 @@ impl Leases for Shared {
         );
     }
 
+    fn postpone(&self, execution_arn: &str, delay: Duration) {
+        let Some(held) = self.state.held().remove(execution_arn) else {
+            return;
+        };
+        let (execution, me) = (execution_arn.to_owned(), self.me.clone());
+        self.connection.send(move |session| {
+            let sql = session.statement(
+                "UPDATE stepstone_leases
+                 SET expires = now() + $4::float8 * interval '1 millisecond'
+                 WHERE execution = $1 AND owner = $2 AND epoch = $3",
+            )?;
+            session
+                .client
+                .execute(&sql, &[&execution, &me, &held.epoch, &millis(delay)])
+                .map_err(pg_error)
+        });
+    }
+
     fn holds(&self, execution_arn: &str) -> bool {
         self.state
             .held()
