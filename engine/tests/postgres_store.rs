@@ -514,3 +514,68 @@ fn a_postponed_lease_is_claimed_only_after_its_delay() {
     );
     assert_eq!(claimed, [arn("one")]);
 }
+
+/// The authority the test server's certificate is signed by (`scripts/test` makes both).
+fn test_authority() -> std::path::PathBuf {
+    std::env::var_os("STEPSTONE_TEST_POSTGRES_CA")
+        .map(std::path::PathBuf::from)
+        .expect(
+            "STEPSTONE_TEST_POSTGRES_CA is not set: run the tests with scripts/test, which starts \
+             PostgreSQL with TLS and sets it",
+        )
+}
+
+/// Whether any session of the database `url` names is encrypted (another session asks).
+fn encrypted_sessions(url: &str) -> i64 {
+    sql(url)
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND ssl",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// TLS as libpq's `sslmode` says: verify-full checks the authority and the name, verify-ca the
+/// authority only, require encrypts without checking, disable does not encrypt; a certificate
+/// that does not check out is refused with the reason.
+#[test]
+fn tls_connections_are_made_and_checked_as_sslmode_says() {
+    let url = fresh_database("tls");
+    let ca = test_authority();
+    let server_certificate = ca.with_file_name("server.crt");
+    let on = |host: &str, query: &str| format!("{}?{query}", url.replacen("127.0.0.1", host, 1));
+    let root = format!("sslrootcert={}", ca.display());
+    // The certificate names `localhost`.
+    let store =
+        PostgresStore::open(&on("localhost", &format!("sslmode=verify-full&{root}"))).unwrap();
+    assert_eq!(store.list().unwrap().len(), 0);
+    assert!(
+        encrypted_sessions(&url) >= 2,
+        "the engine's sessions are encrypted"
+    );
+    drop(store);
+    let refused = PostgresStore::open(&on("127.0.0.1", &format!("sslmode=verify-full&{root}")))
+        .err()
+        .expect("a certificate for another name");
+    assert!(refused.to_string().contains("certificate"), "{refused}");
+    drop(PostgresStore::open(&on("127.0.0.1", &format!("sslmode=verify-ca&{root}"))).unwrap());
+    // An authority that did not sign it.
+    let wrong = format!("sslrootcert={}", server_certificate.display());
+    let refused = PostgresStore::open(&on("localhost", &format!("sslmode=verify-full&{wrong}")))
+        .err()
+        .expect("a certificate from another authority");
+    assert!(refused.to_string().contains("certificate"), "{refused}");
+    // Encrypted, unchecked; and plain.
+    let store = PostgresStore::open(&on("127.0.0.1", "sslmode=require")).unwrap();
+    assert!(encrypted_sessions(&url) >= 2);
+    drop(store);
+    let store = PostgresStore::open(&on("127.0.0.1", "sslmode=disable")).unwrap();
+    assert_eq!(encrypted_sessions(&url), 0);
+    drop(store);
+    let refused = PostgresStore::open(&on("127.0.0.1", "sslmode=sometimes"))
+        .err()
+        .unwrap();
+    assert!(refused.to_string().contains("verify-full"), "{refused}");
+}

@@ -21,17 +21,18 @@
 //! The `postgres` client blocks on its own runtime, which must not run inside another one (the
 //! engine's): each connection therefore lives on a thread of its own, and the store's calls are
 //! messages to it. Reads and writes have a connection each, so a long scan never holds a commit
-//! back. TLS is not supported yet (`NoTls`): use a loopback address, a Unix socket or a tunnel.
+//! back. TLS as the URL's `sslmode` and `sslrootcert` say, as libpq reads them (`tls.rs`).
 
 use std::sync::{PoisonError, mpsc};
 use std::thread::JoinHandle;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use super::keyed::{self, Fence, KeyValue, Keyed, Refused, Space, Write};
 use super::{Error, Result};
 
 mod leases;
+mod tls;
 
 /// The schema, one version after another. Never edit one that was released: add the next.
 const MIGRATIONS: &[&str] = &[
@@ -789,10 +790,12 @@ impl Owned {
 }
 
 /// Connects as `url` says, with a bound on the connection's setup (10 s, unless the URL sets
-/// `connect_timeout`) and TCP keepalives: a server that went away is noticed, not waited for.
-/// Without a password in the URL, `PGPASSWORD` gives it.
-fn connect(url: &str) -> std::result::Result<Client, postgres::Error> {
-    let mut config: postgres::Config = url.parse()?;
+/// `connect_timeout`), TCP keepalives (a server that went away is noticed, not waited for) and
+/// TLS as its `sslmode` says (`tls.rs`). Without a password in the URL, `PGPASSWORD` gives it.
+/// The error is the reason, as the server or the client library gives it.
+fn connect(url: &str) -> std::result::Result<Client, String> {
+    let (url, tls) = tls::split(url)?;
+    let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| e.to_string())?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
@@ -803,7 +806,7 @@ fn connect(url: &str) -> std::result::Result<Client, postgres::Error> {
     {
         config.password(password.as_encoded_bytes());
     }
-    config.connect(NoTls)
+    tls::connect(&config, &tls)
 }
 
 type Job = Box<dyn FnOnce(&mut Session) + Send>;
@@ -899,11 +902,7 @@ impl Connection {
                         let _ = ready.send(Ok(()));
                         client
                     }
-                    Err(e) => {
-                        let reason = match e.as_db_error() {
-                            Some(db) => db.message().to_owned(),
-                            None => crate::source_chain(&e),
-                        };
+                    Err(reason) => {
                         let _ = ready.send(Err(Error::Io(format!(
                             "cannot connect to PostgreSQL at {shown_there}: {reason}"
                         ))));
