@@ -42,36 +42,37 @@ enum Mode {
 }
 
 /// `url` without what only this module reads (`sslrootcert`; a verifying `sslmode`, which
-/// becomes `require`), and what it asks of TLS.
+/// becomes `require`), and what it asks of TLS. What the URL does not say, `PGSSLMODE` and
+/// `PGSSLROOTCERT` say, as libpq reads them.
 pub(super) fn split(url: &str) -> Result<(String, Tls), String> {
+    split_with(url, |name| std::env::var(name).ok())
+}
+
+/// [`split`], with the environment read through `env`.
+fn split_with(url: &str, env: impl Fn(&str) -> Option<String>) -> Result<(String, Tls), String> {
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, query),
         None => (url, ""),
     };
-    let mut mode = Mode::Encrypt { required: false };
+    let mut mode = None;
     let mut root_cert = None;
     let mut kept: Vec<&str> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "sslrootcert" => root_cert = Some(PathBuf::from(percent_decoded(value)?)),
-            "sslmode" => {
-                mode = match value {
-                    "disable" => Mode::Disable,
-                    "prefer" | "allow" => Mode::Encrypt { required: false },
-                    "require" => Mode::Encrypt { required: true },
-                    "verify-ca" => Mode::Verify { hostname: false },
-                    "verify-full" => Mode::Verify { hostname: true },
-                    other => {
-                        return Err(format!(
-                            "sslmode={other}: expected disable, prefer, require, verify-ca or \
-                             verify-full"
-                        ));
-                    }
-                };
-            }
+            "sslmode" => mode = Some(mode_of(value)?),
             _ => kept.push(pair),
         }
+    }
+    let mut mode = match (mode, env("PGSSLMODE")) {
+        (Some(mode), _) => mode,
+        (None, Some(value)) => mode_of(&value)?,
+        // libpq's default.
+        (None, None) => Mode::Encrypt { required: false },
+    };
+    if root_cert.is_none() {
+        root_cert = env("PGSSLROOTCERT").map(PathBuf::from);
     }
     // libpq: `require` with a root certificate verifies the authority.
     if mode == (Mode::Encrypt { required: true }) && root_cert.is_some() {
@@ -91,6 +92,21 @@ pub(super) fn split(url: &str) -> Result<(String, Tls), String> {
         format!("{base}?{}", kept.join("&")),
         Tls { mode, root_cert },
     ))
+}
+
+fn mode_of(value: &str) -> Result<Mode, String> {
+    Ok(match value {
+        "disable" => Mode::Disable,
+        "prefer" | "allow" => Mode::Encrypt { required: false },
+        "require" => Mode::Encrypt { required: true },
+        "verify-ca" => Mode::Verify { hostname: false },
+        "verify-full" => Mode::Verify { hostname: true },
+        other => {
+            return Err(format!(
+                "sslmode={other}: expected disable, prefer, require, verify-ca or verify-full"
+            ));
+        }
+    })
 }
 
 fn percent_decoded(text: &str) -> Result<String, String> {
@@ -285,12 +301,15 @@ mod tests {
 
     #[test]
     fn the_modes_the_client_library_does_not_know_are_taken_out_of_the_url() {
-        let (url, tls) = split("postgres://u@h/db").unwrap();
+        let no_env = |_: &str| None;
+        let (url, tls) = split_with("postgres://u@h/db", no_env).unwrap();
         assert_eq!(url, "postgres://u@h/db?sslmode=prefer");
         assert_eq!(tls.mode, Mode::Encrypt { required: false });
-        let (url, tls) =
-            split("postgres://u@h/db?connect_timeout=3&sslmode=verify-full&sslrootcert=%2Fca.pem")
-                .unwrap();
+        let (url, tls) = split_with(
+            "postgres://u@h/db?connect_timeout=3&sslmode=verify-full&sslrootcert=%2Fca.pem",
+            no_env,
+        )
+        .unwrap();
         assert_eq!(url, "postgres://u@h/db?connect_timeout=3&sslmode=require");
         assert_eq!(tls.mode, Mode::Verify { hostname: true });
         assert_eq!(
@@ -298,12 +317,37 @@ mod tests {
             Some(std::path::Path::new("/ca.pem"))
         );
         // libpq: `require` with a root certificate checks the authority.
-        let (_, tls) = split("postgres://h/db?sslmode=require&sslrootcert=ca.pem").unwrap();
+        let (_, tls) =
+            split_with("postgres://h/db?sslmode=require&sslrootcert=ca.pem", no_env).unwrap();
         assert_eq!(tls.mode, Mode::Verify { hostname: false });
-        let (url, tls) = split("postgres://h/db?sslmode=disable").unwrap();
+        let (url, tls) = split_with("postgres://h/db?sslmode=disable", no_env).unwrap();
         assert_eq!(url, "postgres://h/db?sslmode=disable");
         assert_eq!(tls.mode, Mode::Disable);
-        let refused = split("postgres://h/db?sslmode=sometimes").unwrap_err();
+        let refused = split_with("postgres://h/db?sslmode=sometimes", no_env).unwrap_err();
         assert!(refused.contains("verify-full"), "{refused}");
+    }
+
+    #[test]
+    fn the_environment_says_what_the_url_does_not() {
+        let env = |name: &str| match name {
+            "PGSSLMODE" => Some("verify-full".to_owned()),
+            "PGSSLROOTCERT" => Some("/etc/ca.pem".to_owned()),
+            _ => None,
+        };
+        let (url, tls) = split_with("postgres://h/db", env).unwrap();
+        assert_eq!(url, "postgres://h/db?sslmode=require");
+        assert_eq!(tls.mode, Mode::Verify { hostname: true });
+        assert_eq!(
+            tls.root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        // The URL wins.
+        let (_, tls) =
+            split_with("postgres://h/db?sslmode=disable&sslrootcert=a.pem", env).unwrap();
+        assert_eq!(tls.mode, Mode::Disable);
+        assert_eq!(
+            tls.root_cert.as_deref(),
+            Some(std::path::Path::new("a.pem"))
+        );
     }
 }
