@@ -64,6 +64,12 @@ CALLBACK = {
 }
 
 
+def create_quick(client):
+    """An EXPRESS state machine that adds `a` and `b`: its ARN."""
+    definition = {"StartAt": "Add", "States": {"Add": {"Type": "Pass", "Parameters": {"sum.$": "States.MathAdd($.a, $.b)"}, "End": True}}}
+    return client.create_state_machine(name="quick", type="EXPRESS", definition=json.dumps(definition), roleArn=ROLE)["stateMachineArn"]
+
+
 def token_of(client, execution):
     """The task token of the execution's first task waiting for one, from its history."""
     deadline = time.time() + 20
@@ -186,12 +192,7 @@ def main():
     assert sfn.list_tags_for_resource(resourceArn=arn)["tags"] == [{"key": "team", "value": "platform"}]
 
     # EXPRESS, synchronously (boto3 needs inject_host_prefix=False for the sync- host).
-    express = sfn.create_state_machine(
-        name="quick",
-        type="EXPRESS",
-        definition=json.dumps({"StartAt": "Add", "States": {"Add": {"Type": "Pass", "Parameters": {"sum.$": "States.MathAdd($.a, $.b)"}, "End": True}}}),
-        roleArn=ROLE,
-    )["stateMachineArn"]
+    express = create_quick(sfn)
     synced = sfn.start_sync_execution(stateMachineArn=express, input=json.dumps({"a": 2, "b": 3}))
     assert synced["status"] == "SUCCEEDED" and json.loads(synced["output"]) == {"sum": 5}, synced
     assert ":express:quick:" in synced["executionArn"], synced
@@ -549,12 +550,7 @@ def two_nodes(other_endpoint):
     assert len(started) == 1, [e["type"] for e in events]
     assert started[0]["activityStartedEventDetails"]["workerName"] == "worker-on-a", started
     # An EXPRESS state machine made on A runs synchronously on B.
-    express = sfn.create_state_machine(
-        name="quick",
-        type="EXPRESS",
-        definition=json.dumps({"StartAt": "Add", "States": {"Add": {"Type": "Pass", "Parameters": {"sum.$": "States.MathAdd($.a, $.b)"}, "End": True}}}),
-        roleArn=ROLE,
-    )["stateMachineArn"]
+    express = create_quick(sfn)
     synced = other.start_sync_execution(stateMachineArn=express, input=json.dumps({"a": 2, "b": 3}))
     assert synced["status"] == "SUCCEEDED" and json.loads(synced["output"]) == {"sum": 5}, synced
 

@@ -147,20 +147,20 @@ fn client_config(tls: &Tls) -> Result<rustls::ClientConfig, String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?;
-    let verifier: Arc<dyn ServerCertVerifier> = match tls.mode {
+    let chain = match tls.mode {
         Mode::Verify { hostname } => {
             let roots = Arc::new(roots(tls.root_cert.as_deref())?);
-            let webpki =
-                rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
-                    .build()
-                    .map_err(|e| format!("TLS: {e}"))?;
-            match hostname {
-                true => webpki,
-                false => Arc::new(AnyName(webpki)),
-            }
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                roots,
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| format!("TLS: {e}"))?;
+            Some((webpki, hostname))
         }
-        _ => Arc::new(Unchecked(provider)),
+        _ => None,
     };
+    let verifier = Arc::new(Verifier { chain, provider });
     Ok(builder
         .dangerous()
         .with_custom_certificate_verifier(verifier)
@@ -197,11 +197,18 @@ fn roots(file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, String
     Ok(roots)
 }
 
-/// `verify-ca`: the chain is checked, the name in the certificate is not.
+/// What is checked of the server's certificate: its chain, from a trusted authority, and its
+/// name (`verify-ca`: the chain only), or (`prefer`, `require`: libpq's behaviour, which a
+/// server with a self-signed certificate relies on) neither. The handshake's signatures are
+/// checked in every mode: the connection is encrypted with the key the certificate holds.
 #[derive(Debug)]
-struct AnyName(Arc<rustls::client::WebPkiServerVerifier>);
+struct Verifier {
+    /// The chain's verifier and whether the name counts; `None`: not checked.
+    chain: Option<(Arc<rustls::client::WebPkiServerVerifier>, bool)>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
 
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -210,56 +217,16 @@ impl ServerCertVerifier for AnyName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        let Some((webpki, hostname)) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
         {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !hostname => Ok(ServerCertVerified::assertion()),
             other => other,
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require`: the connection is encrypted, and the handshake's signatures are
-/// checked, but not who signed the certificate (libpq's behaviour, which a server with a
-/// self-signed certificate relies on).
-#[derive(Debug)]
-struct Unchecked(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -272,7 +239,7 @@ impl ServerCertVerifier for Unchecked {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -286,12 +253,14 @@ impl ServerCertVerifier for Unchecked {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
